@@ -1,0 +1,124 @@
+// The CUDA-on-CPU shim: lets kernel code written for nvcc compile with g++ and run under the
+// emulator's fiber scheduler (csrc/emu/runtime.cpp). See csrc/emu/README.md for the model.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// A block-scope thread_local is implicitly static: one object per instantiation, shared by
+// all fibers (threads of a block) that run on this OS thread, like CUDA shared memory.
+#define __shared__ thread_local
+#define __constant__
+
+struct uint3 {
+  unsigned int x, y, z;
+};
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1)
+      : x(x_), y(y_), z(z_) {}
+};
+
+// The current fiber's coordinates; the scheduler sets them before each switch.
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+namespace pyseg::emu {
+
+// Warp-collective kinds, see runtime.cpp.
+enum class WarpOp : int { kIdx, kUp, kDown, kXor, kSync, kBallot };
+
+void syncthreads(const char* file, int line);
+uint64_t warp_exchange(unsigned mask, WarpOp op, uint64_t payload, int arg, int width,
+                       const char* file, int line);
+unsigned char* dynamic_shared_memory();
+
+template <typename T>
+T shuffle(unsigned mask, T value, WarpOp op, int arg, int width, const char* file, int line) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffle of a large type");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  uint64_t out = warp_exchange(mask, op, bits, arg, width, file, line);
+  T result;
+  std::memcpy(&result, &out, sizeof(T));
+  return result;
+}
+
+}  // namespace pyseg::emu
+
+#define __syncthreads() ::pyseg::emu::syncthreads(__FILE__, __LINE__)
+#define __syncwarp(...) \
+  ((void)::pyseg::emu::warp_exchange(PYSEG_EMU_MASK_(__VA_ARGS__), ::pyseg::emu::WarpOp::kSync, 0, 0, 32, __FILE__, __LINE__))
+#define PYSEG_EMU_MASK_(...) PYSEG_EMU_MASK_SEL_(__VA_ARGS__ __VA_OPT__(,) 0xffffffffu, 0)
+#define PYSEG_EMU_MASK_SEL_(m, ...) (m)
+#define __shfl_sync(mask, v, lane, ...) \
+  ::pyseg::emu::shuffle((mask), (v), ::pyseg::emu::WarpOp::kIdx, (lane), PYSEG_EMU_WIDTH_(__VA_ARGS__), __FILE__, __LINE__)
+#define __shfl_up_sync(mask, v, delta, ...) \
+  ::pyseg::emu::shuffle((mask), (v), ::pyseg::emu::WarpOp::kUp, (delta), PYSEG_EMU_WIDTH_(__VA_ARGS__), __FILE__, __LINE__)
+#define __shfl_down_sync(mask, v, delta, ...) \
+  ::pyseg::emu::shuffle((mask), (v), ::pyseg::emu::WarpOp::kDown, (delta), PYSEG_EMU_WIDTH_(__VA_ARGS__), __FILE__, __LINE__)
+#define __shfl_xor_sync(mask, v, lanemask, ...) \
+  ::pyseg::emu::shuffle((mask), (v), ::pyseg::emu::WarpOp::kXor, (lanemask), PYSEG_EMU_WIDTH_(__VA_ARGS__), __FILE__, __LINE__)
+#define PYSEG_EMU_WIDTH_(...) PYSEG_EMU_MASK_SEL_(__VA_ARGS__ __VA_OPT__(,) 32, 0)
+#define __ballot_sync(mask, pred)                                                               \
+  static_cast<unsigned>(::pyseg::emu::warp_exchange((mask), ::pyseg::emu::WarpOp::kBallot, \
+                                                    (pred) ? 1 : 0, 0, 32, __FILE__, __LINE__))
+#define __any_sync(mask, pred) (__ballot_sync((mask), (pred)) != 0u)
+#define __all_sync(mask, pred) (__ballot_sync((mask), (pred)) == static_cast<unsigned>(mask))
+
+// Threads of a block only switch at barriers and warp collectives, so a plain
+// read-modify-write is atomic here.
+template <typename T, typename U>
+inline T atomicAdd(T* address, U value) {
+  T old = *address;
+  *address = static_cast<T>(old + static_cast<T>(value));
+  return old;
+}
+template <typename T, typename U>
+inline T atomicSub(T* address, U value) {
+  T old = *address;
+  *address = static_cast<T>(old - static_cast<T>(value));
+  return old;
+}
+template <typename T, typename U>
+inline T atomicMax(T* address, U value) {
+  T old = *address;
+  if (static_cast<T>(value) > old) *address = static_cast<T>(value);
+  return old;
+}
+template <typename T, typename U>
+inline T atomicMin(T* address, U value) {
+  T old = *address;
+  if (static_cast<T>(value) < old) *address = static_cast<T>(value);
+  return old;
+}
+template <typename T, typename U>
+inline T atomicExch(T* address, U value) {
+  T old = *address;
+  *address = static_cast<T>(value);
+  return old;
+}
+template <typename T, typename U, typename V>
+inline T atomicCAS(T* address, U compare, V value) {
+  T old = *address;
+  if (old == static_cast<T>(compare)) *address = static_cast<T>(value);
+  return old;
+}
+
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+inline void __threadfence() {}
+inline void __threadfence_block() {}

@@ -1,0 +1,151 @@
+// max_unpool2d CPU kernels.
+//
+// Forward: each task owns whole output planes (NCHW) or (image, channel block) pairs
+// (channels_last), zeroes its part of the output while it is about to be written and then
+// scatters the inputs in increasing position order, so with duplicate indices the input
+// with the highest position wins -- the rule the CUDA kernel follows too.
+// Backward: a gather, grad_input[i] = grad_output[indices[i]].
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+
+#include "ops/max_unpool/max_unpool.h"
+
+namespace pyseg::max_unpool {
+namespace {
+
+constexpr int64_t kChannelBlock = 16;
+
+// Lowers `slot` to `pos` (the smallest bad offset is reported, whatever the thread order).
+void note_bad(std::atomic<int64_t>& slot, int64_t pos) {
+  int64_t cur = slot.load(std::memory_order_relaxed);
+  while (pos < cur && !slot.compare_exchange_weak(cur, pos, std::memory_order_relaxed)) {
+  }
+}
+
+template <typename scalar_t>
+void forward_nchw(const scalar_t* in, const int64_t* idx, scalar_t* out, const Shape& s,
+                  std::atomic<int64_t>& bad) {
+  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int64_t planes = s.batch * s.channels;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, in_plane + out_plane));
+  at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const scalar_t* x = in + p * in_plane;
+      const int64_t* ix = idx + p * in_plane;
+      scalar_t* y = out + p * out_plane;
+      std::fill(y, y + out_plane, scalar_t(0));
+      for (int64_t i = 0; i < in_plane; ++i) {
+        const int64_t cell = ix[i];
+        if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+          note_bad(bad, p * in_plane + i);
+          continue;
+        }
+        y[cell] = x[i];
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void forward_channels_last(const scalar_t* in, const int64_t* idx, scalar_t* out,
+                           const Shape& s, std::atomic<int64_t>& bad) {
+  const int64_t C = s.channels, in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+  at::parallel_for(0, s.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks;
+      const int64_t c0 = (task % blocks) * kChannelBlock;
+      const int64_t cw = std::min(kChannelBlock, C - c0);
+      scalar_t* y = out + n * out_plane * C + c0;
+      for (int64_t j = 0; j < out_plane; ++j) std::fill(y + j * C, y + j * C + cw, scalar_t(0));
+      const int64_t base = n * in_plane * C + c0;
+      for (int64_t i = 0; i < in_plane; ++i) {
+        const scalar_t* x = in + base + i * C;
+        const int64_t* ix = idx + base + i * C;
+        for (int64_t c = 0; c < cw; ++c) {
+          const int64_t cell = ix[c];
+          if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+            note_bad(bad, base + i * C + c);
+            continue;
+          }
+          y[cell * C + c] = x[c];
+        }
+      }
+    }
+  });
+}
+
+at::Tensor max_unpool2d_cpu(const at::Tensor& self_, const at::Tensor& indices_,
+                            at::IntArrayRef output_size) {
+  const Shape s = check_forward(self_, indices_, output_size);
+  const auto format = memory_format(s);
+  at::Tensor self = self_.contiguous(format);
+  at::Tensor indices = indices_.contiguous(format);
+  at::Tensor output = at::empty(s.output_sizes(), self.options().memory_format(format));
+  if (output.numel() == 0) return output;
+  std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "max_unpool2d", [&] {
+    if (s.channels_last)
+      forward_channels_last(self.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+                            output.data_ptr<scalar_t>(), s, bad);
+    else
+      forward_nchw(self.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+                   output.data_ptr<scalar_t>(), s, bad);
+  });
+  if (bad.load() != std::numeric_limits<int64_t>::max()) throw_invalid_index(indices, s, bad.load());
+  return output;
+}
+
+at::Tensor max_unpool2d_backward_cpu(const at::Tensor& grad_output_, const at::Tensor& indices_) {
+  const Shape s = check_backward(grad_output_, indices_);
+  const auto format = memory_format(s);
+  at::Tensor grad_output = grad_output_.contiguous(format);
+  at::Tensor indices = indices_.contiguous(format);
+  at::Tensor grad_input = at::empty(indices.sizes(), grad_output.options().memory_format(format));
+  const int64_t numel = indices.numel();
+  if (numel == 0) return grad_input;
+  const int64_t C = s.channels, in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+                                  "max_unpool2d_backward", [&] {
+    const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
+    const int64_t* ix = indices.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    at::parallel_for(0, numel, 8192, [&](int64_t begin, int64_t end) {
+      for (int64_t e = begin; e < end; ++e) {
+        const int64_t cell = ix[e];
+        if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+          note_bad(bad, e);
+          gi[e] = scalar_t(0);
+          continue;
+        }
+        int64_t src;
+        if (s.channels_last) {
+          const int64_t c = e % C, n = e / (C * in_plane);
+          src = (n * out_plane + cell) * C + c;
+        } else {
+          src = (e / in_plane) * out_plane + cell;
+        }
+        gi[e] = g[src];
+      }
+    });
+  });
+  if (bad.load() != std::numeric_limits<int64_t>::max()) throw_invalid_index(indices, s, bad.load());
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyseg, CPU, m) {
+  m.impl("max_unpool2d", &max_unpool2d_cpu);
+  m.impl("max_unpool2d_backward", &max_unpool2d_backward_cpu);
+}
+
+}  // namespace pyseg::max_unpool

@@ -1,0 +1,1 @@
+"""Subcommands of the ``pyseg`` command (see ``pyseg.cli``)."""

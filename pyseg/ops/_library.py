@@ -1,0 +1,95 @@
+"""Plumbing shared by every operator wrapper.
+
+Each operator exists twice: ``torch.ops.pyseg.<name>`` (CPU and CUDA kernels) and, when
+``pyseg._emu`` is built, ``torch.ops.pyseg_emu.<name>`` (the CUDA kernels run on the CPU by
+the emulator). The wrappers in this package call ``op("name")``, which resolves to the
+current namespace; tests switch to the emulator with ``emulated()``. Autograd and fake
+kernels are registered for both namespaces by ``register_autograd`` and ``register_fake``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from pyseg import _loader
+
+NAMESPACES: tuple[str, ...] = ("pyseg", "pyseg_emu") if _loader._emu is not None else ("pyseg",)
+
+_state = threading.local()
+
+
+def namespace() -> str:
+    """The namespace the wrappers dispatch to in this thread (``"pyseg"`` by default)."""
+    return getattr(_state, "namespace", "pyseg")
+
+
+def op(name: str) -> Any:
+    """``torch.ops.<current namespace>.<name>``."""
+    return getattr(getattr(torch.ops, namespace()), name)
+
+
+@contextlib.contextmanager
+def emulated() -> Iterator[None]:
+    """Route pyseg's wrappers to the emulated CUDA kernels (``torch.ops.pyseg_emu``).
+
+    Inputs stay on the CPU; the CUDA launch code and kernels run under the emulator.
+    Raises RuntimeError when pyseg was built without ``PYSEG_EMU=1``.
+    """
+    if "pyseg_emu" not in NAMESPACES:
+        raise RuntimeError("pyseg was built without the CUDA emulator; rebuild with PYSEG_EMU=1")
+    previous = namespace()
+    _state.namespace = "pyseg_emu"
+    try:
+        yield
+    finally:
+        _state.namespace = previous
+
+
+def register_fake(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: the fake (meta) kernel of ``name`` in every namespace."""
+
+    def decorate(fn: Callable) -> Callable:
+        for ns in NAMESPACES:
+            torch.library.register_fake(f"{ns}::{name}", fn)
+        return fn
+
+    return decorate
+
+
+def register_autograd(
+    name: str,
+    make_backward: Callable[[Any], Callable],
+    setup_context: Callable,
+) -> None:
+    """Register autograd for ``name`` in every namespace.
+
+    ``make_backward(ops)`` gets the namespace's ``torch.ops.<ns>`` and returns the backward
+    function, so the emulated forward is differentiated by the emulated backward kernels.
+    """
+    for ns in NAMESPACES:
+        torch.library.register_autograd(
+            f"{ns}::{name}", make_backward(getattr(torch.ops, ns)), setup_context=setup_context
+        )
+
+
+def pair(value: Any, name: str) -> tuple[int, int]:
+    """``int`` or a sequence of two ints -> a pair; anything else is a TypeError/ValueError
+    that names the argument."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int | torch.SymInt):
+        return (value, value)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(items) == 1:
+        items = items * 2
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return items  # type: ignore[return-value]

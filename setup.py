@@ -1,0 +1,167 @@
+"""Builds pyseg's compiled parts.
+
+* ``pyseg._C``   -- the operators: CPU kernels always, CUDA kernels when a CUDA toolkit
+  is found and torch was built with CUDA (``FORCE_CUDA=1`` insists, ``FORCE_CUDA=0``
+  turns CUDA off).
+* ``pyseg._emu`` -- the same CUDA kernels compiled with g++ for the CPU emulator
+  (``PYSEG_EMU=1``). See csrc/emu/README.md.
+
+Environment: ``CUDA_HOME`` (else found from nvcc, see ``find_cuda_home``),
+``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0" when no GPU is visible), ``MAX_JOBS``,
+``PYSEG_DEBUG=1`` (-O0 -g).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent.resolve()
+
+
+def find_cuda_home() -> str | None:
+    """Return the CUDA toolkit prefix, or None.
+
+    torch guesses the prefix from ``which nvcc``; on machines where ``nvcc`` on PATH is a
+    small wrapper script outside the toolkit that guess is wrong, so we also read the
+    wrapper for the real nvcc path and fall back to the usual install locations.
+    """
+
+    def is_toolkit(p: Path) -> bool:
+        return (p / "bin" / "nvcc").is_file() and (p / "include" / "cuda_runtime.h").is_file()
+
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and is_toolkit(Path(os.environ[var])):
+            return os.environ[var]
+    candidates: list[Path] = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        real = Path(nvcc).resolve()
+        candidates.append(real.parent.parent)
+        try:
+            head = real.read_bytes()[:8192]
+        except OSError:
+            head = b""
+        if head.startswith(b"#!"):  # a wrapper script: look for the nvcc it runs
+            for m in re.finditer(rb"(/[^\s\"'$]+)/bin/nvcc", head):
+                candidates.append(Path(m.group(1).decode()))
+    candidates.append(Path("/usr/local/cuda"))
+    candidates += sorted(Path("/usr/local").glob("cuda-*"), reverse=True)
+    for c in candidates:
+        if is_toolkit(c):
+            return str(c)
+    return None
+
+
+FORCE_CUDA = os.environ.get("FORCE_CUDA")
+BUILD_EMU = os.environ.get("PYSEG_EMU", "0") == "1"
+DEBUG = os.environ.get("PYSEG_DEBUG", "0") == "1"
+
+cuda_home = find_cuda_home() if FORCE_CUDA != "0" else None
+if cuda_home:
+    # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
+    os.environ["CUDA_HOME"] = cuda_home
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
+
+if FORCE_CUDA == "1":
+    if torch.version.cuda is None:
+        raise RuntimeError("FORCE_CUDA=1 but the installed torch was built without CUDA")
+    if cuda_home is None:
+        raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME")
+WITH_CUDA = FORCE_CUDA != "0" and torch.version.cuda is not None and cuda_home is not None
+
+if WITH_CUDA and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+    # No GPU to ask: build for Ampere and Hopper rather than every arch torch knows.
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+
+
+def rel(paths):
+    return sorted(os.path.relpath(p, ROOT) for p in paths)
+
+
+def sources(pattern: str) -> list[str]:
+    return rel(glob.glob(str(ROOT / pattern)))
+
+
+opt = ["-O0", "-g"] if DEBUG else ["-O3"]
+cxx_flags = opt + ["-std=c++20", "-fopenmp", "-Wall", "-Wno-unused-function",
+                   "-Wno-unknown-pragmas"]
+include_dirs = [str(ROOT / "csrc")]
+
+c_sources = sources("csrc/pyseg.cpp") + sources("csrc/common/*.cpp") + sources("csrc/ops/*/*_cpu.cpp")
+define_macros = []
+extra = {"cxx": cxx_flags}
+if WITH_CUDA:
+    c_sources += sources("csrc/ops/*/*_cuda.cu")
+    define_macros.append(("PYSEG_WITH_CUDA", None))
+    extra["nvcc"] = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
+    Ext = CUDAExtension
+else:
+    Ext = CppExtension
+
+ext_modules = [
+    Ext(
+        "pyseg._C",
+        c_sources,
+        include_dirs=include_dirs,
+        define_macros=define_macros,
+        extra_compile_args=extra,
+        extra_link_args=["-fopenmp"],
+    )
+]
+if BUILD_EMU:
+    ext_modules.append(
+        CppExtension(
+            "pyseg._emu",
+            sources("csrc/emu/*.cpp") + sources("csrc/ops/*/*_emu.cpp"),
+            include_dirs=include_dirs,
+            define_macros=[("PYSEG_EMULATOR", None)],
+            extra_compile_args={"cxx": (["-O0", "-g"] if DEBUG else ["-O2"])
+                                + ["-std=c++20", "-Wall", "-Wno-unused-function",
+                                   "-Wno-unknown-pragmas"]},
+        )
+    )
+
+
+def nvcc_version() -> str:
+    if not WITH_CUDA:
+        return ""
+    try:
+        out = subprocess.run([os.path.join(cuda_home, "bin", "nvcc"), "--version"],
+                             capture_output=True, text=True, check=True).stdout
+        m = re.search(r"release ([\d.]+)", out)
+        return m.group(1) if m else out.strip().splitlines()[-1]
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+# Facts about this build that only the build knows; pyseg.info() reports them.
+(ROOT / "pyseg" / "_build_info.py").write_text(
+    "# Written by setup.py; do not edit.\n"
+    f"cuda_arch_list = {os.environ.get('TORCH_CUDA_ARCH_LIST', '') if WITH_CUDA else ''!r}\n"
+    f"cuda_home = {cuda_home if WITH_CUDA else ''!r}\n"
+    f"nvcc_version = {nvcc_version()!r}\n"
+    f"torch_version = {torch.__version__!r}\n"
+    f"emulator_built = {BUILD_EMU!r}\n"
+)
+
+setup(
+    packages=find_packages(include=["pyseg", "pyseg.*"]) + ["pyseg_plugins"]
+    + ["pyseg_plugins." + p for p in find_packages(where="plugins")],
+    package_dir={"pyseg_plugins": "plugins"},
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    zip_safe=False,
+)
