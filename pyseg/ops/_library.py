@@ -80,7 +80,7 @@ def register_autograd(
 def pair(value: Any, name: str) -> tuple[int, int]:
     """``int`` or a sequence of two ints -> a pair; anything else is a TypeError/ValueError
     that names the argument."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int | torch.SymInt):
         return (value, value)
@@ -92,4 +92,6 @@ def pair(value: Any, name: str) -> tuple[int, int]:
         items = items * 2
     if len(items) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if not all(isinstance(v, int | torch.SymInt) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     return items  # type: ignore[return-value]

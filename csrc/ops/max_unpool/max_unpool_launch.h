@@ -4,7 +4,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/full.h>
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/empty.h>
 
 #include "common/launch_utils.h"
@@ -20,7 +19,8 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& self_, const at::Te
   const auto format = memory_format(s);
   at::Tensor self = self_.contiguous(format);
   at::Tensor indices = indices_.contiguous(format);
-  at::Tensor output = at::zeros(s.output_sizes(), self.options().memory_format(format));
+  // (at::zeros has no memory-format argument and drops the one in the options)
+  at::Tensor output = at::empty(s.output_sizes(), self.options().memory_format(format)).zero_();
   if (output.numel() == 0 || self.numel() == 0) return output;
 
   const Geometry g{s.channels, s.in_h * s.in_w, s.out_h * s.out_w};
