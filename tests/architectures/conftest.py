@@ -72,11 +72,18 @@ def _stand_in_for_missing_ops(monkeypatch):
 
 
 @pytest.fixture
-def real_pyseg_ops():
-    if MISSING:
-        if os.environ.get("PYSEG_REQUIRE_ALL_OPS") == "1":
-            pytest.fail(f"pyseg.nn lacks {', '.join(MISSING)}")
-        pytest.skip(f"pyseg.nn lacks {', '.join(MISSING)} (test stand-ins active)")
+def require_pyseg_ops():
+    """``require_pyseg_ops(*names)`` skips the test while any of those ``pyseg.nn`` modules
+    is a test stand-in (fails instead with ``PYSEG_REQUIRE_ALL_OPS=1``)."""
+
+    def require(*names: str) -> None:
+        missing = [n for n in names if n in MISSING]
+        if missing:
+            if os.environ.get("PYSEG_REQUIRE_ALL_OPS") == "1":
+                pytest.fail(f"pyseg.nn lacks {', '.join(missing)}")
+            pytest.skip(f"pyseg.nn lacks {', '.join(missing)} (test stand-ins active)")
+
+    return require
 
 
 @pytest.fixture(scope="session", autouse=True)
