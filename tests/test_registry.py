@@ -399,3 +399,28 @@ def test_list_command_plugin_option_subprocess(tmp_path):
     data = json.loads(proc.stdout)
     assert "opt-net" in {a["name"] for a in data["architectures"]}
     assert data["failed_plugins"] == []
+
+
+# ----------------------------------------------------------------------------- the docs
+
+
+def test_docs_example_plugin_works(clean, make_module):
+    """The complete example in docs/plugins.md ("Writing a plugin") loads and runs."""
+    import pathlib
+    import re
+
+    import torch
+
+    docs = pathlib.Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+    if not docs.exists():
+        pytest.skip("docs/plugins.md not in this checkout")
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(), re.S)
+    (example,) = [b for b in blocks if "@pyseg.hookimpl" in b]
+    assert load_with(clean, make_module(example)) == []
+    model = pyseg.create_model("tinyseg", num_classes=2, hidden=4)
+    x = torch.rand(2, 3, 8, 8)
+    assert model(x).shape == (2, 2, 8, 8)
+    heat = pyseg.get_interpreter("gradmag")(model, x)
+    assert heat.shape == (2, 8, 8) and 0 <= float(heat.min()) and float(heat.max()) <= 1
+    with pytest.raises(TypeError, match="'hiden'"):
+        pyseg.create_model("tinyseg", hiden=4)
