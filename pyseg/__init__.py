@@ -7,7 +7,7 @@ and benchmark cases come from plugins (:mod:`pyseg.registry`): ``pyseg.create_mo
 ``pyseg.get_interpreter`` and friends.
 """
 
-from pyseg._version import __version__
+from pyseg._version import __version__  # noqa: I001  (order matters: _C before ops)
 from pyseg import _loader  # noqa: F401  (loads pyseg._C and registers torch.ops.pyseg)
 from pyseg import ops, nn
 from pyseg.info import info

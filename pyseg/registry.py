@@ -43,7 +43,7 @@ import os
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +146,7 @@ class UnknownNameError(KeyError):
 # --------------------------------------------------------------------------- specs
 
 
-_PLUGIN_FIELD = dict(default=None, compare=False, repr=False)
+_PLUGIN_FIELD = {"default": None, "compare": False, "repr": False}
 
 
 @dataclass(frozen=True)
@@ -254,14 +254,14 @@ class _Registry:
         """Import (via ``load``), register and collect one plugin; record any failure."""
         try:
             plugin = load()
-        except (Exception, SystemExit) as e:  # a broken plugin must not break pyseg
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken plugin must not break pyseg
             self._fail(info, f"import failed: {_describe_exception(e)}", e)
             return
         if self.pm.is_registered(plugin):
             return  # the same module named twice (e.g. entry point and PYSEG_PLUGINS)
         try:
             self.pm.register(plugin, name=info.name)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - isolate the plugin
             self._fail(info, f"could not be registered: {_describe_exception(e)}", e)
             return
         try:
@@ -277,11 +277,11 @@ class _Registry:
     def _collect(self, plugin: Any, info: PluginInfo) -> dict[str, dict[str, Any]]:
         """Call each of ``plugin``'s hooks and validate what they return."""
         for attr in dir(plugin):
-            if attr.startswith("pyseg_") and attr not in KINDS:
-                if self.pm.parse_hookimpl_opts(plugin, attr) is not None:
-                    raise _PluginLoadError(
-                        f"unknown hook {attr!r}; pyseg hooks are: {', '.join(KINDS)}"
-                    )
+            if (attr.startswith("pyseg_") and attr not in KINDS
+                    and self.pm.parse_hookimpl_opts(plugin, attr) is not None):
+                raise _PluginLoadError(
+                    f"unknown hook {attr!r}; pyseg hooks are: {', '.join(KINDS)}"
+                )
         collected: dict[str, dict[str, Any]] = {}
         for hook, (cls, kind) in KINDS.items():
             impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
@@ -523,10 +523,3 @@ def list_benchmarks(label: str | None = None) -> list[BenchmarkCase]:
 def get_benchmark(name: str) -> BenchmarkCase:
     """The :class:`BenchmarkCase` called ``name``."""
     return _lookup("pyseg_benchmarks", name)
-
-
-def _iter_specs() -> Iterable[tuple[str, Any]]:
-    """(kind, spec) for every registered spec, kinds in hook order, names sorted."""
-    for hook, (_cls, kind) in KINDS.items():
-        for spec in _list(hook):
-            yield kind, spec

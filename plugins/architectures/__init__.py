@@ -9,15 +9,15 @@ loudly (``AttributeError``) instead of falling back to torch.
 
 from __future__ import annotations
 
-import pyseg
-from pyseg.registry import Architecture
-
 from pyseg_plugins.architectures.classifiers import MiniXception, SmallConvNet
 from pyseg_plugins.architectures.deconvnet import DeconvNet
 from pyseg_plugins.architectures.fcn import FCN8s, FCN16s, FCN32s
 from pyseg_plugins.architectures.pets import PetsEncoderDecoder
 from pyseg_plugins.architectures.segnet import SegNet
 from pyseg_plugins.architectures.unet import UNet
+
+import pyseg
+from pyseg.registry import Architecture
 
 __all__ = [
     "DeconvNet",

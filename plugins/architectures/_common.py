@@ -77,7 +77,7 @@ def scaled(channels: int, width: float) -> int:
     """``channels * width`` rounded, at least 1 (width multipliers)."""
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 def check_common(num_classes: int, in_channels: int) -> None:

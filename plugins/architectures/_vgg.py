@@ -4,9 +4,8 @@ for the unpooling decoders of DeconvNet and SegNet."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import scaled
+from torch import Tensor, nn
 
 # Convolutions per stage and their channels (VGG16).
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))

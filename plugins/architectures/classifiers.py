@@ -4,9 +4,8 @@ class-activation-map interpreters."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import Rescale, SameConv2d, check_common, keras_same_pad
+from torch import Tensor, nn
 
 
 class SmallConvNet(nn.Module):

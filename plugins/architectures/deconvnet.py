@@ -4,10 +4,9 @@ Segmentation", ICCV 2015)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import check_common, pyseg_nn, scaled
 from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder
+from torch import Tensor, nn
 
 
 def _deconv_bn_relu(pnn, cin: int, cout: int) -> list[nn.Module]:
@@ -60,7 +59,8 @@ class DeconvNet(nn.Module):
             cout_last = channels[i - 1] if i > 0 else channels[0]
             layers: list[nn.Module] = []
             for j in range(n):
-                layers += _deconv_bn_relu(pnn, channels[i], cout_last if j == n - 1 else channels[i])
+                cout = cout_last if j == n - 1 else channels[i]
+                layers += _deconv_bn_relu(pnn, channels[i], cout)
             self.decoder.append(nn.Sequential(*layers))
         self.score = nn.Conv2d(channels[0], num_classes, 1)
 

@@ -19,14 +19,13 @@ paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import (
     bilinear_kernel,
     check_common,
     pyseg_nn,
     scaled,
 )
+from torch import Tensor, nn
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import Rescale, SameConv2d, check_common, pyseg_nn
+from torch import Tensor, nn
 
 
 class _SameConvTranspose2x(nn.Module):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import check_common, pyseg_nn
 from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder, conv_bn_relu
+from torch import Tensor, nn
 
 
 class SegNet(nn.Module):

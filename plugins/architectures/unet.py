@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from pyseg_plugins.architectures._common import check_common, pyseg_nn
+from torch import Tensor, nn
 
 
 class DoubleConv(nn.Sequential):
