@@ -308,3 +308,15 @@ def test_torch_compile_smoke():
     compiled = torch.compile(model)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["fcn32s", "fcn16s", "fcn8s", "unet", "segnet", "deconvnet"])
+def test_output_matches_any_input_size(key):
+    """Shapes only (meta tensors): every size from the smallest supported up to 100."""
+    smallest = 32 if key in ("segnet", "deconvnet") else 1
+    with torch.device("meta"):
+        model = build(key).eval()
+        for h in range(smallest, 101, 7):
+            for w in (smallest, h, 101 - h + smallest):
+                out = model(torch.empty(1, 3, h, w))
+                assert out.shape == (1, 3, h, w), (h, w)
