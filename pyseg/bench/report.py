@@ -1,0 +1,190 @@
+"""Present benchmark results: the Compare table plus ratios, JSON, and a plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils import benchmark as tbench
+
+from pyseg.bench.harness import CaseResult
+
+__all__ = ["compare_table", "machine_facts", "ratio_table", "render", "plot", "to_json",
+           "write_json"]
+
+SCHEMA = "pyseg-bench/1"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts(threads: int | None = None) -> dict[str, Any]:
+    """What the numbers depend on: CPU model, threads, versions, GPU."""
+    import pyseg
+
+    facts: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads or torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyseg": pyseg.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        import torchvision
+
+        facts["torchvision"] = torchvision.__version__
+    except ImportError:
+        facts["torchvision"] = None
+    facts["cuda_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return facts
+
+
+def compare_table(results: Sequence[CaseResult]) -> str:
+    """The ``torch.utils.benchmark.Compare`` table of every timed case."""
+    measurements = []
+    for r in results:
+        if r.status == "ok":
+            measurements += [r.ours.measurement, r.reference.measurement]
+    if not measurements:
+        return ""
+    compare = tbench.Compare(measurements)
+    compare.trim_significant_figures()
+    return str(compare)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f}"
+
+
+def ratio_table(results: Sequence[CaseResult]) -> str:
+    """Per case: median times, ours / reference (lower is better), peak extra memory."""
+    header = ("case", "pyseg (us)", "reference (us)", "ratio", "pyseg mem", "reference mem")
+    rows = []
+    for r in results:
+        if r.status != "ok":
+            continue
+        rows.append((
+            f"{r.label}: {r.sub_label}", _us(r.ours.median), _us(r.reference.median),
+            f"{r.ratio:.2f}", _bytes(r.ours.peak_bytes), _bytes(r.reference.peak_bytes),
+        ))
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["ratio = pyseg time / reference time (lower is better); mem = peak extra memory "
+             "of one call"]
+    fmt = lambda row: "  ".join(  # noqa: E731
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    lines.append(fmt(header))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [fmt(row) for row in rows]
+    return "\n".join(lines)
+
+
+def render(results: Sequence[CaseResult]) -> str:
+    """Everything a terminal shows: Compare table, ratio table, cases not timed."""
+    parts = [compare_table(results), ratio_table(results)]
+    untimed = [r for r in results if r.status != "ok"]
+    if untimed:
+        parts.append("\n".join(
+            f"{r.status:<8} {r.label}: {r.sub_label}: {r.reason}" for r in untimed))
+    return "\n\n".join(p for p in parts if p)
+
+
+def to_json(results: Sequence[CaseResult], *, command: Sequence[str] | None = None,
+            threads: int | None = None) -> dict[str, Any]:
+    """Results as a JSON-ready dict: ``schema``, ``machine``, ``command``, ``results``."""
+    return {
+        "schema": SCHEMA,
+        "machine": machine_facts(threads),
+        "command": list(command) if command is not None else None,
+        "results": [r.to_json() for r in results],
+    }
+
+
+def write_json(path: str | os.PathLike, results: Sequence[CaseResult], **kwargs: Any) -> None:
+    """Write :func:`to_json` to ``path``."""
+    with open(path, "w") as f:
+        json.dump(to_json(results, **kwargs), f, indent=2)
+        f.write("\n")
+
+
+def plot(path: str | os.PathLike, results: Sequence[CaseResult]) -> bool:
+    """Bar plot of the ratios (one bar per timed case, grouped by op) and, when some cases
+    form size sweeps, time against size for ours and the reference. Returns False when
+    nothing was timed (no file is written)."""
+    timed = [r for r in results if r.status == "ok"]
+    if not timed:
+        return False
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    sweeps: dict[tuple, list[CaseResult]] = {}
+    for r in timed:
+        if r.sweep and r.size > 0:
+            sweeps.setdefault((r.sweep, r.device, r.dtype, r.backward), []).append(r)
+    sweeps = {k: v for k, v in sweeps.items() if len(v) > 1}
+
+    ncols = 2 if sweeps else 1
+    height = max(3.0, 0.28 * len(timed) + 1.5)
+    fig, axes = plt.subplots(1, ncols, figsize=(8 * ncols, height), squeeze=False)
+    ax = axes[0][0]
+    labels = [f"{r.label}: {r.sub_label}" for r in timed]
+    ratios = [r.ratio for r in timed]
+    ops = sorted({r.label for r in timed})
+    colors = {op: plt.cm.tab10(i % 10) for i, op in enumerate(ops)}
+    y = list(range(len(timed)))[::-1]
+    ax.barh(y, ratios, color=[colors[r.label] for r in timed])
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("pyseg time / reference time (lower is better)")
+    ax.set_title("pyseg vs reference")
+
+    if sweeps:
+        ax2 = axes[0][1]
+        for i, ((name, device, dtype, backward), rs) in enumerate(sorted(sweeps.items())):
+            rs = sorted(rs, key=lambda r: r.size)
+            color = plt.cm.tab10(i % 10)
+            tag = f"{name} {dtype} {device}{' fwd+bwd' if backward else ''}"
+            sizes = [r.size for r in rs]
+            ax2.plot(sizes, [r.ours.median * 1e3 for r in rs], "o-", color=color,
+                     label=f"{tag} pyseg")
+            ax2.plot(sizes, [r.reference.median * 1e3 for r in rs], "s--", color=color,
+                     label=f"{tag} reference")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel("size (output elements)")
+        ax2.set_ylabel("median time per call (ms)")
+        ax2.set_title("size sweeps")
+        ax2.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
