@@ -14,8 +14,8 @@ from torch.utils import benchmark as tbench
 
 from pyseg.bench.harness import CaseResult
 
-__all__ = ["compare_table", "machine_facts", "ratio_table", "render", "plot", "to_json",
-           "write_json"]
+__all__ = ["compare_table", "machine_facts", "markdown", "plot", "ratio_table", "render",
+           "results_from_json", "to_json", "write_json"]
 
 SCHEMA = "pyseg-bench/1"
 
@@ -62,9 +62,8 @@ def compare_table(results: Sequence[CaseResult]) -> str:
             measurements += [r.ours.measurement, r.reference.measurement]
     if not measurements:
         return ""
-    compare = tbench.Compare(measurements)
-    compare.trim_significant_figures()
-    return str(compare)
+    # Untrimmed: on a noisy machine trim_significant_figures rounds to one digit.
+    return str(tbench.Compare(measurements))
 
 
 def _bytes(n: int | None) -> str:
@@ -161,7 +160,10 @@ def plot(path: str | os.PathLike, results: Sequence[CaseResult]) -> bool:
     ops = sorted({r.label for r in timed})
     colors = {op: plt.cm.tab10(i % 10) for i, op in enumerate(ops)}
     y = list(range(len(timed)))[::-1]
-    ax.barh(y, ratios, color=[colors[r.label] for r in timed])
+    bars = ax.barh(y, ratios, color=[colors[r.label] for r in timed])
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in ratios], fontsize=6, padding=2)
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[op]) for op in ops],
+              labels=ops, fontsize=7, loc="lower right")
     ax.set_yticks(y, labels, fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("pyseg time / reference time (lower is better)")
@@ -185,6 +187,68 @@ def plot(path: str | os.PathLike, results: Sequence[CaseResult]) -> bool:
         ax2.set_title("size sweeps")
         ax2.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+def results_from_json(data: dict) -> list[CaseResult]:
+    """Rebuild results from :func:`to_json` output (without the torch Measurement objects),
+    e.g. to plot or tabulate a saved run."""
+    from pyseg.bench.harness import Timing
+
+    def timing(t: dict | None) -> Timing | None:
+        if t is None:
+            return None
+        return Timing(median=t["median_s"], iqr=t["iqr_s"], mean=t["mean_s"], runs=t["runs"],
+                      number_per_run=t["number_per_run"], peak_bytes=t["peak_bytes"])
+
+    return [
+        CaseResult(
+            name=r["name"], label=r["label"], sub_label=r["sub_label"],
+            case_sub_label=r["case_sub_label"], backward=r["mode"] == "fwd+bwd",
+            device=r["device"], dtype=r["dtype"], status=r["status"], reason=r["reason"],
+            ours=timing(r["ours"]), reference=timing(r["reference"]),
+            max_rel_diff=r.get("max_rel_diff"), sweep=r.get("sweep", ""),
+            size=r.get("size", 0), summary=r.get("summary", ""),
+        )
+        for r in data["results"]
+    ]
+
+
+def markdown(data: dict) -> str:
+    """A Markdown section for ``benchmarks/RESULTS.md`` from :func:`to_json` output: the
+    machine, the command, one table per op (median times, ratio, peak extra memory) and
+    the cases that were not timed."""
+    m = data["machine"]
+    lines = [
+        f"- Machine: {m['cpu']} ({m['cpu_count']} CPUs), {m['threads']} threads"
+        + (f", GPU {m['cuda_device']}" if m.get("cuda_device") else ", no GPU"),
+        f"- torch {m['torch']}, torchvision {m.get('torchvision')}, pyseg {m['pyseg']}, "
+        f"Python {m['python']}",
+    ]
+    if data.get("command"):
+        lines.append(f"- Command: `{' '.join(data['command'])}`")
+    lines.append("")
+    results = results_from_json(data)
+    for label in dict.fromkeys(r.label for r in results):
+        rows = [r for r in results if r.label == label and r.status == "ok"]
+        if not rows:
+            continue
+        lines += [f"#### {label}", "",
+                  "| case | pyseg (us) | reference (us) | ratio | pyseg mem | reference mem |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"| {r.sub_label} | {_us(r.ours.median)} | {_us(r.reference.median)} | "
+            f"{r.ratio:.2f} | {_bytes(r.ours.peak_bytes)} | {_bytes(r.reference.peak_bytes)} |"
+            for r in rows
+        ]
+        lines.append("")
+    untimed = [r for r in results if r.status != "ok"]
+    if untimed:
+        lines += ["Not timed:", ""]
+        lines += [f"- {r.status}: {r.label} {r.sub_label}: {r.reason}" for r in untimed]
+        lines.append("")
+    lines.append("ratio = pyseg median time / reference median time (lower is better); "
+                 "mem = peak extra memory of one call (outputs included).")
+    return "\n".join(lines)

@@ -148,6 +148,13 @@ def test_report_json_and_plot(tmp_path):
     assert bench.plot(tmp_path / "r.png", results)
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert not bench.plot(tmp_path / "none.png", results[2:])
+    # A saved run re-plots and renders as the Markdown of RESULTS.md.
+    again = bench.results_from_json(data)
+    assert [r.ratio for r in again] == [r.ratio for r in results]
+    assert bench.plot(tmp_path / "again.png", again)
+    md = bench.markdown(data)
+    assert "Command: `pyseg bench`" in md and "#### relu" in md
+    assert f"| {results[0].ratio:.2f} |" in md and "refused: relu" in md
 
 
 def test_builtin_cases():
