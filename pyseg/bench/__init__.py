@@ -98,7 +98,8 @@ def select(
     ``ops``: keep cases whose ``label`` or ``name`` is one of them (all when empty; a name
     matching nothing raises ``KeyError`` naming the known labels). ``quick``: only the
     ``quick`` cases, else only the others. ``backward``: forward + backward cases as well as
-    forward ones, else forward only.
+    forward ones, else forward only. A case named in ``ops`` is kept regardless of
+    ``quick`` and ``backward``.
     """
     cases = list(cases)
     ops = list(ops)
@@ -109,7 +110,10 @@ def select(
         raise KeyError(f"no benchmark named {', '.join(unknown)} (ops with cases: {labels})")
     chosen = []
     for c in cases:
-        if ops and c.label not in ops and c.name not in ops:
+        if c.name in ops:  # a case asked for by name runs whatever its kind
+            chosen.append(c)
+            continue
+        if ops and c.label not in ops:
             continue
         if bool(c.quick) != quick:
             continue

@@ -131,6 +131,7 @@ def test_select():
     assert [c.name for c in bench.select(cases, backward=True)] == ["a", "b"]
     assert [c.name for c in bench.select(cases, quick=True)] == ["q"]
     assert [c.name for c in bench.select(cases, ["b"], backward=True)] == ["b"]
+    assert [c.name for c in bench.select(cases, ["b", "q"])] == ["b", "q"]
     with pytest.raises(KeyError, match="nope"):
         bench.select(cases, ["nope"])
 
