@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import pyseg.ops
 from pyseg.cli import main
@@ -91,10 +92,27 @@ def test_usage_errors(capsys):
     err = capsys.readouterr().err
     assert "no-such-op" in err and "max_unpool2d" in err
     assert main(["bench", "--threads", "0"]) == 2
+    if not torch.cuda.is_available():
+        assert main(["bench", "--device", "cuda", "--list"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_list(capsys):
-    assert main(["bench", "--list", "--backward", "max_unpool2d"]) == 0
+def test_list_has_the_shapes_of_the_kernel_issues(capsys):
+    assert main(["bench", "--list", "--backward"]) == 0
     out = capsys.readouterr().out
-    assert "(8,64,64,64)->128x128 channels_last" in out
+    for sub_label in [
+        "(8,64,64,64)->128x128",
+        "(8,64,64,64)->128x128 channels_last",
+        "(8,128,64,64)->64ch k3,s2,p1,op1 ->128x128",
+        "(8,256,25,25)->256ch k3,s1,p1 ->25x25 pets",
+        "(8,256,25,25)->256ch k3,s2,p1,op1 ->50x50 pets",
+        "(8,128,50,50)->128ch k3,s2,p1,op1 ->100x100 pets",
+        "(8,64,100,100)->64ch k3,s2,p1,op1 ->200x200 pets",
+        "bilinear (8,64,128,128) x2 channels_last",
+        "bicubic (8,64,128,128) x2",
+        "(4,64,64,64)->64ch 3x3 p1 mask",
+        "(1,64,64,64)->64ch 3x3 p1 mask",
+        "(4,256,64,64)->256ch 3x3 p1 mask",
+    ]:
+        assert f" {sub_label}\n" in out, sub_label
     assert "fwd+bwd" in out
