@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils import benchmark as tbench
 
 from pyseg.registry import BenchmarkCase
 
@@ -272,7 +271,10 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def _time(fn: Callable[[], Any], *, label: str, sub_label: str, description: str,
-          threads: int, min_run_time: float) -> tbench.Measurement:
+          threads: int, min_run_time: float) -> Any:
+    # Imported here: torch.utils.benchmark costs ~0.2 s, and plugins import pyseg.bench.
+    from torch.utils import benchmark as tbench
+
     timer = tbench.Timer(
         stmt="fn()",
         globals={"fn": fn},
@@ -284,7 +286,7 @@ def _time(fn: Callable[[], Any], *, label: str, sub_label: str, description: str
     return timer.blocked_autorange(min_run_time=min_run_time)
 
 
-def _timing(m: tbench.Measurement, peak: int | None) -> Timing:
+def _timing(m: Any, peak: int | None) -> Timing:
     return Timing(
         median=m.median, iqr=m.iqr, mean=m.mean, runs=len(m.times),
         number_per_run=m.number_per_run, peak_bytes=peak, measurement=m,

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils import benchmark as tbench
 
 from pyseg.bench.harness import CaseResult
 
@@ -62,6 +61,8 @@ def compare_table(results: Sequence[CaseResult]) -> str:
             measurements += [r.ours.measurement, r.reference.measurement]
     if not measurements:
         return ""
+    from torch.utils import benchmark as tbench
+
     # Untrimmed: on a noisy machine trim_significant_figures rounds to one digit.
     return str(tbench.Compare(measurements))
 
@@ -115,12 +116,14 @@ def render(results: Sequence[CaseResult]) -> str:
 
 
 def to_json(results: Sequence[CaseResult], *, command: Sequence[str] | None = None,
-            threads: int | None = None) -> dict[str, Any]:
-    """Results as a JSON-ready dict: ``schema``, ``machine``, ``command``, ``results``."""
+            threads: int | None = None, settings: dict | None = None) -> dict[str, Any]:
+    """Results as a JSON-ready dict: ``schema``, ``machine``, ``command``, ``settings``
+    (e.g. min_run_time), ``results``."""
     return {
         "schema": SCHEMA,
         "machine": machine_facts(threads),
         "command": list(command) if command is not None else None,
+        "settings": dict(settings or {}),
         "results": [r.to_json() for r in results],
     }
 

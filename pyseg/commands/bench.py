@@ -88,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
     is_cli = os.path.basename(sys.argv[0]) in ("pyseg", "__main__.py") and "bench" in sys.argv
     command = ["pyseg", *sys.argv[1:]] if is_cli else None
     if args.json:
-        bench.write_json(args.json, results, command=command, threads=threads)
+        settings = {"min_run_time": min_run_time, "memory": not args.no_memory,
+                    "devices": devices, "dtypes": list(dict.fromkeys(args.dtype or ["float32"])),
+                    "quick": args.quick, "backward": args.backward, "ops": args.ops}
+        bench.write_json(args.json, results, command=command, threads=threads,
+                         settings=settings)
     if args.plot and not bench.plot(args.plot, results):
         print("pyseg bench: nothing was timed, no plot written", file=sys.stderr)
     failed = [r for r in results if r.status in ("refused", "error")]

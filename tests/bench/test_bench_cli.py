@@ -55,6 +55,7 @@ def test_quick_runs_and_writes_valid_json(tmp_path):
     data, stdout = _bench(tmp_path, "--quick", "--backward")
     _check_schema(data)
     assert data["command"][:3] == ["pyseg", "bench", "--quick"]
+    assert data["settings"]["quick"] and data["settings"]["backward"]
     by_label = {}
     for r in data["results"]:
         by_label.setdefault(r["label"], []).append(r)
