@@ -120,4 +120,8 @@ def select(
         if c.backward and not backward:
             continue
         chosen.append(c)
+    # Display order: ops in order of first appearance; in each, the fixed shapes, then the
+    # sweeps by size (the registry lists cases by name, where "128" sorts before "16").
+    first = {label: i for i, label in reversed(list(enumerate(c.label for c in chosen)))}
+    chosen.sort(key=lambda c: (first[c.label], bool(c.sweep), c.sweep, c.size, c.name))
     return chosen

@@ -111,6 +111,7 @@ class CaseResult:
     sweep: str = ""
     size: int = 0
     summary: str = ""
+    plugin: str = ""  # the plugin that provided the case, when the registry says
 
     @property
     def ratio(self) -> float | None:
@@ -137,6 +138,7 @@ class CaseResult:
             "sweep": self.sweep,
             "size": self.size,
             "summary": self.summary,
+            "plugin": self.plugin,
         }
 
 
@@ -320,6 +322,7 @@ def run_case(
         name=case.name, label=case.label, sub_label=sub_label, case_sub_label=case.sub_label,
         backward=case.backward, device=device.type, dtype=_dtype_name(dtype), status="ok",
         sweep=case.sweep, size=case.size, summary=case.summary,
+        plugin=_plugin_name(case),
     )
 
     def finish(status: str, reason: str) -> CaseResult:
@@ -396,6 +399,13 @@ def run_case(
         return finish("error", _first_line(e))
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _plugin_name(case: BenchmarkCase) -> str:
+    plugin = getattr(case, "plugin", None)  # set by the registry on the specs it returns
+    if plugin is None:
+        return ""
+    return str(getattr(plugin, "name", None) or plugin)
 
 
 def _format_of(t: torch.Tensor) -> torch.memory_format:

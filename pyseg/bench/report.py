@@ -213,7 +213,7 @@ def results_from_json(data: dict) -> list[CaseResult]:
             device=r["device"], dtype=r["dtype"], status=r["status"], reason=r["reason"],
             ours=timing(r["ours"]), reference=timing(r["reference"]),
             max_rel_diff=r.get("max_rel_diff"), sweep=r.get("sweep", ""),
-            size=r.get("size", 0), summary=r.get("summary", ""),
+            size=r.get("size", 0), summary=r.get("summary", ""), plugin=r.get("plugin", ""),
         )
         for r in data["results"]
     ]

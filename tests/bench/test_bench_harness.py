@@ -132,6 +132,9 @@ def test_select():
     assert [c.name for c in bench.select(cases, quick=True)] == ["q"]
     assert [c.name for c in bench.select(cases, ["b"], backward=True)] == ["b"]
     assert [c.name for c in bench.select(cases, ["b", "q"])] == ["b", "q"]
+    # Sweeps after fixed shapes, by size (not by name).
+    sweep = [_case(f"s{n}", sweep="s", size=n) for n in (128, 16, 32)]
+    assert [c.name for c in bench.select([*sweep, _case("z")])] == ["z", "s16", "s32", "s128"]
     with pytest.raises(KeyError, match="nope"):
         bench.select(cases, ["nope"])
 
