@@ -70,8 +70,16 @@ def test_wrong_gradient_is_refused():
     [fwd, bwd] = bench.run([_case(ours=ours), _case("b", ours=ours, backward=True)],
                            memory=False, **FAST)
     assert fwd.status == "ok"
-    assert bwd.status == "refused" and "gradients" in bwd.reason
+    assert bwd.status == "refused" and "gradient:" in bwd.reason
     assert bwd.sub_label.endswith("fwd+bwd")
+
+
+def test_backward_case_checks_the_forward_too():
+    def ours(x):  # right gradient, wrong value
+        return x.relu() + 1
+
+    [r] = bench.run([_case(ours=ours, backward=True)], memory=False, **FAST)
+    assert r.status == "refused" and "output:" in r.reason
 
 
 def test_backward_case_agrees_and_is_timed():
