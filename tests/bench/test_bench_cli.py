@@ -20,10 +20,11 @@ STATUSES = {"ok", "skipped", "refused", "error"}
 BUILTIN_OPS = ("max_unpool2d", "conv_transpose2d", "interpolate", "deform_conv2d")
 
 
-def _bench(tmp_path: Path, *args: str, env: dict | None = None) -> tuple[dict, str]:
+def _bench(tmp_path: Path, *args: str, env: dict | None = None,
+           global_args: tuple[str, ...] = ()) -> tuple[dict, str]:
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "pyseg", "bench", *args, "--json", str(out_json),
+        [sys.executable, "-m", "pyseg", *global_args, "bench", *args, "--json", str(out_json),
          "--plot", str(out_png)],
         capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
     )
@@ -74,14 +75,17 @@ def test_quick_runs_and_writes_valid_json(tmp_path):
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_third_party_plugin_case_appears(tmp_path):
+@pytest.mark.parametrize("how", ["PYSEG_PLUGINS", "--plugin"])
+def test_third_party_plugin_case_appears(tmp_path, how):
     from thirdparty_bench_plugin import CASE_NAME
 
-    env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-        "PYSEG_PLUGINS": "thirdparty_bench_plugin",
-    }
-    data, stdout = _bench(tmp_path, "--quick", CASE_NAME, env=env)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    global_args: tuple[str, ...] = ()
+    if how == "PYSEG_PLUGINS":
+        env["PYSEG_PLUGINS"] = "thirdparty_bench_plugin"
+    else:
+        global_args = ("--plugin", "thirdparty_bench_plugin")
+    data, stdout = _bench(tmp_path, "--quick", CASE_NAME, env=env, global_args=global_args)
     _check_schema(data)
     [r] = data["results"]
     assert r["name"] == CASE_NAME and r["status"] == "ok"
