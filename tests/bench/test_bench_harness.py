@@ -35,8 +35,11 @@ class Counter:
 
 
 def test_agreeing_case_is_timed():
-    [r] = bench.run([_case()], memory=False, **FAST)
+    before = torch.get_num_threads()
+    [r] = bench.run([_case()], memory=False, threads=1, **FAST)
     assert r.status == "ok", r.reason
+    assert r.ours.measurement.task_spec.num_threads == 1
+    assert torch.get_num_threads() == before
     assert r.ours.median > 0 and r.reference.median > 0
     assert r.ratio == pytest.approx(r.ours.median / r.reference.median)
     assert r.sub_label == "(4,8) t float32 cpu"
