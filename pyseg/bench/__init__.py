@@ -60,30 +60,11 @@ def requires_pyseg_op(name: str) -> Callable[..., str | None]:
 
 
 def collect_cases() -> list[BenchmarkCase]:
-    """Every case from the ``pyseg_benchmarks`` hook of every loaded plugin.
-
-    Uses :func:`pyseg.registry.list_benchmarks`. Until the registry's loading machinery is
-    in place, falls back to the built-in cases plus the modules named in ``PYSEG_PLUGINS``.
-    """
+    """Every case from the ``pyseg_benchmarks`` hook of every loaded plugin (built-ins,
+    entry points, ``PYSEG_PLUGINS``): :func:`pyseg.registry.list_benchmarks`."""
     from pyseg import registry
 
-    if hasattr(registry, "list_benchmarks"):
-        return list(registry.list_benchmarks())
-    return _collect_without_registry()
-
-
-def _collect_without_registry() -> list[BenchmarkCase]:
-    import importlib
-    import os
-
-    modules = ["pyseg_plugins.benchmarks"]
-    modules += [m.strip() for m in os.environ.get("PYSEG_PLUGINS", "").split(",") if m.strip()]
-    cases: list[BenchmarkCase] = []
-    for module_name in dict.fromkeys(modules):
-        hook = getattr(importlib.import_module(module_name), "pyseg_benchmarks", None)
-        if hook is not None:
-            cases += hook()
-    return cases
+    return list(registry.list_benchmarks())
 
 
 def select(
