@@ -7,4 +7,5 @@ one: nothing under this package is discovered implicitly.
 
 BUILTIN: tuple[str, ...] = (
     "pyseg_plugins.architectures",
+    "pyseg_plugins.benchmarks",
 )

@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "info": "pyseg.commands.info",
+    "bench": "pyseg.commands.bench",
     "list": "pyseg.commands.list",
 }
 

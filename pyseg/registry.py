@@ -202,7 +202,23 @@ class Dataset:
 class BenchmarkCase:
     """A benchmark: ``ours`` and ``reference`` are callables taking the inputs made by
     ``make_inputs(device, dtype)``; ``label`` groups cases (the op), ``sub_label`` names the
-    shape/parameters."""
+    shape/parameters.
+
+    ``make_inputs`` returns a tuple (positional arguments), a dict (keyword arguments) or a
+    single value. ``backward=True`` times forward + backward (the gradient of every
+    floating-point input tensor) instead of the forward alone. The harness is
+    :mod:`pyseg.bench`, which checks once that ``ours`` and ``reference`` agree before timing.
+
+    Optional fields:
+
+    * ``requires(device, dtype) -> str | None``: a reason the case cannot run there
+      (e.g. ``"unavailable (pyseg.ops.foo missing)"``), or None when it can.
+    * ``rtol``: tolerance of the agreement check, relative to the largest magnitude of the
+      reference's result (None: a default per dtype).
+    * ``quick``: part of the small set run by ``pyseg bench --quick``.
+    * ``sweep`` / ``size``: cases sharing a ``sweep`` name form a size sweep; ``size`` (e.g.
+      output elements) is their x-axis in the plot.
+    """
 
     name: str
     label: str
@@ -212,6 +228,11 @@ class BenchmarkCase:
     reference: Callable[..., Any]
     backward: bool = False
     summary: str = ""
+    requires: Callable[..., str | None] | None = None
+    rtol: float | None = None
+    quick: bool = False
+    sweep: str = ""
+    size: int = 0
     plugin: PluginInfo | None = field(**_PLUGIN_FIELD)
 
 

@@ -1,0 +1,238 @@
+"""Built-in benchmark cases: every pyseg op against its torch / torchvision counterpart.
+
+For each op: the shapes named in its kernel issue, a size sweep (batch 1, growing spatial
+size, so the plot shows how cost grows), and a tiny set for ``pyseg bench --quick``; each
+forward and forward + backward. A case whose pyseg op is not in this build reports
+``unavailable (pyseg.ops.<op> missing)`` and is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pyseg.bench import pyseg_op, requires_pyseg_op
+from pyseg.hookspecs import hookimpl
+from pyseg.registry import BenchmarkCase
+
+CL = torch.channels_last
+
+
+def _both(name: str, label: str, sub_label: str, make_inputs: Callable[..., Any],
+          ours: Callable[..., Any], reference: Callable[..., Any], *,
+          requires: Callable[..., str | None], summary: str, quick: bool = False,
+          sweep: str = "", size: int = 0, rtol: float | None = None) -> Iterator[BenchmarkCase]:
+    """The forward case and the forward + backward case of one shape."""
+    for backward in (False, True):
+        yield BenchmarkCase(
+            name=f"{name}+bwd" if backward else name, label=label, sub_label=sub_label,
+            make_inputs=make_inputs, ours=ours, reference=reference, backward=backward,
+            summary=summary, requires=requires, rtol=rtol, quick=quick, sweep=sweep, size=size,
+        )
+
+
+def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g) * scale
+
+
+def _shape(*s: int) -> str:
+    return "(" + ",".join(map(str, s)) + ")"
+
+
+def _requires_all(*checks: Callable[..., str | None]) -> Callable[..., str | None]:
+    def requires(device: Any, dtype: Any) -> str | None:
+        for check in checks:
+            reason = check(device, dtype)
+            if reason:
+                return reason
+        return None
+
+    return requires
+
+
+def _requires_torchvision(device: Any = None, dtype: Any = None) -> str | None:
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return "unavailable (torchvision, the reference, is not installed)"
+    return None
+
+
+# --- max_unpool2d ------------------------------------------------------------------------
+
+def _unpool_inputs(n: int, c: int, h: int, w: int, channels_last: bool) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> tuple:
+        # Real pooling indices: max_pool2d of an input twice the size.
+        pooled, indices = F.max_pool2d(_randn(n, c, 2 * h, 2 * w, seed=0), 2,
+                                       return_indices=True)
+        pooled, indices = pooled.to(device=device, dtype=dtype), indices.to(device)
+        if channels_last:
+            pooled, indices = pooled.contiguous(memory_format=CL), indices.contiguous(
+                memory_format=CL)
+        return (pooled, indices, 2)
+
+    return make
+
+
+def _max_unpool2d_cases() -> Iterator[BenchmarkCase]:
+    label = "max_unpool2d"
+    kw = dict(requires=requires_pyseg_op(label),
+              summary="pyseg.ops.max_unpool2d vs torch.nn.functional.max_unpool2d")
+    ours, ref = pyseg_op(label), F.max_unpool2d
+
+    def shape(n: int, c: int, h: int, w: int, cl: bool, **extra: Any) -> Iterator[BenchmarkCase]:
+        fmt = " channels_last" if cl else ""
+        yield from _both(f"{label}/{n}x{c}x{h}x{w}{'-cl' if cl else ''}", label,
+                         f"{_shape(n, c, h, w)}->{2 * h}x{2 * w}{fmt}",
+                         _unpool_inputs(n, c, h, w, cl), ours, ref, **kw, **extra)
+
+    for cl in (False, True):
+        yield from shape(8, 64, 64, 64, cl)
+    for s in (16, 32, 64, 128):
+        yield from shape(1, 64, s, s, False, sweep=label, size=64 * 4 * s * s)
+    yield from shape(2, 8, 16, 16, False, quick=True)
+
+
+# --- conv_transpose2d --------------------------------------------------------------------
+
+def _conv_t_inputs(n: int, cin: int, h: int, w: int, cout: int, stride: int,
+                   channels_last: bool = False) -> Callable[..., Any]:
+    output_padding = 1 if stride == 2 else 0
+
+    def make(device: torch.device, dtype: torch.dtype) -> tuple:
+        x = _randn(n, cin, h, w, seed=0)
+        weight = _randn(cin, cout, 3, 3, seed=1, scale=1 / math.sqrt(cin * 9))
+        bias = _randn(cout, seed=2)
+        x, weight, bias = (t.to(device=device, dtype=dtype) for t in (x, weight, bias))
+        if channels_last:
+            x = x.contiguous(memory_format=CL)
+        return (x, weight, bias, stride, 1, output_padding)
+
+    return make
+
+
+def _conv_transpose2d_cases() -> Iterator[BenchmarkCase]:
+    label = "conv_transpose2d"
+    kw = dict(requires=requires_pyseg_op(label),
+              summary="pyseg.ops.conv_transpose2d vs torch.nn.functional.conv_transpose2d")
+    ours, ref = pyseg_op(label), F.conv_transpose2d
+
+    def shape(n: int, cin: int, h: int, w: int, cout: int, stride: int, tag: str = "",
+              **extra: Any) -> Iterator[BenchmarkCase]:
+        op = ",op1" if stride == 2 else ""
+        ho, wo = (h * 2, w * 2) if stride == 2 else (h, w)
+        yield from _both(
+            f"{label}/{n}x{cin}x{h}x{w}-{cout}-s{stride}{tag and '-' + tag}", label,
+            f"{_shape(n, cin, h, w)}->{cout}ch k3,s{stride},p1{op} ->{ho}x{wo}"
+            f"{tag and ' ' + tag}",
+            _conv_t_inputs(n, cin, h, w, cout, stride), ours, ref, **kw, **extra)
+
+    yield from shape(8, 128, 64, 64, 64, 2)
+    # The Oxford Pets encoder-decoder's transposed convolutions at 200x200 input.
+    yield from shape(8, 256, 25, 25, 256, 1, "pets")
+    yield from shape(8, 256, 25, 25, 256, 2, "pets")
+    yield from shape(8, 128, 50, 50, 128, 2, "pets")
+    yield from shape(8, 64, 100, 100, 64, 2, "pets")
+    for s in (16, 32, 64, 128):
+        yield from shape(1, 64, s, s, 64, 2, sweep=label, size=64 * 4 * s * s)
+    yield from shape(2, 16, 16, 16, 16, 2, quick=True)
+
+
+# --- interpolate -------------------------------------------------------------------------
+
+def _interp_inputs(n: int, c: int, h: int, w: int, mode: str,
+                   channels_last: bool) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> dict:
+        x = _randn(n, c, h, w, seed=0).to(device=device, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=CL)
+        kwargs: dict[str, Any] = {"input": x, "scale_factor": 2, "mode": mode}
+        if mode != "nearest":
+            kwargs["align_corners"] = False
+        return kwargs
+
+    return make
+
+
+def _interpolate_cases() -> Iterator[BenchmarkCase]:
+    label = "interpolate"
+    kw = dict(requires=requires_pyseg_op(label),
+              summary="pyseg.ops.interpolate vs torch.nn.functional.interpolate")
+    ours, ref = pyseg_op(label), F.interpolate
+
+    def shape(n: int, c: int, h: int, w: int, mode: str, cl: bool,
+              **extra: Any) -> Iterator[BenchmarkCase]:
+        fmt = " channels_last" if cl else ""
+        yield from _both(f"{label}/{mode}-{n}x{c}x{h}x{w}{'-cl' if cl else ''}", label,
+                         f"{mode} {_shape(n, c, h, w)} x2{fmt}",
+                         _interp_inputs(n, c, h, w, mode, cl), ours, ref, **kw, **extra)
+
+    for mode in ("bilinear", "bicubic"):
+        for cl in (False, True):
+            yield from shape(8, 64, 128, 128, mode, cl)
+    yield from shape(8, 64, 128, 128, "nearest", False)
+    for mode in ("bilinear", "bicubic"):
+        for s in (32, 64, 128, 256):
+            yield from shape(1, 64, s, s, mode, False, sweep=f"{label} {mode}",
+                             size=64 * 4 * s * s)
+        yield from shape(2, 8, 32, 32, mode, False, quick=True)
+
+
+# --- deform_conv2d -----------------------------------------------------------------------
+
+def _deform_inputs(n: int, cin: int, h: int, w: int, cout: int) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> dict:
+        x = _randn(n, cin, h, w, seed=0)
+        # Offsets of a few pixels: some samples fall between pixels, some outside the image.
+        offset = _randn(n, 2 * 9, h, w, seed=1, scale=2.0)
+        mask = torch.sigmoid(_randn(n, 9, h, w, seed=2))
+        weight = _randn(cout, cin, 3, 3, seed=3, scale=1 / math.sqrt(cin * 9))
+        bias = _randn(cout, seed=4)
+        x, offset, mask, weight, bias = (
+            t.to(device=device, dtype=dtype) for t in (x, offset, mask, weight, bias))
+        return {"input": x, "offset": offset, "weight": weight, "bias": bias,
+                "padding": (1, 1), "mask": mask}
+
+    return make
+
+
+def _tv_deform_conv2d(*args: Any, **kwargs: Any) -> Any:
+    import torchvision.ops
+
+    return torchvision.ops.deform_conv2d(*args, **kwargs)
+
+
+def _deform_conv2d_cases() -> Iterator[BenchmarkCase]:
+    label = "deform_conv2d"
+    kw = dict(requires=_requires_all(requires_pyseg_op(label), _requires_torchvision),
+              summary="pyseg.ops.deform_conv2d vs torchvision.ops.deform_conv2d")
+    ours = pyseg_op(label)
+
+    def shape(n: int, cin: int, h: int, w: int, cout: int, **extra: Any) -> Iterator[BenchmarkCase]:
+        yield from _both(f"{label}/{n}x{cin}x{h}x{w}-{cout}", label,
+                         f"{_shape(n, cin, h, w)}->{cout}ch 3x3 p1 mask",
+                         _deform_inputs(n, cin, h, w, cout), ours, _tv_deform_conv2d,
+                         **kw, **extra)
+
+    yield from shape(4, 64, 64, 64, 64)
+    yield from shape(4, 256, 64, 64, 256)
+    # Batch 1 (the issue's 64x64 case is the last point of the sweep).
+    for s in (16, 32, 64):
+        yield from shape(1, 64, s, s, 64, sweep=label, size=64 * s * s)
+    yield from shape(1, 8, 12, 12, 8, quick=True)
+
+
+@hookimpl
+def pyseg_benchmarks() -> list[BenchmarkCase]:
+    """Every built-in case (see the module docstring)."""
+    return [
+        *_max_unpool2d_cases(),
+        *_conv_transpose2d_cases(),
+        *_interpolate_cases(),
+        *_deform_conv2d_cases(),
+    ]

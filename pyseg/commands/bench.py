@@ -1,0 +1,99 @@
+"""``pyseg bench``: time pyseg's ops against torch / torchvision in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "benchmark pyseg's ops against their torch / torchvision counterparts"
+
+DTYPE_CHOICES = ("float32", "float64", "bfloat16", "float16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ops", nargs="*", metavar="OP",
+                        help="ops (case labels) or case names to run; all when omitted")
+    parser.add_argument("--backward", action="store_true",
+                        help="also time forward + backward cases (default: forward only)")
+    parser.add_argument("--dtype", action="append", choices=DTYPE_CHOICES,
+                        help="dtype of the inputs (repeatable; default float32)")
+    parser.add_argument("--device", action="append", choices=("cpu", "cuda"),
+                        help="device (repeatable; default cpu, plus cuda when a GPU is present)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="intra-op threads while timing (default: torch.get_num_threads())")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes and short timing: a smoke run in well under a minute")
+    parser.add_argument("--min-run-time", type=float, metavar="S",
+                        help="seconds per blocked_autorange (default 0.5; 0.02 with --quick)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="do not measure peak extra memory")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG bar plot of the ratios")
+    parser.add_argument("--list", action="store_true",
+                        help="list the selected cases instead of running them")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import pyseg.bench as bench
+    from pyseg.cli import UsageError
+
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.min_run_time is not None and args.min_run_time <= 0:
+        raise UsageError(f"--min-run-time must be positive, got {args.min_run_time}")
+    devices = list(dict.fromkeys(args.device or
+                                 (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])))
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available here")
+    dtypes = [bench.DTYPES[d] for d in dict.fromkeys(args.dtype or ["float32"])]
+    try:
+        cases = bench.select(bench.collect_cases(), args.ops, quick=args.quick,
+                             backward=args.backward)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    if not cases:
+        raise UsageError("no benchmark case selected")
+
+    if args.list:
+        for c in cases:
+            mode = "fwd+bwd" if c.backward else "fwd"
+            print(f"{c.name:<48} {c.label:<18} {mode:<8} {c.sub_label}")
+        return 0
+
+    min_run_time = args.min_run_time or (0.02 if args.quick else 0.5)
+    threads = args.threads or torch.get_num_threads()
+    total = len(cases) * len(devices) * len(dtypes)
+    done = 0
+
+    def progress(result: bench.CaseResult, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        tail = f"ratio {result.ratio:.2f}" if result.status == "ok" else result.reason
+        print(f"[{done}/{total}] {result.status:<8} {result.label}: {result.sub_label}  "
+              f"({seconds:.1f}s) {tail}", file=sys.stderr, flush=True)
+
+    results = bench.run(cases, devices=devices, dtypes=dtypes, threads=threads,
+                        min_run_time=min_run_time, memory=not args.no_memory,
+                        progress=progress)
+    facts = bench.machine_facts(threads)
+    print(f"# {facts['cpu']}, {threads} threads, torch {facts['torch']}, "
+          f"pyseg {facts['pyseg']}" + (f", {facts['cuda_device']}" if facts["cuda_device"]
+                                       else ""))
+    print(bench.render(results))
+    # The exact command, when this is the `pyseg` program (not a caller of pyseg.cli.main).
+    import os
+
+    is_cli = os.path.basename(sys.argv[0]) in ("pyseg", "__main__.py") and "bench" in sys.argv
+    command = ["pyseg", *sys.argv[1:]] if is_cli else None
+    if args.json:
+        settings = {"min_run_time": min_run_time, "memory": not args.no_memory,
+                    "devices": devices, "dtypes": list(dict.fromkeys(args.dtype or ["float32"])),
+                    "quick": args.quick, "backward": args.backward, "ops": args.ops}
+        bench.write_json(args.json, results, command=command, threads=threads,
+                         settings=settings)
+    if args.plot and not bench.plot(args.plot, results):
+        print("pyseg bench: nothing was timed, no plot written", file=sys.stderr)
+    failed = [r for r in results if r.status in ("refused", "error")]
+    return 1 if failed else 0
