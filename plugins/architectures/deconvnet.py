@@ -24,7 +24,8 @@ class DeconvNet(nn.Module):
     the network keeps that meaning: pool5 maps smaller than 7 are zero-padded (at the
     bottom/right; they follow a ReLU so zero is neutral) and cropped back after the fc6
     transposed convolution; unpooling restores each pool's exact input size, so the
-    output always matches the input size. Inputs must be at least 32x32.
+    output always matches the input size. Inputs must be at least 32x32. Below 256x256 the
+    fc6/fc7 maps are 1x1, so training (batch norm statistics) needs batches of 2 or more.
 
     Args:
         num_classes: output channels. in_channels: input channels.
