@@ -13,6 +13,9 @@ import sys
 
 COMMANDS = {
     "info": "pyseg.commands.info",
+    "train": "pyseg.commands.train",
+    "predict": "pyseg.commands.predict",
+    "evaluate": "pyseg.commands.evaluate",
 }
 
 

@@ -46,3 +46,43 @@ class TinyClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class TinyUNet(nn.Module):
+    """A small U-Net (skip connections make the thin contour class learnable quickly)."""
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: int = 16,
+                 depth: int = 3) -> None:
+        super().__init__()
+
+        def block(i: int, o: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
+                                 nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+
+        self.down = nn.ModuleList()
+        c = in_channels
+        chans = []
+        for i in range(depth):
+            self.down.append(block(c, width * 2 ** i))
+            c = width * 2 ** i
+            chans.append(c)
+        self.mid = block(c, c * 2)
+        c *= 2
+        self.ups = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for skip in reversed(chans):
+            self.ups.append(nn.ConvTranspose2d(c, skip, 2, stride=2))
+            self.up_blocks.append(block(2 * skip, skip))
+            c = skip
+        self.head = nn.Conv2d(c, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for d in self.down:
+            x = d(x)
+            skips.append(x)
+            x = nn.functional.max_pool2d(x, 2)
+        x = self.mid(x)
+        for up, blk, s in zip(self.ups, self.up_blocks, reversed(skips)):
+            x = blk(torch.cat([up(x), s], 1))
+        return self.head(x)
