@@ -7,5 +7,7 @@ one: nothing under this package is discovered implicitly.
 
 BUILTIN: tuple[str, ...] = (
     "pyseg_plugins.architectures",
+    "pyseg_plugins.datasets",
+    "pyseg_plugins.interpreters",
     "pyseg_plugins.benchmarks",
 )

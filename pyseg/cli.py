@@ -15,6 +15,9 @@ COMMANDS = {
     "info": "pyseg.commands.info",
     "bench": "pyseg.commands.bench",
     "list": "pyseg.commands.list",
+    "train": "pyseg.commands.train",
+    "predict": "pyseg.commands.predict",
+    "evaluate": "pyseg.commands.evaluate",
 }
 
 
