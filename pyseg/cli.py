@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "info": "pyseg.commands.info",
+    "explain": "pyseg.commands.explain",
 }
 
 
