@@ -20,5 +20,5 @@ def pyseg_interpreters() -> list[Interpreter]:
         Interpreter("hide-and-seek", hide_and_seek,
                     "score drop when random grids of patches are hidden"),
         Interpreter("excitation-backprop", excitation_backprop,
-                    "excitation backprop: marginal winning probability (contrastive=True for c-MWP)"),
+                    "excitation backprop: marginal winning probability (contrastive=True: c-MWP)"),
     ]

@@ -194,9 +194,10 @@ def cam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) ->
         if isinstance(m, nn.Linear) and isinstance(out, Tensor) and _close(out, logits):
             feats = find_pooled(inp.flatten(1)) if inp is not None else None
             if feats is None:
+                what = ("any feature map" if layer is None
+                        else f"the output of {layer_name(model, layer)!r}")
                 raise InterpretError(_NOT_GAP.format(
-                    why=f"the input of the classifier {name!r} is not the spatial mean of "
-                    + ("any feature map" if layer is None else f"the output of {layer_name(model, layer)!r}")
+                    why=f"the input of the classifier {name!r} is not the spatial mean of {what}"
                 ))
             w = m.weight[classes].to(feats.dtype)  # (N, C)
             maps = torch.einsum("nc,nchw->nhw", w, feats)

@@ -266,7 +266,8 @@ def _layer_node(gm: fx.GraphModule, name: str) -> fx.Node:
         elif name and name in (n.meta.get("nn_module_stack") or {}):
             last = n
     if last is None:
-        raise InterpretError(f"excitation-backprop: layer {name!r} does not appear in the traced model")
+        raise InterpretError(
+            f"excitation-backprop: layer {name!r} does not appear in the traced model")
     return last
 
 
@@ -325,7 +326,8 @@ def excitation_masses(
                     f"a conv or linear layer, not {_node_label(gm, top)}"
                 )
             if top is layer_node:
-                raise InterpretError("excitation-backprop: contrastive needs a layer below the output")
+                raise InterpretError(
+                    "excitation-backprop: contrastive needs a layer below the output")
             (x_node,) = prop._tensor_inputs(top)
             m_top = gm.get_submodule(top.target)
             x = values[x_node]

@@ -7,8 +7,9 @@ for every image, drawn from a seeded generator) the importance of patch ``k`` is
     I_k = mean(score | k visible) - mean(score | k hidden)
 
 Negative importance (hiding the patch raises the score) is dropped by default
-(``positive_only``). The patch map is upsampled bilinearly to the input and min-max normalized. Forward passes are
-batched (``batch_size`` masked images per pass) and run without gradients.
+(``positive_only``). The patch map is upsampled bilinearly to the input and min-max
+normalized. Forward passes are batched (``batch_size`` masked images per pass) and run
+without gradients.
 """
 
 from __future__ import annotations

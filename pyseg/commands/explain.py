@@ -163,7 +163,6 @@ def run(args: argparse.Namespace) -> int:
             known = f" (classes: {', '.join(class_names)})" if class_names else ""
             raise UsageError(f"--target {args.target!r} is not a class index or name{known}")
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     for path in args.images:
         image = _load_image(path, int(size) if size else None).to(args.device)
@@ -175,11 +174,13 @@ def run(args: argparse.Namespace) -> int:
             pred = int(logits.argmax(1))
             shown = pred if target is None else target
             label = class_names[shown] if shown < len(class_names) else str(shown)
-            headline = f"{Path(path).name}: predicted {class_names[pred] if pred < len(class_names) else pred}"
+            pred_name = class_names[pred] if pred < len(class_names) else str(pred)
+            headline = f"{Path(path).name}: predicted {pred_name}"
         else:
             label = "predicted" if target is None else (
                 class_names[target] if target < len(class_names) else str(target))
             headline = f"{Path(path).name}: segmentation"
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         maps, titles = [], []
         stem = Path(path).stem
         for name, interp in methods:

@@ -76,7 +76,8 @@ class HideAndSeek:
     ) -> None:
         sizes = [grid_size] if isinstance(grid_size, int) else list(grid_size)
         if not sizes or any(not isinstance(s, int) or s < 0 for s in sizes):
-            raise ValueError(f"grid_size must be a non-negative int or a sequence of them, got {grid_size!r}")
+            raise ValueError(
+                f"grid_size must be a non-negative int or a sequence of them, got {grid_size!r}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         self.grid_sizes = sizes
