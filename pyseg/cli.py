@@ -13,6 +13,10 @@ import sys
 
 COMMANDS = {
     "info": "pyseg.commands.info",
+    "list": "pyseg.commands.list",
+    "train": "pyseg.commands.train",
+    "predict": "pyseg.commands.predict",
+    "evaluate": "pyseg.commands.evaluate",
     "explain": "pyseg.commands.explain",
 }
 

@@ -1,0 +1,65 @@
+"""Built-in architectures.
+
+Every model here builds its upsampling and unpooling from pyseg's operators
+(``pyseg.nn.ConvTranspose2d``, ``pyseg.nn.MaxUnpool2d``, ``pyseg.nn.Upsample``,
+``pyseg.nn.DeformConv2dPack`` / ``ModulatedDeformConv2dPack``), looked up when the model is
+constructed, so listing the architectures never needs them and a missing operator fails
+loudly (``AttributeError``) instead of falling back to torch.
+"""
+
+from __future__ import annotations
+
+import pyseg
+from pyseg.registry import Architecture
+
+from pyseg_plugins.architectures.classifiers import MiniXception, SmallConvNet
+from pyseg_plugins.architectures.deconvnet import DeconvNet
+from pyseg_plugins.architectures.fcn import FCN8s, FCN16s, FCN32s
+from pyseg_plugins.architectures.pets import PetsEncoderDecoder
+from pyseg_plugins.architectures.segnet import SegNet
+from pyseg_plugins.architectures.unet import UNet
+
+__all__ = [
+    "DeconvNet",
+    "FCN8s",
+    "FCN16s",
+    "FCN32s",
+    "MiniXception",
+    "PetsEncoderDecoder",
+    "SegNet",
+    "SmallConvNet",
+    "UNet",
+]
+
+
+@pyseg.hookimpl
+def pyseg_architectures() -> list[Architecture]:
+    return [
+        Architecture(
+            "pets-encdec", PetsEncoderDecoder,
+            summary="Keras-style conv/transposed-conv encoder-decoder for Oxford Pets "
+                    "(Chollet, Deep Learning with Python, ch. 9)",
+        ),
+        Architecture("fcn32s", FCN32s,
+                     summary="FCN-32s: VGG16 fully convolutional net, 32x upsampling "
+                             "(Long et al. 2015)"),
+        Architecture("fcn16s", FCN16s,
+                     summary="FCN-16s: FCN-32s plus a pool4 skip (Long et al. 2015)"),
+        Architecture("fcn8s", FCN8s,
+                     summary="FCN-8s: FCN-16s plus a pool3 skip (Long et al. 2015)"),
+        Architecture("deconvnet", DeconvNet,
+                     summary="DeconvNet: VGG16 encoder and mirrored unpool/deconv network "
+                             "(Noh et al. 2015)"),
+        Architecture("segnet", SegNet,
+                     summary="SegNet: VGG16 encoder, decoder unpools with the encoder's "
+                             "indices (Badrinarayanan et al. 2017)"),
+        Architecture("unet", UNet,
+                     summary="U-Net with skip concatenation; transposed or bilinear "
+                             "upsampling, optional deformable convs (Ronneberger et al. 2015)"),
+        Architecture("small-convnet", SmallConvNet, task="classification",
+                     summary="the small cats-vs-dogs convnet (Deep Learning with Python, "
+                             "ch. 8)"),
+        Architecture("mini-xception", MiniXception, task="classification",
+                     summary="Xception-like classifier: separable convs, batch norm, "
+                             "residuals (Deep Learning with Python, ch. 9)"),
+    ]

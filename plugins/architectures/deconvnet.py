@@ -1,0 +1,75 @@
+"""DeconvNet (Noh, Hong and Han, "Learning Deconvolution Network for Semantic
+Segmentation", ICCV 2015)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pyseg_plugins.architectures._common import check_common, pyseg_nn, scaled
+from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder
+
+
+def _deconv_bn_relu(pnn, cin: int, cout: int) -> list[nn.Module]:
+    return [pnn.ConvTranspose2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+class DeconvNet(nn.Module):
+    """VGG16 encoder (with batch norm) -> fc6 (7x7 conv) -> fc7 (1x1) -> a mirrored
+    deconvolution network: a 7x7 transposed convolution undoes fc6, then per stage a
+    max-unpool with the indices stored by the matching pool and 3x3 transposed
+    convolutions (+ BN + ReLU), and a 1x1 score layer.
+
+    At the paper's 224x224 input pool5 is 7x7 and fc6 maps it to 1x1. For any input size
+    the network keeps that meaning: pool5 maps smaller than 7 are zero-padded (at the
+    bottom/right; they follow a ReLU so zero is neutral) and cropped back after the fc6
+    transposed convolution; unpooling restores each pool's exact input size, so the
+    output always matches the input size. Inputs must be at least 32x32.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        width: channel multiplier (1.0 = the paper's VGG16 and 4096-wide fc6/fc7).
+        dropout: after fc6 and fc7 (0 disables).
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        pnn = pyseg_nn()
+        self.encoder = VGGEncoder(in_channels, width)
+        c5 = self.encoder.channels[-1]
+        fc = scaled(4096, width)
+        self.fc = nn.Sequential(
+            nn.Conv2d(c5, fc, 7, bias=False), nn.BatchNorm2d(fc), nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(fc, fc, 1, bias=False), nn.BatchNorm2d(fc), nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+        )
+        self.fc6_deconv = nn.Sequential(
+            pnn.ConvTranspose2d(fc, c5, 7, bias=False), nn.BatchNorm2d(c5), nn.ReLU(inplace=True)
+        )
+        self.unpool = pnn.MaxUnpool2d(2, 2)
+        # Decoder stages mirror the encoder: stage 5 first; the last deconv of each stage
+        # maps to the channels of the stage below (as in the paper's deconv5_3 -> 512 ...).
+        self.decoder = nn.ModuleList()
+        channels = self.encoder.channels
+        for i in reversed(range(len(VGG16_STAGES))):
+            n = len(VGG16_STAGES[i])
+            cout_last = channels[i - 1] if i > 0 else channels[0]
+            layers: list[nn.Module] = []
+            for j in range(n):
+                layers += _deconv_bn_relu(pnn, channels[i], cout_last if j == n - 1 else channels[i])
+            self.decoder.append(nn.Sequential(*layers))
+        self.score = nn.Conv2d(channels[0], num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, skips = self.encoder(x)
+        ph, pw = h.shape[-2:]
+        if ph < 7 or pw < 7:
+            h = F.pad(h, (0, max(0, 7 - pw), 0, max(0, 7 - ph)))
+        h = self.fc6_deconv(self.fc(h))[..., :ph, :pw]
+        for stage, (idx, size) in zip(self.decoder, reversed(skips)):
+            h = stage(self.unpool(h, idx, output_size=size))
+        return self.score(h)

@@ -1,0 +1,146 @@
+"""Fully convolutional networks (Long, Shelhamer and Darrell, CVPR 2015 / TPAMI 2017).
+
+The layout follows the reference Caffe models (voc-fcn32s/16s/8s): a VGG16 backbone whose
+first convolution pads by 100 and whose pools round up (``ceil_mode``), so that fc6 (a 7x7
+convolution) produces an output for any input size; fc6/fc7 convolutionalized; 1x1 score
+layers; upsampling by transposed convolutions initialized to bilinear interpolation; skip
+fusion by addition; and crops at the reference offsets (5 and 9 for the pool4/pool3
+scores, 19/27/31 for the final 32x/16x/8x output) that align the output with the input
+pixel for pixel, for any input size.
+
+As in the paper, the 2x upsamplings inside the net are learned and the final one is fixed
+to bilinear interpolation (its weight has ``requires_grad=False``; pass
+``learn_final_upsample=True`` to train it); the skip score layers start at zero so a
+fresh FCN-16s/8s computes what its coarser parent computes.
+
+``width`` multiplies every backbone channel count (VGG16 and fc6/fc7 widths at 1.0, the
+paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from pyseg_plugins.architectures._common import (
+    bilinear_kernel,
+    check_common,
+    pyseg_nn,
+    scaled,
+)
+
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class _FCNBase(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float,
+                 learn_final_upsample: bool) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        self.num_classes = num_classes
+        # VGG16 split into the stages whose outputs feed the skips.
+        stages: list[list[nn.Module]] = [[]]
+        cin, first = in_channels, True
+        for v in VGG16:
+            if v == "M":
+                stages[-1].append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
+                stages.append([])
+                continue
+            c = scaled(v, width)
+            stages[-1] += [nn.Conv2d(cin, c, 3, padding=100 if first else 1),
+                           nn.ReLU(inplace=True)]
+            cin, first = c, False
+        stages.pop()  # the empty list after the last pool
+        self.to_pool3 = nn.Sequential(*stages[0], *stages[1], *stages[2])
+        self.to_pool4 = nn.Sequential(*stages[3])
+        self.to_pool5 = nn.Sequential(*stages[4])
+        fc = scaled(4096, width)
+        self.fc = nn.Sequential(
+            nn.Conv2d(cin, fc, 7), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+            nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+        )
+        self.score_fr = nn.Conv2d(fc, num_classes, 1)
+        self._pool3_channels = scaled(256, width)
+        self._pool4_channels = scaled(512, width)
+        self._learn_final = learn_final_upsample
+
+    def _upsample(self, kernel_size: int, stride: int, learnable: bool = True) -> nn.Module:
+        layer = pyseg_nn().ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
+                                           stride=stride, bias=False)
+        layer.weight.data.copy_(bilinear_kernel(self.num_classes, kernel_size))
+        layer.weight.requires_grad_(learnable)
+        return layer
+
+    def _skip_score(self, channels: int) -> nn.Conv2d:
+        score = nn.Conv2d(channels, self.num_classes, 1)
+        nn.init.zeros_(score.weight)
+        nn.init.zeros_(score.bias)
+        return score
+
+    @staticmethod
+    def _crop(x: Tensor, offset: int, like_h: int, like_w: int) -> Tensor:
+        return x[..., offset: offset + like_h, offset: offset + like_w]
+
+
+class FCN32s(_FCNBase):
+    """FCN-32s: VGG16 + fc6/fc7 + score, one 32x bilinear transposed convolution.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        width: backbone channel multiplier (1.0 = the paper). dropout: after fc6 and fc7.
+        learn_final_upsample: train the final upsampling (fixed bilinear by default).
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+        self.upscore = self._upsample(64, 32, learn_final_upsample)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.to_pool5(self.to_pool4(self.to_pool3(x)))
+        h = self.upscore(self.score_fr(self.fc(h)))
+        return self._crop(h, 19, x.shape[-2], x.shape[-1])
+
+
+class FCN16s(_FCNBase):
+    """FCN-16s: FCN-32s's scores upsampled 2x (learned), plus pool4 scores, then 16x.
+
+    Arguments as :class:`FCN32s`.
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+        self.score_pool4 = self._skip_score(self._pool4_channels)
+        self.upscore2 = self._upsample(4, 2)
+        self.upscore16 = self._upsample(32, 16, learn_final_upsample)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool4 = self.to_pool4(self.to_pool3(x))
+        up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
+        h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
+        return self._crop(self.upscore16(h), 27, x.shape[-2], x.shape[-1])
+
+
+class FCN8s(_FCNBase):
+    """FCN-8s: FCN-16s's fused scores upsampled 2x again, plus pool3 scores, then 8x.
+
+    Arguments as :class:`FCN32s`.
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+        self.score_pool4 = self._skip_score(self._pool4_channels)
+        self.score_pool3 = self._skip_score(self._pool3_channels)
+        self.upscore2 = self._upsample(4, 2)
+        self.upscore_pool4 = self._upsample(4, 2)
+        self.upscore8 = self._upsample(16, 8, learn_final_upsample)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool3 = self.to_pool3(x)
+        pool4 = self.to_pool4(pool3)
+        up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
+        h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
+        up4 = self.upscore_pool4(h)
+        h = up4 + self._crop(self.score_pool3(pool3), 9, up4.shape[-2], up4.shape[-1])
+        return self._crop(self.upscore8(h), 31, x.shape[-2], x.shape[-1])

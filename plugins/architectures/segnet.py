@@ -1,0 +1,49 @@
+"""SegNet (Badrinarayanan, Kendall and Cipolla, TPAMI 2017)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from pyseg_plugins.architectures._common import check_common, pyseg_nn
+from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder, conv_bn_relu
+
+
+class SegNet(nn.Module):
+    """VGG16 encoder (13 conv + BN + ReLU, five 2x2 max pools that keep their indices) and a
+    mirrored decoder: each decoder stage max-unpools with the indices of its encoder stage
+    (pyseg's ``MaxUnpool2d``), then applies 3x3 conv + BN + ReLU layers; the last decoder
+    stage ends in a 3x3 convolution to ``num_classes`` (logits). Unpooling restores each
+    pool's exact input size, so any input of at least 32x32 comes back at its own size.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        width: channel multiplier (1.0 = the paper's VGG16 widths).
+        batch_norm: batch norm after every convolution (the paper's choice).
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 batch_norm: bool = True) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        pnn = pyseg_nn()
+        self.encoder = VGGEncoder(in_channels, width, batch_norm)
+        self.unpool = pnn.MaxUnpool2d(2, 2)
+        channels = self.encoder.channels
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(len(VGG16_STAGES))):
+            n = len(VGG16_STAGES[i])
+            layers: list[nn.Module] = []
+            for j in range(n):
+                last = j == n - 1
+                if last and i == 0:
+                    layers.append(nn.Conv2d(channels[0], num_classes, 3, padding=1))
+                else:
+                    cout = channels[i - 1] if last else channels[i]
+                    layers += conv_bn_relu(channels[i], cout, batch_norm)
+            self.decoder.append(nn.Sequential(*layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, skips = self.encoder(x)
+        for stage, (idx, size) in zip(self.decoder, reversed(skips)):
+            h = stage(self.unpool(h, idx, output_size=size))
+        return h

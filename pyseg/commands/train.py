@@ -1,0 +1,101 @@
+"""``pyseg train``: train a segmentation network (or a classifier) and save what it learned."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "train a segmentation network (default: on synthetic pets, no download needed)"
+
+ARCH_DEFAULT = "pets-encdec"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default=ARCH_DEFAULT, metavar="NAME",
+                        help=f"architecture name from `pyseg list` (default: {ARCH_DEFAULT})")
+    parser.add_argument("--arch-kwargs", default="{}", metavar="JSON",
+                        help="keyword arguments for the architecture, as a JSON object")
+    parser.add_argument("--data", default="synthetic-pets", metavar="NAME|PATH",
+                        help="synthetic-pets (default), oxford-pets, or a folder with "
+                             "images/*.jpg and annotations/trimaps/*.png")
+    parser.add_argument("--img-size", type=int, default=64, metavar="N",
+                        help="square input size in pixels (default: 64)")
+    parser.add_argument("--epochs", type=int, default=12, metavar="N", help="(default: 12)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="(default: 16)")
+    parser.add_argument("--lr", type=float, default=1e-3, metavar="X",
+                        help="learning rate (default: 1e-3)")
+    parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam", "sgd"],
+                        help="(default: rmsprop, as in the book)")
+    parser.add_argument("--out", default="runs/train", metavar="DIR",
+                        help="output folder for checkpoints, metrics and figures (default: runs/train)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out from its last checkpoint")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="(default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
+    parser.add_argument("--hide-and-seek", action="store_true",
+                        help="augment training images by hiding random grid patches")
+    parser.add_argument("--task", default=None, choices=["segmentation", "classification"],
+                        help="default: the architecture's task")
+    parser.add_argument("--train-samples", type=int, default=None, metavar="N",
+                        help="synthetic data: number of training images (default: 512)")
+    parser.add_argument("--val-samples", type=int, default=None, metavar="N",
+                        help="synthetic data: number of validation images (default: 128)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def _arch_task(name: str) -> str | None:
+    try:
+        from pyseg import registry
+
+        get = getattr(registry, "get_architecture", None)
+        return get(name).task if get is not None else None
+    except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyseg.cli import UsageError
+
+    for opt in ("img_size", "epochs", "batch_size"):
+        if getattr(args, opt) < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1")
+    if args.img_size < 16:
+        raise UsageError("--img-size must be >= 16")
+    if not args.lr > 0:
+        raise UsageError("--lr must be > 0")
+    try:
+        arch_kwargs = json.loads(args.arch_kwargs)
+        if not isinstance(arch_kwargs, dict):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}") from None
+
+    import torch
+
+    from pyseg.engine import CheckpointError, TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = args.task or _arch_task(args.arch) or "segmentation"
+    cfg = TrainConfig(
+        arch=args.arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        out=args.out, resume=args.resume, device=args.device, seed=args.seed,
+        hide_and_seek=args.hide_and_seek, task=task, train_samples=args.train_samples,
+        val_samples=args.val_samples, quiet=args.quiet,
+    )
+    try:
+        result = train(cfg)
+    except (ValueError, CheckpointError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        b = result.best
+        print(f"best epoch {b['epoch']}: val_loss={b['val_loss']:.4f} "
+              f"val_pixel_acc={b['val_pixel_acc']:.3f} val_miou={b['val_miou']:.3f}")
+        print(f"wrote {result.out}/best.pt, metrics.json, loss.png"
+              + (", predictions.png" if task == "segmentation" else ""))
+    return 0

@@ -1,0 +1,182 @@
+"""Oxford-IIIT Pets in its published layout::
+
+    ROOT/images/<stem>.jpg
+    ROOT/annotations/trimaps/<stem>.png     (values 1 foreground, 2 background, 3 contour)
+
+Images and trimaps are paired by file stem. Trimap values 1, 2, 3 become classes 0, 1, 2.
+Images are converted to RGB (grayscale, RGBA, CMYK, palette) and resized to
+``img_size x img_size`` (bilinear); trimaps with nearest-neighbor resampling, so no new
+values appear. Files that cannot be decoded, images without a trimap (or the reverse),
+trimaps with values outside {1, 2, 3} and image/trimap pairs of different sizes are
+reported by name (``warnings`` and :attr:`OxfordPets.skipped`) and skipped, never guessed.
+
+Splits: ``split_method="book"`` reproduces Deep Learning with Python (ch. 9): the pairs
+(sorted by stem) are shuffled with ``random.Random(1337)`` and the last 1000 are the
+validation set. ``split_method="fraction"`` keeps the same shuffle and puts the last
+``val_fraction`` in validation. ``"auto"`` (default) uses the book split when there are more
+than 2000 pairs and the fraction split otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+
+from pyseg.data.synthetic import SEGMENTATION_CLASSES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+BOOK_SEED = 1337
+BOOK_VAL_COUNT = 1000
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be used at all (missing, empty, wrong layout)."""
+
+
+def _pairs(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """``(stem, image, trimap)`` for stems present in both folders, and problems found."""
+    img_dir, tri_dir = root / "images", root / "annotations" / "trimaps"
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    if not img_dir.is_dir() or not tri_dir.is_dir():
+        raise DatasetError(f"{root} does not have the Oxford Pets layout "
+                           "(images/*.jpg and annotations/trimaps/*.png)")
+    images: dict[str, Path] = {}
+    for p in sorted(img_dir.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            images.setdefault(p.stem, p)
+    trimaps: dict[str, Path] = {}
+    for p in sorted(tri_dir.iterdir()):
+        # The published archive ships AppleDouble "._x.png" files: not trimaps.
+        if p.suffix.lower() == ".png" and not p.name.startswith("."):
+            trimaps[p.stem] = p
+    problems = [f"{images[s].name}: no trimap {s}.png" for s in sorted(set(images) - set(trimaps))]
+    problems += [f"{trimaps[s].name}: no image for this trimap"
+                 for s in sorted(set(trimaps) - set(images))]
+    pairs = [(s, images[s], trimaps[s]) for s in sorted(set(images) & set(trimaps))]
+    return pairs, problems
+
+
+def split_pairs(pairs: list, split: str, method: str = "auto", val_fraction: float = 0.2) -> list:
+    """Select the ``"train"`` / ``"val"`` / ``"all"`` part of ``pairs`` (sorted by stem)."""
+    if split == "all":
+        return list(pairs)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    if method == "auto":
+        method = "book" if len(pairs) > 2 * BOOK_VAL_COUNT else "fraction"
+    order = list(pairs)
+    random.Random(BOOK_SEED).shuffle(order)
+    if method == "book":
+        n_val = min(BOOK_VAL_COUNT, len(order))
+    elif method == "fraction":
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        n_val = max(1, round(len(order) * val_fraction)) if len(order) > 1 else 0
+    else:
+        raise ValueError(f"split_method must be 'auto', 'book' or 'fraction', got {method!r}")
+    return order[len(order) - n_val:] if split == "val" else order[:len(order) - n_val]
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image as RGB; raises ``OSError`` / ``ValueError`` if damaged."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGB", im.size, (255, 255, 255))
+            bg.paste(im, mask=im.getchannel("A"))
+            return bg
+        return im.convert("RGB")
+
+
+class OxfordPets(torch.utils.data.Dataset):
+    """Oxford-IIIT Pets segmentation (see the module docstring).
+
+    Decodes and resizes the selected split once, at construction (64 px: about 12 KB per
+    sample), so damaged files are found and reported up front.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", img_size: int = 64,
+                 split_method: str = "auto", val_fraction: float = 0.2,
+                 transform: Callable | None = None, warn: bool = True) -> None:
+        self.root = Path(root)
+        self.img_size = int(img_size)
+        self.class_names = SEGMENTATION_CLASSES
+        self.transform = transform
+        pairs, problems = _pairs(self.root)
+        if not pairs:
+            raise DatasetError(f"no image/trimap pairs found in {self.root}")
+        selected = split_pairs(pairs, split, split_method, val_fraction)
+        self.stems: list[str] = []
+        images, trimaps = [], []
+        for stem, ip, tp in selected:
+            try:
+                img = load_rgb(ip)
+            except Exception as e:  # noqa: BLE001 - PIL raises many types on damaged files
+                problems.append(f"{ip.name}: unreadable image ({type(e).__name__}: {e})")
+                continue
+            try:
+                with Image.open(tp) as t:
+                    t.load()
+                    tri = np.asarray(t.convert("L") if t.mode not in ("L", "P") else t)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"{tp.name}: unreadable trimap ({type(e).__name__}: {e})")
+                continue
+            if tri.shape != (img.height, img.width):
+                problems.append(f"{stem}: image is {img.width}x{img.height} but trimap is "
+                                f"{tri.shape[1]}x{tri.shape[0]}")
+                continue
+            bad = np.setdiff1d(np.unique(tri), [1, 2, 3])
+            if bad.size:
+                problems.append(f"{tp.name}: trimap values {bad.tolist()} outside 1, 2, 3")
+                continue
+            s = self.img_size
+            img = img.resize((s, s), Image.BILINEAR)
+            tri = np.asarray(Image.fromarray(tri.astype(np.uint8)).resize((s, s), Image.NEAREST))
+            images.append(np.asarray(img, dtype=np.uint8))
+            trimaps.append(tri.astype(np.uint8) - 1)
+            self.stems.append(stem)
+        self.skipped = problems
+        if warn:
+            for p in problems:
+                warnings.warn(f"oxford-pets: skipped {p}", stacklevel=2)
+        s = self.img_size
+        self._images = np.stack(images) if images else np.zeros((0, s, s, 3), np.uint8)
+        self._trimaps = np.stack(trimaps) if trimaps else np.zeros((0, s, s), np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, index: int):
+        x = torch.from_numpy(self._images[index]).permute(2, 0, 1).float().div_(255.0)
+        y = torch.from_numpy(self._trimaps[index].astype(np.int64))
+        if self.transform is not None:
+            x, y = self.transform(x, y)
+        return x, y
+
+
+def default_root() -> Path:
+    """Where ``--data oxford-pets`` looks: ``$PYSEG_DATA_DIR/oxford-pets`` (default
+    ``~/.cache/pyseg/oxford-pets``)."""
+    base = os.environ.get("PYSEG_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "pyseg")
+    return Path(base) / "oxford-pets"
+
+
+def oxford_pets(root: str | os.PathLike | None = None, split: str = "train", img_size: int = 64,
+                task: str = "segmentation", **kwargs: Any) -> OxfordPets:
+    """Dataset factory for the registry (segmentation only)."""
+    if task != "segmentation":
+        raise ValueError("oxford-pets provides segmentation targets only")
+    kwargs.pop("seed", None)
+    return OxfordPets(root if root is not None else default_root(), split=split,
+                      img_size=img_size, **kwargs)

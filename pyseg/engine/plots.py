@@ -1,0 +1,73 @@
+"""PNG figures written by ``pyseg train``: loss curves and a predictions grid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Trimap colors: foreground, background, contour.
+PALETTE = np.array([[240, 200, 60], [40, 40, 90], [230, 60, 60]], dtype=np.uint8)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _atomic_savefig(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+def plot_losses(history: list[dict], path: str | os.PathLike) -> None:
+    """Training and validation loss per epoch."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="training loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _atomic_savefig(fig, Path(path))
+    plt.close(fig)
+
+
+def overlay(image: np.ndarray, trimap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """``uint8[H, W, 3]``: the image blended with the trimap colors."""
+    img = image.astype(np.float32)
+    return (img * (1 - alpha) + PALETTE[trimap].astype(np.float32) * alpha).astype(np.uint8)
+
+
+@torch.no_grad()
+def plot_predictions(model, dataset, path: str | os.PathLike, n: int = 6,
+                     device: str | torch.device = "cpu") -> None:
+    """A grid: image, true trimap, predicted trimap, overlay, for the first ``n`` samples."""
+    plt = _pyplot()
+    n = min(n, len(dataset))
+    model.eval()
+    fig, axes = plt.subplots(n, 4, figsize=(8, 2 * n), squeeze=False)
+    for i in range(n):
+        x, y = dataset[i]
+        pred = model(x[None].to(device)).argmax(1)[0].cpu().numpy()
+        img = (x.permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
+        panels = [img, PALETTE[np.asarray(y)], PALETTE[pred], overlay(img, pred)]
+        for j, (ax, p) in enumerate(zip(axes[i], panels)):
+            ax.imshow(p, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(["image", "true trimap", "predicted", "overlay"][j], fontsize=9)
+    fig.tight_layout()
+    _atomic_savefig(fig, Path(path))
+    plt.close(fig)

@@ -1,0 +1,154 @@
+"""`pyseg train`, `pyseg predict`, `pyseg evaluate` end to end (tiny sizes, a tiny model)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "engine"))
+
+from pyseg.cli import main  # noqa: E402
+
+TINY = ["--arch", "tinynet:TinyNet", "--arch-kwargs", '{"width": 4}', "--img-size", "32",
+        "--epochs", "1", "--batch-size", "4", "--train-samples", "8", "--val-samples", "4",
+        "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    torch.set_num_threads(1)
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def _images(folder: Path, n=2, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+            folder / f"img{i}.jpg")
+    return folder
+
+
+def test_train_outputs(trained):
+    for name in ("best.pt", "last.pt", "metrics.json", "metrics.jsonl", "loss.png",
+                 "predictions.png"):
+        assert (trained / name).is_file()
+    assert "val_miou" in json.loads((trained / "metrics.json").read_text())
+
+
+def test_predict_writes_trimaps_and_overlays(trained, tmp_path):
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(trained / "best.pt"), str(imgs), "--out", str(out)]) == 0
+    for i in range(2):
+        tri = np.asarray(Image.open(out / f"img{i}_trimap.png"))
+        assert tri.shape == (30, 40)
+        assert set(np.unique(tri).tolist()) <= {0, 127, 254}
+        ov = np.asarray(Image.open(out / f"img{i}_overlay.png"))
+        assert ov.shape == (30, 40, 3)
+
+
+def test_evaluate_prints_metrics(trained, tmp_path, capsys):
+    dest = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), "--val-samples", "4",
+                 "--out", str(dest)]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m == json.loads(dest.read_text())
+    assert 0.0 <= m["val_miou"] <= 1.0 and m["samples"] == 4
+
+
+def _fails_cleanly(argv, capsys, out: Path | None = None, match: str = ""):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    if out is not None:
+        assert not out.exists()
+
+
+def test_predict_bad_inputs(trained, tmp_path, capsys):
+    ck = str(trained / "best.pt")
+    out = tmp_path / "out"
+    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "missing.jpg"), "--out", str(out)],
+                   capsys, out, "no such file")
+    (tmp_path / "empty").mkdir()
+    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "empty"), "--out", str(out)],
+                   capsys, out, "no images")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    imgs = _images(tmp_path / "in")
+    _fails_cleanly(["predict", "--checkpoint", ck, str(imgs), str(tmp_path / "notes.jpg"),
+                    "--out", str(out)], capsys, out, "notes.jpg")
+    (tmp_path / "zero.png").write_bytes(b"")
+    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "zero.png"), "--out", str(out)],
+                   capsys, out, "empty")
+
+
+def test_bad_checkpoints(trained, tmp_path, capsys):
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes((trained / "best.pt").read_bytes()[:500])
+    _fails_cleanly(["predict", "--checkpoint", str(bad), str(imgs), "--out", str(out)],
+                   capsys, out, "cannot read")
+    _fails_cleanly(["evaluate", "--checkpoint", str(bad)], capsys, None, "cannot read")
+    state = torch.load(trained / "best.pt", weights_only=True)
+    other = dict(state, arch_kwargs={"width": 6})  # same architecture family, other shapes
+    torch.save(other, tmp_path / "other.pt")
+    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "other.pt"), str(imgs), "--out",
+                    str(out)], capsys, out, "do not fit")
+    torch.save(dict(state, num_classes=5), tmp_path / "classes.pt")
+    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "classes.pt"), str(imgs), "--out",
+                    str(out)], capsys, out, "5 classes")
+    torch.save(dict(state, arch="no-such-arch"), tmp_path / "arch.pt")
+    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "arch.pt"), str(imgs), "--out",
+                    str(out)], capsys, out, "no-such-arch")
+    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "nope.pt"), str(imgs), "--out",
+                    str(out)], capsys, out, "not found")
+
+
+def test_train_bad_arguments(tmp_path, capsys):
+    out = tmp_path / "o"
+    _fails_cleanly(["train", *TINY, "--data", str(tmp_path / "nowhere"), "--out", str(out)],
+                   capsys, out, "no such folder")
+    _fails_cleanly(["train", *TINY, "--epochs", "0", "--out", str(out)], capsys, out, "--epochs")
+    _fails_cleanly(["train", *TINY, "--resume", "--out", str(out)], capsys, None, "resume")
+
+
+def test_train_on_a_user_folder(tmp_path, capsys):
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+            root / "images" / f"a{i}.jpg")
+        Image.fromarray(rng.integers(1, 4, (24, 24), dtype=np.uint8)).save(
+            root / "annotations" / "trimaps" / f"a{i}.png")
+    out = tmp_path / "o"
+    assert main(["train", *TINY, "--data", str(root), "--out", str(out)]) == 0
+    assert (out / "best.pt").is_file()
+
+
+def test_builtin_dataset_plugin():
+    import pyseg_plugins.datasets as plug
+
+    specs = {s.name: s for s in plug.pyseg_datasets()}
+    assert {"synthetic-pets", "oxford-pets"} <= set(specs)
+    ds = specs["synthetic-pets"].factory(split="val", img_size=32, length=2, task="classification")
+    assert ds[0][1] in (0, 1) and list(specs["synthetic-pets"].class_names) == [
+        "foreground", "background", "contour"]
