@@ -62,6 +62,11 @@ def load_checkpoint_model(path: str | Path, device: str = "cpu"):
         raise UsageError(f"cannot read checkpoint {str(path)!r}: {e}") from None
     if isinstance(ckpt, nn.Module):
         return ckpt.to(device), {}
+    if isinstance(ckpt, dict) and "format" in ckpt:  # written by `pyseg train`
+        from pyseg.commands._common import load_model
+
+        model, state = load_model(str(path))
+        return model.to(device).eval(), state
     if not isinstance(ckpt, dict):
         raise UsageError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a model")
     arch = _first(ckpt, "arch", "architecture", "model_name")
@@ -112,8 +117,11 @@ def _get_interpreter(name: str):
 
     get = getattr(pyseg, "get_interpreter", None)
     if get is not None:
-        return get(name)
-    # Registry machinery not available: fall back to the built-in plugin.
+        try:
+            return get(name)
+        except (KeyError, LookupError):
+            pass
+    # Not (yet) in the registry: the built-in interpreters plugin directly.
     from pyseg_plugins.interpreters import pyseg_interpreters
 
     specs = {s.name: s for s in pyseg_interpreters()}
