@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "pyseg.commands.train",
     "predict": "pyseg.commands.predict",
     "evaluate": "pyseg.commands.evaluate",
+    "explain": "pyseg.commands.explain",
 }
 
 

@@ -1,0 +1,144 @@
+"""Pointing game of every interpreter on a small classifier trained on synthetic pets.
+
+Trains a small GAP + linear convnet (cat vs dog) on the synthetic pets set for a few epochs,
+then, on held-out images, counts how often the maximum of each method's heatmap for the true
+class falls on the animal (trimap foreground or contour band; ``--tolerance`` widens it).
+
+    python benchmarks/pointing_game.py [--train 1024 --epochs 8 --size 64 --test 200]
+
+Prints a table (hit rate per method, classifier accuracy, timings). The threshold asserted
+in tests/interpret/test_pointing_game.py comes from these measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from pyseg.interpret.pointing import pointing_hits
+
+METHODS = ("gradcam", "gradcam++", "cam", "excitation-backprop", "hide-and-seek")
+
+
+class SmallGapNet(nn.Module):
+    """conv(16)-pool-conv(32)-pool-conv(64)-pool-conv(64), global average pooling, linear."""
+
+    def __init__(self, num_classes: int = 2, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def load_split(split: str, n: int, size: int, seed: int = 0):
+    """``(images float[N, 3, S, S], labels long[N], object masks bool[N, S, S])``."""
+    from pyseg.data.synthetic import SyntheticPets
+
+    ds = SyntheticPets(split=split, img_size=size, length=n, seed=seed, task="segmentation",
+                       cache=False)
+    xs, ys, ms = [], [], []
+    for i in range(n):
+        image, trimap, species = ds.sample(i)
+        xs.append(torch.from_numpy(image).permute(2, 0, 1))
+        ys.append(species)
+        ms.append(torch.from_numpy(trimap != 1))  # foreground (0) or contour band (2)
+    return torch.stack(xs), torch.tensor(ys), torch.stack(ms)
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 64,
+          lr: float = 3e-3, seed: int = 0, hflip: bool = True) -> list[float]:
+    """Plain Adam training; returns the loss per epoch."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * (-(-len(x) // batch)))
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        total = 0.0
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            xb = x[idx]
+            if hflip:
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(x))
+    model.eval()
+    return losses
+
+
+def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int = 50,
+             hs_samples: int = 256):
+    """``{method: (hit rate, seconds)}`` with the true class as target."""
+    from pyseg_plugins.interpreters import pyseg_interpreters
+
+    specs = {s.name: s for s in pyseg_interpreters()}
+    out = {}
+    for name in methods:
+        t0 = time.perf_counter()
+        hits = []
+        for i in range(0, len(x), batch):
+            opts = {"num_samples": hs_samples, "batch_size": 256} if name == "hide-and-seek" else {}
+            maps = specs[name](model, x[i:i + batch], target=y[i:i + batch], **opts)
+            hits.append(pointing_hits(maps, masks[i:i + batch], tolerance))
+        out[name] = (torch.cat(hits).float().mean().item(), time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", type=int, default=1024)
+    p.add_argument("--test", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--tolerance", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--hs-samples", type=int, default=256, help="hide-and-seek masks per image")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    t0 = time.perf_counter()
+    xtr, ytr, _ = load_split("train", args.train, args.size)
+    xte, yte, mte = load_split("test", args.test, args.size)
+    t_data = time.perf_counter() - t0
+    model = SmallGapNet(width=args.width)
+    t0 = time.perf_counter()
+    losses = train(model, xtr, ytr, args.epochs, seed=args.seed)
+    t_train = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    area = mte.float().mean().item()
+    print(f"data {t_data:.1f}s, train {t_train:.1f}s ({args.train} images x {args.epochs} "
+          f"epochs, {args.size}px), final loss {losses[-1]:.3f}, test accuracy {acc:.3f}, "
+          f"object covers {area:.1%} of the pixels (the hit rate of a random point)")
+    print(f"{'method':<22}{'pointing hit rate':>18}{'seconds':>10}")
+    for name, (rate, secs) in evaluate(model, xte, yte, mte, tolerance=args.tolerance,
+                                         hs_samples=args.hs_samples).items():
+        print(f"{name:<22}{rate:>18.3f}{secs:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

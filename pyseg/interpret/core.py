@@ -1,0 +1,275 @@
+"""Helpers shared by the interpreters: layer resolution, a context that leaves the model as it
+was found, target scoring, normalization and resizing of heatmaps.
+
+Every interpreter follows the same contract (see :class:`pyseg.registry.Interpreter`)::
+
+    heatmaps = fn(model, images, target=None, **options)   # Tensor[N, H, W] in [0, 1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "InterpretError",
+    "ModelGuard",
+    "default_layer",
+    "layer_name",
+    "logits_of",
+    "minmax_normalize",
+    "resolve_layer",
+    "resolve_targets",
+    "target_scores",
+    "upsample_to",
+]
+
+# Element-wise modules that directly follow a convolution and belong to "the last conv layer"
+# when choosing a default layer (the rectified feature maps, as in Selvaraju et al.).
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.PReLU,
+)
+_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+
+
+class InterpretError(ValueError):
+    """The model, layer or target does not fit the requested interpretation method."""
+
+
+# --------------------------------------------------------------------------------------------
+# Model state: hooks, modes and gradients are restored whatever happens.
+# --------------------------------------------------------------------------------------------
+
+
+class ModelGuard(contextlib.AbstractContextManager):
+    """Put ``model`` in eval mode and collect hook handles; on exit (even on an exception)
+    remove every hook registered through :meth:`add` and restore each module's training flag.
+
+    Parameter ``.grad`` fields are never written by the interpreters (they differentiate with
+    :func:`torch.autograd.grad` with respect to activations only); the guard also checks that
+    and restores them if a user callback changed them.
+    """
+
+    def __init__(self, model: nn.Module, eval_mode: bool = True) -> None:
+        self.model = model
+        self.eval_mode = eval_mode
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> ModelGuard:
+        self._modes = [(m, m.training) for m in self.model.modules()]
+        self._grads = [(p, p.grad) for p in self.model.parameters()]
+        if self.eval_mode:
+            self.model.eval()
+        return self
+
+    def add(self, handle: Any) -> Any:
+        """Remember a hook handle (from ``register_*_hook``) for removal on exit."""
+        self._handles.append(handle)
+        return handle
+
+    def forward_hook(self, module: nn.Module, fn) -> Any:
+        return self.add(module.register_forward_hook(fn))
+
+    def forward_pre_hook(self, module: nn.Module, fn) -> Any:
+        return self.add(module.register_forward_pre_hook(fn))
+
+    def __exit__(self, *exc) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+        for m, mode in self._modes:
+            m.training = mode
+        for p, g in self._grads:
+            if p.grad is not g:
+                p.grad = g
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+
+def layer_name(model: nn.Module, layer: nn.Module) -> str:
+    """The dotted name of ``layer`` inside ``model`` (``""`` for the model itself)."""
+    for name, m in model.named_modules():
+        if m is layer:
+            return name
+    raise InterpretError(f"layer {type(layer).__name__} is not a submodule of the model")
+
+
+def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
+    """Return the submodule given as a module or a dotted name (``"features.3"``)."""
+    if isinstance(layer, nn.Module):
+        layer_name(model, layer)  # validates membership
+        return layer
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be an nn.Module or a dotted name, got {type(layer).__name__}")
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        hint = ", ".join(names[-8:])
+        raise InterpretError(
+            f"layer {layer!r} not found in {type(model).__name__} (last layers: {hint})"
+        ) from None
+
+
+def _trace_leaves(model: nn.Module, images: Tensor) -> list[tuple[nn.Module, Tensor, Any]]:
+    """Run ``model`` once on ``images`` and return ``(module, first input, output)`` of every
+    leaf module in execution order."""
+    order: list[tuple[nn.Module, Tensor, Any]] = []
+    with ModelGuard(model) as guard, torch.no_grad():
+        for m in model.modules():
+            if next(m.children(), None) is None:
+                def hook(mod, args, out, _order=order):
+                    _order.append((mod, args[0] if args else None, out))
+                guard.forward_hook(m, hook)
+        model(images)
+    return order
+
+
+def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
+    """The last convolution executed on ``images``, extended to the normalization and
+    activation modules that directly consume its output (so the maps are the rectified
+    features a following pooling layer sees).
+
+    Found with one forward pass of the first image.
+    """
+    order = _trace_leaves(model, images[:1])
+    last = None
+    for i, (m, _, out) in enumerate(order):
+        if isinstance(m, nn.modules.conv._ConvNd) and isinstance(out, Tensor) and out.dim() == 4:
+            last = i
+    if last is None:
+        raise InterpretError(
+            f"{type(model).__name__} has no 2-D convolution; pass layer=... explicitly"
+        )
+    chosen = last
+    prev_out = order[last][2]
+    for j in range(last + 1, len(order)):
+        m, inp, out = order[j]
+        if not isinstance(m, ACTIVATIONS + _NORMS) or inp is not prev_out:
+            break
+        chosen, prev_out = j, out
+        if isinstance(m, ACTIVATIONS):
+            break
+    return order[chosen][0]
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and scores
+# --------------------------------------------------------------------------------------------
+
+
+def logits_of(output: Any) -> Tensor:
+    """The logits tensor of a model output (a tensor, a mapping with ``"out"``, or a tuple)."""
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, Mapping):
+        if "out" in output:
+            return output["out"]
+        return next(iter(output.values()))
+    if isinstance(output, Sequence) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise InterpretError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def _as_class_tensor(target: Any, n: int, device: torch.device) -> Tensor:
+    t = torch.as_tensor(target, device=device).long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise InterpretError(f"target has {t.numel()} class indices for {n} images")
+    return t
+
+
+def resolve_targets(logits: Tensor, target: Any = None) -> tuple[Tensor, Tensor | None]:
+    """Turn ``target`` into ``(classes long[N], mask bool[N, H, W] or None)``.
+
+    * classification logits ``(N, K)``: ``target`` is ``None`` (the predicted class), an int,
+      or ``N`` ints; the mask is ``None``.
+    * segmentation logits ``(N, K, H, W)``: ``target`` is ``None`` (per image, the class
+      predicted on most pixels), an int / ``N`` ints, or ``(classes, mask)`` /
+      ``{"class": ..., "mask": ...}`` with a bool mask ``(H, W)`` or ``(N, H, W)``. The default
+      mask is the set of pixels predicted as the class.
+    """
+    n = logits.shape[0]
+    num_classes = logits.shape[1]
+    mask = None
+    if isinstance(target, Mapping):
+        target, mask = target.get("class"), target.get("mask")
+    elif isinstance(target, tuple) and len(target) == 2 and logits.dim() == 4:
+        target, mask = target
+    if logits.dim() == 2:
+        if mask is not None:
+            raise InterpretError("a pixel mask only makes sense for segmentation models")
+        classes = logits.argmax(1) if target is None else _as_class_tensor(target, n, logits.device)
+    elif logits.dim() == 4:
+        pred = logits.argmax(1)
+        if target is None:
+            counts = F.one_hot(pred.flatten(1), num_classes).sum(1)
+            classes = counts.argmax(1)
+        else:
+            classes = _as_class_tensor(target, n, logits.device)
+        if mask is None:
+            mask = pred == classes[:, None, None]
+        else:
+            mask = torch.as_tensor(mask, device=logits.device).bool()
+            if mask.dim() == 2:
+                mask = mask.expand(n, *mask.shape)
+            if mask.shape != (n, *logits.shape[2:]):
+                raise InterpretError(
+                    f"target mask has shape {tuple(mask.shape)}, expected "
+                    f"{(n, *logits.shape[2:])} or {tuple(logits.shape[2:])}"
+                )
+    else:
+        raise InterpretError(
+            f"model output has shape {tuple(logits.shape)}; expected (N, classes) for a "
+            "classifier or (N, classes, H, W) for a segmentation model"
+        )
+    if ((classes < 0) | (classes >= num_classes)).any():
+        raise InterpretError(f"target class out of range [0, {num_classes}): {classes.tolist()}")
+    return classes, mask
+
+
+def target_scores(logits: Tensor, classes: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-image scores ``(N,)``: the class logit (classifier) or the sum of the class's
+    logits over ``mask`` (segmentation)."""
+    idx = torch.arange(logits.shape[0], device=logits.device)
+    if logits.dim() == 2:
+        return logits[idx, classes]
+    class_maps = logits[idx, classes]  # (N, H, W)
+    if mask is None:
+        return class_maps.flatten(1).sum(1)
+    return (class_maps * mask.to(class_maps.dtype)).flatten(1).sum(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Heatmaps
+# --------------------------------------------------------------------------------------------
+
+
+def upsample_to(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
+    """Resize ``(N, h, w)`` maps to ``size`` (bilinear, ``align_corners=False``)."""
+    size = tuple(int(s) for s in size)
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
+
+
+def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
+    """Scale each ``(H, W)`` map to [0, 1]; a constant map becomes all zeros."""
+    flat = maps.flatten(1)
+    lo = flat.min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values
+    rng = hi - lo
+    out = torch.where(rng > eps, (flat - lo) / rng.clamp_min(eps), torch.zeros_like(flat))
+    return out.view_as(maps)

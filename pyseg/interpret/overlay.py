@@ -1,0 +1,75 @@
+"""Pictures of heatmaps: a jet-colored overlay on the image and a side-by-side panel."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from torch import Tensor
+
+__all__ = ["colorize", "overlay", "save_overlay", "save_panel", "to_uint8_image"]
+
+
+def to_uint8_image(image: Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` tensor or ``(H, W, 3)`` array with values in [0, 1] -> ``uint8[H, W, 3]``."""
+    if isinstance(image, Tensor):
+        image = image.detach().float().cpu()
+        if image.dim() == 3 and image.shape[0] in (1, 3):
+            image = image.permute(1, 2, 0)
+        image = image.numpy()
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(heatmap: Tensor | np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """``(H, W)`` values in [0, 1] -> ``uint8[H, W, 3]`` through a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    h = heatmap.detach().float().cpu().numpy() if isinstance(heatmap, Tensor) else heatmap
+    rgba = colormaps[cmap](np.clip(np.asarray(h, dtype=np.float32), 0.0, 1.0))
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.4,
+            cmap: str = "jet") -> np.ndarray:
+    """Blend the colored heatmap over the image: ``(1 - alpha) * image + alpha * color``;
+    returns ``uint8[H, W, 3]``."""
+    img = to_uint8_image(image).astype(np.float32)
+    col = colorize(heatmap, cmap).astype(np.float32)
+    if img.shape[:2] != col.shape[:2]:
+        raise ValueError(f"image is {img.shape[:2]} but heatmap is {col.shape[:2]}")
+    return ((1.0 - alpha) * img + alpha * col + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def save_overlay(path: str | os.PathLike, image, heatmap, alpha: float = 0.4) -> None:
+    """Write :func:`overlay` as a PNG."""
+    from PIL import Image
+
+    Image.fromarray(overlay(image, heatmap, alpha)).save(path)
+
+
+def save_panel(path: str | os.PathLike, image, heatmaps: Sequence, titles: Sequence[str],
+               alpha: float = 0.4, suptitle: str | None = None) -> None:
+    """Write the image followed by one overlay per heatmap, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = len(heatmaps) + 1
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    panels = [to_uint8_image(image)] + [overlay(image, h, alpha) for h in heatmaps]
+    for ax, pic, title in zip(axes[0], panels, ["image", *titles]):
+        ax.imshow(pic, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
