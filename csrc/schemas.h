@@ -13,6 +13,16 @@ inline void define_schemas(torch::Library& m) {
   // max_unpool2d: scatter `self` into planes of `output_size` at `indices` (int64).
   m.def("max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor", tags);
   m.def("max_unpool2d_backward(Tensor grad_output, Tensor indices) -> Tensor", tags);
+  // conv_transpose2d: torch.nn.functional.conv_transpose2d; weight is (C_in, C_out/groups, kH, kW).
+  // The backward returns (grad_input, grad_weight, grad_bias); an entry whose output_mask is
+  // false comes back as an empty (0-element) tensor.
+  m.def("conv_transpose2d(Tensor input, Tensor weight, Tensor? bias, SymInt[2] stride, "
+        "SymInt[2] padding, SymInt[2] output_padding, SymInt groups, SymInt[2] dilation) -> Tensor",
+        tags);
+  m.def("conv_transpose2d_backward(Tensor grad_output, Tensor input, Tensor weight, "
+        "SymInt[2] stride, SymInt[2] padding, SymInt[2] output_padding, SymInt groups, "
+        "SymInt[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+        tags);
 }
 
 }  // namespace pyseg
