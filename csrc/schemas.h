@@ -13,6 +13,15 @@ inline void define_schemas(torch::Library& m) {
   // max_unpool2d: scatter `self` into planes of `output_size` at `indices` (int64).
   m.def("max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor", tags);
   m.def("max_unpool2d_backward(Tensor grad_output, Tensor indices) -> Tensor", tags);
+  // upsample2d: nearest / bilinear / bicubic resampling of (N, C, H, W) to output_size; the
+  // scales are torch's scale_factors (None: derived from the sizes), see pyseg/ops/upsample.py.
+  m.def("upsample2d(Tensor input, SymInt[2] output_size, str mode, bool align_corners, "
+        "float? scale_h, float? scale_w) -> Tensor", tags);
+  m.def("upsample2d_backward(Tensor grad_output, SymInt[4] input_size, str mode, "
+        "bool align_corners, float? scale_h, float? scale_w) -> Tensor", tags);
+  // bed_of_nails: each value at the top-left of its scale_factor cell, zeros elsewhere.
+  m.def("bed_of_nails(Tensor input, int[2] scale_factor) -> Tensor", tags);
+  m.def("bed_of_nails_backward(Tensor grad_output, int[2] scale_factor) -> Tensor", tags);
 }
 
 }  // namespace pyseg
