@@ -2,5 +2,6 @@
 parameter names and ``state_dict`` keys as the torch / torchvision modules they replace."""
 
 from pyseg.nn.unpool import MaxUnpool2d
+from pyseg.nn.upsample import Upsample
 
-__all__ = ["MaxUnpool2d"]
+__all__ = ["MaxUnpool2d", "Upsample"]

@@ -4,5 +4,6 @@ autograd and a fake kernel for ``torch.compile``."""
 
 from pyseg.ops._library import emulated
 from pyseg.ops.max_unpool import max_unpool2d
+from pyseg.ops.upsample import bed_of_nails, interpolate
 
-__all__ = ["emulated", "max_unpool2d"]
+__all__ = ["bed_of_nails", "emulated", "interpolate", "max_unpool2d"]
