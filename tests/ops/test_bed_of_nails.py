@@ -28,7 +28,7 @@ def test_values_and_gradient(backend, scale, channels_last, dtype):
     assert torch.equal(y, _reference(x.detach(), sh, sw))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt)
-    g = torch.randn(y.shape, dtype=torch.float64).to(dtype)
+    g = torch.randn(y.shape, dtype=torch.float64).to(dtype).contiguous(memory_format=fmt)
     (gx,) = torch.autograd.grad(y, x, g)
     assert torch.equal(gx, g[:, :, ::sh, ::sw])
     assert gx.is_contiguous(memory_format=fmt)
