@@ -23,6 +23,15 @@ inline void define_schemas(torch::Library& m) {
         "SymInt[2] stride, SymInt[2] padding, SymInt[2] output_padding, SymInt groups, "
         "SymInt[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
+  // upsample2d: nearest / bilinear / bicubic resampling of (N, C, H, W) to output_size; the
+  // scales are torch's scale_factors (None: derived from the sizes), see pyseg/ops/upsample.py.
+  m.def("upsample2d(Tensor input, SymInt[2] output_size, str mode, bool align_corners, "
+        "float? scale_h, float? scale_w) -> Tensor", tags);
+  m.def("upsample2d_backward(Tensor grad_output, SymInt[4] input_size, str mode, "
+        "bool align_corners, float? scale_h, float? scale_w) -> Tensor", tags);
+  // bed_of_nails: each value at the top-left of its scale_factor cell, zeros elsewhere.
+  m.def("bed_of_nails(Tensor input, int[2] scale_factor) -> Tensor", tags);
+  m.def("bed_of_nails_backward(Tensor grad_output, int[2] scale_factor) -> Tensor", tags);
 }
 
 }  // namespace pyseg

@@ -1,0 +1,302 @@
+// upsample2d (nearest, bilinear, bicubic) and bed_of_nails CPU kernels.
+//
+// Everything is one separable resampling driven by per-axis tap tables (upsample.h):
+// forward uses the taps of each output index, backward the transposed tables, so the
+// backward is a gather (deterministic, no atomics) with the same code and parallelism.
+//
+// Work is split over (image or plane, destination row) pairs. For each destination row the
+// source rows it reads are blended first (a contiguous, vectorizable pass over whole rows,
+// accumulated in the op-math type), then every destination pixel gathers its horizontal
+// taps from that blended row. For NCHW a "row" is one plane's row (C = 1 below); for
+// channels_last it is a whole NHWC row, and the horizontal pass runs over C contiguous
+// channels per tap, so both layouts share the code and channels_last vectorizes over C.
+// For bicubic scale 2 this costs about 2 + 4 multiply-adds per output instead of 16.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "ops/upsample/upsample.h"
+
+namespace pyseg::upsample {
+namespace {
+
+struct Geometry {
+  int64_t groups;  // N * C for NCHW, N for channels_last
+  int64_t C;       // 1 for NCHW, channels for channels_last
+  int64_t src_h, src_w, dst_h, dst_w;
+};
+
+// Horizontal pass over one row: out[ow, c] = sum_b w[b] * line[idx[b], c] for every output
+// column (C contiguous channels per column). S / D: source and destination element types
+// (op-math accumulation in T either way). `fixed` is the common tap count or -1.
+template <typename S, typename D, typename T>
+inline void horizontal(const S* line, D* out, int64_t C, int64_t dst_w, const int64_t* off,
+                       const int64_t* idx, const T* w, int64_t fixed) {
+  if (C == 1) {
+    if (fixed == 1) {
+      for (int64_t ow = 0; ow < dst_w; ++ow)
+        out[ow] = static_cast<D>(w[ow] * static_cast<T>(line[idx[ow]]));
+    } else if (fixed == 2) {
+      for (int64_t ow = 0; ow < dst_w; ++ow) {
+        const int64_t b = 2 * ow;
+        out[ow] = static_cast<D>(w[b] * static_cast<T>(line[idx[b]]) +
+                                 w[b + 1] * static_cast<T>(line[idx[b + 1]]));
+      }
+    } else if (fixed == 4) {
+      for (int64_t ow = 0; ow < dst_w; ++ow) {
+        const int64_t b = 4 * ow;
+        out[ow] = static_cast<D>(w[b] * static_cast<T>(line[idx[b]]) +
+                                 w[b + 1] * static_cast<T>(line[idx[b + 1]]) +
+                                 w[b + 2] * static_cast<T>(line[idx[b + 2]]) +
+                                 w[b + 3] * static_cast<T>(line[idx[b + 3]]));
+      }
+    } else {
+      for (int64_t ow = 0; ow < dst_w; ++ow) {
+        T acc = 0;
+        for (int64_t b = off[ow]; b < off[ow + 1]; ++b) acc += w[b] * static_cast<T>(line[idx[b]]);
+        out[ow] = static_cast<D>(acc);
+      }
+    }
+    return;
+  }
+  // channels_last: each tap is a contiguous run of C channels (vectorizes over C).
+  for (int64_t ow = 0; ow < dst_w; ++ow) {
+    D* o = out + ow * C;
+    const int64_t b0 = off[ow], b1 = off[ow + 1];
+    if (b1 - b0 == 1) {
+      const S* l0 = line + idx[b0] * C;
+      const T v0 = w[b0];
+      for (int64_t c = 0; c < C; ++c) o[c] = static_cast<D>(v0 * static_cast<T>(l0[c]));
+    } else if (b1 - b0 == 2) {
+      const S* l0 = line + idx[b0] * C;
+      const S* l1 = line + idx[b0 + 1] * C;
+      const T v0 = w[b0], v1 = w[b0 + 1];
+      for (int64_t c = 0; c < C; ++c)
+        o[c] = static_cast<D>(v0 * static_cast<T>(l0[c]) + v1 * static_cast<T>(l1[c]));
+    } else if (b1 - b0 == 4) {
+      const S* l0 = line + idx[b0] * C;
+      const S* l1 = line + idx[b0 + 1] * C;
+      const S* l2 = line + idx[b0 + 2] * C;
+      const S* l3 = line + idx[b0 + 3] * C;
+      const T v0 = w[b0], v1 = w[b0 + 1], v2 = w[b0 + 2], v3 = w[b0 + 3];
+      for (int64_t c = 0; c < C; ++c)
+        o[c] = static_cast<D>(v0 * static_cast<T>(l0[c]) + v1 * static_cast<T>(l1[c]) +
+                              v2 * static_cast<T>(l2[c]) + v3 * static_cast<T>(l3[c]));
+    } else if (b0 == b1) {
+      std::fill(o, o + C, D(0));
+    } else if constexpr (std::is_same_v<D, T>) {
+      // Accumulate in the output row itself (same type, no rounding in between).
+      const S* l = line + idx[b0] * C;
+      const T v = w[b0];
+      for (int64_t c = 0; c < C; ++c) o[c] = v * static_cast<T>(l[c]);
+      for (int64_t b = b0 + 1; b < b1; ++b) {
+        const S* lb = line + idx[b] * C;
+        const T vb = w[b];
+        for (int64_t c = 0; c < C; ++c) o[c] += vb * static_cast<T>(lb[c]);
+      }
+    } else {
+      for (int64_t c = 0; c < C; ++c) {
+        T acc = 0;
+        for (int64_t b = b0; b < b1; ++b) acc += w[b] * static_cast<T>(line[idx[b] * C + c]);
+        o[c] = static_cast<D>(acc);
+      }
+    }
+  }
+}
+
+// Vertical pass: out[j] = sum_a w[a] * rows[a][j] over a contiguous row of n elements.
+template <typename S, typename D, typename T, class RowOf>
+inline void vertical(D* out, int64_t n, int64_t a0, int64_t a1, const T* w, const RowOf& row_of) {
+  if (a0 == a1) {
+    std::fill(out, out + n, D(0));
+  } else if (a1 - a0 == 1) {
+    const S* s0 = row_of(a0);
+    const T w0 = w[a0];
+    for (int64_t j = 0; j < n; ++j) out[j] = static_cast<D>(w0 * static_cast<T>(s0[j]));
+  } else if (a1 - a0 == 2) {
+    const S* s0 = row_of(a0);
+    const S* s1 = row_of(a0 + 1);
+    const T w0 = w[a0], w1 = w[a0 + 1];
+    for (int64_t j = 0; j < n; ++j)
+      out[j] = static_cast<D>(w0 * static_cast<T>(s0[j]) + w1 * static_cast<T>(s1[j]));
+  } else if (a1 - a0 == 4) {
+    const S* s0 = row_of(a0);
+    const S* s1 = row_of(a0 + 1);
+    const S* s2 = row_of(a0 + 2);
+    const S* s3 = row_of(a0 + 3);
+    const T w0 = w[a0], w1 = w[a0 + 1], w2 = w[a0 + 2], w3 = w[a0 + 3];
+    for (int64_t j = 0; j < n; ++j)
+      out[j] = static_cast<D>(w0 * static_cast<T>(s0[j]) + w1 * static_cast<T>(s1[j]) +
+                              w2 * static_cast<T>(s2[j]) + w3 * static_cast<T>(s3[j]));
+  } else if constexpr (std::is_same_v<D, T>) {
+    const S* s0 = row_of(a0);
+    const T w0 = w[a0];
+    for (int64_t j = 0; j < n; ++j) out[j] = w0 * static_cast<T>(s0[j]);
+    for (int64_t a = a0 + 1; a < a1; ++a) {
+      const S* sa = row_of(a);
+      const T wa = w[a];
+      for (int64_t j = 0; j < n; ++j) out[j] += wa * static_cast<T>(sa[j]);
+    }
+  } else {
+    // Rare (many taps into a reduced-precision output): accumulate in a T row first.
+    std::vector<T> acc(n, T(0));
+    for (int64_t a = a0; a < a1; ++a) {
+      const S* sa = row_of(a);
+      const T wa = w[a];
+      for (int64_t j = 0; j < n; ++j) acc[j] += wa * static_cast<T>(sa[j]);
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] = static_cast<D>(acc[j]);
+  }
+}
+
+template <typename T>
+int64_t fixed_taps(const Table<T>& t) {
+  const int64_t n = t.size();
+  const int64_t k = n > 0 ? t.offsets[1] - t.offsets[0] : 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (t.offsets[j + 1] - t.offsets[j] != k) return -1;
+  return k;
+}
+
+// dst[g, oh, ow, c] = sum_a th.weight[a] * sum_b tw.weight[b] * src[g, th.index[a], tw.index[b], c]
+//
+// When rows are not reduced in number (dst_h >= src_h: upsampling, and most backward passes)
+// each source row is first resampled horizontally -- once, then kept in a small cache while
+// the destination rows that need it are produced by a contiguous vertical blend. Otherwise
+// (downsampling) the source rows are blended vertically first and then gathered
+// horizontally, so skipped source rows cost nothing.
+template <typename scalar_t, typename T>
+void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table<T>& th,
+              const Table<T>& tw) {
+  const int64_t C = g.C;
+  const int64_t src_row = g.src_w * C, dst_row = g.dst_w * C;
+  const int64_t rows = g.groups * g.dst_h;
+  // Aim for tasks of ~32k source+destination elements so small planes still parallelize.
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, src_row + dst_row));
+  const int64_t* h_off = th.offsets.data();
+  const int64_t* h_idx = th.index.data();
+  const T* h_w = th.weight.data();
+  const int64_t* w_off = tw.offsets.data();
+  const int64_t* w_idx = tw.index.data();
+  const T* w_w = tw.weight.data();
+  const int64_t fixed_w = fixed_taps(tw);
+  const bool horizontal_first = g.dst_h >= g.src_h;
+  const int64_t slots = std::max<int64_t>(1, th.max_taps());
+
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    if (horizontal_first) {
+      // Cache of horizontally resampled source rows, keyed by (group, source row). Tap rows
+      // of consecutive destination rows form windows that only move forward and hold at
+      // most `slots` distinct rows, so evicting the smallest key never drops a row the
+      // current destination row still needs.
+      std::vector<T> cache(slots * dst_row);
+      std::vector<int64_t> key(slots, -1);
+      int64_t grp = 0;
+      auto row_of = [&](int64_t a) -> const T* {
+        const int64_t k = grp * g.src_h + h_idx[a];
+        int64_t victim = 0;
+        for (int64_t s = 0; s < slots; ++s) {
+          if (key[s] == k) return &cache[s * dst_row];
+          if (key[s] < key[victim]) victim = s;
+        }
+        T* line = &cache[victim * dst_row];
+        horizontal<scalar_t, T, T>(src + k * src_row, line, C, g.dst_w, w_off, w_idx, w_w, fixed_w);
+        key[victim] = k;
+        return line;
+      };
+      for (int64_t r = begin; r < end; ++r) {
+        grp = r / g.dst_h;
+        const int64_t oh = r % g.dst_h;
+        vertical<T, scalar_t, T>(dst + r * dst_row, dst_row, h_off[oh], h_off[oh + 1], h_w, row_of);
+      }
+    } else {
+      std::vector<T> buffer(src_row);
+      T* tmp = buffer.data();
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t grp = r / g.dst_h, oh = r % g.dst_h;
+        const scalar_t* base = src + grp * g.src_h * src_row;
+        auto row_of = [&](int64_t a) -> const scalar_t* { return base + h_idx[a] * src_row; };
+        vertical<scalar_t, T, T>(tmp, src_row, h_off[oh], h_off[oh + 1], h_w, row_of);
+        horizontal<T, scalar_t, T>(tmp, dst + r * dst_row, C, g.dst_w, w_off, w_idx, w_w, fixed_w);
+      }
+    }
+  });
+}
+
+// Runs `resample` from `src` (N, C, src_h, src_w) into a new (N, C, dst_h, dst_w) tensor in
+// the layout given by `channels_last`, with tables built by `make_tables.template
+// operator()<T>()`.
+template <class MakeTables>
+at::Tensor run(const at::Tensor& src_, int64_t N, int64_t C, int64_t src_h, int64_t src_w,
+               int64_t dst_h, int64_t dst_w, bool channels_last, const MakeTables& make_tables,
+               const char* name) {
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor src = src_.contiguous(format);
+  at::Tensor dst = at::empty({N, C, dst_h, dst_w}, src.options().memory_format(format));
+  if (dst.numel() == 0) return dst;
+  const Geometry g{channels_last ? N : N * C, channels_last ? C : 1, src_h, src_w, dst_h, dst_w};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample2d", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const Tables<T> t = make_tables.template operator()<T>();
+    resample<scalar_t, T>(src.const_data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), g, t.h, t.w);
+  });
+  return dst;
+}
+
+at::Tensor upsample2d_cpu(const at::Tensor& input, at::IntArrayRef output_size,
+                          c10::string_view mode, bool align_corners,
+                          std::optional<double> scale_h, std::optional<double> scale_w) {
+  const Mode m = parse_mode(mode);
+  const Shape s = check_forward(input, output_size);
+  return run(input, s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.channels_last,
+             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); },
+             "upsample2d");
+}
+
+at::Tensor upsample2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                   c10::string_view mode, bool align_corners,
+                                   std::optional<double> scale_h, std::optional<double> scale_w) {
+  const Mode m = parse_mode(mode);
+  const Shape s = check_backward(grad_output, input_size);
+  return run(grad_output, s.batch, s.channels, s.out_h, s.out_w, s.in_h, s.in_w, s.channels_last,
+             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); },
+             "upsample2d_backward");
+}
+
+at::Tensor bed_of_nails_cpu(const at::Tensor& input, at::IntArrayRef scale_factor) {
+  const NailsShape s = check_nails(input, scale_factor, false);
+  return run(input, s.batch, s.channels, s.in_h, s.in_w, s.in_h * s.s_h, s.in_w * s.s_w,
+             s.channels_last,
+             [&]<typename T>() {
+               return Tables<T>{nails_table<T>(s.in_h, s.s_h), nails_table<T>(s.in_w, s.s_w)};
+             },
+             "bed_of_nails");
+}
+
+at::Tensor bed_of_nails_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef scale_factor) {
+  const NailsShape s = check_nails(grad_output, scale_factor, true);
+  return run(grad_output, s.batch, s.channels, s.in_h * s.s_h, s.in_w * s.s_w, s.in_h, s.in_w,
+             s.channels_last,
+             [&]<typename T>() {
+               return Tables<T>{nails_backward_table<T>(s.in_h, s.s_h),
+                                nails_backward_table<T>(s.in_w, s.s_w)};
+             },
+             "bed_of_nails_backward");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyseg, CPU, m) {
+  m.impl("upsample2d", &upsample2d_cpu);
+  m.impl("upsample2d_backward", &upsample2d_backward_cpu);
+  m.impl("bed_of_nails", &bed_of_nails_cpu);
+  m.impl("bed_of_nails_backward", &bed_of_nails_backward_cpu);
+}
+
+}  // namespace pyseg::upsample

@@ -1,0 +1,67 @@
+"""Upsampling modules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from pyseg.ops.upsample import interpolate
+
+__all__ = ["Upsample"]
+
+
+class Upsample(nn.Module):
+    """Drop-in for :class:`torch.nn.Upsample` backed by :func:`pyseg.ops.interpolate`.
+
+    Same constructor arguments, attributes and repr as torch's module; modes ``"nearest"``,
+    ``"bilinear"`` and ``"bicubic"`` on 4-D inputs (others raise ``NotImplementedError``).
+
+    Example::
+
+        >>> up = pyseg.nn.Upsample(scale_factor=2, mode="bilinear")
+        >>> up(torch.randn(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int] | None = None,
+        scale_factor: float | Sequence[float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = type(self).__name__
+        self.size = size
+        if isinstance(scale_factor, tuple):
+            self.scale_factor = tuple(float(factor) for factor in scale_factor)
+        else:
+            self.scale_factor = float(scale_factor) if scale_factor else None
+        self.mode = mode
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        return interpolate(
+            input,
+            self.size,
+            self.scale_factor,
+            self.mode,
+            self.align_corners,
+            recompute_scale_factor=self.recompute_scale_factor,
+        )
+
+    def __setstate__(self, state):
+        if "recompute_scale_factor" not in state:
+            state["recompute_scale_factor"] = True
+        super().__setstate__(state)
+
+    def extra_repr(self) -> str:
+        if self.scale_factor is not None:
+            info = "scale_factor=" + repr(self.scale_factor)
+        else:
+            info = "size=" + repr(self.size)
+        info += ", mode=" + repr(self.mode)
+        return info
