@@ -13,6 +13,14 @@ inline void define_schemas(torch::Library& m) {
   // max_unpool2d: scatter `self` into planes of `output_size` at `indices` (int64).
   m.def("max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor", tags);
   m.def("max_unpool2d_backward(Tensor grad_output, Tensor indices) -> Tensor", tags);
+  // deform_conv2d: torchvision's schema (groups from the weight, offset groups from offset).
+  m.def("deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor mask, Tensor bias, "
+        "SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, SymInt dilation_h, "
+        "SymInt dilation_w, SymInt groups, SymInt offset_groups, bool use_mask) -> Tensor", tags);
+  m.def("_deform_conv2d_backward(Tensor grad, Tensor input, Tensor weight, Tensor offset, "
+        "Tensor mask, Tensor bias, SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, "
+        "SymInt dilation_h, SymInt dilation_w, SymInt groups, SymInt offset_groups, "
+        "bool use_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)", tags);
 }
 
 }  // namespace pyseg
