@@ -209,3 +209,45 @@ def test_pack_modules_start_as_conv(cls):
     m(x).sum().backward()
     assert m.conv_offset.weight.grad is not None
     assert m.conv_offset.weight.grad.abs().sum() > 0
+
+
+def test_deterministic_input_gradient(backend):
+    # Under torch.use_deterministic_algorithms the CUDA input gradient uses the plane-owning
+    # kernel instead of the atomic scatter; both must agree with torchvision.
+    case = (2, 4, 3, 5, 5, 3, 3, 1, 2, (1, 1), (1, 1), (1, 1), True, True)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        _compare(backend, case)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(backend, dtype):
+    args = _case(2, 4, 4, 5, 5, 3, 3, og=2, pad=(1, 1), device=backend.device, dtype=torch.float64,
+                 scale=1.0)
+    expected = deform_conv2d(**args)
+    low = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    for v in low.values():
+        if isinstance(v, torch.Tensor):
+            v.requires_grad_()
+    actual = deform_conv2d(**low)
+    assert actual.dtype == dtype
+    tol = 2e-2 if dtype == torch.float16 else 1e-1
+    torch.testing.assert_close(actual.double(), expected, atol=tol * expected.abs().max().item(),
+                               rtol=tol)
+    actual.sum().backward()
+    assert low["input"].grad.dtype == dtype and torch.isfinite(low["offset"].grad).all()
+
+
+def test_backward_repeatable_cpu():
+    args = _case(1, 16, 8, 20, 21, 3, 3, og=2, pad=(1, 1), dtype=torch.float32)
+    grads = []
+    for _ in range(2):
+        ins = {k: (v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+               for k, v in args.items()}
+        deform_conv2d(**ins).square().sum().backward()
+        grads.append([ins[k].grad for k in ("input", "offset", "weight", "mask")])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
