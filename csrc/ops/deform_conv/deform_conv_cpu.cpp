@@ -77,6 +77,14 @@ inline void make_sample(Sample<T>& e, T y, T x, T m, int64_t H, int64_t W) {
   }
 }
 
+// The forward pass needs only the corner positions and the mask-scaled weights: a compact
+// table (32 bytes per float sample) keeps more of it in L1 while every channel walks it.
+template <typename T>
+struct FwdSample {
+  int32_t idx[4];
+  T w[4];
+};
+
 struct Geometry {
   Shape s;
   Params p;
@@ -131,6 +139,34 @@ int64_t tile_pixels(const Shape& s, size_t elem) {
 }
 
 template <typename T>
+void compact_table(FwdSample<T>* dst, const Sample<T>* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int c = 0; c < 4; ++c) {
+      dst[i].idx[c] = src[i].idx[c];
+      dst[i].w[c] = src[i].m * src[i].w[c];
+    }
+  }
+}
+
+template <typename T>
+void fill_columns_fwd(T* cols, int64_t ld, const FwdSample<T>* table, const T* x_n, int64_t g,
+                      int64_t len, const Shape& s) {
+  const int64_t K = s.taps(), Cg = s.channels_per_offset_group(), HW = s.in_plane();
+  for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+    const T* xc = x_n + c * HW;
+    for (int64_t k = 0; k < K; ++k) {
+      const FwdSample<T>* e = table + k * ld;
+      T* col = cols + (c * K + k) * ld;
+      for (int64_t t = 0; t < len; ++t) {
+        const FwdSample<T>& a = e[t];
+        col[t] = a.w[0] * xc[a.idx[0]] + a.w[1] * xc[a.idx[1]] + a.w[2] * xc[a.idx[2]] +
+                 a.w[3] * xc[a.idx[3]];
+      }
+    }
+  }
+}
+
+template <typename T>
 void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& offset,
                     const at::Tensor& mask, const at::Tensor& bias, at::Tensor& out,
                     const Geometry& geo) {
@@ -147,6 +183,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Ten
   at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
     at::Tensor cols = at::empty({CK, tile}, x.options());
     std::vector<Sample<T>> table(static_cast<size_t>(K * tile));
+    std::vector<FwdSample<T>> compact(static_cast<size_t>(K * tile));
     T* cp = cols.data_ptr<T>();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles, p0 = (task % tiles) * tile, len = std::min(tile, P - p0);
@@ -155,7 +192,8 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Ten
       const T* mask_n = mp ? mp + n * s.offset_groups * K * P : nullptr;
       for (int64_t g = 0; g < s.offset_groups; ++g) {
         build_table(table.data(), tile, off_n, mask_n, g, p0, len, geo);
-        fill_columns(cp, tile, table.data(), x_n, g, len, s);
+        compact_table(compact.data(), table.data(), K * tile);
+        fill_columns_fwd(cp, tile, compact.data(), x_n, g, len, s);
       }
       at::Tensor out_tile = out[n].view({s.out_channels, P}).narrow(1, p0, len);
       for (int64_t wg = 0; wg < G; ++wg) {
