@@ -32,6 +32,14 @@ inline void define_schemas(torch::Library& m) {
   // bed_of_nails: each value at the top-left of its scale_factor cell, zeros elsewhere.
   m.def("bed_of_nails(Tensor input, int[2] scale_factor) -> Tensor", tags);
   m.def("bed_of_nails_backward(Tensor grad_output, int[2] scale_factor) -> Tensor", tags);
+  // deform_conv2d: torchvision's schema (groups from the weight, offset groups from offset).
+  m.def("deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor mask, Tensor bias, "
+        "SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, SymInt dilation_h, "
+        "SymInt dilation_w, SymInt groups, SymInt offset_groups, bool use_mask) -> Tensor", tags);
+  m.def("_deform_conv2d_backward(Tensor grad, Tensor input, Tensor weight, Tensor offset, "
+        "Tensor mask, Tensor bias, SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, "
+        "SymInt dilation_h, SymInt dilation_w, SymInt groups, SymInt offset_groups, "
+        "bool use_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)", tags);
 }
 
 }  // namespace pyseg

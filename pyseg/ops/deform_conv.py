@@ -1,0 +1,120 @@
+"""deform_conv2d: deformable convolution v1 (offsets) and v2 (offsets and a modulation mask)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pyseg.ops._library import op, pair, register_autograd, register_fake
+
+__all__ = ["deform_conv2d"]
+
+
+def deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = (1, 1),
+    padding: int | tuple[int, int] = (0, 0),
+    dilation: int | tuple[int, int] = (1, 1),
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Deformable convolution, a drop-in for :func:`torchvision.ops.deform_conv2d`.
+
+    v2 (Zhu et al., 2019) when ``mask`` is given, v1 (Dai et al., 2017) otherwise.
+
+    Args:
+        input: ``(N, C, H, W)``.
+        offset: ``(N, 2 * offset_groups * kh * kw, Ho, Wo)``: per output pixel and tap the
+            (dy, dx) added to the tap's sampling position. ``offset_groups`` is read from
+            the channel count.
+        weight: ``(O, C / groups, kh, kw)``; ``groups`` is read from the shapes.
+        bias: ``(O,)`` or None.
+        stride, padding, dilation: int or pair, as in ``conv2d``.
+        mask: ``(N, offset_groups * kh * kw, Ho, Wo)`` modulation scalars, or None.
+
+    Samples are bilinear; a sample at (y, x) is zero when y <= -1, y >= H, x <= -1 or
+    x >= W, and corners outside the image count as zero (torchvision's rule). With zero
+    offsets and a mask of ones the result is ``F.conv2d``'s.
+
+    Example::
+
+        >>> x = torch.rand(1, 3, 8, 8)
+        >>> w = torch.rand(5, 3, 3, 3)
+        >>> offset = torch.zeros(1, 18, 6, 6)
+        >>> pyseg.ops.deform_conv2d(x, offset, w).shape
+        torch.Size([1, 5, 6, 6])
+    """
+    out_channels = weight.shape[0]
+    use_mask = mask is not None
+    if mask is None:
+        mask = torch.zeros((input.shape[0], 1), device=input.device, dtype=input.dtype)
+    if bias is None:
+        bias = torch.zeros(out_channels, device=input.device, dtype=input.dtype)
+    stride_h, stride_w = pair(stride, "stride")
+    pad_h, pad_w = pair(padding, "padding")
+    dil_h, dil_w = pair(dilation, "dilation")
+    weights_h, weights_w = weight.shape[-2:]
+    _, n_in_channels, _, _ = input.shape
+    n_offset_grps = offset.shape[1] // (2 * weights_h * weights_w)
+    n_weight_grps = n_in_channels // weight.shape[1]
+    if n_offset_grps == 0:
+        raise RuntimeError(
+            "the shape of the offset tensor at dimension 1 is not valid. It should "
+            "be a multiple of 2 * weight.size[2] * weight.size[3].\n"
+            f"Got offset.shape[1]={offset.shape[1]}, while 2 * weight.size[2] * "
+            f"weight.size[3]={2 * weights_h * weights_w}"
+        )
+    return op("deform_conv2d")(
+        input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+        n_weight_grps, n_offset_grps, use_mask,
+    )
+
+
+def _out_size(size, k, stride, pad, dil):
+    return (size + 2 * pad - (dil * (k - 1) + 1)) // stride + 1
+
+
+@register_fake("deform_conv2d")
+def _deform_conv2d_fake(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
+                        dil_h, dil_w, groups, offset_groups, use_mask):
+    torch._check(input.dim() == 4, lambda: "deform_conv2d: input must be a 4-D tensor")
+    torch._check(weight.dim() == 4, lambda: "deform_conv2d: weight must be a 4-D tensor")
+    torch._check(offset.dim() == 4, lambda: "deform_conv2d: offset must be a 4-D tensor")
+    kh, kw = weight.shape[-2:]
+    out_h = _out_size(input.shape[2], kh, stride_h, pad_h, dil_h)
+    out_w = _out_size(input.shape[3], kw, stride_w, pad_w, dil_w)
+    return input.new_empty((input.shape[0], weight.shape[0], out_h, out_w))
+
+
+@register_fake("_deform_conv2d_backward")
+def _deform_conv2d_backward_fake(grad, input, weight, offset, mask, bias, *args):
+    return (
+        torch.empty_like(input, memory_format=torch.contiguous_format),
+        torch.empty_like(weight, memory_format=torch.contiguous_format),
+        torch.empty_like(offset, memory_format=torch.contiguous_format),
+        torch.empty_like(mask, memory_format=torch.contiguous_format),
+        bias.new_empty(bias.shape),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    input, weight, offset, mask, bias, *params = inputs
+    ctx.save_for_backward(input, weight, offset, mask, bias)
+    ctx.params = params
+
+
+def _make_backward(ops):
+    def backward(ctx, grad):
+        input, weight, offset, mask, bias = ctx.saved_tensors
+        use_mask = ctx.params[-1]
+        gi, gw, go, gm, gb = ops._deform_conv2d_backward(
+            grad.contiguous(), input, weight, offset, mask, bias, *ctx.params
+        )
+        return (gi, gw, go, gm if use_mask else None, gb) + (None,) * 9
+
+    return backward
+
+
+register_autograd("deform_conv2d", _make_backward, _setup_context)

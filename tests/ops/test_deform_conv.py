@@ -1,0 +1,253 @@
+"""deform_conv2d against torchvision.ops.deform_conv2d and F.conv2d, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import pyseg
+import pyseg.nn
+from pyseg.ops import deform_conv2d
+
+
+def _out(size, k, s, p, d):
+    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+def _case(n, c, o, h, w, kh, kw, groups=1, og=1, stride=(1, 1), pad=(0, 0), dil=(1, 1),
+          mask=True, bias=True, dtype=torch.float64, device="cpu", scale=2.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ho, wo = _out(h, kh, stride[0], pad[0], dil[0]), _out(w, kw, stride[1], pad[1], dil[1])
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype)
+    wt = torch.randn(o, c // groups, kh, kw, generator=g, dtype=dtype)
+    b = torch.randn(o, generator=g, dtype=dtype) if bias else None
+    off = scale * torch.randn(n, 2 * og * kh * kw, ho, wo, generator=g, dtype=dtype)
+    m = torch.rand(n, og * kh * kw, ho, wo, generator=g, dtype=dtype) if mask else None
+    to = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return dict(input=to(x), offset=to(off), weight=to(wt), bias=to(b), stride=stride,
+                padding=pad, dilation=dil, mask=to(m))
+
+
+CASES = [
+    # n, c, o, h, w, kh, kw, groups, og, stride, pad, dil, mask, bias
+    (2, 4, 6, 7, 8, 3, 3, 1, 1, (1, 1), (1, 1), (1, 1), True, True),
+    (3, 6, 4, 9, 7, 3, 2, 2, 3, (2, 1), (1, 0), (1, 2), False, True),
+    (1, 4, 4, 6, 5, 2, 3, 1, 2, (1, 2), (0, 1), (2, 1), True, False),
+    (1, 8, 4, 5, 5, 1, 1, 4, 2, (1, 1), (0, 0), (1, 1), False, False),
+]
+
+EMU_CASES = CASES[:3]
+
+
+def _compare(backend, case, dtype=torch.float64, grads=True, atol=1e-10, rtol=1e-9):
+    n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = case
+    args = _case(n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs, dtype=dtype,
+                 device=backend.device)
+    ref_args = {k: (v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+                for k, v in args.items()}
+    ours = {k: (v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+            for k, v in args.items()}
+    expected = torchvision.ops.deform_conv2d(**ref_args)
+    actual = deform_conv2d(**ours)
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+    if not grads:
+        return
+    g = torch.randn_like(expected)
+    expected.backward(g)
+    actual.backward(g)
+    for k, v in ours.items():
+        if isinstance(v, torch.Tensor):
+            torch.testing.assert_close(v.grad, ref_args[k].grad, atol=atol, rtol=rtol,
+                                       msg=lambda m, k=k: f"grad of {k}: {m}")
+
+
+def _is_cpu(backend):
+    return backend.name == "cpu"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_torchvision(backend, case):
+    if backend.emulated and case not in EMU_CASES:
+        pytest.skip("emulated: a few small cases")
+    _compare(backend, case)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 33])
+def test_batches_cpu_float32(batch):
+    case = (batch, 6, 8, 9, 10, 3, 3, 2, 3, (1, 1), (1, 1), (1, 1), True, True)
+    _compare(type("B", (), {"device": torch.device("cpu")})(), case, dtype=torch.float32,
+             atol=1e-4, rtol=1e-4)
+
+
+def test_multi_tile_cpu():
+    # Many tiles per image (tile size depends on C * K): chunks that share images.
+    case = (2, 64, 8, 40, 41, 3, 3, 1, 1, (1, 1), (1, 1), (1, 1), True, True)
+    _compare(type("B", (), {"device": torch.device("cpu")})(), case, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mask", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_zero_offset_is_conv2d(backend, mask, dtype):
+    if backend.emulated and dtype == torch.float64 and not mask:
+        pytest.skip("emulated: enough cases")
+    n, c, o, h, w = (2, 4, 6, 6, 7) if backend.emulated else (3, 8, 6, 11, 12)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, h, w, generator=gen, dtype=dtype).to(backend.device)
+    wt = torch.randn(o, c // 2, 3, 3, generator=gen, dtype=dtype).to(backend.device)
+    b = torch.randn(o, generator=gen, dtype=dtype).to(backend.device)
+    ho, wo = _out(h, 3, 2, 1, 1), _out(w, 3, 2, 1, 1)
+    off = torch.zeros(n, 2 * 9, ho, wo, dtype=dtype, device=backend.device)
+    m = torch.ones(n, 9, ho, wo, dtype=dtype, device=backend.device) if mask else None
+    actual = deform_conv2d(x, off, wt, b, stride=2, padding=1, mask=m)
+    expected = F.conv2d(x, wt, b, stride=2, padding=1, groups=2)
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(actual, expected, **tol)
+
+
+def test_zero_offset_at_integer_positions_reads_one_pixel():
+    # Integer offsets: each tap reads exactly one pixel (weights 1, 0, 0, 0), so a shifted
+    # conv2d is reproduced exactly; a non-finite neighbour must not leak in via 0 * inf.
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    wt = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    off = torch.ones(1, 18, 4, 4, dtype=torch.float64)  # shift every tap by (+1, +1)
+    actual = deform_conv2d(x, off, wt)
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:], wt)
+    torch.testing.assert_close(actual, expected, atol=1e-12, rtol=1e-12)
+
+
+def test_gradcheck(backend):
+    if backend.emulated:
+        shape = (1, 2, 2, 4, 4, 2, 2, 1, 1, (1, 1), (1, 0), (1, 1), True, True)
+    else:
+        shape = (2, 4, 2, 5, 5, 3, 2, 2, 2, (1, 2), (1, 1), (1, 1), True, True)
+    n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = shape
+    args = _case(n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs, device=backend.device,
+                 scale=0.7)
+    names = ["input", "offset", "weight", "bias", "mask"]
+    tensors = [args[k].requires_grad_() for k in names]
+
+    def fn(x, off, wt, b, m):
+        return deform_conv2d(x, off, wt, b, stride=s, padding=p, dilation=d, mask=m)
+
+    assert torch.autograd.gradcheck(fn, tensors, fast_mode=backend.emulated)
+
+
+def test_opcheck_and_compile():
+    args = _case(2, 4, 4, 5, 6, 3, 3, 2, 2, (1, 1), (1, 1), (1, 1), True, True,
+                 dtype=torch.float32)
+    for t in args.values():
+        if isinstance(t, torch.Tensor):
+            t.requires_grad_()
+    op_args = (args["input"], args["weight"], args["offset"], args["mask"], args["bias"],
+               1, 1, 1, 1, 1, 1, 2, 2, True)
+    torch.library.opcheck(torch.ops.pyseg.deform_conv2d, op_args)
+
+    def f(x, off, w, b, m):
+        return deform_conv2d(x, off, w, b, padding=1, mask=m)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    ins = [args[k] for k in ("input", "offset", "weight", "bias", "mask")]
+    out = compiled(*ins)
+    torch.testing.assert_close(out, f(*ins))
+    out.sum().backward()
+
+
+def test_empty_batch_and_layouts(backend):
+    args = _case(0, 4, 4, 5, 5, 3, 3, device=backend.device)
+    out = deform_conv2d(**args)
+    assert out.shape == (0, 4, 3, 3)
+    # non-contiguous and channels_last inputs give the contiguous result
+    args = _case(2, 4, 4, 5, 5, 3, 3, device=backend.device)
+    expected = deform_conv2d(**args)
+    args["input"] = args["input"].contiguous(memory_format=torch.channels_last)
+    args["offset"] = args["offset"].transpose(2, 3).contiguous().transpose(2, 3)
+    torch.testing.assert_close(deform_conv2d(**args), expected)
+
+
+def test_bad_inputs(backend):
+    args = _case(1, 4, 4, 5, 5, 3, 3, device=backend.device)
+    with pytest.raises(RuntimeError, match="offset.shape\\[1\\] is not valid"):
+        deform_conv2d(**{**args, "offset": torch.cat([args["offset"], args["offset"][:, :9]], 1)})
+    with pytest.raises(RuntimeError, match="multiple of 2 \\* weight.size"):
+        deform_conv2d(**{**args, "offset": args["offset"][:, :5]})
+    with pytest.raises(RuntimeError, match="mask.shape\\[1\\] is not valid"):
+        deform_conv2d(**{**args, "mask": args["mask"][:, :4]})
+    with pytest.raises(RuntimeError, match="offset output dims"):
+        deform_conv2d(**{**args, "offset": args["offset"][:, :, :2]})
+    with pytest.raises(RuntimeError, match="invalid batch size of offset"):
+        deform_conv2d(**{**args, "offset": torch.cat([args["offset"]] * 2)})
+    with pytest.raises(RuntimeError, match="stride_h"):
+        deform_conv2d(**{**args, "stride": 0})
+    with pytest.raises(RuntimeError, match="bias"):
+        deform_conv2d(**{**args, "bias": args["bias"][:2]})
+    with pytest.raises(RuntimeError, match="dtype"):
+        deform_conv2d(**{**args, "weight": args["weight"].float()})
+
+
+def test_modules_match_torchvision():
+    torch.manual_seed(0)
+    ours = pyseg.nn.DeformConv2d(4, 6, (3, 2), stride=1, padding=1, dilation=1, groups=2)
+    ref = torchvision.ops.DeformConv2d(4, 6, (3, 2), stride=1, padding=1, dilation=1, groups=2)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 4, 6, 6)
+    off = torch.randn(2, 12, 6, 7)
+    torch.testing.assert_close(ours(x, off), ref(x, off), atol=1e-5, rtol=1e-5)
+    assert repr(ours).replace("DeformConv2d", "") == repr(ref).replace("DeformConv2d", "")
+
+
+@pytest.mark.parametrize("cls", [pyseg.nn.DeformConv2dPack, pyseg.nn.ModulatedDeformConv2dPack])
+def test_pack_modules_start_as_conv(cls):
+    torch.manual_seed(0)
+    m = cls(4, 6, 3, padding=1, deform_groups=2)
+    x = torch.randn(2, 4, 7, 7)
+    scale = 0.5 if cls is pyseg.nn.ModulatedDeformConv2dPack else 1.0
+    conv = F.conv2d(x, m.weight, None, padding=1) * scale + m.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(m(x), conv, atol=1e-5, rtol=1e-5)
+    m(x).sum().backward()
+    assert m.conv_offset.weight.grad is not None
+    assert m.conv_offset.weight.grad.abs().sum() > 0
+
+
+def test_deterministic_input_gradient(backend):
+    # Under torch.use_deterministic_algorithms the CUDA input gradient uses the plane-owning
+    # kernel instead of the atomic scatter; both must agree with torchvision.
+    case = (2, 4, 3, 5, 5, 3, 3, 1, 2, (1, 1), (1, 1), (1, 1), True, True)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        _compare(backend, case)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(backend, dtype):
+    args = _case(2, 4, 4, 5, 5, 3, 3, og=2, pad=(1, 1), device=backend.device, dtype=torch.float64,
+                 scale=1.0)
+    expected = deform_conv2d(**args)
+    low = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    for v in low.values():
+        if isinstance(v, torch.Tensor):
+            v.requires_grad_()
+    actual = deform_conv2d(**low)
+    assert actual.dtype == dtype
+    tol = 2e-2 if dtype == torch.float16 else 1e-1
+    torch.testing.assert_close(actual.double(), expected, atol=tol * expected.abs().max().item(),
+                               rtol=tol)
+    actual.sum().backward()
+    assert low["input"].grad.dtype == dtype and torch.isfinite(low["offset"].grad).all()
+
+
+def test_backward_repeatable_cpu():
+    args = _case(1, 16, 8, 20, 21, 3, 3, og=2, pad=(1, 1), dtype=torch.float32)
+    grads = []
+    for _ in range(2):
+        ins = {k: (v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+               for k, v in args.items()}
+        deform_conv2d(**ins).square().sum().backward()
+        grads.append([ins[k].grad for k in ("input", "offset", "weight", "mask")])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
