@@ -54,8 +54,9 @@ def test_every_op_has_an_emulated_twin():
 def test_every_op_has_autograd_and_fake_kernels():
     for op in pyseg_ops("pyseg"):
         q = f"pyseg::{op}"
-        assert has_kernel(q, "Autograd") or has_kernel(q, "AutogradCPU"), f"{q}: no autograd"
         assert has_kernel(q, "Meta"), f"{q}: no fake (meta) kernel"
+        if "backward" not in op:  # backward ops need autograd only for double backward
+            assert has_kernel(q, "Autograd") or has_kernel(q, "AutogradCPU"), f"{q}: no autograd"
 
 
 def test_info():
