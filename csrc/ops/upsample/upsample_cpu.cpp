@@ -234,8 +234,7 @@ void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table
 // operator()<T>()`.
 template <class MakeTables>
 at::Tensor run(const at::Tensor& src_, int64_t N, int64_t C, int64_t src_h, int64_t src_w,
-               int64_t dst_h, int64_t dst_w, bool channels_last, const MakeTables& make_tables,
-               const char* name) {
+               int64_t dst_h, int64_t dst_w, bool channels_last, const MakeTables& make_tables) {
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor src = src_.contiguous(format);
   at::Tensor dst = at::empty({N, C, dst_h, dst_w}, src.options().memory_format(format));
@@ -255,8 +254,7 @@ at::Tensor upsample2d_cpu(const at::Tensor& input, at::IntArrayRef output_size,
   const Mode m = parse_mode(mode);
   const Shape s = check_forward(input, output_size);
   return run(input, s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.channels_last,
-             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); },
-             "upsample2d");
+             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); });
 }
 
 at::Tensor upsample2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
@@ -265,8 +263,7 @@ at::Tensor upsample2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRe
   const Mode m = parse_mode(mode);
   const Shape s = check_backward(grad_output, input_size);
   return run(grad_output, s.batch, s.channels, s.out_h, s.out_w, s.in_h, s.in_w, s.channels_last,
-             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); },
-             "upsample2d_backward");
+             [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); });
 }
 
 at::Tensor bed_of_nails_cpu(const at::Tensor& input, at::IntArrayRef scale_factor) {
@@ -275,8 +272,7 @@ at::Tensor bed_of_nails_cpu(const at::Tensor& input, at::IntArrayRef scale_facto
              s.channels_last,
              [&]<typename T>() {
                return Tables<T>{nails_table<T>(s.in_h, s.s_h), nails_table<T>(s.in_w, s.s_w)};
-             },
-             "bed_of_nails");
+             });
 }
 
 at::Tensor bed_of_nails_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef scale_factor) {
@@ -286,8 +282,7 @@ at::Tensor bed_of_nails_backward_cpu(const at::Tensor& grad_output, at::IntArray
              [&]<typename T>() {
                return Tables<T>{nails_backward_table<T>(s.in_h, s.s_h),
                                 nails_backward_table<T>(s.in_w, s.s_w)};
-             },
-             "bed_of_nails_backward");
+             });
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ struct DeviceTable {
 template <class Launcher, class MakeTables>
 at::Tensor run_device(const Launcher& launch, const at::Tensor& src_, int64_t N, int64_t C,
                       int64_t src_h, int64_t src_w, int64_t dst_h, int64_t dst_w,
-                      bool channels_last, const MakeTables& make_tables, const char* name) {
+                      bool channels_last, const MakeTables& make_tables) {
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor src = src_.contiguous(format);
   at::Tensor dst = at::empty({N, C, dst_h, dst_w}, src.options().memory_format(format));
@@ -69,8 +69,7 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& input, at::IntArray
   const Shape s = check_forward(input, output_size);
   return run_device(
       launch, input, s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.channels_last,
-      [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); },
-      "upsample2d");
+      [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); });
 }
 
 template <class Launcher>
@@ -81,8 +80,7 @@ at::Tensor backward(const Launcher& launch, const at::Tensor& grad_output,
   const Shape s = check_backward(grad_output, input_size);
   return run_device(
       launch, grad_output, s.batch, s.channels, s.out_h, s.out_w, s.in_h, s.in_w, s.channels_last,
-      [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); },
-      "upsample2d_backward");
+      [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); });
 }
 
 template <class Launcher>
@@ -94,8 +92,7 @@ at::Tensor nails_forward(const Launcher& launch, const at::Tensor& input,
       s.channels_last,
       [&]<typename T>() {
         return Tables<T>{nails_table<T>(s.in_h, s.s_h), nails_table<T>(s.in_w, s.s_w)};
-      },
-      "bed_of_nails");
+      });
 }
 
 template <class Launcher>
@@ -108,8 +105,7 @@ at::Tensor nails_backward(const Launcher& launch, const at::Tensor& grad_output,
       [&]<typename T>() {
         return Tables<T>{nails_backward_table<T>(s.in_h, s.s_h),
                          nails_backward_table<T>(s.in_w, s.s_w)};
-      },
-      "bed_of_nails_backward");
+      });
 }
 
 }  // namespace pyseg::upsample
