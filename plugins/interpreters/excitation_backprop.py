@@ -101,13 +101,32 @@ def _excite(fn: Callable[[Tensor], Tensor], x: Tensor, p: Tensor) -> Tensor:
     return xp * _vjp(fn, xp, _safe_div(p.reshape(z.shape), z))
 
 
+# Rules for custom parameter-free modules kept whole when their own code cannot be traced
+# (e.g. shape-dependent padding); "winner" = max-like, "excite" = positive linear, "pass" =
+# element-wise. Users extend it with ``rules={ClassOrName: rule}``.
+DEFAULT_RULES: dict[str, str] = {"_SameMaxPool": "winner", "Rescale": "excite"}
+_RULES = ("winner", "excite", "pass")
+
+
+def _custom_leaves(model: nn.Module) -> tuple[nn.Module, ...]:
+    return tuple(
+        m for m in model.modules()
+        if m is not model and next(m.children(), None) is None
+        and not type(m).__module__.startswith("torch.")
+        and next(m.parameters(recurse=False), None) is None
+    )
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: tuple[nn.Module, ...]) -> None:
         super().__init__()
         self._leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return any(m is leaf for leaf in self._leaves) or super().is_leaf_module(m, qualname)
+        # Subclasses of conv/linear (e.g. with "same" padding computed from the input shape)
+        # stay whole: their rule runs their own forward.
+        return (any(m is leaf for leaf in self._leaves) or isinstance(m, _WEIGHTED_MODULES)
+                or super().is_leaf_module(m, qualname))
 
 
 class _Recorder(fx.Interpreter):
@@ -130,9 +149,11 @@ def _node_label(gm: fx.GraphModule, n: fx.Node) -> str:
 
 
 class _Propagator:
-    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
+    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any],
+                 rules: dict[str, str] | None = None) -> None:
         self.gm = gm
         self.values = values
+        self.rules = rules or {}
 
     def _tensor_inputs(self, n: fx.Node) -> list[fx.Node]:
         seen: list[fx.Node] = []
@@ -173,13 +194,12 @@ class _Propagator:
 
     def weighted(self, m: nn.Module, sign: float = 1.0) -> Callable[[Tensor], Tensor]:
         """The layer with weights ``(sign * W)^+`` and no bias."""
-        w = (sign * m.weight.detach()).clamp_min(0)
-        if isinstance(m, nn.Linear):
-            return lambda x: F.linear(x, w)
-        if isinstance(m, nn.ConvTranspose2d):
-            return lambda x: F.conv_transpose2d(
-                x, w, None, m.stride, m.padding, m.output_padding, m.groups, m.dilation)
-        return lambda x: m._conv_forward(x, w, None)
+        # The module's own forward (subclasses may pad or reshape first) with substituted
+        # parameters: nothing on the module changes.
+        params = {"weight": (sign * m.weight.detach()).clamp_min(0)}
+        if getattr(m, "bias", None) is not None:
+            params["bias"] = torch.zeros_like(m.bias)
+        return lambda x: torch.func.functional_call(m, params, (x,))
 
     def step(self, n: fx.Node, p: Tensor, sign: float = 1.0) -> list[tuple[fx.Node, Tensor]]:
         """Distribute the probability ``p`` at node ``n`` to its tensor inputs."""
@@ -203,7 +223,15 @@ class _Propagator:
                 return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
             if isinstance(m, nn.Upsample) and m.mode in ("nearest", "bilinear"):
                 return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
-            raise self.unsupported(n)
+            rule = self.rules.get(type(m).__name__)
+            if rule == "winner":
+                return [(ins[0], _vjp(self._fn(n, ins[0]), x, p))]
+            if rule == "excite":
+                return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
+            if rule == "pass":
+                return [(ins[0], self._pass(n, x, p))]
+            raise self.unsupported(n, f"pass rules={{{type(m).__name__!r}: 'winner' | 'excite' "
+                                   "| 'pass'}} if it is max-like, positive-linear or element-wise")
         if n.op not in ("call_function", "call_method"):
             raise self.unsupported(n)
         t = n.target
@@ -279,6 +307,7 @@ def excitation_masses(
     layer: nn.Module | str | None = None,
     contrastive: bool = False,
     leaf_modules: tuple[nn.Module, ...] = (),
+    rules: dict[Any, str] | None = None,
 ) -> OrderedDict[str, Tensor]:
     """Propagate the winning probability from the output down to ``layer`` and return the
     probability at every node visited, ``{node name: Tensor shaped like the node's value}``, the
@@ -289,9 +318,19 @@ def excitation_masses(
         layer = default_layer(model, images)
     layer = resolve_layer(model, layer)
     name = layer_name(model, layer)
+    all_rules = dict(DEFAULT_RULES)
+    for key, rule in (rules or {}).items():
+        if rule not in _RULES:
+            raise InterpretError(f"excitation-backprop: rule {rule!r} is not one of {_RULES}")
+        all_rules[key if isinstance(key, str) else key.__name__] = rule
     with ModelGuard(model), torch.no_grad():
         try:
-            gm = fx.GraphModule(model, _Tracer(leaf_modules).trace(model))
+            try:
+                graph = _Tracer(leaf_modules).trace(model)
+            except Exception:  # noqa: BLE001
+                # Keep custom parameter-free modules whole (their code may branch on shapes).
+                graph = _Tracer(tuple(leaf_modules) + _custom_leaves(model)).trace(model)
+            gm = fx.GraphModule(model, graph)
         except Exception as e:  # noqa: BLE001 -- any tracing failure is reported the same way
             raise InterpretError(
                 f"excitation-backprop needs a model torch.fx can trace ({type(e).__name__}: {e})"
@@ -313,7 +352,7 @@ def excitation_masses(
             m = mask.to(logits.dtype)
             p0[idx, classes] = m / m.flatten(1).sum(1).clamp_min(1)[:, None, None]
 
-        prop = _Propagator(gm, values)
+        prop = _Propagator(gm, values, all_rules)
         masses: dict[fx.Node, Tensor] = {top: p0}
         order = list(gm.graph.nodes)
         start = order.index(top)
@@ -373,6 +412,7 @@ def excitation_backprop(
     layer: nn.Module | str | None = None,
     target_layer: nn.Module | str | None = None,
     contrastive: bool = False,
+    rules: dict[Any, str] | None = None,
 ) -> Tensor:
     """Excitation-backprop heatmaps ``(N, H, W)`` in [0, 1] (see the module docstring).
 
@@ -382,7 +422,8 @@ def excitation_backprop(
     if layer is not None and target_layer is not None:
         raise InterpretError("give either layer= or target_layer=, not both")
     layer = layer if layer is not None else target_layer
-    masses = excitation_masses(model, images, target, layer=layer, contrastive=contrastive)
+    masses = excitation_masses(model, images, target, layer=layer, contrastive=contrastive,
+                               rules=rules)
     p = next(reversed(masses.values()))
     if p.dim() != 4:
         raise InterpretError(

@@ -312,3 +312,26 @@ def test_hide_and_seek_matches_definition(interpreters, images):
                                            fill=0.0, seed=0, positive_only=False)
     expected = minmax_normalize(upsample_to(imp.view(1, 2, 2), (32, 32)))
     torch.testing.assert_close(signed, expected, atol=1e-5, rtol=1e-4)
+
+
+class _ShapePool(nn.Module):
+    """Parameter-free, branches on the input shape: torch.fx cannot trace into it."""
+
+    def forward(self, x):
+        if x.shape[-1] % 2:
+            x = F.pad(x, (0, 1, 0, 1))
+        return F.max_pool2d(x, 2)
+
+
+def test_excitation_custom_leaf_rules(interpreters, images):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), _ShapePool(),
+                          nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2, bias=False))
+    with pytest.raises(InterpretError, match=r"'2' \(_ShapePool\).*rules="):
+        interpreters["excitation-backprop"](model, images, layer="0")
+    masses = excitation_masses(model, images, layer="0", rules={_ShapePool: "winner"})
+    p = masses["_0"]
+    assert (p >= 0).all()
+    torch.testing.assert_close(p.flatten(1).sum(1), torch.ones(3), atol=1e-4, rtol=1e-4)
+    assert _hooks(model) == 0
