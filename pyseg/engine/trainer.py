@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from pyseg.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from pyseg.engine.metrics import confusion_matrix, metrics_from_confusion
 
-DEFAULT_ARCH = "pets-encdec"
+DEFAULT_ARCH = "unet"
 
 
 @dataclass
