@@ -38,7 +38,6 @@ CASES = [
     (1, 8, 4, 5, 5, 1, 1, 4, 2, (1, 1), (0, 0), (1, 1), False, False),
 ]
 
-EMU_CASES = CASES[:3]
 
 
 def _compare(backend, case, dtype=torch.float64, grads=True, atol=1e-10, rtol=1e-9):
@@ -69,8 +68,6 @@ def _is_cpu(backend):
 
 @pytest.mark.parametrize("case", CASES)
 def test_matches_torchvision(backend, case):
-    if backend.emulated and case not in EMU_CASES:
-        pytest.skip("emulated: a few small cases")
     _compare(backend, case)
 
 
@@ -90,8 +87,6 @@ def test_multi_tile_cpu():
 @pytest.mark.parametrize("mask", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_zero_offset_is_conv2d(backend, mask, dtype):
-    if backend.emulated and dtype == torch.float64 and not mask:
-        pytest.skip("emulated: enough cases")
     n, c, o, h, w = (2, 4, 6, 6, 7) if backend.emulated else (3, 8, 6, 11, 12)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(n, c, h, w, generator=gen, dtype=dtype).to(backend.device)
