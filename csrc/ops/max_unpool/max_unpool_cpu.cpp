@@ -57,14 +57,25 @@ template <typename scalar_t>
 void forward_channels_last(const scalar_t* in, const int64_t* idx, scalar_t* out,
                            const Shape& s, std::atomic<int64_t>& bad) {
   const int64_t C = s.channels, in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
-  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+  // Zeroing first as one contiguous pass is much cheaper than zeroing each channel block's
+  // strided slice; the scatter then owns (image, channel block) so that within a task the
+  // positions are visited in increasing order (highest position wins, as in NCHW).
+  {
+    const int64_t total = s.batch * out_plane * C;
+    at::parallel_for(0, total, 1 << 16, [&](int64_t begin, int64_t end) {
+      std::fill(out + begin, out + end, scalar_t(0));
+    });
+  }
+  // Whole images when there are enough of them to keep every thread busy (each position's
+  // channels are then written as one contiguous run), channel blocks otherwise.
+  const int64_t block = s.batch >= at::get_num_threads() ? C : kChannelBlock;
+  const int64_t blocks = (C + block - 1) / block;
   at::parallel_for(0, s.batch * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks;
-      const int64_t c0 = (task % blocks) * kChannelBlock;
-      const int64_t cw = std::min(kChannelBlock, C - c0);
+      const int64_t c0 = (task % blocks) * block;
+      const int64_t cw = std::min(block, C - c0);
       scalar_t* y = out + n * out_plane * C + c0;
-      for (int64_t j = 0; j < out_plane; ++j) std::fill(y + j * C, y + j * C + cw, scalar_t(0));
       const int64_t base = n * in_plane * C + c0;
       for (int64_t i = 0; i < in_plane; ++i) {
         const scalar_t* x = in + base + i * C;
@@ -118,24 +129,45 @@ at::Tensor max_unpool2d_backward_cpu(const at::Tensor& grad_output_, const at::T
     const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
     const int64_t* ix = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
-    at::parallel_for(0, numel, 8192, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) {
-        const int64_t cell = ix[e];
-        if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
-          note_bad(bad, e);
-          gi[e] = scalar_t(0);
-          continue;
+    if (s.channels_last) {
+      // One task per (image, input row): C contiguous channels per position.
+      at::parallel_for(0, s.batch * s.in_h, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t n = row / s.in_h;
+          const scalar_t* gn = g + n * out_plane * C;
+          for (int64_t e = row * s.in_w * C; e < (row + 1) * s.in_w * C; e += C) {
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t cell = ix[e + c];
+              if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+                note_bad(bad, e + c);
+                gi[e + c] = scalar_t(0);
+                continue;
+              }
+              gi[e + c] = gn[cell * C + c];
+            }
+          }
         }
-        int64_t src;
-        if (s.channels_last) {
-          const int64_t c = e % C, n = e / (C * in_plane);
-          src = (n * out_plane + cell) * C + c;
-        } else {
-          src = (e / in_plane) * out_plane + cell;
+      });
+    } else {
+      const int64_t planes = s.batch * C;
+      const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in_plane));
+      at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          const scalar_t* gp = g + p * out_plane;
+          const int64_t* ip = ix + p * in_plane;
+          scalar_t* op = gi + p * in_plane;
+          for (int64_t i = 0; i < in_plane; ++i) {
+            const int64_t cell = ip[i];
+            if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+              note_bad(bad, p * in_plane + i);
+              op[i] = scalar_t(0);
+              continue;
+            }
+            op[i] = gp[cell];
+          }
         }
-        gi[e] = g[src];
-      }
-    });
+      });
+    }
   });
   if (bad.load() != std::numeric_limits<int64_t>::max()) throw_invalid_index(indices, s, bad.load());
   return grad_input;
