@@ -32,6 +32,9 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import pyseg.ops
+import pyseg.nn as pnn
+
 from pyseg.interpret.core import (
     InterpretError,
     ModelGuard,
@@ -54,7 +57,8 @@ _PASS_MODULES = (
     nn.InstanceNorm2d, nn.LayerNorm, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
     nn.Flatten, nn.Unflatten,
 )
-_WINNER_MODULES = (nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d)
+_WINNER_MODULES = (nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.MaxUnpool2d,
+                   pnn.MaxUnpool2d)
 _POSLIN_MODULES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AvgPool1d)
 _WEIGHTED_MODULES = (nn.Conv2d, nn.Conv1d, nn.Linear, nn.ConvTranspose2d)
 
@@ -69,7 +73,8 @@ _PASS_METHODS = {
 }
 _SELECT_FUNCTIONS = {
     F.max_pool2d, F.adaptive_max_pool2d, torch.cat, torch.stack, torch.permute,
-    torch.transpose, operator.getitem, torch.amax,
+    torch.transpose, operator.getitem, torch.amax, F.pad, F.max_pool2d_with_indices,
+    F.max_unpool2d, pyseg.ops.max_unpool2d,
 }
 _SELECT_METHODS = {"permute", "transpose", "amax", "__getitem__"}
 _POSLIN_FUNCTIONS = {
@@ -117,16 +122,88 @@ def _custom_leaves(model: nn.Module) -> tuple[nn.Module, ...]:
     )
 
 
+class _ConcreteProxy(fx.Proxy):
+    """A proxy that also knows its value on the images being explained, so the model's
+    Python control flow on shapes (``if h % 32:``, ``for i in range(x.shape[1])``) runs as it
+    does for these images and the graph is specialized to them."""
+
+    def _value(self) -> Any:
+        return self.tracer.concrete[self.node]
+
+    def __bool__(self) -> bool:
+        return bool(self._value())
+
+    def __index__(self) -> int:
+        return operator.index(self._value())
+
+    def __int__(self) -> int:
+        return int(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __iter__(self):
+        return iter([self[i] for i in range(len(self._value()))])
+
+
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves: tuple[nn.Module, ...]) -> None:
+    """``torch.fx`` tracing that evaluates every node on the real inputs as it records it."""
+
+    def __init__(self, leaves: tuple[nn.Module, ...], inputs: tuple[Any, ...]) -> None:
         super().__init__()
         self._leaves = leaves
+        self._inputs = list(inputs)
+        self.concrete: dict[fx.Node, Any] = {}
+        self._evaluating = False  # inside _evaluate: run modules for real, record nothing
+
+    def call_module(self, m, forward, args, kwargs):
+        if self._evaluating:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self._evaluating:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # Subclasses of conv/linear (e.g. with "same" padding computed from the input shape)
-        # stay whole: their rule runs their own forward.
+        # stay whole: their rule runs their own forward. pyseg.nn modules are primitives.
         return (any(m is leaf for leaf in self._leaves) or isinstance(m, _WEIGHTED_MODULES)
+                or type(m).__module__.startswith("pyseg.nn")
                 or super().is_leaf_module(m, qualname))
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if kind != "output":
+            self.concrete[node] = self._evaluate(node)
+        return node
+
+    def _evaluate(self, n: fx.Node) -> Any:
+        if n.op == "placeholder":
+            if not self._inputs:
+                raise InterpretError("excitation-backprop: the model takes more than one input")
+            return self._inputs.pop(0)
+        if n.op == "get_attr":
+            obj: Any = self.root
+            for atom in n.target.split("."):
+                obj = getattr(obj, atom)
+            return obj
+        args = fx.node.map_arg(n.args, self.concrete.__getitem__)
+        kwargs = fx.node.map_arg(n.kwargs, self.concrete.__getitem__)
+        self._evaluating = True
+        try:
+            if n.op == "call_module":
+                return self.root.get_submodule(n.target)(*args, **kwargs)
+            if n.op == "call_function":
+                return n.target(*args, **kwargs)
+            self_, *rest = args
+            return getattr(self_, n.target)(*rest, **kwargs)
+        finally:
+            self._evaluating = False
 
 
 class _Recorder(fx.Interpreter):
@@ -158,7 +235,11 @@ class _Propagator:
     def _tensor_inputs(self, n: fx.Node) -> list[fx.Node]:
         seen: list[fx.Node] = []
         for a in n.all_input_nodes:
-            if a not in seen and isinstance(self.values.get(a), Tensor) and a.op != "get_attr":
+            v = self.values.get(a)
+            if isinstance(v, (tuple, list)) and any(isinstance(t, Tensor) for t in v):
+                v = next(t for t in v if isinstance(t, Tensor))  # e.g. (pooled, indices)
+            if (a not in seen and isinstance(v, Tensor) and v.is_floating_point()
+                    and a.op != "get_attr"):
                 seen.append(a)
         return seen
 
@@ -174,9 +255,12 @@ class _Propagator:
             return getattr(self_, n.target)(*rest, **kwargs)
         raise AssertionError(n.op)
 
-    def _fn(self, n: fx.Node, node: fx.Node) -> Callable[[Tensor], Tensor]:
+    def _fn(self, n: fx.Node, node: fx.Node, component: int | None = None
+            ) -> Callable[[Tensor], Tensor]:
         def fn(x: Tensor) -> Tensor:
             out = self._call_with(n, node, x)
+            if component is not None:
+                out = out[component]
             if not isinstance(out, Tensor):
                 raise InterpretError(
                     f"excitation-backprop: layer {_node_label(self.gm, n)} does not return a tensor"
@@ -201,11 +285,18 @@ class _Propagator:
             params["bias"] = torch.zeros_like(m.bias)
         return lambda x: torch.func.functional_call(m, params, (x,))
 
-    def step(self, n: fx.Node, p: Tensor, sign: float = 1.0) -> list[tuple[fx.Node, Tensor]]:
-        """Distribute the probability ``p`` at node ``n`` to its tensor inputs."""
+    def step(self, n: fx.Node, p: Tensor | dict[int, Tensor], sign: float = 1.0,
+             component: int | None = None) -> list[tuple[fx.Node, Any]]:
+        """Distribute the probability ``p`` at node ``n`` to its tensor inputs. A node that
+        returns a tuple (max pooling with indices) holds ``{element index: probability}``."""
+        if isinstance(p, dict):
+            return [r for k, pk in p.items() for r in self.step(n, pk, sign, component=k)]
         ins = self._tensor_inputs(n)
         if not ins:
             return []
+        if (n.op == "call_function" and n.target is operator.getitem
+                and isinstance(self.values[ins[0]], (tuple, list))):
+            return [(ins[0], {n.args[1]: p})]
         if n.op == "call_module":
             m = self.gm.get_submodule(n.target)
             x = self.values[ins[0]]
@@ -216,18 +307,18 @@ class _Propagator:
             if isinstance(m, _PASS_MODULES):
                 return [(ins[0], self._pass(n, x, p))]
             if isinstance(m, _WINNER_MODULES):
-                if getattr(m, "return_indices", False):
+                if getattr(m, "return_indices", False) and component != 0:
                     raise self.unsupported(n, "return_indices=True")
-                return [(ins[0], _vjp(self._fn(n, ins[0]), x, p))]
+                return [(ins[0], _vjp(self._fn(n, ins[0], component), x, p))]
             if isinstance(m, _POSLIN_MODULES):
-                return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
-            if isinstance(m, nn.Upsample) and m.mode in ("nearest", "bilinear"):
-                return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
+                return [(ins[0], _excite(self._fn(n, ins[0], component), x, p))]
+            if isinstance(m, (nn.Upsample, pnn.Upsample)) and m.mode in ("nearest", "bilinear"):
+                return [(ins[0], _excite(self._fn(n, ins[0], component), x, p))]
             rule = self.rules.get(type(m).__name__)
             if rule == "winner":
-                return [(ins[0], _vjp(self._fn(n, ins[0]), x, p))]
+                return [(ins[0], _vjp(self._fn(n, ins[0], component), x, p))]
             if rule == "excite":
-                return [(ins[0], _excite(self._fn(n, ins[0]), x, p))]
+                return [(ins[0], _excite(self._fn(n, ins[0], component), x, p))]
             if rule == "pass":
                 return [(ins[0], self._pass(n, x, p))]
             raise self.unsupported(n, f"pass rules={{{type(m).__name__!r}: 'winner' | 'excite' "
@@ -239,13 +330,13 @@ class _Propagator:
         if (is_fn and t in _PASS_FUNCTIONS) or (not is_fn and t in _PASS_METHODS):
             return [(ins[0], self._pass(n, self.values[ins[0]], p))]
         if (is_fn and t in _SELECT_FUNCTIONS) or (not is_fn and t in _SELECT_METHODS):
-            return [(a, _vjp(self._fn(n, a), self.values[a], p)) for a in ins]
+            return [(a, _vjp(self._fn(n, a, component), self.values[a], p)) for a in ins]
         if (is_fn and t in _POSLIN_FUNCTIONS) or (not is_fn and t in _POSLIN_METHODS):
             if t is F.interpolate:
                 mode = n.kwargs.get("mode", n.args[3] if len(n.args) > 3 else "nearest")
                 if mode not in ("nearest", "bilinear"):
                     raise self.unsupported(n, f"mode {mode!r} has negative weights")
-            return [(ins[0], _excite(self._fn(n, ins[0]), self.values[ins[0]], p))]
+            return [(ins[0], _excite(self._fn(n, ins[0], component), self.values[ins[0]], p))]
         if (is_fn and t in _ADD_FUNCTIONS) or (not is_fn and t in _ADD_METHODS):
             if n.kwargs.get("alpha", 1) != 1:
                 raise self.unsupported(n, "add with alpha")
@@ -268,13 +359,21 @@ class _Propagator:
                 cv = self.values[c] if isinstance(c, fx.Node) else torch.tensor(float(c))
                 if (torch.as_tensor(cv) < 0).any():
                     raise self.unsupported(n, "multiplication by a negative constant")
-            return [(ins[0], _excite(self._fn(n, ins[0]), self.values[ins[0]], p))]
+            return [(ins[0], _excite(self._fn(n, ins[0], component), self.values[ins[0]], p))]
         raise self.unsupported(n)
 
     def _pass(self, n: fx.Node, x: Tensor, p: Tensor) -> Tensor:
         if p.numel() != x.numel():
             raise self.unsupported(n, "element-wise pass-through with a change of size")
         return p.reshape(x.shape)
+
+
+def _merge(a: Any, b: Any) -> Any:
+    """Sum two probabilities of one node (tensors, or per-element dicts of a tuple node)."""
+    if isinstance(a, dict):
+        return {k: _merge(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k))
+                for k in a.keys() | b.keys()}
+    return a + b
 
 
 def _unbroadcast(t: Tensor, shape: torch.Size) -> Tensor:
@@ -326,10 +425,11 @@ def excitation_masses(
     with ModelGuard(model), torch.no_grad():
         try:
             try:
-                graph = _Tracer(leaf_modules).trace(model)
+                graph = _Tracer(leaf_modules, (images,)).trace(model)
             except Exception:  # noqa: BLE001
-                # Keep custom parameter-free modules whole (their code may branch on shapes).
-                graph = _Tracer(tuple(leaf_modules) + _custom_leaves(model)).trace(model)
+                # Keep custom parameter-free modules whole (their code may do what tracing
+                # cannot follow, e.g. call a C++ op on a proxy).
+                graph = _Tracer(tuple(leaf_modules) + _custom_leaves(model), (images,)).trace(model)
             gm = fx.GraphModule(model, graph)
         except Exception as e:  # noqa: BLE001 -- any tracing failure is reported the same way
             raise InterpretError(
@@ -386,7 +486,7 @@ def excitation_masses(
             if n.op == "placeholder":
                 continue
             for a, pa in prop.step(n, p):
-                masses[a] = masses[a] + pa if a in masses else pa
+                masses[a] = _merge(masses[a], pa) if a in masses else pa
         else:
             raise InterpretError(
                 f"excitation-backprop: no probability reached layer {name!r} (is it on the path "

@@ -315,7 +315,7 @@ def test_hide_and_seek_matches_definition(interpreters, images):
 
 
 class _ShapePool(nn.Module):
-    """Parameter-free, branches on the input shape: torch.fx cannot trace into it."""
+    """Parameter-free, branches on the input shape (plain torch.fx tracing fails on it)."""
 
     def forward(self, x):
         if x.shape[-1] % 2:
@@ -328,10 +328,16 @@ def test_excitation_custom_leaf_rules(interpreters, images):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), _ShapePool(),
                           nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2, bias=False))
+    # The tracer runs the model's Python on the real images, so the shape branch is followed.
+    traced = excitation_masses(model, images, layer="0")["_0"]
+    torch.testing.assert_close(traced.flatten(1).sum(1), torch.ones(3), atol=1e-4, rtol=1e-4)
+    # Kept whole (a leaf), the module needs a rule, and the error says how to give one.
     with pytest.raises(InterpretError, match=r"'2' \(_ShapePool\).*rules="):
-        interpreters["excitation-backprop"](model, images, layer="0")
-    masses = excitation_masses(model, images, layer="0", rules={_ShapePool: "winner"})
+        excitation_masses(model, images, layer="0", leaf_modules=(model[2],))
+    masses = excitation_masses(model, images, layer="0", leaf_modules=(model[2],),
+                               rules={_ShapePool: "winner"})
     p = masses["_0"]
     assert (p >= 0).all()
     torch.testing.assert_close(p.flatten(1).sum(1), torch.ones(3), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(p, traced)  # max pooling with or without the pad: same winners
     assert _hooks(model) == 0
