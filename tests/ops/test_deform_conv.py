@@ -246,3 +246,123 @@ def test_backward_repeatable_cpu():
         grads.append([ins[k].grad for k in ("input", "offset", "weight", "mask")])
     for a, b in zip(*grads):
         assert torch.equal(a, b)
+
+
+# Edge tiles of the CUDA path's tiled GEMM (64 x 64 outputs, 16-deep k slices, see
+# csrc/common/gemm_kernels.cuh): M, N and K are not multiples of the tile, and with two
+# groups every problem of the batched launch starts mid-tensor.
+GEMM_EDGE_CASES = [
+    # n, c, o, h, w, kh, kw, groups, og, stride, pad, dil, mask, bias
+    # M = 5, N = 2 * 63 columns (two n tiles, the second partial), K = 27
+    (2, 3, 5, 9, 11, 3, 3, 1, 1, (1, 1), (0, 0), (1, 1), True, True),
+    # groups = 2: M = 5 per group, K = 3 * 9 = 27 per group; grad_input's M = 27
+    (2, 6, 10, 7, 9, 3, 3, 2, 3, (1, 1), (1, 1), (1, 1), True, True),
+    # K = 8 * 9 = 72: grad_input's M spans two m tiles; odd output plane 5 x 4
+    (1, 8, 3, 5, 4, 3, 3, 1, 2, (1, 1), (1, 1), (1, 1), False, True),
+]
+
+
+def _integer_case(case, seed):
+    """Integer data and offsets: every product and partial sum is exact in float64."""
+    n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = case
+    g = torch.Generator().manual_seed(seed)
+    ho, wo = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
+    ints = lambda lo, hi, *shape: torch.randint(lo, hi, shape, generator=g).double()  # noqa: E731
+    return dict(input=ints(-4, 5, n, c, h, w), offset=ints(-2, 3, n, 2 * og * kh * kw, ho, wo),
+                weight=ints(-3, 4, o, c // gr, kh, kw), bias=ints(-5, 6, o) if bs else None,
+                mask=ints(0, 3, n, og * kh * kw, ho, wo) if mk else None,
+                stride=s, padding=p, dilation=d)
+
+
+@pytest.mark.parametrize("case", GEMM_EDGE_CASES)
+def test_gemm_edge_tiles_float64(backend, case):
+    _compare(backend, case)
+
+
+@pytest.mark.parametrize("case", GEMM_EDGE_CASES)
+def test_gemm_exact_on_integers(backend, case):
+    # With integer inputs, weights, masks and whole-pixel offsets every sample is one pixel
+    # (or zero) and every sum is exact, so any correct summation order gives torchvision's
+    # numbers bit for bit.
+    args = _integer_case(case, seed=3)
+    ours = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+            for k, v in args.items()}
+    ref = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+           for k, v in args.items()}
+    expected = torchvision.ops.deform_conv2d(**ref)
+    actual = deform_conv2d(**ours)
+    assert torch.equal(actual, expected)
+    g = torch.randint(-3, 4, expected.shape, generator=torch.Generator().manual_seed(4)).double()
+    expected.backward(g)
+    actual.backward(g)
+    for k in ("input", "weight", "bias", "mask"):
+        if ours[k] is not None:
+            assert torch.equal(ours[k].grad, ref[k].grad), k
+
+
+def test_gemm_runs_every_tile_with_one_block(backend):
+    # One block per launch: the GEMM's grid-stride loops over problems, m tiles and n tiles
+    # must still cover every output exactly once (a cap of one is legal for any launcher).
+    if not backend.emulated:
+        pytest.skip("the block cap is an emulator setting")
+    from pyseg import _emu
+
+    previous = _emu.max_blocks()
+    _emu.set_max_blocks(1)
+    try:
+        _compare(backend, GEMM_EDGE_CASES[1])
+        _compare(backend, GEMM_EDGE_CASES[2])
+    finally:
+        _emu.set_max_blocks(previous)
+
+
+def test_gemm_is_the_tiled_kernel(backend):
+    # The only kernel of this op with __syncthreads is the GEMM, two barriers per 16-deep k
+    # slice of each 64 x 64 tile; counting them shows each product went through it.
+    if not backend.emulated:
+        pytest.skip("barrier counts come from the emulator")
+    from pyseg import _emu
+
+    n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = GEMM_EDGE_CASES[1]
+    args = _case(n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs, device=backend.device)
+    for k in ("input", "offset", "weight", "bias", "mask"):
+        args[k].requires_grad_()
+    P = _out(h, kh, s[0], p[0], d[0]) * _out(w, kw, s[1], p[1], d[1])
+    M, N, K = o // gr, n * P, c // gr * kh * kw  # forward, per group
+
+    def barriers(m, nn, k):
+        return gr * -(-m // 64) * -(-nn // 64) * 2 * -(-k // 16)
+
+    _emu.reset_stats()
+    out = deform_conv2d(**args)
+    assert _emu.stats()["barriers"] == barriers(M, N, K)
+    _emu.reset_stats()
+    out.backward(torch.ones_like(out))
+    # grad of the columns (M = K_fwd, N, K = M_fwd), grad_weight (M_fwd, K_fwd, sum over N)
+    assert _emu.stats()["barriers"] == barriers(K, N, M) + barriers(M, K, N)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gemm_edge_tiles_low_precision(backend, dtype):
+    # float16 / bfloat16 operands, float32 accumulation: against the float32 result.
+    n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = GEMM_EDGE_CASES[1]
+    args = _case(n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs, dtype=torch.float32,
+                 device=backend.device, scale=1.0)
+    low = {k: (v.to(dtype).requires_grad_() if isinstance(v, torch.Tensor) else v)
+           for k, v in args.items()}
+    # The reference sees exactly the rounded inputs, so only the kernel's own rounding counts.
+    ref = {k: (v.detach().float().requires_grad_() if isinstance(v, torch.Tensor) else v)
+           for k, v in low.items()}
+    expected = torchvision.ops.deform_conv2d(**ref)
+    actual = deform_conv2d(**low)
+    assert actual.dtype == dtype
+    eps = 2e-3 if dtype == torch.float16 else 1.6e-2
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual.float(), expected, atol=2 * eps * scale, rtol=2 * eps)
+    g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(5))
+    expected.backward(g)
+    actual.backward(g.to(dtype))
+    for k in ("weight", "input", "bias"):
+        r = ref[k].grad
+        torch.testing.assert_close(low[k].grad.float(), r, atol=4 * eps * r.abs().max().item(),
+                                   rtol=4 * eps, msg=lambda m, k=k: f"grad of {k}: {m}")

@@ -2,22 +2,27 @@
 // deform_conv_cuda.cu, the CPU emulator in deform_conv_emu.cpp).
 //
 // Images are processed in chunks whose column matrix stays below kMaxColumnElements: the
-// im2col kernel fills it, at::mm multiplies it by each weight group's slice (on the current
-// stream; float16/bfloat16 GEMMs accumulate in float32), and the backward pass forms the
-// column gradient the same way before the col2im and coordinate-gradient kernels.
+// im2col kernel fills it, and the hand-written tiled GEMM of common/gemm_kernels.cuh (no
+// cuBLAS; float16/bfloat16 accumulate in float32) multiplies it by every weight group's
+// slice, writing straight into the (N, C_out, H_out, W_out) output with the bias added. The
+// backward pass forms the column gradient W_g^T @ grad_out_g with the same kernel (reading
+// W transposed and grad_output in place) before the col2im and coordinate-gradient kernels,
+// and accumulates grad_weight += grad_out_g @ cols_g^T chunk after chunk (each element owned
+// by one thread, so the result is deterministic).
 #pragma once
 
 #include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
+#include <limits>
 #include <tuple>
 
+#include "common/gemm_kernels.cuh"
 #include "common/launch_utils.h"
 #include "ops/deform_conv/deform_conv.h"
 #include "ops/deform_conv/deform_conv_kernels.cuh"
@@ -38,41 +43,78 @@ inline KernelGeometry kernel_geometry(const Shape& s, const Params& p, int64_t c
                         p.use_mask};
 }
 
+// A plain strided dimension (a single run) and one that runs over (image, pixel) pairs.
+inline GemmIndex dense_index(int64_t stride) {
+  return GemmIndex{stride, std::numeric_limits<int64_t>::max(), 0};
+}
+inline GemmIndex image_pixel_index(int64_t pixels, int64_t image_stride) {
+  return GemmIndex{1, pixels, image_stride};
+}
+
+// C = A B (+ bias) for `batches` problems (the weight groups) on the launcher's stream. The
+// grid covers the tiles up to the launcher's cap (the emulator's is small, so the kernel's
+// grid-stride loops run in tests too).
+template <class Launcher, typename scalar_t>
+void gemm(const Launcher& launch, const GemmOperand<scalar_t>& a, const GemmOperand<scalar_t>& b,
+          const GemmResult<scalar_t>& c, int64_t batches, int64_t M, int64_t N, int64_t K) {
+  const int64_t cap_x = launch.max_blocks(), cap_yz = std::min<int64_t>(cap_x, 65535);
+  const int64_t tiles_m = (M + kGemmTileM - 1) / kGemmTileM;
+  const int64_t tiles_n = (N + kGemmTileN - 1) / kGemmTileN;
+  const dim3 grid(static_cast<unsigned>(std::min(tiles_n, cap_x)),
+                  static_cast<unsigned>(std::min(tiles_m, cap_yz)),
+                  static_cast<unsigned>(std::min(batches, cap_yz)));
+  launch(gemm_kernel<scalar_t>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M, N, K);
+}
+
 template <class Launcher>
 at::Tensor forward(const Launcher& launch, const at::Tensor& input_, const at::Tensor& weight_,
                    const at::Tensor& offset_, const at::Tensor& mask_, const at::Tensor& bias_,
                    const Params& p) {
   const Shape s = check(input_, weight_, offset_, mask_, bias_, p);
-  at::AutoDispatchBelowADInplaceOrView below_autograd;  // at::mm on the arguments' views
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_.contiguous(), weight = weight_.contiguous();
   const at::Tensor offset = offset_.contiguous(), mask = mask_.contiguous();
-  at::Tensor out = at::zeros({s.batch, s.out_channels, s.out_h, s.out_w}, input.options());
-  if (out.numel() > 0 && s.channels > 0) {
-    const int64_t K = s.taps(), P = s.out_plane(), CK = s.channels * K;
-    const int64_t G = s.groups, Og = s.out_channels_per_group(), CgK = s.channels_per_group() * K;
-    const at::Tensor w2 = weight.view({s.out_channels, CgK});
-    const int64_t chunk = images_per_chunk(s);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d", [&] {
-      for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
-        const int64_t nb = std::min(chunk, s.batch - b0);
-        const KernelGeometry g = kernel_geometry(s, p, nb);
-        at::Tensor cols = at::empty({CK, nb * P}, input.options());
-        launch(im2col_kernel<scalar_t>, grid_for(launch, s.channels * nb * P),
-               dim3(kThreadsPerBlock), 0,
-               input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane(),
-               offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P,
-               p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
-                          : mask.const_data_ptr<scalar_t>(),
-               cols.data_ptr<scalar_t>(), g);
-        for (int64_t wg = 0; wg < G; ++wg) {
-          at::Tensor res = at::mm(w2.narrow(0, wg * Og, Og), cols.narrow(0, wg * CgK, CgK));
-          out.narrow(0, b0, nb).narrow(1, wg * Og, Og)
-              .copy_(res.view({Og, nb, s.out_h, s.out_w}).transpose(0, 1));
-        }
-      }
-    });
+  const int64_t out_numel = s.batch * s.out_channels * s.out_plane();
+  if (out_numel == 0 || s.channels == 0) {
+    // No GEMM to run: the output is the bias alone.
+    at::Tensor out = at::zeros({s.batch, s.out_channels, s.out_h, s.out_w}, input.options());
+    if (out.numel() > 0) out.add_(bias_.view({1, -1, 1, 1}));
+    return out;
   }
-  if (out.numel() > 0) out.add_(bias_.view({1, -1, 1, 1}));
+  // Every element is written by the GEMM (bias included), so no zero fill.
+  at::Tensor out = at::empty({s.batch, s.out_channels, s.out_h, s.out_w}, input.options());
+  const at::Tensor bias = bias_.contiguous();
+  const int64_t K = s.taps(), P = s.out_plane(), CK = s.channels * K;
+  const int64_t G = s.groups, Og = s.out_channels_per_group(), CgK = s.channels_per_group() * K;
+  const int64_t chunk = images_per_chunk(s);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d", [&] {
+    for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
+      const int64_t nb = std::min(chunk, s.batch - b0);
+      const KernelGeometry g = kernel_geometry(s, p, nb);
+      at::Tensor cols = at::empty({CK, nb * P}, input.options());
+      launch(im2col_kernel<scalar_t>, grid_for(launch, s.channels * nb * P),
+             dim3(kThreadsPerBlock), 0,
+             input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane(),
+             offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P,
+             p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
+                        : mask.const_data_ptr<scalar_t>(),
+             cols.data_ptr<scalar_t>(), g);
+      // Per group: out[b0 + b, g * Og + o, p] = sum_r W[g * Og + o, r] * cols[g * CgK + r, b * P + p]
+      // + bias[g * Og + o]; column b * P + p of the product lands in image b's plane.
+      const GemmOperand<scalar_t> w_op{weight.const_data_ptr<scalar_t>(), Og * CgK,
+                                       dense_index(CgK), dense_index(1)};
+      const GemmOperand<scalar_t> cols_op{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
+                                          dense_index(1), dense_index(nb * P)};
+      const GemmResult<scalar_t> out_res{out.data_ptr<scalar_t>() + b0 * s.out_channels * P,
+                                         Og * P,
+                                         dense_index(P),
+                                         image_pixel_index(P, s.out_channels * P),
+                                         bias.const_data_ptr<scalar_t>(),
+                                         Og,
+                                         false};
+      gemm(launch, w_op, cols_op, out_res, G, Og, nb * P, CgK);
+    }
+  });
   return out;
 }
 
@@ -94,8 +136,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   if (grad.numel() > 0 && s.channels > 0) {
     const int64_t K = s.taps(), P = s.out_plane(), CK = s.channels * K;
     const int64_t G = s.groups, Og = s.out_channels_per_group(), CgK = s.channels_per_group() * K;
-    const at::Tensor w2 = weight.view({s.out_channels, CgK});
-    at::Tensor gw2 = gw.view({s.out_channels, CgK});
     const int64_t chunk = images_per_chunk(s);
     // The atomic scatter's summation order varies from run to run; under
     // torch.use_deterministic_algorithms(True) each thread owns an (image, channel) plane.
@@ -112,13 +152,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
         at::Tensor gcols = at::empty({CK, nb * P}, input.options());
         launch(im2col_kernel<scalar_t>, grid_for(launch, s.channels * nb * P),
                dim3(kThreadsPerBlock), 0, in, off, mk, cols.data_ptr<scalar_t>(), g);
-        const at::Tensor gout = grad.narrow(0, b0, nb).view({nb, s.out_channels, P});
-        for (int64_t wg = 0; wg < G; ++wg) {
-          const at::Tensor g2 = gout.narrow(1, wg * Og, Og).transpose(0, 1).reshape({Og, nb * P});
-          at::Tensor gc = gcols.narrow(0, wg * CgK, CgK);
-          at::mm_out(gc, w2.narrow(0, wg * Og, Og).t(), g2);
-          gw2.narrow(0, wg * Og, Og).addmm_(g2, cols.narrow(0, wg * CgK, CgK).t());
-        }
+        const scalar_t* gout = grad.const_data_ptr<scalar_t>() + b0 * s.out_channels * P;
+        // gcols_g [CgK x nb*P] = W_g^T [CgK x Og] @ gout_g [Og x nb*P]: W read transposed,
+        // grad_output read in place (column b * P + p is pixel p of image b).
+        gemm(launch,
+             GemmOperand<scalar_t>{weight.const_data_ptr<scalar_t>(), Og * CgK, dense_index(1),
+                                   dense_index(CgK)},
+             GemmOperand<scalar_t>{gout, Og * P, image_pixel_index(P, s.out_channels * P),
+                                   dense_index(P)},
+             GemmResult<scalar_t>{gcols.data_ptr<scalar_t>(), CgK * nb * P, dense_index(nb * P),
+                                  dense_index(1), nullptr, 0, false},
+             G, CgK, nb * P, Og);
+        // gw_g [Og x CgK] += gout_g [Og x nb*P] @ cols_g^T [nb*P x CgK], summed over this
+        // chunk's images in a fixed order and added to the previous chunks' sum.
+        gemm(launch,
+             GemmOperand<scalar_t>{gout, Og * P, dense_index(P),
+                                   image_pixel_index(P, s.out_channels * P)},
+             GemmOperand<scalar_t>{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
+                                   dense_index(nb * P), dense_index(1)},
+             GemmResult<scalar_t>{gw.data_ptr<scalar_t>(), Og * CgK, dense_index(CgK),
+                                  dense_index(1), nullptr, 0, true},
+             G, Og, CgK, nb * P);
         launch(coord_grad_kernel<scalar_t>,
                grid_for(launch, nb * s.offset_groups * K * P), dim3(kThreadsPerBlock), 0,
                gcols.const_data_ptr<scalar_t>(), in, off, mk,
