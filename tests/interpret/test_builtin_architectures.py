@@ -14,13 +14,16 @@ ARCHS = sorted(a.name for a in pyseg.list_architectures())
 # The smallest input each architecture accepts cheaply (small-convnet is built for 180x180).
 SIZE = {"small-convnet": 180}
 GAP_LINEAR = {"mini-xception"}  # the built-ins that end in global average pooling + linear
+# The VGG-based networks at 1/16 width: same layers, a fraction of the time.
+NARROW = {name: {"width": 1 / 16} for name in ("fcn32s", "fcn16s", "fcn8s", "deconvnet", "segnet")}
 
 
 def _model_and_images(name: str):
     arch = pyseg.get_architecture(name)
     segmentation = arch.task == "segmentation"
     torch.manual_seed(0)
-    model = pyseg.create_model(name, num_classes=3 if segmentation else 2).eval()
+    model = pyseg.create_model(name, num_classes=3 if segmentation else 2,
+                               **NARROW.get(name, {})).eval()
     size = SIZE.get(name, 64)
     images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     # Segmentation target: class 1 over the whole image (an untrained net may predict
@@ -55,9 +58,12 @@ def test_method_on_builtin(name, method):
 def test_excitation_mass_reaches_the_first_conv(name):
     """Down to the first convolution the winning probability passes every layer type of the
     zoo (max pooling with indices, max unpooling, transposed convs, skip concatenations,
-    padding, upsampling) and is conserved: it sums to one per image."""
+    padding, upsampling) and is conserved. (At the output layer an output unit that no input
+    excites positively keeps its share: there the sum may drop below one.)"""
     model, images, target = _model_and_images(name)
     first = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
-    p = next(reversed(excitation_masses(model, images, target, layer=first).values()))
+    masses = list(excitation_masses(model, images, target, layer=first).values())
+    below_output, p = masses[1].flatten(1).sum(1), masses[-1]
     assert (p >= 0).all()
-    torch.testing.assert_close(p.flatten(1).sum(1), torch.ones(2), atol=1e-4, rtol=1e-4)
+    assert (below_output > 0.5).all() and (below_output <= 1 + 1e-5).all()
+    torch.testing.assert_close(p.flatten(1).sum(1), below_output, atol=1e-4, rtol=1e-4)
