@@ -1,7 +1,9 @@
 """Excitation backprop (Zhang et al., ECCV 2016 / IJCV 2018): marginal winning probability.
 
 A top-down signal starts as a probability distribution on the output (one-hot on the target
-class; for segmentation, uniform over the target class's masked pixels) and is passed down
+class; for segmentation, where the score is the sum of the class's logits over the mask, the
+excitation rule applied to that sum: each masked pixel gets its share of the positive logits,
+uniform over the mask if none is positive) and is passed down
 layer by layer. Through a layer ``y_j = sum_i w_ij x_i`` with non-negative inputs ``x`` (after a
 ReLU), the excitation rule gives each input its share of every output it excites::
 
@@ -449,8 +451,13 @@ def excitation_masses(
         if logits.dim() == 2:
             p0[idx, classes] = 1.0
         else:
+            # The score unit sums the class's logits over the mask; the excitation rule gives
+            # each pixel its share of the positive ones (uniform where none is positive).
             m = mask.to(logits.dtype)
-            p0[idx, classes] = m / m.flatten(1).sum(1).clamp_min(1)[:, None, None]
+            share = logits[idx, classes].clamp_min(0) * m
+            none = share.flatten(1).sum(1) == 0
+            share[none] = m[none]
+            p0[idx, classes] = share / share.flatten(1).sum(1).clamp_min(1e-30)[:, None, None]
 
         prop = _Propagator(gm, values, all_rules)
         masses: dict[fx.Node, Tensor] = {top: p0}

@@ -121,9 +121,10 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         ) from None
 
 
-def _trace_leaves(model: nn.Module, images: Tensor) -> list[tuple[nn.Module, Tensor, Any]]:
+def _trace_leaves(model: nn.Module, images: Tensor
+                  ) -> tuple[list[tuple[nn.Module, Tensor, Any]], Any]:
     """Run ``model`` once on ``images`` and return ``(module, first input, output)`` of every
-    leaf module in execution order."""
+    leaf module in execution order, and the model's output."""
     order: list[tuple[nn.Module, Tensor, Any]] = []
     with ModelGuard(model) as guard, torch.no_grad():
         for m in model.modules():
@@ -131,8 +132,22 @@ def _trace_leaves(model: nn.Module, images: Tensor) -> list[tuple[nn.Module, Ten
                 def hook(mod, args, out, _order=order):
                     _order.append((mod, args[0] if args else None, out))
                 guard.forward_hook(m, hook)
-        model(images)
-    return order
+        output = model(images)
+    return order, output
+
+
+def _rectified_end(order: list[tuple[nn.Module, Tensor, Any]], i: int) -> tuple[int, bool]:
+    """Follow the normalization and activation modules that directly consume the output of
+    ``order[i]``; return the index of the last one and whether an activation was reached."""
+    chosen, prev_out = i, order[i][2]
+    for j in range(i + 1, len(order)):
+        m, inp, out = order[j]
+        if not isinstance(m, ACTIVATIONS + _NORMS) or inp is not prev_out:
+            break
+        chosen, prev_out = j, out
+        if isinstance(m, ACTIVATIONS):
+            return chosen, True
+    return chosen, False
 
 
 def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
@@ -140,27 +155,31 @@ def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
     activation modules that directly consume its output (so the maps are the rectified
     features a following pooling layer sees).
 
+    For a segmentation network (``(N, classes, H, W)`` output) the last convolutions are its
+    classifier (per-pixel scores, then maybe an upsampling): the default is the last
+    convolution followed by an activation instead, i.e. the last features before the scores.
+    A map taken at the scores themselves would only restate the prediction.
+
     Found with one forward pass of the first image.
     """
-    order = _trace_leaves(model, images[:1])
-    last = None
-    for i, (m, _, out) in enumerate(order):
-        if isinstance(m, nn.modules.conv._ConvNd) and isinstance(out, Tensor) and out.dim() == 4:
-            last = i
-    if last is None:
+    order, output = _trace_leaves(model, images[:1])
+    convs = [i for i, (m, _, out) in enumerate(order)
+             if isinstance(m, nn.modules.conv._ConvNd) and isinstance(out, Tensor)
+             and out.dim() == 4]
+    if not convs:
         raise InterpretError(
             f"{type(model).__name__} has no 2-D convolution; pass layer=... explicitly"
         )
-    chosen = last
-    prev_out = order[last][2]
-    for j in range(last + 1, len(order)):
-        m, inp, out = order[j]
-        if not isinstance(m, ACTIVATIONS + _NORMS) or inp is not prev_out:
-            break
-        chosen, prev_out = j, out
-        if isinstance(m, ACTIVATIONS):
-            break
-    return order[chosen][0]
+    try:
+        segmentation = logits_of(output).dim() == 4
+    except InterpretError:
+        segmentation = False
+    if segmentation:
+        for i in reversed(convs):
+            end, rectified = _rectified_end(order, i)
+            if rectified:
+                return order[end][0]
+    return order[_rectified_end(order, convs[-1])[0]][0]
 
 
 # --------------------------------------------------------------------------------------------
