@@ -73,18 +73,19 @@ inline void gather_columns(const S* line, D* out, int64_t o0, int64_t o1, const 
 }
 
 // Integer ratios (scale 2 or 4 up, and the transposed tables of their backward) give tables
-// that repeat away from the borders: destination column po * j + q reads source columns
-// pi * j + rel[q][t] with the same weights w[q][t] for every block j in [j0, j1). The
-// generic gather loads an index and a weight per tap and does not vectorize; with the
-// pattern as compile-time shape the loads are contiguous (or strided by pi) and the
-// compiler vectorizes the loop over j, interleaving the po phases. The pattern is read off
-// the table itself (exact comparison) and the sums are taken in the same order as the
-// gather, so results are bit-identical to it; border blocks keep using the gather.
+// that repeat away from the borders: destination column po * j + q reads the k consecutive
+// source columns pi * j + first[q] + t with the same weights w[q][t] for every block j in
+// [j0, j1). The generic gather loads an index and a weight per tap and does not vectorize;
+// with po, pi and k as compile-time constants every tap is a load at a fixed offset that is
+// contiguous (po > 1) or strided by pi (backward) in j, and the compiler vectorizes the loop
+// over j, interleaving the po phases. The pattern is read off the table itself (exact
+// comparison) and the sums are taken in the same order as the gather, so results are
+// bit-identical to it; border blocks (clamped taps) keep using the gather.
 template <typename T>
 struct Periodic {
   int64_t po = 0, pi = 0, k = 0;  // destination / source columns per block, taps per column
   int64_t j0 = 0, j1 = 0;         // blocks following the pattern (none if j0 == j1)
-  std::vector<int64_t> rel;       // po * k tap offsets from pi * j
+  std::vector<int64_t> first;     // po: offset of the first tap of phase q from pi * j
   std::vector<T> weight;          // po * k weights
 };
 
@@ -104,24 +105,27 @@ Periodic<T> find_periodic(const Table<T>& t, int64_t src_n) {
   }
   const int64_t blocks = n / p.po, mid = blocks / 2;
   p.k = t.offsets[mid * p.po + 1] - t.offsets[mid * p.po];
-  for (int64_t q = 0; q < p.po; ++q)
-    for (int64_t b = t.offsets[mid * p.po + q]; b < t.offsets[mid * p.po + q + 1]; ++b) {
-      p.rel.push_back(t.index[b] - p.pi * mid);
-      p.weight.push_back(t.weight[b]);
-    }
-  if (static_cast<int64_t>(p.rel.size()) != p.po * p.k) return Periodic<T>{};
+  if (p.k == 0) return Periodic<T>{};
+  for (int64_t q = 0; q < p.po; ++q) {
+    const int64_t b = t.offsets[mid * p.po + q];
+    p.first.push_back(t.index[b] - p.pi * mid);
+    p.weight.insert(p.weight.end(), t.weight.begin() + b, t.weight.begin() + b + p.k);
+  }
+  // Block j follows the pattern if each of its columns has k consecutive taps starting at
+  // pi * j + first[q] with the pattern's weights.
   auto matches = [&](int64_t j) {
     for (int64_t q = 0; q < p.po; ++q) {
       const int64_t o = j * p.po + q;
       if (t.offsets[o + 1] - t.offsets[o] != p.k) return false;
       for (int64_t s = 0; s < p.k; ++s) {
         const int64_t b = t.offsets[o] + s;
-        if (t.index[b] - p.pi * j != p.rel[q * p.k + s] || t.weight[b] != p.weight[q * p.k + s])
+        if (t.index[b] != p.pi * j + p.first[q] + s || t.weight[b] != p.weight[q * p.k + s])
           return false;
       }
     }
     return true;
   };
+  if (!matches(mid)) return Periodic<T>{};
   p.j0 = mid;
   p.j1 = mid + 1;
   while (p.j0 > 0 && matches(p.j0 - 1)) --p.j0;
@@ -131,18 +135,17 @@ Periodic<T> find_periodic(const Table<T>& t, int64_t src_n) {
 
 template <int PO, int PI, int K, typename S, typename D, typename T>
 void periodic_columns(const S* line, D* out, const Periodic<T>& p) {
-  int64_t rel[PO][K];
+  const S* base[PO];
   T w[PO][K];
-  for (int q = 0; q < PO; ++q)
-    for (int s = 0; s < K; ++s) {
-      rel[q][s] = p.rel[q * K + s];
-      w[q][s] = p.weight[q * K + s];
-    }
+  for (int q = 0; q < PO; ++q) {
+    base[q] = line + p.first[q];
+    for (int s = 0; s < K; ++s) w[q][s] = p.weight[q * K + s];
+  }
   for (int64_t j = p.j0; j < p.j1; ++j) {
-    const S* l = line + PI * j;
     for (int q = 0; q < PO; ++q) {
-      T acc = w[q][0] * static_cast<T>(l[rel[q][0]]);
-      for (int s = 1; s < K; ++s) acc += w[q][s] * static_cast<T>(l[rel[q][s]]);
+      const S* l = base[q] + PI * j;  // in bounds: the table itself reads these columns
+      T acc = w[q][0] * static_cast<T>(l[0]);
+      for (int s = 1; s < K; ++s) acc += w[q][s] * static_cast<T>(l[s]);
       out[PO * j + q] = static_cast<D>(acc);
     }
   }
