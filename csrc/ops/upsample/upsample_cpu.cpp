@@ -355,7 +355,27 @@ void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table
       for (int64_t r = begin; r < end; ++r) {
         grp = r / g.dst_h;
         const int64_t oh = r % g.dst_h;
-        vertical<T, scalar_t, T>(dst + r * dst_row, dst_row, h_off[oh], h_off[oh + 1], h_w, row_of);
+        const int64_t a0 = h_off[oh], a1 = h_off[oh + 1];
+        // Bilinear upsampling: the next destination row usually blends the same two cached
+        // rows with other weights. For channels_last the cached rows are whole W x C rows
+        // living in L2, and producing both destination rows in one pass reads them once
+        // (same sums as `vertical`, so the same results; ~10 % faster at (8,64,128,128)
+        // scale 2). NCHW rows are in L1 anyway and measured slower this way.
+        if (C > 1 && a1 - a0 == 2 && r + 1 < end && oh + 1 < g.dst_h && h_off[oh + 2] - a1 == 2 &&
+            h_idx[a1] == h_idx[a0] && h_idx[a1 + 1] == h_idx[a0 + 1]) {
+          const T* s0 = row_of(a0);
+          const T* s1 = row_of(a0 + 1);
+          const T u0 = h_w[a0], u1 = h_w[a0 + 1], v0 = h_w[a1], v1 = h_w[a1 + 1];
+          scalar_t* o0 = dst + r * dst_row;
+          scalar_t* o1 = o0 + dst_row;
+          for (int64_t j = 0; j < dst_row; ++j) {
+            o0[j] = static_cast<scalar_t>(u0 * s0[j] + u1 * s1[j]);
+            o1[j] = static_cast<scalar_t>(v0 * s0[j] + v1 * s1[j]);
+          }
+          ++r;
+          continue;
+        }
+        vertical<T, scalar_t, T>(dst + r * dst_row, dst_row, a0, a1, h_w, row_of);
       }
     } else {
       std::vector<T> buffer(src_row);
