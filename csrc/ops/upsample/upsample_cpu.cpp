@@ -4,12 +4,13 @@
 // forward uses the taps of each output index, backward the transposed tables, so the
 // backward is a gather (deterministic, no atomics) with the same code and parallelism.
 //
-// Work is split over (image or plane, destination row) pairs. For each destination row the
-// source rows it reads are blended first (a contiguous, vectorizable pass over whole rows,
-// accumulated in the op-math type), then every destination pixel gathers its horizontal
-// taps from that blended row. For NCHW a "row" is one plane's row (C = 1 below); for
-// channels_last it is a whole NHWC row, and the horizontal pass runs over C contiguous
-// channels per tap, so both layouts share the code and channels_last vectorizes over C.
+// Work is split over (image or plane, destination row) pairs. Each 2-D resampling is a
+// horizontal pass (gather of the column taps) and a vertical pass (a contiguous,
+// vectorizable blend of whole rows), accumulated in the op-math type; `resample` explains
+// which runs first. For NCHW a "row" is one plane's row (C = 1 below); for channels_last it
+// is a whole NHWC row, and the horizontal pass runs over C contiguous channels per tap, so
+// both layouts share the code and channels_last vectorizes over C. For NCHW with an integer
+// ratio the horizontal taps repeat and run as vectorized fixed-shape loops (`Periodic`).
 // For bicubic scale 2 this costs about 2 + 4 multiply-adds per output instead of 16.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -194,7 +195,8 @@ struct Columns {
 // column (C contiguous channels per column). S / D: source and destination element types
 // (op-math accumulation in T either way).
 template <typename S, typename D, typename T>
-inline void horizontal(const S* line, D* out, int64_t C, int64_t dst_w, const Columns<S, D, T>& cols) {
+inline void horizontal(const S* line, D* out, int64_t C, int64_t dst_w,
+                       const Columns<S, D, T>& cols) {
   const int64_t* off = cols.off;
   const int64_t* idx = cols.idx;
   const T* w = cols.w;
