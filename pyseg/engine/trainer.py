@@ -49,6 +49,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 2e-3
     optimizer: str = "rmsprop"
+    lr_schedule: str = "cosine"  # "cosine" (per step, to zero at the last step) or "constant"
     out: str = "runs/train"
     resume: bool = False
     device: str = "cpu"
@@ -143,6 +144,28 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}: expected rmsprop, adam or sgd")
 
 
+def _channels_last(device: torch.device | str) -> bool:
+    """On CPU, oneDNN's convolutions run faster on NHWC tensors (about 25% per training step
+    of the default U-Net on two cores), and pyseg's kernels take either layout."""
+    return torch.device(device).type == "cpu"
+
+
+def _images_to(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    x = x.to(device)
+    if x.dim() == 4 and _channels_last(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of ``step`` (0-based) out of ``total``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+    raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}: expected cosine or constant")
+
+
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     # Sparse cross-entropy: integer class targets, per pixel (N, C, H, W) vs (N, H, W)
     # or per image (N, C) vs (N,).
@@ -176,7 +199,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: 
     count = torch.zeros((), dtype=torch.float64, device=device)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=_Shard(len(dataset), rank, world))
     for x, y in loader:
-        x, y = x.to(device), torch.as_tensor(y).to(device)
+        x, y = _images_to(x, device), torch.as_tensor(y).to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         count += y.numel()
@@ -258,6 +281,8 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
     elif not cfg.arch:
         arch_name = type(model).__name__
     model = model.to(device)
+    if _channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
 
     history: list[dict] = []
@@ -312,8 +337,11 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
         n_seen = torch.zeros((), dtype=torch.float64, device=device)
         bar = _progress(loader, len(loader), f"epoch {epoch + 1}/{cfg.epochs}",
                         cfg.quiet or rank != 0)
-        for x, y in bar:
-            x, y = x.to(device), torch.as_tensor(y).to(device)
+        for i, (x, y) in enumerate(bar):
+            x, y = _images_to(x, device), torch.as_tensor(y).to(device)
+            # A pure function of the step, so a resumed run follows the same schedule.
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, epoch * len(loader) + i, cfg.epochs * len(loader))
             optimizer.zero_grad(set_to_none=True)
             loss = _loss(model(x), y)
             loss.backward()
