@@ -22,10 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "images/*.jpg and annotations/trimaps/*.png")
     parser.add_argument("--img-size", type=int, default=64, metavar="N",
                         help="square input size in pixels (default: 64)")
-    parser.add_argument("--epochs", type=int, default=12, metavar="N", help="(default: 12)")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="(default: 16)")
+    parser.add_argument("--epochs", type=int, default=9, metavar="N", help="(default: 9)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="(default: 8)")
     parser.add_argument("--lr", type=float, default=1e-3, metavar="X",
-                        help="learning rate (default: 1e-3)")
+                        help="peak learning rate of the cosine schedule (default: 1e-3)")
+    parser.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"],
+                        help="cosine: decays to zero over the run, per step (default)")
     parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam", "sgd"],
                         help="(default: rmsprop, as in the book)")
     parser.add_argument("--out", default="runs/train", metavar="DIR",
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, choices=["segmentation", "classification"],
                         help="default: the architecture's task")
     parser.add_argument("--train-samples", type=int, default=None, metavar="N",
-                        help="synthetic data: number of training images (default: 512)")
+                        help="synthetic data: number of training images (default: 1024)")
     parser.add_argument("--val-samples", type=int, default=None, metavar="N",
                         help="synthetic data: number of validation images (default: 128)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         arch=args.arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        lr_schedule=args.lr_schedule,
         out=args.out, resume=args.resume, device=args.device, seed=args.seed,
         hide_and_seek=args.hide_and_seek, task=task, train_samples=args.train_samples,
         val_samples=args.val_samples, quiet=args.quiet,

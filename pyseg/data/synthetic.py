@@ -38,7 +38,7 @@ SEGMENTATION_CLASSES = ("foreground", "background", "contour")
 SPECIES = ("cat", "dog")
 SPLITS = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1  # bump when the pictures change; part of the on-disk cache key
-DEFAULT_LENGTHS = {"train": 512, "val": 128, "test": 128}
+DEFAULT_LENGTHS = {"train": 1024, "val": 128, "test": 128}
 
 # Fur-like colors (RGB in [0, 1]); the background draws from them as well.
 _FUR = np.array(
@@ -413,7 +413,7 @@ class SyntheticPets(torch.utils.data.Dataset):
     Args:
         split: ``"train"``, ``"val"`` or ``"test"`` (independent streams of samples).
         img_size: side of the square images in pixels.
-        length: number of samples (default 512 train, 128 val/test).
+        length: number of samples (default 1024 train, 128 val/test).
         seed: the dataset seed; same seed, same pictures.
         task: ``"segmentation"`` (target ``long[S, S]`` trimap) or ``"classification"``
             (target: species index, 0 cat, 1 dog).

@@ -45,9 +45,9 @@ class TrainConfig:
     arch_kwargs: dict = field(default_factory=dict)
     data: str = "synthetic-pets"
     img_size: int = 64
-    epochs: int = 12
-    batch_size: int = 16
-    lr: float = 2e-3
+    epochs: int = 9
+    batch_size: int = 8
+    lr: float = 1e-3
     optimizer: str = "rmsprop"
     lr_schedule: str = "cosine"  # "cosine" (per step, to zero at the last step) or "constant"
     out: str = "runs/train"
