@@ -144,6 +144,21 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}: expected rmsprop, adam or sgd")
 
 
+def _dataset_mean(dataset: Dataset, max_samples: int = 256) -> torch.Tensor:
+    """Per-channel mean of the images, from up to ``max_samples`` evenly spaced samples (the
+    fill of hidden patches: the paper hides with the dataset mean, so that the statistics a
+    hidden patch feeds the first layer match those of visible pixels on average)."""
+    n = len(dataset)
+    picks = sorted({i * n // min(n, max_samples) for i in range(min(n, max_samples))})
+    total, count = None, 0
+    for i in picks:
+        x = torch.as_tensor(dataset[i][0], dtype=torch.float64)
+        s = x.sum(dim=(-2, -1))
+        total = s if total is None else total + s
+        count += x.shape[-2] * x.shape[-1]
+    return (total / count).float()
+
+
 def _channels_last(device: torch.device | str) -> bool:
     """On CPU, oneDNN's convolutions run faster on NHWC tensors (about 25% per training step
     of the default U-Net on two cores), and pyseg's kernels take either layout."""
@@ -312,7 +327,8 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
     if cfg.hide_and_seek:
         from pyseg.data.hide_and_seek import HideAndSeek  # lazy: optional module
 
-        fit_set = _Augmented(train_set, HideAndSeek(grid_size=max(2, cfg.img_size // 16), p=0.5))
+        fit_set = _Augmented(train_set, HideAndSeek(grid_size=max(2, cfg.img_size // 16), p=0.5,
+                                                    mean=_dataset_mean(train_set)))
     # One sampler for both cases: with world == 1 it is a seeded shuffle; set_epoch makes the
     # order a function of (seed, epoch), so a resumed run sees the same batches.
     sampler = DistributedSampler(fit_set, num_replicas=world, rank=rank, shuffle=True,

@@ -105,11 +105,13 @@ def test_checkpoint_atomic_and_corrupt(tmp_path):
 def test_hide_and_seek_flag_uses_the_augmentation(tmp_path, monkeypatch):
     import types
 
-    calls = []
+    calls, means = [], []
 
     class FakeHideAndSeek:
-        def __init__(self, grid_size, p=0.5):
+        def __init__(self, grid_size, p=0.5, mean=None):
             self.grid_size = grid_size
+            self.mean = mean
+            means.append(mean)
 
         def __call__(self, x):
             calls.append(x.shape)
@@ -120,3 +122,11 @@ def test_hide_and_seek_flag_uses_the_augmentation(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyseg.data.hide_and_seek", mod)
     train(_cfg(tmp_path, epochs=1, hide_and_seek=True, plots=False))
     assert len(calls) == 8
+    # Hidden patches are filled with the training set's per-channel mean (as in the paper).
+    from pyseg.data import resolve_dataset
+
+    cfg = _cfg(tmp_path)
+    train_set, _ = resolve_dataset(cfg.data, "train", cfg.img_size, cfg.task, seed=cfg.seed,
+                                   train_length=cfg.train_samples)
+    expected = torch.stack([torch.as_tensor(train_set[i][0]) for i in range(len(train_set))])
+    torch.testing.assert_close(means[0], expected.double().mean(dim=(0, 2, 3)).float())
