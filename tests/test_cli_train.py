@@ -152,3 +152,14 @@ def test_builtin_dataset_plugin():
     ds = specs["synthetic-pets"].factory(split="val", img_size=32, length=2, task="classification")
     assert ds[0][1] in (0, 1) and list(specs["synthetic-pets"].class_names) == [
         "foreground", "background", "contour"]
+
+
+def test_fixed_size_classifier_gets_its_input_size(tmp_path):
+    """Without --img-size a classifier built for one input size trains at that size (the
+    small convnet of the seeds needs 180x180; 64 would be too small for its valid convs)."""
+    out = tmp_path / "cls"
+    assert main(["train", "--arch", "small-convnet", "--epochs", "1", "--batch-size", "2",
+                 "--train-samples", "2", "--val-samples", "2", "--quiet", "--out", str(out)]) == 0
+    state = torch.load(out / "best.pt", weights_only=True)
+    assert state["config"]["img_size"] == 180
+    assert state["arch_kwargs"]["input_size"] == 180

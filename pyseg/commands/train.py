@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic-pets", metavar="NAME|PATH",
                         help="synthetic-pets (default), oxford-pets, or a folder with "
                              "images/*.jpg and annotations/trimaps/*.png")
-    parser.add_argument("--img-size", type=int, default=64, metavar="N",
-                        help="square input size in pixels (default: 64)")
+    parser.add_argument("--img-size", type=int, default=None, metavar="N",
+                        help="square input size in pixels (default: 64, or the input size a "
+                             "fixed-size classifier is built for, e.g. 180 for small-convnet)")
     parser.add_argument("--epochs", type=int, default=9, metavar="N", help="(default: 9)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="(default: 8)")
     parser.add_argument("--lr", type=float, default=1e-3, metavar="X",
@@ -73,9 +74,27 @@ def _add_input_size(name: str, kwargs: dict, img_size: int) -> None:
         pass
 
 
+def _default_img_size(name: str) -> int:
+    """64, or the ``input_size`` default of an architecture built for one input size."""
+    import inspect
+
+    try:
+        from pyseg import registry
+
+        param = inspect.signature(registry.get_architecture(name).factory).parameters.get(
+            "input_size")
+        if param is not None and isinstance(param.default, int):
+            return param.default
+    except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
+        pass
+    return 64
+
+
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
 
+    if args.img_size is None:
+        args.img_size = _default_img_size(args.arch)
     for opt in ("img_size", "epochs", "batch_size"):
         if getattr(args, opt) < 1:
             raise UsageError(f"--{opt.replace('_', '-')} must be >= 1")
