@@ -54,7 +54,21 @@ def _need_emulator() -> None:
     ]
 )
 def backend(request):
-    name = request.param
+    yield from _make_backend(request.param)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("emu", marks=pytest.mark.emu),
+        pytest.param("emu-reverse", marks=pytest.mark.emu),
+    ]
+)
+def emu_backend(request):
+    """Like ``backend``, for tests of emulator-only facts (block caps, barrier counts)."""
+    yield from _make_backend(request.param)
+
+
+def _make_backend(name: str):
     if name == "cuda":
         yield Backend(name, torch.device("cuda"))
         return

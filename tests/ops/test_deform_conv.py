@@ -300,11 +300,10 @@ def test_gemm_exact_on_integers(backend, case):
             assert torch.equal(ours[k].grad, ref[k].grad), k
 
 
-def test_gemm_runs_every_tile_with_one_block(backend):
+def test_gemm_runs_every_tile_with_one_block(emu_backend):
     # One block per launch: the GEMM's grid-stride loops over problems, m tiles and n tiles
     # must still cover every output exactly once (a cap of one is legal for any launcher).
-    if not backend.emulated:
-        pytest.skip("the block cap is an emulator setting")
+    backend = emu_backend
     from pyseg import _emu
 
     previous = _emu.max_blocks()
@@ -316,11 +315,10 @@ def test_gemm_runs_every_tile_with_one_block(backend):
         _emu.set_max_blocks(previous)
 
 
-def test_gemm_is_the_tiled_kernel(backend):
+def test_gemm_is_the_tiled_kernel(emu_backend):
     # The only kernel of this op with __syncthreads is the GEMM, two barriers per 16-deep k
     # slice of each 64 x 64 tile; counting them shows each product went through it.
-    if not backend.emulated:
-        pytest.skip("barrier counts come from the emulator")
+    backend = emu_backend
     from pyseg import _emu
 
     n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = GEMM_EDGE_CASES[1]
