@@ -124,6 +124,18 @@ def _custom_leaves(model: nn.Module) -> tuple[nn.Module, ...]:
     )
 
 
+def _call_node(root: nn.Module, n: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Run the call of node ``n`` on concrete ``args`` / ``kwargs``."""
+    if n.op == "call_module":
+        return root.get_submodule(n.target)(*args, **kwargs)
+    if n.op == "call_function":
+        return n.target(*args, **kwargs)
+    if n.op == "call_method":
+        self_, *rest = args
+        return getattr(self_, n.target)(*rest, **kwargs)
+    raise AssertionError(n.op)
+
+
 class _ConcreteProxy(fx.Proxy):
     """A proxy that also knows its value on the images being explained, so the model's
     Python control flow on shapes (``if h % 32:``, ``for i in range(x.shape[1])``) runs as it
@@ -155,7 +167,10 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self._leaves = leaves
         self._inputs = list(inputs)
-        self.concrete: dict[fx.Node, Any] = {}
+        self.concrete: dict[fx.Node, Any] = {}  # live values, as the model computes them
+        # Copies of the values: later in-place ops (ReLU(inplace=True), +=) must not change
+        # what the propagation reads. The trace is the one forward pass of the method.
+        self.recorded: dict[fx.Node, Any] = {}
         self._evaluating = False  # inside _evaluate: run modules for real, record nothing
 
     def call_module(self, m, forward, args, kwargs):
@@ -181,7 +196,9 @@ class _Tracer(fx.Tracer):
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if kind != "output":
-            self.concrete[node] = self._evaluate(node)
+            value = self._evaluate(node)
+            self.concrete[node] = value
+            self.recorded[node] = value.detach().clone() if isinstance(value, Tensor) else value
         return node
 
     def _evaluate(self, n: fx.Node) -> Any:
@@ -198,26 +215,9 @@ class _Tracer(fx.Tracer):
         kwargs = fx.node.map_arg(n.kwargs, self.concrete.__getitem__)
         self._evaluating = True
         try:
-            if n.op == "call_module":
-                return self.root.get_submodule(n.target)(*args, **kwargs)
-            if n.op == "call_function":
-                return n.target(*args, **kwargs)
-            self_, *rest = args
-            return getattr(self_, n.target)(*rest, **kwargs)
+            return _call_node(self.root, n, args, kwargs)
         finally:
             self._evaluating = False
-
-
-class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm)
-        self.values: dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        out = super().run_node(n)
-        # Keep a copy: later in-place ops (ReLU(inplace=True), +=) must not change it.
-        self.values[n] = out.detach().clone() if isinstance(out, Tensor) else out
-        return out
 
 
 def _node_label(gm: fx.GraphModule, n: fx.Node) -> str:
@@ -248,14 +248,7 @@ class _Propagator:
     def _call_with(self, n: fx.Node, node: fx.Node, x: Tensor) -> Any:
         args = fx.node.map_arg(n.args, lambda a: x if a is node else self.values[a])
         kwargs = fx.node.map_arg(n.kwargs, lambda a: x if a is node else self.values[a])
-        if n.op == "call_module":
-            return self.gm.get_submodule(n.target)(*args, **kwargs)
-        if n.op == "call_function":
-            return n.target(*args, **kwargs)
-        if n.op == "call_method":
-            self_, *rest = args
-            return getattr(self_, n.target)(*rest, **kwargs)
-        raise AssertionError(n.op)
+        return _call_node(self.gm, n, args, kwargs)
 
     def _fn(self, n: fx.Node, node: fx.Node, component: int | None = None
             ) -> Callable[[Tensor], Tensor]:
@@ -427,22 +420,22 @@ def excitation_masses(
     with ModelGuard(model), torch.no_grad():
         try:
             try:
-                graph = _Tracer(leaf_modules, (images,)).trace(model)
+                tracer = _Tracer(leaf_modules, (images,))
+                graph = tracer.trace(model)
             except Exception:  # noqa: BLE001
                 # Keep custom parameter-free modules whole (their code may do what tracing
                 # cannot follow, e.g. call a C++ op on a proxy).
-                graph = _Tracer(tuple(leaf_modules) + _custom_leaves(model), (images,)).trace(model)
+                tracer = _Tracer(tuple(leaf_modules) + _custom_leaves(model), (images,))
+                graph = tracer.trace(model)
             gm = fx.GraphModule(model, graph)
         except Exception as e:  # noqa: BLE001 -- any tracing failure is reported the same way
             raise InterpretError(
                 f"excitation-backprop needs a model torch.fx can trace ({type(e).__name__}: {e})"
             ) from e
-        rec = _Recorder(gm)
-        output = rec.run(images)
-        values = rec.values
-        logits = logits_of(output).detach()
-        layer_node = _layer_node(gm, name)
+        values = tracer.recorded
         out_node = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
+        logits = logits_of(fx.node.map_arg(out_node.args[0], values.__getitem__)).detach()
+        layer_node = _layer_node(gm, name)
         top = _find_logits_node(out_node, values, logits)
         classes, mask = resolve_targets(logits, target)
         n_img = logits.shape[0]
