@@ -88,6 +88,16 @@ def _make_backend(name: str):
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for the duration of a test: tests that run many tiny ops (data,
+    training) are tens of times slower when OpenMP barriers meet an oversubscribed machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def emu():
     """The emulator module, for tests of the emulator itself."""
     _need_emulator()

@@ -19,13 +19,7 @@ TINY = ["--arch", "tinynet:TinyNet", "--arch-kwargs", '{"width": 4}', "--img-siz
         "--epochs", "1", "--batch-size", "4", "--train-samples", "8", "--val-samples", "4",
         "--quiet"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,8 @@
-"""One intra-op thread: these tests run many tiny ops, and on a shared (oversubscribed)
-machine OpenMP barriers between two threads make each op tens of times slower."""
+"""Every test here runs with one intra-op thread (see ``one_thread`` in tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
