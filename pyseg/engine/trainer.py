@@ -149,9 +149,9 @@ def _dataset_mean(dataset: Dataset, max_samples: int = 256) -> torch.Tensor:
     fill of hidden patches: the paper hides with the dataset mean, so that the statistics a
     hidden patch feeds the first layer match those of visible pixels on average)."""
     n = len(dataset)
-    picks = sorted({i * n // min(n, max_samples) for i in range(min(n, max_samples))})
+    m = min(n, max_samples)
     total, count = None, 0
-    for i in picks:
+    for i in (j * n // m for j in range(m)):
         x = torch.as_tensor(dataset[i][0], dtype=torch.float64)
         s = x.sum(dim=(-2, -1))
         total = s if total is None else total + s
