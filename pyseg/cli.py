@@ -23,7 +23,11 @@ COMMANDS = {
 
 
 class UsageError(Exception):
-    """A problem with what the user asked for: printed as one line, exit code 2."""
+    """A problem with what the user asked for: printed as one line, exit code 2.
+
+    ``main`` reports a :class:`pyseg.engine.CheckpointError` the same way, and an
+    ``OSError`` (a full disk, say) as one line with exit code 1.
+    """
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, message: str, code: int) -> int:
+    lines = message.strip().splitlines() or ["failed"]
+    print(f"pyseg {command}: error: {lines[0]}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pyseg`` command; returns the exit code."""
     parser = build_parser()
@@ -63,8 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UsageError as e:
-        print(f"pyseg {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(e), 2)
+    except OSError as e:  # a full disk, a folder that is not writable...
+        where = f": {e.filename}" if e.filename else ""
+        return _error(args.command, f"{e.strerror or e}{where}", 1)
+    except ValueError as e:
+        from pyseg.engine.checkpoint import CheckpointError
+
+        if isinstance(e, CheckpointError):
+            return _error(args.command, str(e), 2)
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -13,11 +13,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 
-from pyseg.cli import main  # noqa: E402
+from pyseg.cli import main
 
 TINY = ["--arch", "tinynet:TinyNet", "--arch-kwargs", '{"width": 4}', "--img-size", "32",
         "--epochs", "1", "--batch-size", "4", "--train-samples", "8", "--val-samples", "4",
         "--quiet"]
+
+# The tiny model is an import path, so loading its checkpoints names it on purpose.
+LOAD = ["--arch", "tinynet:TinyNet"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,7 +52,8 @@ def test_train_outputs(trained):
 def test_predict_writes_trimaps_and_overlays(trained, tmp_path):
     imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
-    assert main(["predict", "--checkpoint", str(trained / "best.pt"), str(imgs), "--out", str(out)]) == 0
+    assert main(["predict", "--checkpoint", str(trained / "best.pt"), *LOAD, str(imgs),
+                 "--out", str(out)]) == 0
     for i in range(2):
         tri = np.asarray(Image.open(out / f"img{i}_trimap.png"))
         assert tri.shape == (30, 40)
@@ -60,8 +64,8 @@ def test_predict_writes_trimaps_and_overlays(trained, tmp_path):
 
 def test_evaluate_prints_metrics(trained, tmp_path, capsys):
     dest = tmp_path / "m.json"
-    assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), "--val-samples", "4",
-                 "--out", str(dest)]) == 0
+    assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), *LOAD, "--val-samples",
+                 "4", "--out", str(dest)]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m == json.loads(dest.read_text())
     assert 0.0 <= m["val_miou"] <= 1.0 and m["samples"] == 4
@@ -77,19 +81,22 @@ def _fails_cleanly(argv, capsys, out: Path | None = None, match: str = ""):
 
 def test_predict_bad_inputs(trained, tmp_path, capsys):
     ck = str(trained / "best.pt")
+    imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
-    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "missing.jpg"), "--out", str(out)],
+    _fails_cleanly(["predict", "--checkpoint", ck, str(imgs), "--out", str(out)], capsys, out,
+                   "load it on purpose with --arch tinynet:TinyNet")
+    predict = ["predict", "--checkpoint", ck, *LOAD]
+    _fails_cleanly([*predict, str(tmp_path / "missing.jpg"), "--out", str(out)],
                    capsys, out, "no such file")
     (tmp_path / "empty").mkdir()
-    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "empty"), "--out", str(out)],
-                   capsys, out, "no images")
+    _fails_cleanly([*predict, str(tmp_path / "empty"), "--out", str(out)], capsys, out,
+                   "no images")
     (tmp_path / "notes.jpg").write_text("not an image")
-    imgs = _images(tmp_path / "in")
-    _fails_cleanly(["predict", "--checkpoint", ck, str(imgs), str(tmp_path / "notes.jpg"),
-                    "--out", str(out)], capsys, out, "notes.jpg")
+    _fails_cleanly([*predict, str(imgs), str(tmp_path / "notes.jpg"), "--out", str(out)],
+                   capsys, out, "notes.jpg")
     (tmp_path / "zero.png").write_bytes(b"")
-    _fails_cleanly(["predict", "--checkpoint", ck, str(tmp_path / "zero.png"), "--out", str(out)],
-                   capsys, out, "empty")
+    _fails_cleanly([*predict, str(tmp_path / "zero.png"), "--out", str(out)], capsys, out,
+                   "empty")
 
 
 def test_bad_checkpoints(trained, tmp_path, capsys):
@@ -97,22 +104,24 @@ def test_bad_checkpoints(trained, tmp_path, capsys):
     out = tmp_path / "out"
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes((trained / "best.pt").read_bytes()[:500])
-    _fails_cleanly(["predict", "--checkpoint", str(bad), str(imgs), "--out", str(out)],
-                   capsys, out, "cannot read")
+
+    def predict(path, match):
+        _fails_cleanly(["predict", "--checkpoint", str(path), *LOAD, str(imgs), "--out",
+                        str(out)], capsys, out, match)
+
+    predict(bad, "cannot read")
     _fails_cleanly(["evaluate", "--checkpoint", str(bad)], capsys, None, "cannot read")
     state = torch.load(trained / "best.pt", weights_only=True)
     other = dict(state, arch_kwargs={"width": 6})  # same architecture family, other shapes
     torch.save(other, tmp_path / "other.pt")
-    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "other.pt"), str(imgs), "--out",
-                    str(out)], capsys, out, "do not fit")
-    torch.save(dict(state, num_classes=5), tmp_path / "classes.pt")
-    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "classes.pt"), str(imgs), "--out",
-                    str(out)], capsys, out, "5 classes")
+    predict(tmp_path / "other.pt", "do not fit")
+    names = ["a", "b", "c", "d", "e"]
+    torch.save(dict(state, num_classes=5, class_names=names), tmp_path / "classes.pt")
+    predict(tmp_path / "classes.pt", "5 classes")
     torch.save(dict(state, arch="no-such-arch"), tmp_path / "arch.pt")
     _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "arch.pt"), str(imgs), "--out",
                     str(out)], capsys, out, "no-such-arch")
-    _fails_cleanly(["predict", "--checkpoint", str(tmp_path / "nope.pt"), str(imgs), "--out",
-                    str(out)], capsys, out, "not found")
+    predict(tmp_path / "nope.pt", "not found")
 
 
 def test_train_bad_arguments(tmp_path, capsys):

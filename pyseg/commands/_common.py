@@ -1,25 +1,51 @@
-"""Shared by ``pyseg predict`` and ``pyseg evaluate``: load a checkpoint into a model."""
+"""Argument checks shared by the commands: each failure is a one-line ``UsageError``."""
 
 from __future__ import annotations
 
+from pyseg.cli import UsageError
 
-def load_model(path: str):
-    """``(model, state)`` from a checkpoint; raises ``UsageError`` with one line on failure."""
-    from pyseg.cli import UsageError
-    from pyseg.engine import CheckpointError, build_model, load_checkpoint
+
+def check_range(flag: str, value: int | None, low: int = 1, high: int | None = None) -> None:
+    """``flag``'s ``value`` (when given) is in ``[low, high]``."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise UsageError(f"{flag} must be {bounds}, got {value}")
+
+
+def check_img_size(flag: str, value: int | None) -> None:
+    """An input size that the networks can take and that fits in memory."""
+    from pyseg.engine.checkpoint import MAX_IMG_SIZE
+
+    check_range(flag, value, 16, MAX_IMG_SIZE)
+
+
+def device(name: str):
+    """The torch device ``--device`` names, checked to exist on this machine."""
+    from pyseg.engine.devices import resolve_device
 
     try:
-        state = load_checkpoint(path)
-    except CheckpointError as e:
+        return resolve_device(name)
+    except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def output_dir(path: str, flag: str = "--out") -> None:
+    """``path`` is, or can be created as, a writable folder (checked before any work)."""
+    from pyseg.engine.outputs import check_output_dir
+
     try:
-        model = build_model(state["arch"], int(state["num_classes"]), state.get("arch_kwargs", {}))
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"{path}: cannot rebuild architecture {state['arch']!r}: {e}") from None
+        check_output_dir(path, flag)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def output_file(path: str, flag: str = "--out") -> None:
+    """``path`` can be written as a file in an existing folder (checked before any work)."""
+    from pyseg.engine.outputs import check_output_file
+
     try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise UsageError(f"{path}: weights do not fit architecture {state['arch']!r} with "
-                         f"{state['num_classes']} classes ({first})") from None
-    return model.eval(), state
+        check_output_file(path, flag)
+    except ValueError as e:
+        raise UsageError(str(e)) from None

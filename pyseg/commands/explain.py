@@ -26,75 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default: ./explanations)")
     parser.add_argument("--alpha", type=float, default=0.4, help="overlay opacity (default 0.4)")
     parser.add_argument("--size", type=int, default=None, metavar="PX",
-                        help="resize images to PX x PX (default: the checkpoint's training size, "
-                        "else unchanged)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+                        help="resize images to PX x PX (default: the checkpoint's training size)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
+    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
+                        help="build this architecture instead of the checkpoint's (the way to "
+                             "load a model whose architecture is an import path)")
 
 
 BUILTIN_METHODS = ("gradcam", "gradcam++", "cam", "hide-and-seek", "excitation-backprop")
 _LAYER_METHODS = {"gradcam", "gradcam++", "cam", "excitation-backprop"}
 
 
-def _first(d: dict, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if k in d and d[k] is not None:
-            return d[k]
-    return default
-
-
-def load_checkpoint_model(path: str | Path, device: str = "cpu"):
-    """Rebuild the model stored in a checkpoint; returns ``(model, info dict)``.
-
-    Accepts the dict checkpoints of ``pyseg train`` (architecture name + its keyword
-    arguments + state dict) and, for convenience, a pickled ``nn.Module``.
-    """
-    import torch
-    from torch import nn
-
-    from pyseg.cli import UsageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is a user error here
-        raise UsageError(f"cannot read checkpoint {str(path)!r}: {e}") from None
-    if isinstance(ckpt, nn.Module):
-        return ckpt.to(device), {}
-    if isinstance(ckpt, dict) and "format" in ckpt:  # written by `pyseg train`
-        from pyseg.commands._common import load_model
-
-        model, state = load_model(str(path))
-        return model.to(device).eval(), state
-    if not isinstance(ckpt, dict):
-        raise UsageError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a model")
-    arch = _first(ckpt, "arch", "architecture", "model_name")
-    state = _first(ckpt, "model", "state_dict", "model_state", "model_state_dict")
-    if arch is None or state is None:
-        raise UsageError(
-            f"checkpoint {str(path)!r} has no architecture name or weights "
-            f"(keys: {', '.join(map(str, ckpt))})"
-        )
-    if isinstance(arch, dict):  # {"name": ..., "kwargs": ...}
-        kwargs = dict(arch.get("kwargs") or {})
-        arch = arch.get("name")
-    else:
-        kwargs = dict(_first(ckpt, "arch_kwargs", "model_kwargs", "kwargs", default={}))
-    from pyseg import registry
-
-    create = getattr(registry, "create_model", None)
-    if create is None:
-        raise UsageError("this pyseg has no model registry (pyseg.registry.create_model)")
-    try:
-        model = create(arch, **kwargs)
-    except KeyError as e:
-        raise UsageError(f"unknown architecture {arch!r} in checkpoint: {e}") from None
-    model.load_state_dict(state)
-    return model.to(device).eval(), ckpt
-
-
 def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
+    import pyseg
     from pyseg.cli import UsageError
 
     wanted: list[str] = []
@@ -106,28 +51,10 @@ def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
     out = []
     for n in wanted:
         try:
-            out.append((n, _get_interpreter(n)))
+            out.append((n, pyseg.get_interpreter(n)))
         except KeyError as e:
-            raise UsageError(f"unknown method {n!r} ({str(e).strip(chr(39))})") from None
+            raise UsageError(f"unknown method {n!r} ({e})") from None
     return out
-
-
-def _get_interpreter(name: str):
-    import pyseg
-
-    get = getattr(pyseg, "get_interpreter", None)
-    if get is not None:
-        try:
-            return get(name)
-        except (KeyError, LookupError):
-            pass
-    # Not (yet) in the registry: the built-in interpreters plugin directly.
-    from pyseg_plugins.interpreters import pyseg_interpreters
-
-    specs = {s.name: s for s in pyseg_interpreters()}
-    if name not in specs:
-        raise KeyError(f"known: {', '.join(sorted(specs))}")
-    return specs[name]
 
 
 def _load_image(path: str, size: int | None):
@@ -152,15 +79,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pyseg.cli import UsageError
+    from pyseg.commands import _common
+    from pyseg.engine import load_model
     from pyseg.interpret.core import InterpretError, logits_of
     from pyseg.interpret.overlay import save_overlay, save_panel
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
+    _common.check_img_size("--size", args.size)
+    _common.output_dir(args.out)
+    device = _common.device(args.device)
     methods = _interpreters(args.method)
-    model, info = load_checkpoint_model(args.checkpoint, args.device)
-    class_names = list(_first(info, "class_names", "classes", default=[]) or [])
-    size = args.size or _first(info, "img_size", "image_size")
+    model, info = load_model(args.checkpoint, device, arch=args.arch)
+    class_names = list(info["class_names"])
+    size = args.size or info["img_size"]
     target: Any = None
     if args.target is not None:
         if args.target.lstrip("-").isdigit():
@@ -173,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
 
     for path in args.images:
-        image = _load_image(path, int(size) if size else None).to(args.device)
+        image = _load_image(path, size).to(device)
         batch = image[None]
         with torch.no_grad():
             logits = logits_of(model(batch))

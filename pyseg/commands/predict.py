@@ -16,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="output folder (default: predictions)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
+    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
+                        help="build this architecture instead of the checkpoint's (the way to "
+                             "load a model whose architecture is an import path)")
 
 
 def _collect(inputs: list[str]) -> list[Path]:
@@ -46,10 +50,15 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
-    from pyseg.commands._common import load_model
+    from pyseg.commands import _common
 
     files = _collect(args.inputs)
-    model, state = load_model(args.checkpoint)
+    _common.output_dir(args.out)
+    device = _common.device(args.device)
+
+    from pyseg.engine import load_model
+
+    model, state = load_model(args.checkpoint, device, arch=args.arch)
 
     import numpy as np
     import torch
@@ -68,10 +77,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for non-images
             raise UsageError(f"not a readable image: {f} ({type(e).__name__})") from None
 
-    size = int(state.get("img_size", 64))
-    task = state.get("task", "segmentation")
-    device = torch.device(args.device)
-    model = model.to(device)
+    size = state["img_size"]
+    task = state["task"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(state["class_names"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 HELP = "train a segmentation network (default: on synthetic pets, no download needed)"
 
@@ -34,8 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/train", metavar="DIR",
                         help="output folder for checkpoints, metrics and figures (default: runs/train)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --out from its last checkpoint")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="(default: cpu)")
+                        help="continue the interrupted run in --out from its last checkpoint "
+                             "(with the same options)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (without it that is an error)")
+    parser.add_argument("--best-metric", default="val_miou", choices=["val_miou", "val_loss"],
+                        help="what picks best.pt: highest validation mIoU (default) or lowest "
+                             "validation loss")
+    parser.add_argument("--ignore-index", type=int, default=255, metavar="LABEL",
+                        help="target label left out of the loss and the metrics (default: 255)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     parser.add_argument("--hide-and-seek", action="store_true",
                         help="augment training images by hiding random grid patches")
@@ -54,8 +65,7 @@ def _arch_task(name: str) -> str | None:
     try:
         from pyseg import registry
 
-        get = getattr(registry, "get_architecture", None)
-        return get(name).task if get is not None else None
+        return registry.get_architecture(name).task
     except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
         return None
 
@@ -92,29 +102,31 @@ def _default_img_size(name: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
+    from pyseg.commands import _common
 
     if args.img_size is None:
         args.img_size = _default_img_size(args.arch)
-    for opt in ("img_size", "epochs", "batch_size"):
-        if getattr(args, opt) < 1:
-            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1")
-    if args.img_size < 16:
-        raise UsageError("--img-size must be >= 16")
-    if not args.lr > 0:
-        raise UsageError("--lr must be > 0")
+    for opt in ("epochs", "batch_size", "train_samples", "val_samples", "threads"):
+        _common.check_range(f"--{opt.replace('_', '-')}", getattr(args, opt))
+    _common.check_img_size("--img-size", args.img_size)
+    if not 0 < args.lr < float("inf"):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    _common.output_dir(args.out)
+    _common.device(args.device)
+    not_an_object = UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}")
     try:
         arch_kwargs = (json.loads(args.arch_kwargs) if args.arch_kwargs is not None
                        else dict(DEFAULT_KWARGS.get(args.arch, {})))
-        if not isinstance(arch_kwargs, dict):
-            raise ValueError
     except ValueError:
-        raise UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}") from None
+        raise not_an_object from None
+    if not isinstance(arch_kwargs, dict):
+        raise not_an_object
 
     import torch
 
-    from pyseg.engine import CheckpointError, TrainConfig, train
+    from pyseg.engine import NonFiniteLossError, TrainConfig, train
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     task = args.task or _arch_task(args.arch) or "segmentation"
     _add_input_size(args.arch, arch_kwargs, args.img_size)
@@ -122,20 +134,22 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         lr_schedule=args.lr_schedule,
-        out=args.out, resume=args.resume, device=args.device, seed=args.seed,
-        hide_and_seek=args.hide_and_seek, task=task, train_samples=args.train_samples,
-        val_samples=args.val_samples, quiet=args.quiet,
+        out=args.out, resume=args.resume, overwrite=args.overwrite, device=args.device,
+        seed=args.seed, hide_and_seek=args.hide_and_seek, task=task,
+        train_samples=args.train_samples, val_samples=args.val_samples,
+        ignore_index=args.ignore_index, best_metric=args.best_metric,
     )
     try:
-        result = train(cfg)
-    except (ValueError, CheckpointError) as e:
+        result = train(cfg, quiet=args.quiet)
+    except NonFiniteLossError as e:
+        print(f"pyseg train: error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # CheckpointError included
         raise UsageError(str(e).splitlines()[0]) from None
-    import os
 
     if int(os.environ.get("RANK", "0")) == 0:
         b = result.best
-        print(f"best epoch {b['epoch']}: val_loss={b['val_loss']:.4f} "
+        print(f"best epoch {b['epoch']} (by {args.best_metric}): val_loss={b['val_loss']:.4f} "
               f"val_pixel_acc={b['val_pixel_acc']:.3f} val_miou={b['val_miou']:.3f}")
-        print(f"wrote {result.out}/best.pt, metrics.json, loss.png"
-              + (", predictions.png" if task == "segmentation" else ""))
+        print(f"wrote {', '.join(result.written)} in {result.out}")
     return 0

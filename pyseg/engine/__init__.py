@@ -1,14 +1,33 @@
 """Training, evaluation and checkpoints."""
 
-from pyseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pyseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from pyseg.engine.devices import resolve_device
 from pyseg.engine.metrics import confusion_matrix, metrics_from_confusion
+from pyseg.engine.models import build_model
 from pyseg.engine.trainer import (
-    DEFAULT_ARCH, TrainConfig, TrainResult, build_model, build_model_from_state, evaluate_model,
+    BEST_METRICS,
+    DEFAULT_ARCH,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+    evaluate_model,
     train,
 )
 
 __all__ = [
-    "CheckpointError", "DEFAULT_ARCH", "TrainConfig", "TrainResult", "build_model",
-    "build_model_from_state", "confusion_matrix", "evaluate_model", "load_checkpoint",
-    "metrics_from_confusion", "save_checkpoint", "train",
+    "BEST_METRICS",
+    "DEFAULT_ARCH",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "confusion_matrix",
+    "evaluate_model",
+    "load_checkpoint",
+    "load_model",
+    "metrics_from_confusion",
+    "resolve_device",
+    "save_checkpoint",
+    "train",
 ]

@@ -7,14 +7,17 @@ from collections.abc import Sequence
 import torch
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = None) -> torch.Tensor:
     """``int64[num_classes, num_classes]`` counts, rows = true class, columns = predicted.
 
-    Targets outside ``[0, num_classes)`` (e.g. an ignore index) are not counted.
+    Targets equal to ``ignore_index`` or outside ``[0, num_classes)`` are not counted.
     """
     pred = pred.reshape(-1).to(torch.int64)
     target = target.reshape(-1).to(torch.int64)
     keep = (target >= 0) & (target < num_classes)
+    if ignore_index is not None:
+        keep &= target != ignore_index
     idx = target[keep] * num_classes + pred[keep]
     return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 

@@ -13,9 +13,8 @@ it initializes the process group itself (gloo on CPU, nccl on CUDA), shards the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import importlib
-import json
 import math
 import os
 import sys
@@ -23,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,10 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from pyseg.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from pyseg.engine.checkpoint import load_checkpoint, model_fields, save_checkpoint
+from pyseg.engine.devices import resolve_device
 from pyseg.engine.metrics import confusion_matrix, metrics_from_confusion
+from pyseg.engine.models import build_model, registered_task
+from pyseg.engine.outputs import check_output_dir, to_json, write_text_atomic
 
 DEFAULT_ARCH = "unet"
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+LR_SCHEDULES = ("cosine", "constant")
+# The validation metric that picks best.pt, and whether higher values are better.
+BEST_METRICS = {"val_miou": True, "val_loss": False}
+# What a run writes into its folder.
+OUTPUT_FILES = ("best.pt", "last.pt", "metrics.jsonl", "metrics.json", "loss.png",
+                "predictions.png")
 
 
 @dataclass
@@ -52,6 +60,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # "cosine" (per step, to zero at the last step) or "constant"
     out: str = "runs/train"
     resume: bool = False
+    overwrite: bool = False  # replace the run already in `out` (else that is an error)
     device: str = "cpu"
     seed: int = 0
     hide_and_seek: bool = False
@@ -59,39 +68,35 @@ class TrainConfig:
     train_samples: int | None = None  # synthetic data: number of training / validation images
     val_samples: int | None = None
     num_workers: int = 0
-    quiet: bool = False
-    plots: bool = True
+    ignore_index: int = 255  # target label left out of the loss and the metrics
+    best_metric: str = "val_miou"  # "val_miou" (highest) or "val_loss" (lowest) picks best.pt
+
+
+# Fields that may differ between a run and its resumption: where and how it runs, not what
+# it learns.
+_RUN_ONLY_FIELDS = ("out", "resume", "overwrite", "device", "num_workers")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped (last.pt holds the last finite epoch)."""
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the best epoch's metrics, the history, paths, the model."""
+
+    best: dict
+    history: list
+    out: Path
+    model: nn.Module
+    written: list[str] = field(default_factory=list)  # files this run wrote into `out`
 
 
 # ----------------------------------------------------------------------- helpers
 
-def build_model(arch: str, num_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
-    """Build an architecture by registry name, or by import path ``"package.module:factory"``.
-
-    Raises ``ValueError`` (with the known names) for an unknown architecture.
-    """
-    arch_kwargs = dict(arch_kwargs or {})
-    if ":" in arch:
-        module_name, _, attr = arch.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot import architecture {arch!r}: {e}") from None
-        return factory(num_classes=num_classes, in_channels=3, **arch_kwargs)
-    from pyseg import registry
-
-    create = getattr(registry, "create_model", None)
-    if create is None:
-        raise ValueError(f"unknown architecture {arch!r} (no architecture registry available)")
-    try:
-        return create(arch, num_classes=num_classes, in_channels=3, **arch_kwargs)
-    except KeyError as e:
-        raise ValueError(str(e.args[0]) if e.args else f"unknown architecture {arch!r}") from None
-
-
 def _dist_info() -> tuple[int, int, int]:
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
     return 0, 1, 0
 
 
@@ -181,10 +186,30 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}: expected cosine or constant")
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    # Sparse cross-entropy: integer class targets, per pixel (N, C, H, W) vs (N, H, W)
-    # or per image (N, C) vs (N,).
-    return F.cross_entropy(logits, target)
+def _check_output_shape(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+    """A model of the wrong task or class count fails here with one line, not inside the loss."""
+    want = (f"(N, {num_classes}, H, W) at the input's size" if target.dim() == 3
+            else f"(N, {num_classes})")
+    ok = (logits.dim() == target.dim() + 1 and logits.shape[1] == num_classes
+          and logits.shape[2:] == target.shape[1:])
+    if not ok:
+        task = "segmentation" if target.dim() == 3 else "classification"
+        raise ValueError(f"the model outputs {list(logits.shape)} for {task} targets of shape "
+                         f"{list(target.shape)}; it should output {want}")
+
+
+def _loss_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: int):
+    """``(summed cross-entropy, number of counted targets)``: sparse cross-entropy over
+    integer class targets, per pixel (N, C, H, W) vs (N, H, W) or per image (N, C) vs (N,),
+    leaving out targets equal to ``ignore_index``."""
+    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    return total, (target != ignore_index).sum()
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    # The mean over counted targets; 0 (not 0/0) for a batch whose targets are all ignored.
+    total, count = _loss_sum(logits, target, ignore_index)
+    return total / count.clamp(min=1)
 
 
 def _progress(iterable, total: int, desc: str, quiet: bool):
@@ -201,11 +226,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: int = 32,
-                   device: str | torch.device = "cpu", rank: int = 0, world: int = 1) -> dict:
+                   device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
+                   ignore_index: int = 255) -> dict:
     """Loss, pixel accuracy, per-class IoU and mean IoU of ``model`` on ``dataset``.
 
-    In a distributed run each rank evaluates its shard and the sums are all-reduced, so
-    every rank returns the metrics of the whole dataset.
+    Targets equal to ``ignore_index`` count neither in the loss nor in the metrics. In a
+    distributed run each rank evaluates its shard and the sums are all-reduced, so every
+    rank returns the metrics of the whole dataset.
     """
     model.eval()
     n_cls = len(class_names)
@@ -216,9 +243,11 @@ def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: 
     for x, y in loader:
         x, y = _images_to(x, device), torch.as_tensor(y).to(device)
         logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        count += y.numel()
-        cm += confusion_matrix(logits.argmax(1), y, n_cls)
+        _check_output_shape(logits, y, n_cls)
+        batch_loss, batch_count = _loss_sum(logits, y, ignore_index)
+        loss_sum += batch_loss.double()
+        count += batch_count
+        cm += confusion_matrix(logits.argmax(1), y, n_cls, ignore_index=ignore_index)
     if world > 1:
         for t in (cm, loss_sum, count):
             dist.all_reduce(t)
@@ -227,16 +256,60 @@ def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: 
     return m
 
 
-# ----------------------------------------------------------------------- training
+def _best_record(history: list[dict], metric: str) -> dict:
+    """The epoch with the best ``metric`` (the first of equals)."""
+    pick = max if BEST_METRICS[metric] else min
+    return pick(history, key=lambda h: h[metric])
 
-@dataclass
-class TrainResult:
-    """What ``train`` returns: the best epoch's metrics, the history, paths, the model."""
 
-    best: dict
-    history: list
-    out: Path
-    model: nn.Module
+# ----------------------------------------------------------------------- set-up
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` (one line naming the option) for a configuration that cannot run."""
+    for name in ("img_size", "epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("train_samples", "val_samples"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if cfg.num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
+        raise ValueError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected rmsprop, adam or sgd")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}: expected cosine or constant")
+    if cfg.best_metric not in BEST_METRICS:
+        raise ValueError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, "
+                         f"got {cfg.best_metric!r}")
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
+                         "choose one")
+
+
+def _check_out(cfg: TrainConfig) -> Path:
+    """The output folder, after refusing what would lose or mix up an earlier run."""
+    out = Path(cfg.out)
+    check_output_dir(out)
+    last = out / "last.pt"
+    if cfg.resume and not last.is_file():
+        raise ValueError(f"--resume: no checkpoint to resume from at {last}")
+    if not cfg.resume and not cfg.overwrite:
+        found = [n for n in ("last.pt", "best.pt") if (out / n).exists()]
+        if found:
+            raise ValueError(f"--out {out} already holds a run ({', '.join(found)}): pass "
+                             "--resume to continue it or --overwrite to replace it")
+    return out
+
+
+def _select_device(name: str, local_rank: int, world: int) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else (device.index or 0))
+        torch.cuda.set_device(device)
+    return device
 
 
 def _resolve_datasets(cfg: TrainConfig):
@@ -253,34 +326,7 @@ def _resolve_datasets(cfg: TrainConfig):
     return train_set, val_set, class_names
 
 
-def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset | None = None,
-          val_set: Dataset | None = None, class_names=None,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train ``cfg.arch`` (or ``model``) on ``cfg.data`` (or the given datasets).
-
-    Writes to ``cfg.out`` (rank 0 only): ``last.pt`` after every epoch, ``best.pt`` (lowest
-    validation loss), ``metrics.jsonl`` (one line per epoch), ``metrics.json`` (best epoch),
-    ``loss.png`` and ``predictions.png``. With ``cfg.resume`` it continues from ``last.pt``
-    exactly where it stopped. ``on_epoch_end(epoch, metrics)`` is called on every rank.
-    """
-    started_dist = _maybe_init_distributed(cfg.device)
-    try:
-        return _train(cfg, model, train_set, val_set, class_names, on_epoch_end)
-    finally:
-        if started_dist and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainResult:
-    rank, world, local_rank = _dist_info()
-    device = torch.device(cfg.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but CUDA is not available")
-        device = torch.device("cuda", local_rank if world > 1 else (device.index or 0))
-        torch.cuda.set_device(device)
-    out = Path(cfg.out)
-
+def _datasets(cfg: TrainConfig, train_set, val_set, class_names):
     if train_set is None or val_set is None:
         train_set, val_set, class_names = _resolve_datasets(cfg)
     class_names = list(class_names or getattr(train_set, "class_names", ()))
@@ -288,41 +334,70 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
         raise ValueError("class names unknown: pass class_names=")
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"empty dataset: {len(train_set)} training, {len(val_set)} validation samples")
+    if 0 <= cfg.ignore_index < len(class_names):
+        raise ValueError(f"--ignore-index {cfg.ignore_index} is one of the {len(class_names)} "
+                         "classes: choose a label no class uses (e.g. 255 or -100)")
+    return train_set, val_set, class_names
 
-    torch.manual_seed(cfg.seed)
+
+def _model(cfg: TrainConfig, model: nn.Module | None, num_classes: int,
+           device: torch.device) -> tuple[nn.Module, str]:
+    """The network on ``device`` and the architecture name stored in the checkpoints."""
     arch_name = cfg.arch
     if model is None:
-        model = build_model(cfg.arch, len(class_names), cfg.arch_kwargs)
+        declared = registered_task(cfg.arch)
+        if declared is not None and declared != cfg.task:
+            raise ValueError(f"architecture {cfg.arch!r} is a {declared} model, not a "
+                             f"{cfg.task} model (--task {cfg.task})")
+        model = build_model(cfg.arch, num_classes, cfg.arch_kwargs)
     elif not cfg.arch:
         arch_name = type(model).__name__
     model = model.to(device)
     if _channels_last(device):
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    return model, arch_name
 
-    history: list[dict] = []
-    start_epoch = 0
-    best_val = math.inf
-    ckpt_last = out / "last.pt"
-    if cfg.resume:
-        if not ckpt_last.is_file():
-            raise ValueError(f"--resume: no checkpoint to resume from at {ckpt_last}")
-        state = load_checkpoint(ckpt_last, map_location=device)
-        if state["arch"] != arch_name or list(state["class_names"]) != class_names:
-            raise ValueError(f"--resume: {ckpt_last} is for {state['arch']} with classes "
-                             f"{list(state['class_names'])}, not {arch_name} with {class_names}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
-        history = list(state.get("history", []))
-        best_val = float(state.get("best_val_loss", math.inf))
-        if "rng_state" in state:
-            torch.set_rng_state(state["rng_state"].cpu())
 
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+def _config_dict(cfg: TrainConfig, arch_name: str) -> dict:
+    return {**dataclasses.asdict(cfg), "arch": arch_name}
 
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    """``--option value (checkpoint: value)`` for each field that defines the run and differs.
+    A field the checkpoint predates counts with its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    differences = []
+    for name, value in current.items():
+        if name in _RUN_ONLY_FIELDS:
+            continue
+        before = saved.get(name, defaults.get(name, {} if name == "arch_kwargs" else None))
+        if before != value:
+            differences.append(f"--{name.replace('_', '-')} {value!r} (checkpoint: {before!r})")
+    return differences
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: dict,
+            class_names: list[str]) -> tuple[int, list[dict]]:
+    """Load the run saved at ``path`` into ``model`` and ``optimizer``; returns
+    ``(epochs done, history)``. Refuses a checkpoint of another configuration."""
+    # Read on the CPU: load_state_dict copies to the model's and optimizer's device (and
+    # torch.load does not take every device string, e.g. "cpu:0").
+    state = load_checkpoint(path, map_location="cpu")
+    differences = _config_differences(state.get("config", {}), config)
+    if list(state["class_names"]) != class_names:
+        differences.append(f"classes {class_names} (checkpoint: {list(state['class_names'])})")
+    if differences:
+        raise ValueError(f"--resume: this run differs from {path}: {'; '.join(differences)}. "
+                         "Resume with the same options, or train into another --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "rng_state" in state:
+        torch.set_rng_state(state["rng_state"].cpu())
+    return int(state["epoch"]), list(state.get("history", []))
+
+
+def _train_loader(cfg: TrainConfig, train_set: Dataset, rank: int, world: int):
     fit_set = train_set
     if cfg.hide_and_seek:
         from pyseg.data.hide_and_seek import HideAndSeek  # lazy: optional module
@@ -335,124 +410,201 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
                                  seed=cfg.seed, drop_last=False)
     loader = DataLoader(fit_set, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.num_workers, drop_last=False)
+    return loader, sampler
 
+
+def _start_files(out: Path, history: list[dict], overwrite: bool) -> None:
+    """Create the output folder; with ``overwrite`` remove the earlier run's files."""
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+    # metrics.jsonl mirrors the history: rewritten on resume, appended per epoch.
+    write_text_atomic(out / "metrics.jsonl", "".join(to_json(h) + "\n" for h in history))
+
+
+# ----------------------------------------------------------------------- one epoch
+
+def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 cfg: TrainConfig, epoch: int, num_classes: int, device: torch.device,
+                 world: int, show_progress: bool) -> float:
+    """One pass over ``loader``; returns the mean training loss over all ranks."""
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_seen = torch.zeros((), dtype=torch.float64, device=device)
+    bar = _progress(loader, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", not show_progress)
+    for i, (x, y) in enumerate(bar):
+        x, y = _images_to(x, device), torch.as_tensor(y).to(device)
+        # A pure function of the step, so a resumed run follows the same schedule.
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(cfg, epoch * len(loader) + i, cfg.epochs * len(loader))
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        _check_output_shape(logits, y, num_classes)
+        loss = _loss(logits, y, cfg.ignore_index)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().double() * x.shape[0]
+        n_seen += x.shape[0]
+        if bar is not loader:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    if world > 1:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(n_seen)
+    return (loss_sum / n_seen.clamp(min=1)).item()
+
+
+def _check_finite(record: dict, cfg: TrainConfig, out: Path) -> None:
+    """Stop the run at the first non-finite loss. Every rank sees the same all-reduced
+    values, so every rank stops at the same epoch."""
+    for key, what in (("train_loss", "training"), ("val_loss", "validation")):
+        if not math.isfinite(record[key]):
+            epoch = record["epoch"]
+            kept = (f"{out / 'last.pt'} holds epoch {epoch - 1}, the last finite one"
+                    if epoch > 1 else "no checkpoint was written")
+            raise NonFiniteLossError(
+                f"training stopped at epoch {epoch}: the {what} loss is {record[key]} "
+                f"(is --lr {cfg.lr:g} too high?); {kept}")
+
+
+def _checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                      arch_name: str, class_names: list[str], record: dict,
+                      history: list[dict], config: dict) -> dict:
+    state = model_fields(arch=arch_name, arch_kwargs=cfg.arch_kwargs, class_names=class_names,
+                         task=cfg.task, img_size=cfg.img_size, weights=net.state_dict())
+    state.update(epoch=record["epoch"], optimizer=optimizer.state_dict(), metrics=record,
+                 history=history, rng_state=torch.get_rng_state(), config=config)
+    return state
+
+
+def _print_epoch(record: dict, epochs: int) -> None:
+    ious = " ".join(f"{k}={v:.3f}" for k, v in record["val_iou"].items() if v is not None)
+    print(f"epoch {record['epoch']}/{epochs}  train_loss={record['train_loss']:.4f}  "
+          f"val_loss={record['val_loss']:.4f}  val_acc={record['val_pixel_acc']:.3f}  "
+          f"val_miou={record['val_miou']:.3f} ({ious})  {record['seconds']:.1f}s", flush=True)
+
+
+# ----------------------------------------------------------------------- end of the run
+
+def _write_summary(out: Path, best: dict, history: list[dict], cfg: TrainConfig,
+                   arch_name: str) -> None:
+    summary = {**best, "best_epoch": best["epoch"], "best_metric": cfg.best_metric,
+               "epochs": len(history), "arch": arch_name, "data": cfg.data,
+               "img_size": cfg.img_size}
+    write_text_atomic(out / "metrics.json", to_json(summary, indent=2) + "\n")
+
+
+def _best_model(net: nn.Module, out: Path, best: dict, last: dict) -> nn.Module:
+    """``net`` with the weights of the best epoch (read back from best.pt if not the last)."""
+    if best["epoch"] == last["epoch"] or not (out / "best.pt").is_file():
+        return net
+    best_net = copy.deepcopy(net)
+    best_net.load_state_dict(load_checkpoint(out / "best.pt", map_location="cpu")["model"])
+    return best_net
+
+
+# ----------------------------------------------------------------------- training
+
+def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset | None = None,
+          val_set: Dataset | None = None, class_names=None,
+          on_epoch_end: Callable[[int, dict], None] | None = None, *, quiet: bool = False,
+          plots: bool = True) -> TrainResult:
+    """Train ``cfg.arch`` (or ``model``) on ``cfg.data`` (or the given datasets).
+
+    Writes to ``cfg.out`` (rank 0 only): ``last.pt`` after every epoch, ``best.pt`` (best
+    ``cfg.best_metric``: highest validation mIoU by default), ``metrics.jsonl`` (one line per
+    epoch), ``metrics.json`` (best epoch) and, with ``plots``, ``loss.png`` and
+    ``predictions.png``. With ``cfg.resume`` it continues from ``last.pt`` exactly where it
+    stopped (the configuration must match the checkpoint's); a folder that already holds a
+    run needs ``cfg.overwrite`` otherwise. ``quiet`` hides the progress bar and the
+    per-epoch lines. ``on_epoch_end(epoch, metrics)`` is called on every rank.
+
+    Raises ``ValueError`` for a configuration or data that cannot be used, and
+    :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
+    """
+    check_config(cfg)
+    started_dist = _maybe_init_distributed(cfg.device)
+    try:
+        return _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet, plots)
+    finally:
+        if started_dist and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
+           plots) -> TrainResult:
+    rank, world, local_rank = _dist_info()
+    device = _select_device(cfg.device, local_rank, world)
+    out = _check_out(cfg)
+    train_set, val_set, class_names = _datasets(cfg, train_set, val_set, class_names)
+
+    torch.manual_seed(cfg.seed)
+    model, arch_name = _model(cfg, model, len(class_names), device)
+    optimizer = _make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    config = _config_dict(cfg, arch_name)
+    start_epoch, history = 0, []
+    if cfg.resume:
+        start_epoch, history = _resume(out / "last.pt", model, optimizer, config, class_names)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader, sampler = _train_loader(cfg, train_set, rank, world)
+
+    written: list[str] = []
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        # metrics.jsonl mirrors the history: rewritten on resume, appended per epoch.
-        with open(out / "metrics.jsonl", "w") as f:
-            for h in history:
-                f.write(json.dumps(h) + "\n")
-
-    config_dict = dataclasses.asdict(cfg)
-    config_dict["arch"] = arch_name
+        _start_files(out, history, cfg.overwrite)
+        written.append("metrics.jsonl")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        n_seen = torch.zeros((), dtype=torch.float64, device=device)
-        bar = _progress(loader, len(loader), f"epoch {epoch + 1}/{cfg.epochs}",
-                        cfg.quiet or rank != 0)
-        for i, (x, y) in enumerate(bar):
-            x, y = _images_to(x, device), torch.as_tensor(y).to(device)
-            # A pure function of the step, so a resumed run follows the same schedule.
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, epoch * len(loader) + i, cfg.epochs * len(loader))
-            optimizer.zero_grad(set_to_none=True)
-            loss = _loss(model(x), y)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * x.shape[0]
-            n_seen += x.shape[0]
-            if bar is not loader:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-        if world > 1:
-            dist.all_reduce(loss_sum)
-            dist.all_reduce(n_seen)
+        train_loss = _train_epoch(model, loader, optimizer, cfg, epoch, len(class_names), device,
+                                  world, show_progress=not quiet and rank == 0)
         val = evaluate_model(model, val_set, class_names, batch_size=max(cfg.batch_size, 32),
-                             device=device, rank=rank, world=world)
+                             device=device, rank=rank, world=world,
+                             ignore_index=cfg.ignore_index)
         record = {
             "epoch": epoch + 1,
-            "train_loss": (loss_sum / n_seen.clamp(min=1)).item(),
+            "train_loss": train_loss,
             "val_loss": val["loss"],
             "val_pixel_acc": val["pixel_acc"],
             "val_iou": val["iou"],
             "val_miou": val["miou"],
             "seconds": round(time.perf_counter() - t0, 3),
         }
+        _check_finite(record, cfg, out)
         history.append(record)
-        is_best = record["val_loss"] < best_val
-        if is_best:
-            best_val = record["val_loss"]
         if rank == 0:
-            state = {
-                "format": FORMAT,
-                "arch": arch_name,
-                "arch_kwargs": dict(cfg.arch_kwargs),
-                "num_classes": len(class_names),
-                "class_names": list(class_names),
-                "task": cfg.task,
-                "img_size": cfg.img_size,
-                "epoch": epoch + 1,
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "metrics": record,
-                "history": history,
-                "best_val_loss": best_val,
-                "rng_state": torch.get_rng_state(),
-                "config": config_dict,
-            }
-            if is_best:
+            state = _checkpoint_state(_unwrap(model), optimizer, cfg, arch_name, class_names,
+                                      record, history, config)
+            if _best_record(history, cfg.best_metric) is record:
                 save_checkpoint(out / "best.pt", state)
-            save_checkpoint(ckpt_last, state)
+                written.append("best.pt")
+            save_checkpoint(out / "last.pt", state)
+            written.append("last.pt")
             with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if not cfg.quiet:
-                ious = " ".join(f"{k}={v:.3f}" for k, v in record["val_iou"].items() if v is not None)
-                print(f"epoch {epoch + 1}/{cfg.epochs}  train_loss={record['train_loss']:.4f}  "
-                      f"val_loss={record['val_loss']:.4f}  val_acc={record['val_pixel_acc']:.3f}  "
-                      f"val_miou={record['val_miou']:.3f} ({ious})  {record['seconds']:.1f}s",
-                      flush=True)
-            if cfg.plots:
+                f.write(to_json(record) + "\n")
+            if not quiet:
+                _print_epoch(record, cfg.epochs)
+            if plots:
                 from pyseg.engine.plots import plot_losses
 
                 plot_losses(history, out / "loss.png")
+                written.append("loss.png")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
     if not history:
         raise ValueError(f"nothing to train: already at epoch {start_epoch} of {cfg.epochs}")
-    best = min(history, key=lambda h: h["val_loss"])
+    best = _best_record(history, cfg.best_metric)
     net = _unwrap(model)
     if rank == 0:
-        summary = dict(best)
-        summary["best_epoch"] = best["epoch"]
-        summary["epochs"] = len(history)
-        summary["arch"] = arch_name
-        summary["data"] = cfg.data
-        summary["img_size"] = cfg.img_size
-        tmp = out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out / "metrics.json")
-        if cfg.plots:
+        _write_summary(out, best, history, cfg, arch_name)
+        written.append("metrics.json")
+        if plots and cfg.task == "segmentation":
             from pyseg.engine.plots import plot_predictions
 
-            best_net = net
-            if (out / "best.pt").is_file() and best["epoch"] != history[-1]["epoch"]:
-                best_net = build_model_from_state(load_checkpoint(out / "best.pt"), module=net)
-            if cfg.task == "segmentation":
-                plot_predictions(best_net, val_set, out / "predictions.png", device=device)
-    return TrainResult(best=best, history=history, out=out, model=net)
-
-
-def build_model_from_state(state: dict, module: nn.Module | None = None) -> nn.Module:
-    """Rebuild the model saved in a checkpoint dict (``module``: a same-shaped instance to
-    copy into instead of building from the architecture name)."""
-    import copy
-
-    if module is not None:
-        net = copy.deepcopy(module).cpu()
-    else:
-        net = build_model(state["arch"], int(state["num_classes"]), state.get("arch_kwargs", {}))
-    net.load_state_dict(state["model"])
-    return net.eval()
+            plot_predictions(_best_model(net, out, best, history[-1]), val_set,
+                             out / "predictions.png", device=device)
+            written.append("predictions.png")
+    return TrainResult(best=best, history=history, out=out, model=net,
+                       written=list(dict.fromkeys(written)))

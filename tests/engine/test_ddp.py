@@ -18,7 +18,7 @@ def _cfg(out, batch_size):
 
     return TrainConfig(arch="tinynet:TinyNet", arch_kwargs={"width": 4}, img_size=32, epochs=2,
                        batch_size=batch_size, train_samples=8, val_samples=6, out=str(out),
-                       quiet=True, seed=3, plots=False, optimizer="sgd", lr=0.05)
+                       seed=3, optimizer="sgd", lr=0.05)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from pyseg.engine import train
 
-    r = train(_cfg(out, batch_size=2))
+    r = train(_cfg(out, batch_size=2), quiet=True, plots=False)
     torch.save({"state": r.model.state_dict(), "history": r.history},
                Path(out).parent / f"rank{rank}.pt")
 
@@ -48,7 +48,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     assert (out / "best.pt").is_file() and (out / "metrics.json").is_file()
     # One process with the global batch (2 ranks x 2) sees the same batches.
-    single = train(_cfg(tmp_path / "single", batch_size=4))
+    single = train(_cfg(tmp_path / "single", batch_size=4), quiet=True, plots=False)
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(r0["state"][k], v, rtol=1e-4, atol=1e-5)
     for a, b in zip(r0["history"], single.history):

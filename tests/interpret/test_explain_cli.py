@@ -5,25 +5,33 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from interp_models import GapNet
 from PIL import Image
 
-from interp_models import GapNet
 from pyseg import registry
 from pyseg.cli import main
+from pyseg.engine import save_checkpoint
+from pyseg.engine.checkpoint import model_fields
+
+
+def _state(model, arch="toy-gap"):
+    return model_fields(arch=arch, arch_kwargs={"width": 4}, class_names=["cat", "dog"],
+                        task="classification", img_size=32, weights=model.state_dict())
 
 
 @pytest.fixture
 def ckpt(tmp_path, monkeypatch):
+    real_create_model = registry.create_model
+
     def create_model(name, num_classes=3, in_channels=3, **kwargs):
-        assert name == "toy-gap"
+        if name != "toy-gap":  # a registered architecture standing in for a plugin's
+            return real_create_model(name, num_classes, in_channels, **kwargs)
         return GapNet(num_classes=num_classes, **kwargs)
 
-    monkeypatch.setattr(registry, "create_model", create_model, raising=False)
+    monkeypatch.setattr(registry, "create_model", create_model)
     torch.manual_seed(0)
-    model = GapNet(num_classes=2, width=4)
     path = tmp_path / "model.pt"
-    torch.save({"arch": "toy-gap", "arch_kwargs": {"num_classes": 2, "width": 4},
-                "model": model.state_dict(), "class_names": ["cat", "dog"], "img_size": 32}, path)
+    save_checkpoint(path, _state(GapNet(num_classes=2, width=4)))
     return path
 
 
@@ -68,7 +76,7 @@ def test_overlay_is_jet_at_alpha(ckpt, image_files, tmp_path):
 def test_explain_user_errors(ckpt, image_files, tmp_path, capsys):
     assert main(["explain", "--checkpoint", str(tmp_path / "nope.pt"), "--method", "gradcam",
                  *image_files]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "not found" in capsys.readouterr().err
     assert main(["explain", "--checkpoint", str(ckpt), "--method", "nosuch", *image_files]) == 2
     assert "unknown method 'nosuch'" in capsys.readouterr().err
     assert main(["explain", "--checkpoint", str(ckpt), "--method", "gradcam", "--target",
@@ -77,3 +85,35 @@ def test_explain_user_errors(ckpt, image_files, tmp_path, capsys):
     assert main(["explain", "--checkpoint", str(ckpt), "--method", "gradcam",
                  str(tmp_path / "missing.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+class _WritesMarker:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"echo PWNED > {self.marker}",))
+
+
+def test_explain_never_runs_code_from_a_checkpoint(ckpt, image_files, tmp_path, capsys):
+    marker = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "x", "e": _WritesMarker(marker)}, evil)
+    assert main(["explain", "--checkpoint", str(evil), "--method", "gradcam", *image_files]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    # A pickled module is code too: refused like any pickle.
+    torch.save(GapNet(num_classes=2, width=4), tmp_path / "module.pt")
+    assert main(["explain", "--checkpoint", str(tmp_path / "module.pt"), "--method", "gradcam",
+                 *image_files]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    # An import path from the file is refused; the command line may name one on purpose.
+    torch.save(dict(torch.load(ckpt, weights_only=True), arch="os:system"), tmp_path / "os.pt")
+    assert main(["explain", "--checkpoint", str(tmp_path / "os.pt"), "--method", "gradcam",
+                 *image_files]) == 2
+    assert "--arch os:system" in capsys.readouterr().err
+    assert main(["explain", "--checkpoint", str(tmp_path / "os.pt"), "--arch", "toy-gap",
+                 "--method", "gradcam", "--out", str(tmp_path / "o"), *image_files]) == 0
