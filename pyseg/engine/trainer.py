@@ -484,6 +484,42 @@ def _print_epoch(record: dict, epochs: int) -> None:
           f"val_miou={record['val_miou']:.3f} ({ious})  {record['seconds']:.1f}s", flush=True)
 
 
+def _epoch_record(epoch: int, train_loss: float, val: dict, seconds: float) -> dict:
+    """One line of metrics.jsonl."""
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val["loss"],
+        "val_pixel_acc": val["pixel_acc"],
+        "val_iou": val["iou"],
+        "val_miou": val["miou"],
+        "seconds": round(seconds, 3),
+    }
+
+
+def _save_epoch(out: Path, state: dict, history: list[dict], cfg: TrainConfig, quiet: bool,
+                plots: bool) -> list[str]:
+    """Rank 0's files after an epoch (best.pt when it is the best so far, last.pt, the
+    metrics line, the loss curve); returns the names written."""
+    record = history[-1]
+    written = []
+    if _best_record(history, cfg.best_metric) is record:
+        save_checkpoint(out / "best.pt", state)
+        written.append("best.pt")
+    save_checkpoint(out / "last.pt", state)
+    written.append("last.pt")
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(to_json(record) + "\n")
+    if not quiet:
+        _print_epoch(record, cfg.epochs)
+    if plots:
+        from pyseg.engine.plots import plot_losses
+
+        plot_losses(history, out / "loss.png")
+        written.append("loss.png")
+    return written
+
+
 # ----------------------------------------------------------------------- end of the run
 
 def _write_summary(out: Path, best: dict, history: list[dict], cfg: TrainConfig,
@@ -492,6 +528,19 @@ def _write_summary(out: Path, best: dict, history: list[dict], cfg: TrainConfig,
                "epochs": len(history), "arch": arch_name, "data": cfg.data,
                "img_size": cfg.img_size}
     write_text_atomic(out / "metrics.json", to_json(summary, indent=2) + "\n")
+
+
+def _finish(out: Path, net: nn.Module, best: dict, history: list[dict], cfg: TrainConfig,
+            arch_name: str, val_set: Dataset, device: torch.device, plots: bool) -> list[str]:
+    """Rank 0's files at the end of the run; returns the names written."""
+    _write_summary(out, best, history, cfg, arch_name)
+    if not (plots and cfg.task == "segmentation"):
+        return ["metrics.json"]
+    from pyseg.engine.plots import plot_predictions
+
+    plot_predictions(_best_model(net, out, best, history[-1]), val_set, out / "predictions.png",
+                     device=device)
+    return ["metrics.json", "predictions.png"]
 
 
 def _best_model(net: nn.Module, out: Path, best: dict, last: dict) -> nn.Module:
@@ -562,34 +611,13 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
         val = evaluate_model(model, val_set, class_names, batch_size=max(cfg.batch_size, 32),
                              device=device, rank=rank, world=world,
                              ignore_index=cfg.ignore_index)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_pixel_acc": val["pixel_acc"],
-            "val_iou": val["iou"],
-            "val_miou": val["miou"],
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        record = _epoch_record(epoch + 1, train_loss, val, time.perf_counter() - t0)
         _check_finite(record, cfg, out)
         history.append(record)
         if rank == 0:
             state = _checkpoint_state(_unwrap(model), optimizer, cfg, arch_name, class_names,
                                       record, history, config)
-            if _best_record(history, cfg.best_metric) is record:
-                save_checkpoint(out / "best.pt", state)
-                written.append("best.pt")
-            save_checkpoint(out / "last.pt", state)
-            written.append("last.pt")
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(to_json(record) + "\n")
-            if not quiet:
-                _print_epoch(record, cfg.epochs)
-            if plots:
-                from pyseg.engine.plots import plot_losses
-
-                plot_losses(history, out / "loss.png")
-                written.append("loss.png")
+            written += _save_epoch(out, state, history, cfg, quiet, plots)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
@@ -598,13 +626,6 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
     best = _best_record(history, cfg.best_metric)
     net = _unwrap(model)
     if rank == 0:
-        _write_summary(out, best, history, cfg, arch_name)
-        written.append("metrics.json")
-        if plots and cfg.task == "segmentation":
-            from pyseg.engine.plots import plot_predictions
-
-            plot_predictions(_best_model(net, out, best, history[-1]), val_set,
-                             out / "predictions.png", device=device)
-            written.append("predictions.png")
+        written += _finish(out, net, best, history, cfg, arch_name, val_set, device, plots)
     return TrainResult(best=best, history=history, out=out, model=net,
                        written=list(dict.fromkeys(written)))
