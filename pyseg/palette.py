@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IGNORE_INDEX", "VOC_PALETTE", "colorize_mask", "index_image", "save_index_png",
-           "voc_palette"]
+__all__ = ["IGNORE_INDEX", "VOC_PALETTE", "colorize_mask", "index_array", "index_image",
+           "palette_array", "save_index_png", "voc_palette"]
 
 IGNORE_INDEX = 255
 
@@ -43,8 +43,9 @@ VOC_PALETTE = voc_palette()
 VOC_PALETTE.setflags(write=False)
 
 
-def _as_index_array(mask: Any, name: str = "mask") -> np.ndarray:
-    """``mask`` (tensor or array of integers, ``(H, W)``) as ``uint8``, checked."""
+def index_array(mask: Any, name: str = "mask") -> np.ndarray:
+    """``mask`` (a tensor or array of ``(H, W)`` integer class indices in [0, 255]) as a
+    ``uint8`` array; ``ValueError`` / ``TypeError`` naming ``name`` otherwise."""
     if hasattr(mask, "detach"):  # a torch tensor, on any device
         mask = mask.detach().cpu().numpy()
     arr = np.asarray(mask)
@@ -60,7 +61,9 @@ def _as_index_array(mask: Any, name: str = "mask") -> np.ndarray:
     return arr.astype(np.uint8, copy=False)
 
 
-def _as_palette(palette: Any) -> np.ndarray:
+def palette_array(palette: Any) -> np.ndarray:
+    """``palette`` (``(n, 3)`` colors in [0, 255], ``n <= 256``; None: :data:`VOC_PALETTE`)
+    as a ``uint8`` array, checked."""
     if palette is None:
         return VOC_PALETTE
     pal = np.asarray(palette)
@@ -74,8 +77,8 @@ def _as_palette(palette: Any) -> np.ndarray:
 def colorize_mask(mask: Any, palette: Any = None) -> np.ndarray:
     """``uint8[H, W, 3]``: each class index of ``mask`` replaced by its palette color
     (default: :data:`VOC_PALETTE`, where 255 is the ignore color)."""
-    arr = _as_index_array(mask)
-    pal = _as_palette(palette)
+    arr = index_array(mask)
+    pal = palette_array(palette)
     if arr.size and arr.max() >= len(pal):
         raise ValueError(f"mask has class {arr.max()} but the palette has {len(pal)} colors")
     return pal[arr]
@@ -85,8 +88,8 @@ def index_image(mask: Any, palette: Any = None):
     """A PIL image in mode ``P``: the class indices of ``mask`` with the palette attached."""
     from PIL import Image
 
-    pic = Image.fromarray(_as_index_array(mask))  # mode L: the indices, unchanged
-    pic.putpalette(_as_palette(palette).reshape(-1).tolist())  # L + palette -> mode P
+    pic = Image.fromarray(index_array(mask))  # mode L: the indices, unchanged
+    pic.putpalette(palette_array(palette).reshape(-1).tolist())  # L + palette -> mode P
     return pic
 
 

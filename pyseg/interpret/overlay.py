@@ -61,7 +61,7 @@ def draw_segmentation(image: Tensor | np.ndarray, mask: Tensor | np.ndarray, alp
     ``image`` is an ``(H, W, 3)`` uint8 array, or a tensor / array in [0, 1] (see
     :func:`to_uint8_image`); ``mask`` holds ``(H, W)`` class indices.
     """
-    from pyseg.palette import VOC_PALETTE, _as_index_array, _as_palette
+    from pyseg.palette import index_array, palette_array
 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -69,10 +69,10 @@ def draw_segmentation(image: Tensor | np.ndarray, mask: Tensor | np.ndarray, alp
         img = image
     else:
         img = to_uint8_image(image)
-    labels = _as_index_array(mask)
+    labels = index_array(mask)
     if img.shape[:2] != labels.shape:
         raise ValueError(f"image is {img.shape[:2]} but mask is {labels.shape}")
-    pal = VOC_PALETTE if palette is None else _as_palette(palette)
+    pal = palette_array(palette)
     drawn = labels != ignore_index if ignore_index is not None else np.ones(labels.shape, bool)
     if drawn.any() and labels[drawn].max() >= len(pal):
         raise ValueError(f"mask has class {labels[drawn].max()} but the palette has "
