@@ -1,4 +1,5 @@
-"""Built-in datasets: ``synthetic-pets`` (the default, no download) and ``oxford-pets``."""
+"""Built-in datasets: ``synthetic-pets`` (the default, no download), ``oxford-pets`` and
+``folder`` (images + class-index masks + classes.txt)."""
 
 from __future__ import annotations
 
@@ -8,5 +9,10 @@ from pyseg.hookspecs import hookimpl
 @hookimpl
 def pyseg_datasets() -> list:
     from pyseg.data import builtin_datasets
+    from pyseg.data.folder import folder_dataset
+    from pyseg.registry import Dataset
 
-    return builtin_datasets()
+    return builtin_datasets() + [Dataset(
+        "folder", folder_dataset, task="segmentation",
+        summary="images/ + masks/ (class-index PNGs, 255 ignored) + classes.txt from --data ROOT",
+    )]

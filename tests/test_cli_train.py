@@ -55,9 +55,11 @@ def test_predict_writes_trimaps_and_overlays(trained, tmp_path):
     assert main(["predict", "--checkpoint", str(trained / "best.pt"), *LOAD, str(imgs),
                  "--out", str(out)]) == 0
     for i in range(2):
-        tri = np.asarray(Image.open(out / f"img{i}_trimap.png"))
+        with Image.open(out / f"img{i}_trimap.png") as im:  # class indices, VOC palette
+            assert im.mode == "P" and im.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
+            tri = np.asarray(im)
         assert tri.shape == (30, 40)
-        assert set(np.unique(tri).tolist()) <= {0, 127, 254}
+        assert set(np.unique(tri).tolist()) <= {0, 1, 2}
         ov = np.asarray(Image.open(out / f"img{i}_overlay.png"))
         assert ov.shape == (30, 40, 3)
 

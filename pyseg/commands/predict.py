@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-HELP = "predict trimaps (PNG 0/127/254) and overlays for images with a trained checkpoint"
+HELP = "predict class-index PNGs (VOC palette) and overlays for images with a trained checkpoint"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pyseg.data.oxford import load_rgb
     from pyseg.engine.plots import overlay
+    from pyseg.palette import index_image
 
     # Decode every input first: a bad file stops the run before anything is written.
     images = []
@@ -94,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
                 continue
             pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
             pred_img = Image.fromarray(pred).resize(img.size, Image.NEAREST)
-            trimap = np.asarray(pred_img, dtype=np.uint8) * 127  # 0/127/254 as in the book
-            for name, arr in ((f"{f.stem}_trimap.png", trimap),
-                              (f"{f.stem}_overlay.png", overlay(np.asarray(img), np.asarray(pred_img)))):
+            mask = np.asarray(pred_img, dtype=np.uint8)  # class indices, any number of classes
+            for name, pic in ((f"{f.stem}_trimap.png", index_image(mask)),
+                              (f"{f.stem}_overlay.png", Image.fromarray(overlay(np.asarray(img), mask)))):
                 tmp = out / f".{name}.tmp"
-                Image.fromarray(arr).save(tmp, format="PNG")
+                pic.save(tmp, format="PNG")
                 os.replace(tmp, out / name)
             print(f"{f} -> {out / (f.stem + '_trimap.png')}")
     return 0

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keyword arguments for the architecture, as a JSON object")
     parser.add_argument("--data", default="synthetic-pets", metavar="NAME|PATH",
                         help="synthetic-pets (default), oxford-pets, or a folder with "
-                             "images/*.jpg and annotations/trimaps/*.png")
+                             "images/ + annotations/trimaps/ (Oxford Pets) or "
+                             "classes.txt + images/ + masks/ (any classes, see README)")
     parser.add_argument("--img-size", type=int, default=None, metavar="N",
                         help="square input size in pixels (default: 64, or the input size a "
                              "fixed-size classifier is built for, e.g. 180 for small-convnet)")

@@ -1,4 +1,5 @@
-"""Datasets: the built-in synthetic pets set and the Oxford-IIIT Pets loader.
+"""Datasets: the built-in synthetic pets set, the Oxford-IIIT Pets loader and a generic
+folder dataset (:mod:`pyseg.data.folder`).
 
 ``resolve_dataset(name_or_path, split=..., img_size=..., task=...)`` turns what a user
 typed after ``--data`` into a ``torch.utils.data.Dataset``.
@@ -52,7 +53,9 @@ def resolve_dataset(data: str, split: str, img_size: int, task: str = "segmentat
                     seed: int = 0, train_length: int | None = None,
                     val_length: int | None = None):
     """``(dataset, class_names)`` for ``--data``: a registered dataset name, or a folder in
-    the Oxford Pets layout. Raises ``ValueError`` with one readable line otherwise."""
+    the folder-dataset layout (``classes.txt``, ``images/``, ``masks/``: see
+    :mod:`pyseg.data.folder`) or the Oxford Pets layout. Raises ``ValueError`` with one
+    readable line otherwise."""
     import os
     from pathlib import Path
 
@@ -61,9 +64,12 @@ def resolve_dataset(data: str, split: str, img_size: int, task: str = "segmentat
         path = Path(data).expanduser()
         if not path.exists():
             raise ValueError(f"no dataset named {data!r} and no such folder")
-        from pyseg.data.oxford import oxford_pets
+        if (path / "classes.txt").exists() or (path / "masks").is_dir():
+            from pyseg.data.folder import folder_dataset as factory
+        else:
+            from pyseg.data.oxford import oxford_pets as factory
 
-        ds = oxford_pets(path, split=split, img_size=img_size, task=task)
+        ds = factory(path, split=split, img_size=img_size, task=task)
         return ds, list(ds.class_names)
     if spec.task != task and task != "classification":
         raise ValueError(f"dataset {data!r} provides {spec.task}, not {task}")

@@ -7,8 +7,10 @@ Images and trimaps are paired by file stem. Trimap values 1, 2, 3 become classes
 Images are converted to RGB (grayscale, RGBA, CMYK, palette) and resized to
 ``img_size x img_size`` (bilinear); trimaps with nearest-neighbor resampling, so no new
 values appear. Files that cannot be decoded, images without a trimap (or the reverse),
-trimaps with values outside {1, 2, 3} and image/trimap pairs of different sizes are
-reported by name (``warnings`` and :attr:`OxfordPets.skipped`) and skipped, never guessed.
+trimaps with values outside {1, 2, 3}, image/trimap pairs of different sizes, files that
+are not regular files (a FIFO named ``x.jpg``) and ambiguous stems (``a.jpg`` beside
+``a.png``: both are named, neither is used) are reported by name (``warnings`` and
+:attr:`OxfordPets.skipped`) and skipped, never guessed. See :mod:`pyseg.data.files`.
 
 Splits: ``split_method="book"`` reproduces Deep Learning with Python (ch. 9): the pairs
 (sorted by stem) are shuffled with ``random.Random(1337)`` and the last 1000 are the
@@ -28,11 +30,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
 
+from pyseg.data.files import (
+    IMAGE_SUFFIXES,
+    files_by_stem,
+    load_pairs,
+    load_rgb,
+    pair_by_stem,
+)
 from pyseg.data.synthetic import SEGMENTATION_CLASSES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DatasetError",
+    "OxfordPets",
+    "load_rgb",
+    "oxford_pets",
+    "split_pairs",
+]
 BOOK_SEED = 1337
 BOOK_VAL_COUNT = 1000
 
@@ -49,20 +64,10 @@ def _pairs(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     if not img_dir.is_dir() or not tri_dir.is_dir():
         raise DatasetError(f"{root} does not have the Oxford Pets layout "
                            "(images/*.jpg and annotations/trimaps/*.png)")
-    images: dict[str, Path] = {}
-    for p in sorted(img_dir.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            images.setdefault(p.stem, p)
-    trimaps: dict[str, Path] = {}
-    for p in sorted(tri_dir.iterdir()):
-        # The published archive ships AppleDouble "._x.png" files: not trimaps.
-        if p.suffix.lower() == ".png" and not p.name.startswith("."):
-            trimaps[p.stem] = p
-    problems = [f"{images[s].name}: no trimap {s}.png" for s in sorted(set(images) - set(trimaps))]
-    problems += [f"{trimaps[s].name}: no image for this trimap"
-                 for s in sorted(set(trimaps) - set(images))]
-    pairs = [(s, images[s], trimaps[s]) for s in sorted(set(images) & set(trimaps))]
-    return pairs, problems
+    images, problems = files_by_stem(img_dir, IMAGE_SUFFIXES)
+    trimaps, tri_problems = files_by_stem(tri_dir, (".png",))
+    pairs, pair_problems = pair_by_stem(images, trimaps, "trimap")
+    return pairs, problems + tri_problems + pair_problems
 
 
 def split_pairs(pairs: list, split: str, method: str = "auto", val_fraction: float = 0.2) -> list:
@@ -86,17 +91,9 @@ def split_pairs(pairs: list, split: str, method: str = "auto", val_fraction: flo
     return order[len(order) - n_val:] if split == "val" else order[:len(order) - n_val]
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image as RGB; raises ``OSError`` / ``ValueError`` if damaged."""
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            bg = Image.new("RGB", im.size, (255, 255, 255))
-            bg.paste(im, mask=im.getchannel("A"))
-            return bg
-        return im.convert("RGB")
+def _check_trimap(trimap: np.ndarray) -> str | None:
+    bad = np.setdiff1d(np.unique(trimap), [1, 2, 3])
+    return f"trimap values {bad.tolist()} outside 1, 2, 3" if bad.size else None
 
 
 class OxfordPets(torch.utils.data.Dataset):
@@ -117,42 +114,14 @@ class OxfordPets(torch.utils.data.Dataset):
         if not pairs:
             raise DatasetError(f"no image/trimap pairs found in {self.root}")
         selected = split_pairs(pairs, split, split_method, val_fraction)
-        self.stems: list[str] = []
-        images, trimaps = [], []
-        for stem, ip, tp in selected:
-            try:
-                img = load_rgb(ip)
-            except Exception as e:  # noqa: BLE001 - PIL raises many types on damaged files
-                problems.append(f"{ip.name}: unreadable image ({type(e).__name__}: {e})")
-                continue
-            try:
-                with Image.open(tp) as t:
-                    t.load()
-                    tri = np.asarray(t.convert("L") if t.mode not in ("L", "P") else t)
-            except Exception as e:  # noqa: BLE001
-                problems.append(f"{tp.name}: unreadable trimap ({type(e).__name__}: {e})")
-                continue
-            if tri.shape != (img.height, img.width):
-                problems.append(f"{stem}: image is {img.width}x{img.height} but trimap is "
-                                f"{tri.shape[1]}x{tri.shape[0]}")
-                continue
-            bad = np.setdiff1d(np.unique(tri), [1, 2, 3])
-            if bad.size:
-                problems.append(f"{tp.name}: trimap values {bad.tolist()} outside 1, 2, 3")
-                continue
-            s = self.img_size
-            img = img.resize((s, s), Image.BILINEAR)
-            tri = np.asarray(Image.fromarray(tri.astype(np.uint8)).resize((s, s), Image.NEAREST))
-            images.append(np.asarray(img, dtype=np.uint8))
-            trimaps.append(tri.astype(np.uint8) - 1)
-            self.stems.append(stem)
+        self.stems, self._images, trimaps, bad_pairs = load_pairs(
+            selected, self.img_size, _check_trimap, "trimap", convert_masks=True)
+        self._trimaps = trimaps - 1  # 1, 2, 3 -> 0, 1, 2
+        problems += bad_pairs
         self.skipped = problems
         if warn:
             for p in problems:
                 warnings.warn(f"oxford-pets: skipped {p}", stacklevel=2)
-        s = self.img_size
-        self._images = np.stack(images) if images else np.zeros((0, s, s, 3), np.uint8)
-        self._trimaps = np.stack(trimaps) if trimaps else np.zeros((0, s, s), np.uint8)
 
     def __len__(self) -> int:
         return len(self.stems)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Trimap colors: foreground, background, contour.
-PALETTE = np.array([[240, 200, 60], [40, 40, 90], [230, 60, 60]], dtype=np.uint8)
+from pyseg.interpret.overlay import draw_segmentation
+from pyseg.palette import colorize_mask
 
 
 def _pyplot():
@@ -43,16 +43,19 @@ def plot_losses(history: list[dict], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def overlay(image: np.ndarray, trimap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """``uint8[H, W, 3]``: the image blended with the trimap colors."""
-    img = image.astype(np.float32)
-    return (img * (1 - alpha) + PALETTE[trimap].astype(np.float32) * alpha).astype(np.uint8)
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """``uint8[H, W, 3]``: the image with the class mask drawn over it in the VOC colors
+    (any number of classes; see :func:`pyseg.interpret.overlay.draw_segmentation`)."""
+    return draw_segmentation(image, mask, alpha)
 
 
 @torch.no_grad()
 def plot_predictions(model, dataset, path: str | os.PathLike, n: int = 6,
                      device: str | torch.device = "cpu") -> None:
-    """A grid: image, true trimap, predicted trimap, overlay, for the first ``n`` samples."""
+    """A grid: image, true mask, predicted mask, overlay, for the first ``n`` samples.
+
+    Masks are shown in the PASCAL VOC colors (:mod:`pyseg.palette`), so any number of
+    classes works; ignored target pixels (255) show in VOC's cream."""
     plt = _pyplot()
     n = min(n, len(dataset))
     model.eval()
@@ -61,13 +64,13 @@ def plot_predictions(model, dataset, path: str | os.PathLike, n: int = 6,
         x, y = dataset[i]
         pred = model(x[None].to(device)).argmax(1)[0].cpu().numpy()
         img = (x.permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
-        panels = [img, PALETTE[np.asarray(y)], PALETTE[pred], overlay(img, pred)]
+        panels = [img, colorize_mask(np.asarray(y)), colorize_mask(pred), overlay(img, pred)]
         for j, (ax, p) in enumerate(zip(axes[i], panels)):
             ax.imshow(p, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(["image", "true trimap", "predicted", "overlay"][j], fontsize=9)
+                ax.set_title(["image", "true mask", "predicted", "overlay"][j], fontsize=9)
     fig.tight_layout()
     _atomic_savefig(fig, Path(path))
     plt.close(fig)

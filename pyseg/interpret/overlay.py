@@ -1,4 +1,5 @@
-"""Pictures of heatmaps: a jet-colored overlay on the image and a side-by-side panel."""
+"""Pictures: heatmaps as a jet-colored overlay and a side-by-side panel, and class masks
+drawn over the image (:func:`draw_segmentation`, any number of classes)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-__all__ = ["colorize", "overlay", "save_overlay", "save_panel", "to_uint8_image"]
+__all__ = ["colorize", "draw_segmentation", "overlay", "save_overlay", "save_panel",
+           "to_uint8_image"]
 
 
 def to_uint8_image(image: Tensor | np.ndarray) -> np.ndarray:
@@ -44,6 +46,41 @@ def overlay(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: flo
     if img.shape[:2] != col.shape[:2]:
         raise ValueError(f"image is {img.shape[:2]} but heatmap is {col.shape[:2]}")
     return ((1.0 - alpha) * img + alpha * col + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def draw_segmentation(image: Tensor | np.ndarray, mask: Tensor | np.ndarray, alpha: float = 0.5,
+                      palette: np.ndarray | None = None, ignore_index: int | None = 255
+                      ) -> np.ndarray:
+    """The class mask drawn over the image: ``uint8[H, W, 3]``.
+
+    Each pixel of class ``c`` becomes ``(1 - alpha) * image + alpha * palette[c]``
+    (default palette: the PASCAL VOC colors of :mod:`pyseg.palette`, so any number of
+    classes up to 255 is drawn); pixels equal to ``ignore_index`` keep the image's color.
+    The same result as torchvision's ``draw_segmentation_masks(image, masks, alpha, colors)``
+    with one boolean mask and color per class, truncated to ``uint8`` as it does.
+    ``image`` is an ``(H, W, 3)`` uint8 array, or a tensor / array in [0, 1] (see
+    :func:`to_uint8_image`); ``mask`` holds ``(H, W)`` class indices.
+    """
+    from pyseg.palette import index_array, palette_array
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
+        img = image
+    else:
+        img = to_uint8_image(image)
+    labels = index_array(mask)
+    if img.shape[:2] != labels.shape:
+        raise ValueError(f"image is {img.shape[:2]} but mask is {labels.shape}")
+    pal = palette_array(palette)
+    drawn = labels != ignore_index if ignore_index is not None else np.ones(labels.shape, bool)
+    if drawn.any() and labels[drawn].max() >= len(pal):
+        raise ValueError(f"mask has class {labels[drawn].max()} but the palette has "
+                         f"{len(pal)} colors")
+    colored = img.copy()
+    colored[drawn] = pal[labels[drawn]]
+    out = img.astype(np.float32) * np.float32(1.0 - alpha) + colored.astype(np.float32) * np.float32(alpha)
+    return out.astype(np.uint8)
 
 
 def save_overlay(path: str | os.PathLike, image, heatmap, alpha: float = 0.4) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -105,3 +107,69 @@ def test_bad_folders(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(DatasetError, match="layout"):
         OxfordPets(tmp_path / "x")
+
+
+def _without_hanging(fn, fifos, timeout=60.0):
+    """``fn()`` in a thread; if it is still running after ``timeout`` (blocked opening a
+    FIFO), release it by opening the FIFOs for writing, and fail."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
+            result["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # EOF for the reader
+            except OSError:
+                pass
+        thread.join(10)
+        pytest.fail(f"loading blocked on a FIFO for more than {timeout} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_fifo_is_reported_not_opened(pets):
+    fifo_image = pets / "images" / "Fifo_1.jpg"
+    fifo_trimap = pets / "annotations" / "trimaps" / "Fifo_2.png"
+    os.mkfifo(fifo_image)
+    os.mkfifo(fifo_trimap)
+    Image.fromarray(_trimap(20, 20, 4)).save(pets / "annotations" / "trimaps" / "Fifo_1.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(pets / "images" / "Fifo_2.jpg")
+    ds = _without_hanging(lambda: OxfordPets(pets, split="all", img_size=16, warn=False),
+                          [fifo_image, fifo_trimap])
+    assert "Fifo_1" not in ds.stems and "Fifo_2" not in ds.stems
+    assert "Fifo_1.jpg: not a regular file" in ds.skipped
+    assert "Fifo_2.png: not a regular file" in ds.skipped
+    assert len(ds) == 8
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_fifo_swapped_in_after_listing_is_refused(tmp_path):
+    from pyseg.data.files import load_rgb
+
+    fifo = tmp_path / "late.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        _without_hanging(lambda: load_rgb(fifo), [fifo])
+
+
+def test_same_stem_twice_is_reported_and_skipped(pets):
+    # Pet_0.jpg exists; a Pet_0.png beside it makes "Pet_0" ambiguous.
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(pets / "images" / "Pet_0.png")
+    with pytest.warns(UserWarning) as rec:
+        ds = OxfordPets(pets, split="all", img_size=16)
+    assert any("Pet_0.jpg and Pet_0.png" in str(w.message) for w in rec)
+    assert "Pet_0" not in ds.stems and "Pet_1" in ds.stems
+    (message,) = [p for p in ds.skipped if p.startswith("Pet_0")]
+    assert "ambiguous" in message and "Pet_0.jpg" in message and "Pet_0.png" in message
+    # The trimap of the ambiguous stem is not reported a second time as an orphan.
+    assert not any("Pet_0.png: no image" in p for p in ds.skipped)
