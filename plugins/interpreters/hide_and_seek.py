@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pyseg.data.hide_and_seek import hide_patches, patch_grid_masks
+from pyseg.data.patch_hiding import hide_patches, patch_grid_masks
 from pyseg.interpret.core import (
     ModelGuard,
     logits_of,

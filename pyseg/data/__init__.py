@@ -5,7 +5,7 @@ typed after ``--data`` into a ``torch.utils.data.Dataset``.
 """
 
 from pyseg.data.synthetic import SEGMENTATION_CLASSES, SPECIES, SyntheticPets, synthetic_pets
-from pyseg.data.hide_and_seek import HideAndSeek  # noqa: F401
+from pyseg.data.patch_hiding import HideAndSeek  # noqa: F401
 
 __all__ = ["SEGMENTATION_CLASSES", "SPECIES", "SyntheticPets", "synthetic_pets"]
 

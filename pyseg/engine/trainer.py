@@ -325,7 +325,7 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
 
     fit_set = train_set
     if cfg.hide_and_seek:
-        from pyseg.data.hide_and_seek import HideAndSeek  # lazy: optional module
+        from pyseg.data.patch_hiding import HideAndSeek  # lazy: optional module
 
         fit_set = _Augmented(train_set, HideAndSeek(grid_size=max(2, cfg.img_size // 16), p=0.5,
                                                     mean=_dataset_mean(train_set)))

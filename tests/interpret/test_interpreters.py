@@ -298,7 +298,7 @@ def test_hide_and_seek_matches_definition(interpreters, images):
     x = images[:1]
     got = interpreters["hide-and-seek"](model, x, target=0, grid_size=16, num_samples=64,
                                         fill=0.0, seed=0)
-    from pyseg.data.hide_and_seek import patch_grid_masks
+    from pyseg.data.patch_hiding import patch_grid_masks
     cells, pixels = patch_grid_masks(64, 32, 32, 16, 0.5, torch.Generator().manual_seed(0))
     with torch.no_grad():
         scores = torch.stack([model(x * (~h).float())[0, 0] for h in pixels])

@@ -2,7 +2,7 @@
 optionally, re-draw its plot.
 
     pyseg bench --backward --json benchmarks/results.json --plot benchmarks/results.png
-    python benchmarks/report.py benchmarks/results.json [--plot benchmarks/results.png]
+    python benchmarks/results_to_markdown.py benchmarks/results.json [--plot benchmarks/results.png]
 """
 
 from __future__ import annotations
