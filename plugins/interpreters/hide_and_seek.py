@@ -59,7 +59,7 @@ def hide_and_seek(
             becomes 0 before normalization, as Grad-CAM keeps only positive evidence);
             ``False`` normalizes the signed importance.
     """
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     if grid_size is None:
         grid_size = max(1, min(h, w) // 8)
     if num_samples < 2:

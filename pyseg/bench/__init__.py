@@ -64,7 +64,7 @@ def collect_cases() -> list[BenchmarkCase]:
     entry points, ``PYSEG_PLUGINS``): :func:`pyseg.registry.list_benchmarks`."""
     from pyseg import registry
 
-    return list(registry.list_benchmarks())
+    return [registry.get_benchmark(name) for name in registry.list_benchmarks()]
 
 
 def select(

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method", action="append", required=True, metavar="NAME",
         help="interpreter (gradcam, gradcam++, cam, hide-and-seek, excitation-backprop, or a "
-        "plugin's); repeat or separate with commas for several; 'all' for every built-in",
+        "plugin's); repeat or separate with commas for several; 'all' for every registered one",
     )
     parser.add_argument("--target", default=None, metavar="CLASS",
                         help="class index or name to explain (default: the predicted class)")
@@ -29,10 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize images to PX x PX (default: the checkpoint's training size, "
                         "else unchanged)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-
-
-BUILTIN_METHODS = ("gradcam", "gradcam++", "cam", "hide-and-seek", "excitation-backprop")
-_LAYER_METHODS = {"gradcam", "gradcam++", "cam", "excitation-backprop"}
 
 
 def _first(d: dict, *keys: str, default: Any = None) -> Any:
@@ -95,12 +91,13 @@ def load_checkpoint_model(path: str | Path, device: str = "cpu"):
 
 
 def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
+    import pyseg
     from pyseg.cli import UsageError
 
     wanted: list[str] = []
     for item in names:
         for n in filter(None, (s.strip() for s in item.split(","))):
-            for m in (BUILTIN_METHODS if n == "all" else (n,)):
+            for m in (pyseg.list_interpreters() if n == "all" else (n,)):
                 if m not in wanted:
                     wanted.append(m)
     out = []
@@ -192,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         maps, titles = [], []
         stem = Path(path).stem
         for name, interp in methods:
-            opts = {"layer": args.layer} if args.layer and name in _LAYER_METHODS else {}
+            opts = {"layer": args.layer} if args.layer and interp.takes_layer else {}
             try:
                 heat = interp(model, batch, target=target, **opts)[0]
             except InterpretError as e:
