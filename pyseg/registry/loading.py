@@ -183,6 +183,8 @@ class _LoadedPlugins:
                 self._fail(info, e)
                 continue
             plugin = self.pm.get_plugin(ep.name)
+            if plugin is None:  # pm.set_blocked(name): skipped by pluggy
+                continue
             for loaded_plugin, distinfo in self.pm.list_plugin_distinfo():
                 if loaded_plugin is plugin:
                     info = dataclasses.replace(info, distribution=distinfo.project_name,
