@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-import pyseg.bench as bench
+from pyseg import bench
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 
-from pyseg.cli import main  # noqa: E402
+from pyseg.cli import main
 
 TINY = ["--arch", "tinynet:TinyNet", "--arch-kwargs", '{"width": 4}', "--img-size", "32",
         "--epochs", "1", "--batch-size", "4", "--train-samples", "8", "--val-samples", "4",

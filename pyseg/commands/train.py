@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         arch_kwargs = (json.loads(args.arch_kwargs) if args.arch_kwargs is not None
                        else dict(DEFAULT_KWARGS.get(args.arch, {})))
-        if not isinstance(arch_kwargs, dict):
-            raise ValueError
     except ValueError:
-        raise UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}") from None
+        arch_kwargs = None
+    if not isinstance(arch_kwargs, dict):
+        raise UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}")
 
     import torch
 

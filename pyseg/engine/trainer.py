@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -91,7 +90,7 @@ def build_model(arch: str, num_classes: int, arch_kwargs: dict | None = None) ->
 
 def _dist_info() -> tuple[int, int, int]:
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
     return 0, 1, 0
 
 
@@ -340,8 +339,7 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end) -> TrainRe
         out.mkdir(parents=True, exist_ok=True)
         # metrics.jsonl mirrors the history: rewritten on resume, appended per epoch.
         with open(out / "metrics.jsonl", "w") as f:
-            for h in history:
-                f.write(json.dumps(h) + "\n")
+            f.writelines(json.dumps(h) + "\n" for h in history)
 
     config_dict = dataclasses.asdict(cfg)
     config_dict["arch"] = arch_name

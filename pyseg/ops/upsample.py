@@ -244,7 +244,7 @@ def _bed_of_nails_backward_fake(grad_output: Tensor, scale_factor: Sequence[int]
 
 
 def _setup_upsample(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    input, output_size, mode, align_corners, scale_h, scale_w = inputs
+    input, _output_size, mode, align_corners, scale_h, scale_w = inputs
     ctx.input_size = list(input.shape)
     ctx.args = (mode, align_corners, scale_h, scale_w)
 
@@ -260,7 +260,7 @@ register_autograd("upsample2d", _make_upsample_backward, _setup_upsample)
 
 
 def _setup_upsample_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    grad_output, input_size, mode, align_corners, scale_h, scale_w = inputs
+    grad_output, _input_size, mode, align_corners, scale_h, scale_w = inputs
     ctx.output_size = list(grad_output.shape[-2:])
     ctx.args = (mode, align_corners, scale_h, scale_w)
 

@@ -10,11 +10,16 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tinynet import TinyClassifier, TinyNet  # noqa: E402
+from tinynet import TinyClassifier, TinyNet
 
-from pyseg.data.synthetic import SyntheticPets  # noqa: E402
-from pyseg.engine import (  # noqa: E402
-    CheckpointError, TrainConfig, build_model_from_state, load_checkpoint, save_checkpoint, train,
+from pyseg.data.synthetic import SyntheticPets
+from pyseg.engine import (
+    CheckpointError,
+    TrainConfig,
+    build_model_from_state,
+    load_checkpoint,
+    save_checkpoint,
+    train,
 )
 
 ARCH = "tinynet:TinyNet"
@@ -28,7 +33,7 @@ def _cfg(out, **kw):
 
 
 def test_train_writes_everything(tmp_path):
-    r = train(_cfg(tmp_path))
+    train(_cfg(tmp_path))
     for name in ("best.pt", "last.pt", "metrics.jsonl", "metrics.json", "loss.png",
                  "predictions.png"):
         assert (tmp_path / name).is_file(), name

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 from torch import nn
 
 import pyseg
 from pyseg.interpret import InterpretError
-from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 
 ARCHS = pyseg.list_architectures()
 # The smallest input each architecture accepts cheaply (small-convnet is built for 180x180).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from interp_models import GapNet
 from PIL import Image
 
-from interp_models import GapNet
 from pyseg import registry
 from pyseg.cli import main
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from interp_models import GapNet, PixelSegNet, QuadrantNet
+from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 from torch import nn
 
 from pyseg.interpret import InterpretError, default_layer, minmax_normalize, upsample_to
-from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
-
-from interp_models import GapNet, PixelSegNet, QuadrantNet
 
 METHODS = ["cam", "gradcam", "gradcam++", "hide-and-seek", "excitation-backprop"]
 
