@@ -68,8 +68,8 @@ if cuda_home:
     # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
     os.environ["CUDA_HOME"] = cuda_home
 
-import torch  # noqa: E402
-from torch.utils.cpp_extension import (  # noqa: E402
+import torch
+from torch.utils.cpp_extension import (
     BuildExtension,
     CppExtension,
     CUDAExtension,

@@ -63,8 +63,8 @@ def main() -> None:
              "pyseg.ops.conv_transpose2d(x, w, b, s, p, op)"),
             ("fwd+bwd",
              "torch.autograd.grad(F.conv_transpose2d(xg, wg, bg, s, p, op), (xg, wg, bg), g)",
-             "torch.autograd.grad(pyseg.ops.conv_transpose2d(xg, wg, bg, s, p, op), "
-             "(xg, wg, bg), g)"),
+             ("torch.autograd.grad(pyseg.ops.conv_transpose2d(xg, wg, bg, s, p, op), "
+              "(xg, wg, bg), g)")),
         ]:
             ref = measure(ref_stmt, env, args.min_run_time)
             ours = measure(our_stmt, env, args.min_run_time)

@@ -108,8 +108,9 @@ def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int
     """``{method: (hit rate, seconds)}`` with the true class as target (segmentation: ``y``
     is ``None`` and the target is the foreground class, 0). A method that refuses the model
     (CAM on a network without global average pooling) is left out."""
-    from pyseg.interpret import InterpretError
     from pyseg_plugins.interpreters import pyseg_interpreters
+
+    from pyseg.interpret import InterpretError
 
     specs = {s.name: s for s in pyseg_interpreters()}
     out = {}

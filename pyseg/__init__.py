@@ -3,8 +3,9 @@ segmentation networks and explanation tools.
 
 The operators live in :mod:`pyseg.ops` (functions) and :mod:`pyseg.nn` (modules);
 ``pyseg.info()`` reports how this copy was built. Architectures, interpreters, datasets
-and benchmark cases come from plugins (:mod:`pyseg.registry`): ``pyseg.create_model``,
-``pyseg.get_interpreter`` and friends.
+and benchmark cases come from plugins (:mod:`pyseg.registry`): ``pyseg.list_architectures()``
+and the other ``list_*`` give the names, ``pyseg.get_architecture(name)`` and the other
+``get_*`` the specs, ``pyseg.create_model(name, ...)`` a model.
 """
 
 from pyseg._version import __version__  # noqa: I001  (order matters: _C before ops)
@@ -15,7 +16,7 @@ from pyseg.hookspecs import hookimpl
 from pyseg.registry import (
     Architecture,
     BenchmarkCase,
-    Dataset,
+    DatasetSpec,
     Interpreter,
     create_model,
     get_architecture,
@@ -31,7 +32,7 @@ from pyseg.registry import (
 __all__ = [
     "Architecture",
     "BenchmarkCase",
-    "Dataset",
+    "DatasetSpec",
     "Interpreter",
     "__version__",
     "create_model",

@@ -29,4 +29,4 @@ def load_emulator() -> ModuleType | None:
         return None
 
 
-_emu = load_emulator()
+_emu: ModuleType | None = load_emulator()

@@ -8,31 +8,38 @@ A plugin is a module (or object) with functions named after these hooks and mark
     @pyseg.hookimpl
     def pyseg_architectures():
         return [pyseg.Architecture("my-net", build_my_net, summary="my network")]
+
+The hooks take no arguments and are called once per plugin when the registry loads.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:  # the registry imports this module: the spec classes only for typing
+    from pyseg.registry.specs import Architecture, BenchmarkCase, DatasetSpec, Interpreter
 
 hookspec = pluggy.HookspecMarker("pyseg")
 hookimpl = pluggy.HookimplMarker("pyseg")
 
 
 @hookspec
-def pyseg_architectures() -> list:
+def pyseg_architectures() -> list[Architecture]:
     """Return a list of :class:`pyseg.registry.Architecture` the plugin provides."""
 
 
 @hookspec
-def pyseg_interpreters() -> list:
+def pyseg_interpreters() -> list[Interpreter]:
     """Return a list of :class:`pyseg.registry.Interpreter` the plugin provides."""
 
 
 @hookspec
-def pyseg_datasets() -> list:
-    """Return a list of :class:`pyseg.registry.Dataset` the plugin provides."""
+def pyseg_datasets() -> list[DatasetSpec]:
+    """Return a list of :class:`pyseg.registry.DatasetSpec` the plugin provides."""
 
 
 @hookspec
-def pyseg_benchmarks() -> list:
+def pyseg_benchmarks() -> list[BenchmarkCase]:
     """Return a list of :class:`pyseg.registry.BenchmarkCase` the plugin provides."""

@@ -154,7 +154,7 @@ def test_builtin_dataset_plugin():
 
     specs = {s.name: s for s in plug.pyseg_datasets()}
     assert {"synthetic-pets", "oxford-pets"} <= set(specs)
-    ds = specs["synthetic-pets"].factory(split="val", img_size=32, length=2, task="classification")
+    ds = specs["synthetic-pets"].fn(split="val", img_size=32, length=2, task="classification")
     assert ds[0][1] in (0, 1) and list(specs["synthetic-pets"].class_names) == [
         "foreground", "background", "contour"]
 

@@ -3,19 +3,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import os
+import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
 import uuid
 import warnings
 
+import pyseg_plugins
 import pytest
+import torch
 
 import pyseg
 from pyseg import registry
+from pyseg.cli import main
+from pyseg.data import resolve_dataset
 from pyseg.registry import PluginError, PluginWarning
 
 BUILTIN_ARCHITECTURES = {
@@ -44,7 +53,7 @@ def pyseg_interpreters():
 
 @pyseg.hookimpl
 def pyseg_datasets():
-    return [pyseg.Dataset("{prefix}-data", lambda **kw: [], summary="a test dataset")]
+    return [pyseg.DatasetSpec("{prefix}-data", lambda **kw: [], summary="a test dataset")]
 
 @pyseg.hookimpl
 def pyseg_benchmarks():
@@ -91,8 +100,9 @@ def load_with(monkeypatch, *modules: str):
     return [w for w in caught if issubclass(w.category, PluginWarning)]
 
 
-def names(specs) -> set[str]:
-    return {s.name for s in specs}
+def names(listed: list[str]) -> set[str]:
+    assert listed == sorted(listed) and all(isinstance(n, str) for n in listed)
+    return set(listed)
 
 
 # ----------------------------------------------------------------------------- built-ins
@@ -102,23 +112,18 @@ def test_builtins_load_strictly(clean):
     clean.setenv("PYSEG_STRICT_PLUGINS", "1")
     clean.setenv("PYSEG_DISABLE_PLUGIN_AUTOLOAD", "1")
     registry.reload()
-    archs = pyseg.list_architectures()
-    assert BUILTIN_ARCHITECTURES <= names(archs)
+    assert BUILTIN_ARCHITECTURES <= names(pyseg.list_architectures())
     assert registry.plugin_failures() == []
-    for a in archs:
+    for name in pyseg.list_architectures():
+        a = pyseg.get_architecture(name)
         assert a.plugin.source == "builtin"
         assert a.plugin.distribution == "pyseg" and a.plugin.version == pyseg.__version__
-        assert a.summary and a.task in ("segmentation", "classification")
-    assert [a.name for a in archs] == sorted(a.name for a in archs)
+        assert a.summary and len(a.tasks) == 1 and a.tasks <= {"segmentation", "classification"}
     assert names(pyseg.list_architectures(task="classification")) == {
         "small-convnet", "mini-xception"}
 
 
 def test_builtin_tuple_names_existing_modules():
-    import importlib
-
-    import pyseg_plugins
-
     assert len(set(pyseg_plugins.BUILTIN)) == len(pyseg_plugins.BUILTIN)
     for module in pyseg_plugins.BUILTIN:
         importlib.import_module(module)  # no placeholder for a module that is not there
@@ -235,7 +240,7 @@ BROKEN = {
         def pyseg_datasets():
             return [pyseg.Architecture("not-a-dataset", lambda **kw: None)]
         """,
-        r"must return a list of pyseg.Dataset, but an item is a Architecture",
+        r"must return a list of pyseg.DatasetSpec, but an item is a Architecture",
     ),
     "not-a-list": (
         """
@@ -264,6 +269,48 @@ BROKEN = {
         """,
         r"two interpreters named 'dup'",
     ),
+    "exit-at-import": ("import sys; sys.exit(7)", r"^import failed: SystemExit: 7$"),
+    "exit-in-hook": (
+        """
+        import sys
+        import pyseg
+        @pyseg.hookimpl
+        def pyseg_architectures():
+            sys.exit(3)
+        """,
+        r"pyseg_architectures\(\) raised SystemExit: 3",
+    ),
+    "generator-exit": (
+        """
+        import pyseg
+        @pyseg.hookimpl
+        def pyseg_datasets():
+            raise GeneratorExit("closed")
+        """,
+        r"pyseg_datasets\(\) raised GeneratorExit: closed",
+    ),
+    "fn-not-callable": (
+        """
+        import pyseg
+        @pyseg.hookimpl
+        def pyseg_architectures():
+            return [pyseg.Architecture("bad-net", 42)]
+        """,
+        r"raised TypeError: architecture 'bad-net': fn must be callable, got int",
+    ),
+    "benchmark-not-callable": (
+        """
+        import pyseg
+        @pyseg.hookimpl
+        def pyseg_benchmarks():
+            return [pyseg.BenchmarkCase("b", "op", "s", lambda d, t: (), "ours", print)]
+        """,
+        r"benchmark 'b': ours must be callable, got str",
+    ),
+    "registry-at-import": (
+        "import pyseg; pyseg.list_architectures()",
+        r"RuntimeError: the pyseg registry was used while its plugins were loading",
+    ),
 }
 
 
@@ -291,6 +338,22 @@ def test_missing_module_is_reported(clean):
     (failure,) = registry.plugin_failures()
     assert failure.plugin == "pyseg_no_such_module_xyz"
     assert "ModuleNotFoundError" in failure.error
+
+
+def test_keyboard_interrupt_is_not_swallowed(clean, make_module):
+    clean.setenv("PYSEG_PLUGINS", make_module("raise KeyboardInterrupt"))
+    registry.reload()
+    with pytest.raises(KeyboardInterrupt):
+        registry.plugins()
+
+
+def test_strict_mode_reports_a_plugin_that_exits(clean, make_module):
+    bad = make_module("import sys; sys.exit(7)")
+    clean.setenv("PYSEG_STRICT_PLUGINS", "1")
+    clean.setenv("PYSEG_PLUGINS", bad)
+    registry.reload()
+    with pytest.raises(PluginError, match=f"{bad}.*SystemExit: 7"):
+        registry.plugins()
 
 
 def test_strict_mode_raises(clean, make_module):
@@ -326,13 +389,11 @@ def test_create_builtin_model_checks_kwargs(clean):
 
 
 def test_lookups(clean, make_module):
-    import torch
-
     load_with(clean, make_module(GOOD_PLUGIN.format(prefix="lk")))
     interp = pyseg.get_interpreter("lk-explainer")
     out = interp(None, torch.zeros(2, 3, 4, 4), scale=0.5)
     assert out.shape == (2, 4, 4) and float(out.max()) == 0.5
-    assert pyseg.get_dataset("lk-data").factory() == []
+    assert pyseg.get_dataset("lk-data").fn() == []
     assert pyseg.get_benchmark("lk-bench").label == "op"
     assert names(pyseg.list_benchmarks(label="op")) >= {"lk-bench"}
     for getter, kind in ((pyseg.get_interpreter, "interpreter"), (pyseg.get_dataset, "dataset"),
@@ -341,12 +402,129 @@ def test_lookups(clean, make_module):
             getter("nope")
 
 
+# ----------------------------------------------------------------------------- spec classes
+
+
+@pytest.mark.parametrize("cls", [pyseg.Architecture, pyseg.Interpreter, pyseg.DatasetSpec])
+@pytest.mark.parametrize("tasks", ["classification", ["classification"], ("classification",),
+                                   {"classification"}, frozenset({"classification"})])
+def test_tasks_accept_a_string_or_any_collection(cls, tasks):
+    assert cls("x", print, tasks=tasks).tasks == frozenset({"classification"})
+
+
+@pytest.mark.parametrize("cls", [pyseg.Architecture, pyseg.Interpreter, pyseg.DatasetSpec])
+def test_spec_arguments_are_checked(cls):
+    assert isinstance(cls("x", print).tasks, frozenset)
+    with pytest.raises(ValueError, match="tasks must be one or more"):
+        cls("x", print, tasks=())
+    with pytest.raises(ValueError, match="tasks must be one or more"):
+        cls("x", print, tasks=[1])
+    with pytest.raises(TypeError, match="tasks must be a string or a collection"):
+        cls("x", print, tasks=3)
+    with pytest.raises(ValueError, match="needs a non-empty name"):
+        cls(" ", print)
+    with pytest.raises(TypeError, match="'x': fn must be callable, got NoneType"):
+        cls("x", None)
+    with pytest.raises(TypeError, match="positional"):  # after name and fn: keywords only
+        cls("x", print, "a summary")
+
+
+def test_spec_defaults_and_fields():
+    assert pyseg.Architecture("a", print).tasks == {"segmentation"}
+    assert pyseg.Interpreter("i", print).tasks == {"segmentation", "classification"}
+    assert pyseg.DatasetSpec("d", print).tasks == {"segmentation"}
+    for bad in (0, -1, True, 1.5, "180"):
+        with pytest.raises(ValueError, match="input_size must be a positive int"):
+            pyseg.Architecture("a", print, input_size=bad)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['sede'\]; known: seed, length"):
+        pyseg.DatasetSpec("d", print, options=("length", "sede"))
+    spec = pyseg.DatasetSpec("d", print, class_names=["a", "b"], options=["seed"])
+    assert spec.class_names == ("a", "b") and spec.options == ("seed",)
+    kwargs = {"depth": 1}
+    arch = pyseg.Architecture("a", print, default_kwargs=kwargs)
+    kwargs["depth"] = 2  # the spec keeps its own copy
+    assert arch.default_kwargs == {"depth": 1}
+
+
+def test_specs_are_hashable(clean):
+    # default_kwargs may hold unhashable values: it takes part in ==, not in the hash
+    a = pyseg.Architecture("x", print, default_kwargs={"depth": [2]}, tasks=["segmentation"])
+    b = pyseg.Architecture("x", print, default_kwargs={"depth": [2]})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != dataclasses.replace(a, default_kwargs={"depth": [3]})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.name = "y"
+    for listed, get in ((pyseg.list_architectures, pyseg.get_architecture),
+                        (pyseg.list_interpreters, pyseg.get_interpreter),
+                        (pyseg.list_datasets, pyseg.get_dataset),
+                        (pyseg.list_benchmarks, pyseg.get_benchmark)):
+        specs = {get(name) for name in listed()}
+        assert {s.name for s in specs} == set(listed())
+
+
+def test_builtin_input_sizes_match_their_factories(clean):
+    """``Architecture.input_size`` is the default of ``fn``'s ``input_size=`` (the CLI reads
+    the spec, and passes ``input_size=`` only to architectures that declare one)."""
+    for name in pyseg.list_architectures():
+        arch = pyseg.get_architecture(name)
+        param = inspect.signature(arch.fn).parameters.get("input_size")
+        if arch.input_size is None:
+            assert param is None, name
+        else:
+            assert param is not None and param.default == arch.input_size, name
+    assert pyseg.get_architecture("small-convnet").input_size == 180
+
+
+def test_builtin_interpreters_declare_layers(clean):
+    takes_layer = {n for n in pyseg.list_interpreters() if pyseg.get_interpreter(n).takes_layer}
+    assert takes_layer == {"cam", "gradcam", "gradcam++", "excitation-backprop"}
+    assert pyseg.list_interpreters(task="classification") == [
+        "cam", "excitation-backprop", "gradcam", "gradcam++", "hide-and-seek"]
+    assert "cam" not in pyseg.list_interpreters(task="segmentation")
+
+
+DATA_PLUGIN = """
+import pyseg
+
+calls = []
+
+def make(**kwargs):
+    calls.append(kwargs)
+    return []
+
+@pyseg.hookimpl
+def pyseg_datasets():
+    return [
+        pyseg.DatasetSpec("opt-data", make, tasks=("segmentation", "classification"),
+                          options=("length",), class_names=("a", "b")),
+        pyseg.DatasetSpec("plain-data", make),
+    ]
+"""
+
+
+def test_resolve_dataset_reads_the_spec(clean, make_module):
+    module = make_module(DATA_PLUGIN)
+    assert load_with(clean, module) == []
+    calls = sys.modules[module].calls
+    base = {"root": None, "img_size": 32}
+    _, class_names = resolve_dataset("opt-data", "val", 32, seed=5, train_length=7,
+                                     val_length=3)
+    assert calls[-1] == {**base, "split": "val", "task": "segmentation", "length": 3}
+    assert class_names == ["a", "b"]
+    resolve_dataset("opt-data", "train", 32, "classification", seed=5)
+    assert calls[-1] == {**base, "split": "train", "task": "classification"}
+    resolve_dataset("plain-data", "train", 32, seed=5, train_length=7)
+    assert calls[-1] == {**base, "split": "train", "task": "segmentation"}
+    with pytest.raises(ValueError, match="'plain-data' provides segmentation, not classif"):
+        resolve_dataset("plain-data", "train", 32, "classification")
+    with pytest.raises(ValueError, match="no dataset named 'no-data' and no such folder"):
+        resolve_dataset("no-data", "train", 32)
+
+
 # ----------------------------------------------------------------------------- pyseg list
 
 
 def test_list_command_json(clean, make_module, capsys):
-    from pyseg.cli import main
-
     good = make_module(GOOD_PLUGIN.format(prefix="cli"))
     bad = make_module("raise RuntimeError('cli boom')")
     clean.setenv("PYSEG_PLUGINS", f"{good},{bad}")
@@ -356,6 +534,14 @@ def test_list_command_json(clean, make_module, capsys):
     archs = {a["name"]: a for a in data["architectures"]}
     assert BUILTIN_ARCHITECTURES <= set(archs)
     assert archs["unet"]["plugin"]["distribution"] == "pyseg"
+    assert (archs["unet"]["tasks"], archs["unet"]["input_size"]) == (["segmentation"], None)
+    assert (archs["small-convnet"]["tasks"], archs["small-convnet"]["input_size"]) == (
+        ["classification"], 180)
+    interps = {i["name"]: i for i in data["interpreters"]}
+    assert interps["gradcam"]["takes_layer"] and not interps["hide-and-seek"]["takes_layer"]
+    pets = {d["name"]: d for d in data["datasets"]}["synthetic-pets"]
+    assert pets["tasks"] == ["classification", "segmentation"]
+    assert pets["options"] == ["seed", "length"]
     assert archs["cli-net"]["plugin"]["module"] == good
     assert {i["name"] for i in data["interpreters"]} >= {"cli-explainer"}
     assert {d["name"] for d in data["datasets"]} >= {"cli-data"}
@@ -365,8 +551,6 @@ def test_list_command_json(clean, make_module, capsys):
 
 
 def test_list_command_text(clean, make_module, capsys):
-    from pyseg.cli import main
-
     bad = make_module("raise RuntimeError('text boom')")
     clean.setenv("PYSEG_PLUGINS", bad)
     registry.reload()
@@ -379,8 +563,6 @@ def test_list_command_text(clean, make_module, capsys):
 
 
 def test_list_command_strict_fails(clean, make_module, capsys):
-    from pyseg.cli import main
-
     clean.setenv("PYSEG_PLUGINS", make_module("raise RuntimeError('strict cli')"))
     clean.setenv("PYSEG_STRICT_PLUGINS", "1")
     registry.reload()
@@ -403,19 +585,52 @@ def test_list_command_plugin_option_subprocess(tmp_path):
     assert data["failed_plugins"] == []
 
 
+def test_env_plugin_is_found_in_the_current_directory(clean, tmp_path):
+    """``PYSEG_PLUGINS`` modules are looked up in the current directory (as ``python -m``
+    does), which is on ``sys.path`` only while they are imported."""
+    module = f"pyseg_cwd_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(GOOD_PLUGIN.format(prefix="cwd"))
+    clean.chdir(tmp_path)
+    clean.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    try:
+        assert load_with(clean, module) == []
+        assert pyseg.get_architecture("cwd-net").plugin.module == module
+    finally:
+        sys.modules.pop(module, None)
+    assert str(tmp_path) not in sys.path
+
+
+def _readme_plugin() -> str:
+    """The complete plugin example of README.md ("Writing a plugin")."""
+    docs = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(), re.DOTALL)
+    (example,) = [b for b in blocks if "@pyseg.hookimpl" in b]
+    return example
+
+
+def test_readme_plugin_command_with_the_console_script(tmp_path):
+    """README: ``PYSEG_PLUGINS=tinyseg pyseg list`` next to ``tinyseg.py``, run by the
+    installed ``pyseg`` script (whose ``sys.path`` does not start with the current folder)."""
+    script = shutil.which("pyseg", path=str(pathlib.Path(sys.executable).parent))
+    assert script, f"no pyseg console script next to {sys.executable}: pip install -e ."
+    (tmp_path / "tinyseg.py").write_text(_readme_plugin())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSEG_")}
+    env.update(PYSEG_PLUGINS="tinyseg", PYSEG_STRICT_PLUGINS="1")
+    proc = subprocess.run([script, "list", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    archs = {a["name"]: a for a in data["architectures"]}
+    assert archs["tinyseg"]["plugin"]["module"] == "tinyseg"
+    assert "gradmag" in {i["name"] for i in data["interpreters"]}
+
+
 # ----------------------------------------------------------------------------- the docs
 
 
 def test_docs_example_plugin_works(clean, make_module):
     """The complete example in README.md ("Writing a plugin") loads and runs."""
-    import pathlib
-
-    import torch
-
-    docs = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(), re.DOTALL)
-    (example,) = [b for b in blocks if "@pyseg.hookimpl" in b]
-    assert load_with(clean, make_module(example)) == []
+    assert load_with(clean, make_module(_readme_plugin())) == []
     model = pyseg.create_model("tinyseg", num_classes=2, hidden=4)
     x = torch.rand(2, 3, 8, 8)
     assert model(x).shape == (2, 2, 8, 8)

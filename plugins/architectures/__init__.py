@@ -2,9 +2,7 @@
 
 Every model here builds its upsampling and unpooling from pyseg's operators
 (``pyseg.nn.ConvTranspose2d``, ``pyseg.nn.MaxUnpool2d``, ``pyseg.nn.Upsample``,
-``pyseg.nn.DeformConv2dPack`` / ``ModulatedDeformConv2dPack``), looked up when the model is
-constructed, so listing the architectures never needs them and a missing operator fails
-loudly (``AttributeError``) instead of falling back to torch.
+``pyseg.nn.DeformConv2dPack`` / ``ModulatedDeformConv2dPack``), never from torch's.
 """
 
 from __future__ import annotations
@@ -56,10 +54,10 @@ def pyseg_architectures() -> list[Architecture]:
         Architecture("unet", UNet,
                      summary="U-Net with skip concatenation; transposed or bilinear "
                              "upsampling, optional deformable convs (Ronneberger et al. 2015)"),
-        Architecture("small-convnet", SmallConvNet, task="classification",
+        Architecture("small-convnet", SmallConvNet, tasks="classification", input_size=180,
                      summary="the small cats-vs-dogs convnet (Deep Learning with Python, "
                              "ch. 8)"),
-        Architecture("mini-xception", MiniXception, task="classification",
+        Architecture("mini-xception", MiniXception, tasks="classification",
                      summary="Xception-like classifier: separable convs, batch norm, "
                              "residuals (Deep Learning with Python, ch. 9)"),
     ]

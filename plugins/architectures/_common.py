@@ -9,13 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def pyseg_nn():
-    """``pyseg.nn``, imported when a model is built (the operators may be added later)."""
-    from pyseg import nn as pnn
-
-    return pnn
-
-
 def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
     """A ``(channels, channels, k, k)`` transposed-convolution weight that performs bilinear
     upsampling channel by channel (zero between channels), as in FCN's ``surgery.interp``."""

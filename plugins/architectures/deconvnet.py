@@ -4,12 +4,14 @@ Segmentation", ICCV 2015)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from pyseg_plugins.architectures._common import check_common, pyseg_nn, scaled
+from pyseg_plugins.architectures._common import check_common, scaled
 from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder
 from torch import Tensor, nn
 
+import pyseg.nn as pnn
 
-def _deconv_bn_relu(pnn, cin: int, cout: int) -> list[nn.Module]:
+
+def _deconv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [pnn.ConvTranspose2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True)]
 
@@ -37,7 +39,6 @@ class DeconvNet(nn.Module):
                  dropout: float = 0.5) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
-        pnn = pyseg_nn()
         self.encoder = VGGEncoder(in_channels, width)
         c5 = self.encoder.channels[-1]
         fc = scaled(4096, width)
@@ -61,7 +62,7 @@ class DeconvNet(nn.Module):
             layers: list[nn.Module] = []
             for j in range(n):
                 cout = cout_last if j == n - 1 else channels[i]
-                layers += _deconv_bn_relu(pnn, channels[i], cout)
+                layers += _deconv_bn_relu(channels[i], cout)
             self.decoder.append(nn.Sequential(*layers))
         self.score = nn.Conv2d(channels[0], num_classes, 1)
 

@@ -19,13 +19,10 @@ paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
 
 from __future__ import annotations
 
-from pyseg_plugins.architectures._common import (
-    bilinear_kernel,
-    check_common,
-    pyseg_nn,
-    scaled,
-)
+from pyseg_plugins.architectures._common import bilinear_kernel, check_common, scaled
 from torch import Tensor, nn
+
+import pyseg.nn as pnn
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -63,8 +60,8 @@ class _FCNBase(nn.Module):
         self._learn_final = learn_final_upsample
 
     def _upsample(self, kernel_size: int, stride: int, learnable: bool = True) -> nn.Module:
-        layer = pyseg_nn().ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
-                                           stride=stride, bias=False)
+        layer = pnn.ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
+                                    stride=stride, bias=False)
         layer.weight.data.copy_(bilinear_kernel(self.num_classes, kernel_size))
         layer.weight.requires_grad_(learnable)
         return layer

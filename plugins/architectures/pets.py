@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pyseg_plugins.architectures._common import Rescale, SameConv2d, check_common, pyseg_nn
+from pyseg_plugins.architectures._common import Rescale, SameConv2d, check_common
 from torch import Tensor, nn
+
+import pyseg.nn as pnn
 
 
 class _SameConvTranspose2x(nn.Module):
@@ -17,7 +19,7 @@ class _SameConvTranspose2x(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = pyseg_nn().ConvTranspose2d(in_channels, out_channels, 3, stride=2)
+        self.conv = pnn.ConvTranspose2d(in_channels, out_channels, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -48,7 +50,6 @@ class PetsEncoderDecoder(nn.Module):
     def __init__(self, num_classes: int = 3, in_channels: int = 3, rescale: float = 1.0) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
-        pnn = pyseg_nn()
         self.rescale = Rescale(rescale)
         enc = []
         cin = in_channels

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pyseg_plugins.architectures._common import check_common, pyseg_nn
+from pyseg_plugins.architectures._common import check_common
 from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder, conv_bn_relu
 from torch import Tensor, nn
+
+import pyseg.nn as pnn
 
 
 class SegNet(nn.Module):
@@ -24,7 +26,6 @@ class SegNet(nn.Module):
                  batch_norm: bool = True) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
-        pnn = pyseg_nn()
         self.encoder = VGGEncoder(in_channels, width, batch_norm)
         self.unpool = pnn.MaxUnpool2d(2, 2)
         channels = self.encoder.channels

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pyseg_plugins.architectures._common import check_common, pyseg_nn
+from pyseg_plugins.architectures._common import check_common
 from torch import Tensor, nn
+
+import pyseg.nn as pnn
 
 
 class DoubleConv(nn.Sequential):
@@ -18,7 +20,6 @@ class DoubleConv(nn.Sequential):
             if deform is None:
                 conv = nn.Conv2d(c_in, cout, 3, padding=1, bias=not batch_norm)
             else:
-                pnn = pyseg_nn()
                 cls = pnn.DeformConv2dPack if deform == "v1" else pnn.ModulatedDeformConv2dPack
                 conv = cls(c_in, cout, 3, padding=1, bias=not batch_norm)
             layers += [conv, *([nn.BatchNorm2d(cout)] if batch_norm else []),
@@ -71,7 +72,6 @@ class UNet(nn.Module):
             raise ValueError(f"deformable must be False, True, 'v1' or 'v2', got {deformable!r}")
         if deform is not None and not 1 <= deform_levels <= depth + 1:
             raise ValueError(f"deform_levels must be in [1, {depth + 1}], got {deform_levels}")
-        pnn = pyseg_nn()
         self.depth = depth
         chans = [base_channels * 2**i for i in range(depth + 1)]
 

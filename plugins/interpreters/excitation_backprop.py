@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
-import pyseg.ops
 import pyseg.nn as pnn
-
+import pyseg.ops
 from pyseg.interpret.core import (
     InterpretError,
     ModelGuard,
@@ -383,9 +382,9 @@ def _unbroadcast(t: Tensor, shape: torch.Size) -> Tensor:
 def _layer_node(gm: fx.GraphModule, name: str) -> fx.Node:
     last = None
     for n in gm.graph.nodes:
-        if n.op == "call_module" and n.target == name:
-            last = n
-        elif name and name in (n.meta.get("nn_module_stack") or {}):
+        called = n.op == "call_module" and n.target == name
+        inside = bool(name) and name in (n.meta.get("nn_module_stack") or {})
+        if called or inside:
             last = n
     if last is None:
         raise InterpretError(
@@ -428,7 +427,7 @@ def excitation_masses(
                 tracer = _Tracer(tuple(leaf_modules) + _custom_leaves(model), (images,))
                 graph = tracer.trace(model)
             gm = fx.GraphModule(model, graph)
-        except Exception as e:  # noqa: BLE001 -- any tracing failure is reported the same way
+        except Exception as e:
             raise InterpretError(
                 f"excitation-backprop needs a model torch.fx can trace ({type(e).__name__}: {e})"
             ) from e

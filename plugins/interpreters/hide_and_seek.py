@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pyseg.data.hide_and_seek import hide_patches, patch_grid_masks
+from pyseg.data.patch_hiding import hide_patches, patch_grid_masks
 from pyseg.interpret.core import (
     ModelGuard,
     logits_of,
@@ -59,7 +59,7 @@ def hide_and_seek(
             becomes 0 before normalization, as Grad-CAM keeps only positive evidence);
             ``False`` normalizes the signed importance.
     """
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     if grid_size is None:
         grid_size = max(1, min(h, w) // 8)
     if num_samples < 2:

@@ -19,8 +19,15 @@ from typing import Any
 
 from pyseg.bench.harness import DTYPES, CaseResult, Timing, default_rtol, peak_memory, run, run_case
 from pyseg.bench.report import (
-    compare_table, machine_facts, markdown, plot, ratio_table, render, results_from_json,
-    to_json, write_json,
+    compare_table,
+    machine_facts,
+    markdown,
+    plot,
+    ratio_table,
+    render,
+    results_from_json,
+    to_json,
+    write_json,
 )
 from pyseg.registry import BenchmarkCase
 
@@ -64,7 +71,7 @@ def collect_cases() -> list[BenchmarkCase]:
     entry points, ``PYSEG_PLUGINS``): :func:`pyseg.registry.list_benchmarks`."""
     from pyseg import registry
 
-    return list(registry.list_benchmarks())
+    return [registry.get_benchmark(name) for name in registry.list_benchmarks()]
 
 
 def select(

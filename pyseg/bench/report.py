@@ -95,9 +95,9 @@ def ratio_table(results: Sequence[CaseResult]) -> str:
     if not rows:
         return ""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["ratio = pyseg time / reference time (lower is better); mem = peak extra memory "
-             "of one call"]
-    fmt = lambda row: "  ".join(  # noqa: E731
+    lines = [("ratio = pyseg time / reference time (lower is better); mem = peak extra memory "
+              "of one call")]
+    fmt = lambda row: "  ".join(
         c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     lines.append(fmt(header))
     lines.append("  ".join("-" * w for w in widths))
@@ -227,8 +227,8 @@ def markdown(data: dict) -> str:
     lines = [
         f"- Machine: {m['cpu']} ({m['cpu_count']} CPUs), {m['threads']} threads"
         + (f", GPU {m['cuda_device']}" if m.get("cuda_device") else ", no GPU"),
-        f"- torch {m['torch']}, torchvision {m.get('torchvision')}, pyseg {m['pyseg']}, "
-        f"Python {m['python']}",
+        (f"- torch {m['torch']}, torchvision {m.get('torchvision')}, pyseg {m['pyseg']}, "
+         f"Python {m['python']}"),
     ]
     if data.get("command"):
         lines.append(f"- Command: `{' '.join(data['command'])}`")

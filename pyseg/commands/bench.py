@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import pyseg.bench as bench
+    from pyseg import bench
     from pyseg.cli import UsageError
 
     if args.threads is not None and args.threads < 1:

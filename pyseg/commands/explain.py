@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method", action="append", required=True, metavar="NAME",
         help="interpreter (gradcam, gradcam++, cam, hide-and-seek, excitation-backprop, or a "
-        "plugin's); repeat or separate with commas for several; 'all' for every built-in",
+        "plugin's); repeat or separate with commas for several; 'all' for every registered one",
     )
     parser.add_argument("--target", default=None, metavar="CLASS",
                         help="class index or name to explain (default: the predicted class)")
@@ -34,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "load a model whose architecture is an import path)")
 
 
-BUILTIN_METHODS = ("gradcam", "gradcam++", "cam", "hide-and-seek", "excitation-backprop")
-_LAYER_METHODS = {"gradcam", "gradcam++", "cam", "excitation-backprop"}
 
 
 def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
@@ -45,7 +43,7 @@ def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
     wanted: list[str] = []
     for item in names:
         for n in filter(None, (s.strip() for s in item.split(","))):
-            for m in (BUILTIN_METHODS if n == "all" else (n,)):
+            for m in (pyseg.list_interpreters() if n == "all" else (n,)):
                 if m not in wanted:
                     wanted.append(m)
     out = []
@@ -124,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         maps, titles = [], []
         stem = Path(path).stem
         for name, interp in methods:
-            opts = {"layer": args.layer} if args.layer and name in _LAYER_METHODS else {}
+            opts = {"layer": args.layer} if args.layer and interp.takes_layer else {}
             try:
                 heat = interp(model, batch, target=target, **opts)[0]
             except InterpretError as e:

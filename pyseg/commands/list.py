@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 import warnings
+from typing import Any
 
 HELP = "list architectures, interpreters, datasets and benchmarks, with their plugins"
 
+# (section, list_* and get_* function names in pyseg.registry)
 _SECTIONS = (
-    ("architectures", "list_architectures"),
-    ("interpreters", "list_interpreters"),
-    ("datasets", "list_datasets"),
-    ("benchmarks", "list_benchmarks"),
+    ("architectures", "list_architectures", "get_architecture"),
+    ("interpreters", "list_interpreters", "get_interpreter"),
+    ("datasets", "list_datasets", "get_dataset"),
+    ("benchmarks", "list_benchmarks", "get_benchmark"),
 )
 
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _plugin_dict(info) -> dict | None:
+def _plugin_dict(info: Any) -> dict[str, Any] | None:
     if info is None:
         return None
     return {
@@ -33,26 +35,32 @@ def _plugin_dict(info) -> dict | None:
     }
 
 
-def _row(kind: str, spec) -> dict:
-    row = {"name": spec.name, "summary": spec.summary}
-    if kind in ("architectures", "datasets"):
-        row["task"] = spec.task
-    elif kind == "interpreters":
-        row["tasks"] = list(spec.tasks)
-    elif kind == "benchmarks":
+def _row(kind: str, spec: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": spec.name, "summary": spec.summary}
+    if kind == "benchmarks":
         row["label"] = spec.label
         row["sub_label"] = spec.sub_label
+    else:
+        row["tasks"] = sorted(spec.tasks)
+    if kind == "architectures":
+        row["input_size"] = spec.input_size
+    elif kind == "interpreters":
+        row["takes_layer"] = spec.takes_layer
+    elif kind == "datasets":
+        row["class_names"] = list(spec.class_names)
+        row["options"] = list(spec.options)
     row["plugin"] = _plugin_dict(spec.plugin)
     return row
 
 
-def collect() -> dict:
+def collect() -> dict[str, Any]:
     """Everything ``pyseg list`` shows, as JSON-ready data."""
-    from pyseg import registry
+    from pyseg import registry  # imports torch: only when the command runs
 
-    data: dict = {}
-    for key, fn in _SECTIONS:
-        data[key] = [_row(key, spec) for spec in getattr(registry, fn)()]
+    data: dict[str, Any] = {}
+    for key, list_names, get_spec in _SECTIONS:
+        get = getattr(registry, get_spec)
+        data[key] = [_row(key, get(name)) for name in getattr(registry, list_names)()]
     data["plugins"] = [_plugin_dict(p) for p in registry.plugins()]
     data["failed_plugins"] = [
         {
@@ -67,7 +75,7 @@ def collect() -> dict:
     return data
 
 
-def _provider(plugin: dict | None) -> str:
+def _provider(plugin: dict[str, Any] | None) -> str:
     if plugin is None:
         return "?"
     if plugin["distribution"]:
@@ -75,8 +83,8 @@ def _provider(plugin: dict | None) -> str:
     return f"{plugin['module']} (module)"
 
 
-def _print_text(data: dict) -> None:
-    for key, _fn in _SECTIONS:
+def _print_text(data: dict[str, Any]) -> None:
+    for key, _list, _get in _SECTIONS:
         rows = data[key]
         print(f"{key.capitalize()} ({len(rows)})")
         if not rows:
@@ -84,11 +92,7 @@ def _print_text(data: dict) -> None:
         else:
             width = max(len(r["name"]) for r in rows)
             for r in rows:
-                extra = ""
-                if "task" in r:
-                    extra = f"[{r['task']}] "
-                elif "tasks" in r:
-                    extra = f"[{', '.join(r['tasks'])}] "
+                extra = f"[{', '.join(r['tasks'])}] " if "tasks" in r else ""
                 print(f"  {r['name']:<{width}}  {extra}{r['summary']}")
                 print(f"  {'':<{width}}  from {_provider(r['plugin'])}")
         print()
@@ -104,7 +108,7 @@ def _print_text(data: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyseg.registry import PluginError, PluginWarning
+    from pyseg.registry import PluginError, PluginWarning  # imports torch: only here
 
     try:
         with warnings.catch_warnings():

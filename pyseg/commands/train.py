@@ -6,6 +6,10 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyseg.registry import Architecture
 
 HELP = "train a segmentation network (default: on synthetic pets, no download needed)"
 
@@ -62,51 +66,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
-def _arch_task(name: str) -> str | None:
-    try:
-        from pyseg import registry
+def _architecture(name: str) -> Architecture | None:
+    """The registered architecture ``name``, or None (a ``module:factory`` path, or an
+    unknown name: reported when the model is built)."""
+    from pyseg import registry
 
-        return registry.get_architecture(name).task
-    except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
+    try:
+        return registry.get_architecture(name)
+    except KeyError:
         return None
-
-
-def _add_input_size(name: str, kwargs: dict, img_size: int) -> None:
-    """Classifiers built for a fixed input size (``input_size=``) get ``--img-size``."""
-    import inspect
-
-    try:
-        from pyseg import registry
-
-        factory = registry.get_architecture(name).factory
-        if "input_size" in inspect.signature(factory).parameters:
-            kwargs.setdefault("input_size", img_size)
-    except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
-        pass
-
-
-def _default_img_size(name: str) -> int:
-    """64, or the ``input_size`` default of an architecture built for one input size."""
-    import inspect
-
-    try:
-        from pyseg import registry
-
-        param = inspect.signature(registry.get_architecture(name).factory).parameters.get(
-            "input_size")
-        if param is not None and isinstance(param.default, int):
-            return param.default
-    except Exception:  # noqa: BLE001 - unknown names are reported when the model is built
-        pass
-    return 64
 
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
     from pyseg.commands import _common
 
-    if args.img_size is None:
-        args.img_size = _default_img_size(args.arch)
+    spec = _architecture(args.arch)
+    if args.img_size is None:  # a classifier built for one input size gets that size
+        args.img_size = (spec.input_size if spec is not None and spec.input_size else 64)
     for opt in ("epochs", "batch_size", "train_samples", "val_samples", "threads"):
         _common.check_range(f"--{opt.replace('_', '-')}", getattr(args, opt))
     _common.check_img_size("--img-size", args.img_size)
@@ -129,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    task = args.task or _arch_task(args.arch) or "segmentation"
-    _add_input_size(args.arch, arch_kwargs, args.img_size)
+    task = args.task or ("segmentation" if spec is None or "segmentation" in spec.tasks
+                         else min(spec.tasks))
+    if spec is not None and spec.input_size is not None:
+        arch_kwargs.setdefault("input_size", args.img_size)
     cfg = TrainConfig(
         arch=args.arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,

@@ -2,83 +2,65 @@
 folder dataset (:mod:`pyseg.data.folder`).
 
 ``resolve_dataset(name_or_path, split=..., img_size=..., task=...)`` turns what a user
-typed after ``--data`` into a ``torch.utils.data.Dataset``.
+typed after ``--data`` into a ``torch.utils.data.Dataset``: a dataset registered by a
+plugin (the built-in ones by ``pyseg_plugins.datasets``), or a folder.
 """
 
+import os
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from pyseg import registry
+from pyseg.data.folder import folder_dataset
+from pyseg.data.oxford import oxford_pets
+from pyseg.data.patch_hiding import HideAndSeek
 from pyseg.data.synthetic import SEGMENTATION_CLASSES, SPECIES, SyntheticPets, synthetic_pets
-from pyseg.data.hide_and_seek import HideAndSeek  # noqa: F401
 
-__all__ = ["SEGMENTATION_CLASSES", "SPECIES", "SyntheticPets", "synthetic_pets"]
-
-
-def builtin_datasets() -> list:
-    """The dataset specs registered by the built-in plugin ``pyseg_plugins.datasets``."""
-    from pyseg.registry import Dataset
-
-    specs = [
-        Dataset(
-            "synthetic-pets", synthetic_pets, task="segmentation",
-            summary="procedural cats and dogs on cluttered backgrounds with trimaps (no download)",
-            class_names=SEGMENTATION_CLASSES,
-        ),
-    ]
-    try:
-        from pyseg.data.oxford import oxford_pets
-    except ImportError:  # pragma: no cover - during development only
-        return specs
-    specs.append(Dataset(
-        "oxford-pets", oxford_pets, task="segmentation",
-        summary="Oxford-IIIT Pets (images/*.jpg + annotations/trimaps/*.png) from --data ROOT",
-        class_names=SEGMENTATION_CLASSES,
-    ))
-    return specs
-
-
-def _registry_dataset(name: str):
-    from pyseg import registry
-
-    get = getattr(registry, "get_dataset", None)
-    if get is not None:
-        try:
-            return get(name)
-        except (KeyError, LookupError, ValueError):
-            pass
-    for spec in builtin_datasets():
-        if spec.name == name:
-            return spec
-    return None
+__all__ = [
+    "SEGMENTATION_CLASSES",
+    "SPECIES",
+    "HideAndSeek",
+    "SyntheticPets",
+    "resolve_dataset",
+    "synthetic_pets",
+]
 
 
 def resolve_dataset(data: str, split: str, img_size: int, task: str = "segmentation",
                     seed: int = 0, train_length: int | None = None,
-                    val_length: int | None = None):
+                    val_length: int | None = None) -> tuple[Dataset[Any], list[str]]:
     """``(dataset, class_names)`` for ``--data``: a registered dataset name, or a folder in
     the folder-dataset layout (``classes.txt``, ``images/``, ``masks/``: see
     :mod:`pyseg.data.folder`) or the Oxford Pets layout. Raises ``ValueError`` with one
-    readable line otherwise."""
-    import os
-    from pathlib import Path
+    readable line otherwise.
 
-    spec = None if (os.sep in data or data.startswith(".")) else _registry_dataset(data)
+    ``seed`` and the split's length go to datasets that declare them in their
+    :attr:`~pyseg.registry.DatasetSpec.options`."""
+    spec = None
+    if os.sep not in data and not data.startswith("."):
+        try:
+            spec = registry.get_dataset(data)
+        except registry.UnknownNameError:
+            pass  # perhaps a folder
     if spec is None:
         path = Path(data).expanduser()
         if not path.exists():
             raise ValueError(f"no dataset named {data!r} and no such folder")
-        if (path / "classes.txt").exists() or (path / "masks").is_dir():
-            from pyseg.data.folder import folder_dataset as factory
-        else:
-            from pyseg.data.oxford import oxford_pets as factory
-
+        is_folder_layout = (path / "classes.txt").exists() or (path / "masks").is_dir()
+        factory = folder_dataset if is_folder_layout else oxford_pets
         ds = factory(path, split=split, img_size=img_size, task=task)
         return ds, list(ds.class_names)
-    if spec.task != task and task != "classification":
-        raise ValueError(f"dataset {data!r} provides {spec.task}, not {task}")
-    kwargs = {}
-    if spec.name == "synthetic-pets":
-        kwargs["seed"] = seed
-        length = train_length if split == "train" else val_length
-        if length is not None:
-            kwargs["length"] = length
-    ds = spec.factory(root=None, split=split, img_size=img_size, task=task, **kwargs)
+    if task not in spec.tasks:
+        raise ValueError(f"dataset {data!r} provides {', '.join(sorted(spec.tasks))}, "
+                         f"not {task}")
+    options: dict[str, Any] = {}
+    if "seed" in spec.options:
+        options["seed"] = seed
+    length = train_length if split == "train" else val_length
+    if "length" in spec.options and length is not None:
+        options["length"] = length
+    ds = spec.fn(root=None, split=split, img_size=img_size, task=task, **options)
     names = list(getattr(ds, "class_names", None) or spec.class_names)
     return ds, names

@@ -36,12 +36,12 @@ def build_model(arch: str, num_classes: int, arch_kwargs: dict | None = None,
         raise ValueError(str(e)) from None
 
 
-def registered_task(arch: str) -> str | None:
-    """The task a registered architecture declares; None for an import path or an unknown
+def registered_tasks(arch: str) -> frozenset[str] | None:
+    """The tasks a registered architecture declares; None for an import path or an unknown
     name (those are reported when the model is built)."""
     if ":" in arch:
         return None
     try:
-        return registry.get_architecture(arch).task
+        return registry.get_architecture(arch).tasks
     except registry.UnknownNameError:
         return None

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from pyseg.engine.checkpoint import load_checkpoint, model_fields, save_checkpoint
 from pyseg.engine.devices import resolve_device
 from pyseg.engine.metrics import confusion_matrix, metrics_from_confusion
-from pyseg.engine.models import build_model, registered_task
+from pyseg.engine.models import build_model, registered_tasks
 from pyseg.engine.outputs import check_output_dir, to_json, write_text_atomic
 
 DEFAULT_ARCH = "unet"
@@ -345,10 +345,10 @@ def _model(cfg: TrainConfig, model: nn.Module | None, num_classes: int,
     """The network on ``device`` and the architecture name stored in the checkpoints."""
     arch_name = cfg.arch
     if model is None:
-        declared = registered_task(cfg.arch)
-        if declared is not None and declared != cfg.task:
-            raise ValueError(f"architecture {cfg.arch!r} is a {declared} model, not a "
-                             f"{cfg.task} model (--task {cfg.task})")
+        declared = registered_tasks(cfg.arch)
+        if declared is not None and cfg.task not in declared:
+            raise ValueError(f"architecture {cfg.arch!r} is a {' and '.join(sorted(declared))} "
+                             f"model, not a {cfg.task} model (--task {cfg.task})")
         model = build_model(cfg.arch, num_classes, cfg.arch_kwargs)
     elif not cfg.arch:
         arch_name = type(model).__name__
@@ -400,7 +400,7 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, conf
 def _train_loader(cfg: TrainConfig, train_set: Dataset, rank: int, world: int):
     fit_set = train_set
     if cfg.hide_and_seek:
-        from pyseg.data.hide_and_seek import HideAndSeek  # lazy: optional module
+        from pyseg.data.patch_hiding import HideAndSeek  # lazy: optional module
 
         fit_set = _Augmented(train_set, HideAndSeek(grid_size=max(2, cfg.img_size // 16), p=0.5,
                                                     mean=_dataset_mean(train_set)))

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # typing.Self needs Python 3.11
+    from typing_extensions import Self
 
 __all__ = [
     "ACTIVATIONS",
@@ -62,7 +65,7 @@ class ModelGuard(contextlib.AbstractContextManager):
         self.eval_mode = eval_mode
         self._handles: list[Any] = []
 
-    def __enter__(self) -> ModelGuard:
+    def __enter__(self) -> Self:
         self._modes = [(m, m.training) for m in self.model.modules()]
         self._grads = [(p, p.grad) for p in self.model.parameters()]
         if self.eval_mode:
@@ -88,7 +91,6 @@ class ModelGuard(contextlib.AbstractContextManager):
         for p, g in self._grads:
             if p.grad is not g:
                 p.grad = g
-        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,10 +29,13 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
         if self.padding_mode != "zeros":
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
+        # torch types these attributes for every conv module (padding may be a str for
+        # Conv2d); its own ConvTranspose2d.forward ignores the same mismatch.
         output_padding = self._output_padding(
-            input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+            input, output_size, self.stride, self.padding, self.kernel_size,  # type: ignore[arg-type]
+            2, self.dilation,  # type: ignore[arg-type]
         )
         return conv_transpose2d(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding,
-            self.groups, self.dilation,
+            input, self.weight, self.bias, self.stride,
+            self.padding, output_padding, self.groups, self.dilation,  # type: ignore[arg-type]
         )

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +85,7 @@ class DeformConv2dPack(DeformConv2d):
     convolution (``conv_offset``, same kernel, stride, padding and dilation) initialised to
     zero, so training starts from a plain convolution. ``forward(input)``."""
 
-    def __init__(self, *args, deform_groups: int = 1, **kwargs) -> None:
+    def __init__(self, *args: Any, deform_groups: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deform_groups = deform_groups
         kh, kw = self.kernel_size
@@ -101,7 +102,8 @@ class DeformConv2dPack(DeformConv2d):
     def init_offset(self) -> None:
         """Zero the offset predictor: offsets start at 0 (and a mask at sigmoid(0) = 0.5)."""
         nn.init.zeros_(self.conv_offset.weight)
-        nn.init.zeros_(self.conv_offset.bias)
+        if self.conv_offset.bias is not None:  # always: built with bias=True
+            nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, input: Tensor) -> Tensor:  # type: ignore[override]
         offset = self.conv_offset(input)

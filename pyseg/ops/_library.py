@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from pyseg import _loader
 
 NAMESPACES: tuple[str, ...] = ("pyseg", "pyseg_emu") if _loader._emu is not None else ("pyseg",)
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 _state = threading.local()
 
@@ -50,10 +52,10 @@ def emulated() -> Iterator[None]:
         _state.namespace = previous
 
 
-def register_fake(name: str) -> Callable[[Callable], Callable]:
+def register_fake(name: str) -> Callable[[_Fn], _Fn]:
     """Decorator: the fake (meta) kernel of ``name`` in every namespace."""
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: _Fn) -> _Fn:
         for ns in NAMESPACES:
             torch.library.register_fake(f"{ns}::{name}", fn)
         return fn
@@ -63,8 +65,8 @@ def register_fake(name: str) -> Callable[[Callable], Callable]:
 
 def register_autograd(
     name: str,
-    make_backward: Callable[[Any], Callable],
-    setup_context: Callable,
+    make_backward: Callable[[Any], Callable[..., Any]],
+    setup_context: Callable[[Any, tuple[Any, ...], Any], None],
 ) -> None:
     """Register autograd for ``name`` in every namespace.
 
@@ -83,7 +85,7 @@ def pair(value: Any, name: str) -> tuple[int, int]:
     if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int | torch.SymInt):
-        return (value, value)
+        return (value, value)  # type: ignore[return-value]  # a SymInt stands for an int
     try:
         items = tuple(value)
     except TypeError:
@@ -94,4 +96,4 @@ def pair(value: Any, name: str) -> tuple[int, int]:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     if not all(isinstance(v, int | torch.SymInt) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return items  # type: ignore[return-value]
+    return items

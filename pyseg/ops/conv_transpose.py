@@ -7,7 +7,8 @@ A transposed convolution is the adjoint of a convolution: if ``C`` is the matrix
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -87,13 +88,14 @@ def conv_transpose2d(
         )
     if input.dim() == 3:
         # Unbatched: one image. Checks and messages see the batched shape, as in torch.
-        out = op("conv_transpose2d")(
+        out: Tensor = op("conv_transpose2d")(
             input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation
         )
         return out.squeeze(0)
-    return op("conv_transpose2d")(
+    out = op("conv_transpose2d")(
         input, weight, bias, stride, padding, output_padding, groups, dilation
     )
+    return out
 
 
 def _suggests_channels_last(t: Tensor) -> bool:
@@ -104,7 +106,10 @@ def _suggests_channels_last(t: Tensor) -> bool:
     return suggest_memory_format(t) == torch.channels_last
 
 
-def _output_shape(input, weight, stride, padding, output_padding, dilation, groups):
+def _output_shape(
+    input: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int],
+    output_padding: Sequence[int], dilation: Sequence[int], groups: int,
+) -> tuple[list[int], bool]:
     batched = input.dim() == 4
     h, w = input.shape[-2], input.shape[-1]
     out_h = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (weight.shape[2] - 1)
@@ -117,7 +122,10 @@ def _output_shape(input, weight, stride, padding, output_padding, dilation, grou
 
 
 @register_fake("conv_transpose2d")
-def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
+def _conv_transpose2d_fake(
+    input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int],
+    padding: Sequence[int], output_padding: Sequence[int], groups: int, dilation: Sequence[int],
+) -> Tensor:
     torch._check(input.dim() in (3, 4), lambda: "Expected 3D or 4D input to conv_transpose2d")
     torch._check(weight.dim() == 4, lambda: "Expected 4-dimensional weight for conv_transpose2d")
     torch._check(input.dtype == weight.dtype, lambda: "input and weight dtypes differ")
@@ -130,8 +138,10 @@ def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding,
 
 @register_fake("conv_transpose2d_backward")
 def _conv_transpose2d_backward_fake(
-    grad_output, input, weight, stride, padding, output_padding, groups, dilation, output_mask
-):
+    grad_output: Tensor, input: Tensor, weight: Tensor, stride: Sequence[int],
+    padding: Sequence[int], output_padding: Sequence[int], groups: int, dilation: Sequence[int],
+    output_mask: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor]:
     batched = input.dim() == 4
     channels_last = batched and (_suggests_channels_last(input) or _suggests_channels_last(weight))
     empty = input.new_empty(0)
@@ -145,15 +155,15 @@ def _conv_transpose2d_backward_fake(
     return grad_input, grad_weight, grad_bias
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     input, weight, bias, stride, padding, output_padding, groups, dilation = inputs
     ctx.save_for_backward(input, weight)
     ctx.args = (stride, padding, output_padding, groups, dilation)
     ctx.has_bias = bias is not None
 
 
-def _make_backward(ops):
-    def backward(ctx, grad):
+def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         input, weight = ctx.saved_tensors
         mask = [
             ctx.needs_input_grad[0],

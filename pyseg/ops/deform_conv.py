@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -66,19 +69,23 @@ def deform_conv2d(
             f"Got offset.shape[1]={offset.shape[1]}, while 2 * weight.size[2] * "
             f"weight.size[3]={2 * weights_h * weights_w}"
         )
-    return op("deform_conv2d")(
+    out: Tensor = op("deform_conv2d")(
         input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
         n_weight_grps, n_offset_grps, use_mask,
     )
+    return out
 
 
-def _out_size(size, k, stride, pad, dil):
+def _out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
     return (size + 2 * pad - (dil * (k - 1) + 1)) // stride + 1
 
 
 @register_fake("deform_conv2d")
-def _deform_conv2d_fake(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
-                        dil_h, dil_w, groups, offset_groups, use_mask):
+def _deform_conv2d_fake(
+    input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, bias: Tensor, stride_h: int,
+    stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int, groups: int,
+    offset_groups: int, use_mask: bool,
+) -> Tensor:
     torch._check(input.dim() == 4, lambda: "deform_conv2d: input must be a 4-D tensor")
     torch._check(weight.dim() == 4, lambda: "deform_conv2d: weight must be a 4-D tensor")
     torch._check(offset.dim() == 4, lambda: "deform_conv2d: offset must be a 4-D tensor")
@@ -89,7 +96,10 @@ def _deform_conv2d_fake(input, weight, offset, mask, bias, stride_h, stride_w, p
 
 
 @register_fake("_deform_conv2d_backward")
-def _deform_conv2d_backward_fake(grad, input, weight, offset, mask, bias, *args):
+def _deform_conv2d_backward_fake(
+    grad: Tensor, input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, bias: Tensor,
+    *args: Any,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     return (
         torch.empty_like(input, memory_format=torch.contiguous_format),
         torch.empty_like(weight, memory_format=torch.contiguous_format),
@@ -99,14 +109,14 @@ def _deform_conv2d_backward_fake(grad, input, weight, offset, mask, bias, *args)
     )
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     input, weight, offset, mask, bias, *params = inputs
     ctx.save_for_backward(input, weight, offset, mask, bias)
     ctx.params = params
 
 
-def _make_backward(ops):
-    def backward(ctx, grad):
+def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         input, weight, offset, mask, bias = ctx.saved_tensors
         use_mask = ctx.params[-1]
         gi, gw, go, gm, gb = ops._deform_conv2d_backward(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -99,7 +100,8 @@ def max_unpool2d(
             f"{input.dim()} dimensions."
         )
     size = _output_size(input, kernel_size, stride, padding, output_size)
-    return op("max_unpool2d")(input, indices, size)
+    out: Tensor = op("max_unpool2d")(input, indices, size)
+    return out
 
 
 @register_fake("max_unpool2d")
@@ -132,14 +134,14 @@ def _max_unpool2d_backward_fake(grad_output: Tensor, indices: Tensor) -> Tensor:
     return grad_output.new_empty(indices.shape).contiguous(memory_format=memory_format)
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     _, indices, output_size = inputs
     ctx.save_for_backward(indices)
     ctx.output_size = output_size
 
 
-def _make_backward(ops):
-    def backward(ctx, grad):
+def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, None, None]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (indices,) = ctx.saved_tensors
         return ops.max_unpool2d_backward(grad, indices), None, None
 
@@ -149,15 +151,15 @@ def _make_backward(ops):
 register_autograd("max_unpool2d", _make_backward, _setup_context)
 
 
-def _setup_context_backward(ctx, inputs, output) -> None:
+def _setup_context_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     grad_output, indices = inputs
     ctx.save_for_backward(indices)
     ctx.output_size = list(grad_output.shape[-2:])
 
 
-def _make_double_backward(ops):
+def _make_double_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, None]]:
     # max_unpool2d_backward is linear in grad_output; its adjoint is the unpool itself.
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (indices,) = ctx.saved_tensors
         return ops.max_unpool2d(grad, indices, ctx.output_size), None
 

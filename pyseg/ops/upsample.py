@@ -9,7 +9,8 @@ deterministic on every device, no atomics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ __all__ = ["bed_of_nails", "interpolate"]
 _MODES = ("nearest", "bilinear", "bicubic")
 
 
-def _is_integer(x) -> bool:
+def _is_integer(x: object) -> bool:
     # torch.nn.functional._is_integer
     if isinstance(x, int | torch.SymInt):
         return True
@@ -116,6 +117,7 @@ def interpolate(
         recompute_scale_factor = True
     if recompute_scale_factor is not None and recompute_scale_factor:
         # torch computes the size in Python and lets the kernel derive in / out.
+        assert scale_factors is not None  # size is None here: scale_factor was given
         output_size = [torch.sym_int(input.size(i + 2) * scale_factors[i]) for i in range(dim)]
         scale_factors = None
 
@@ -154,15 +156,16 @@ def interpolate(
             f"pyseg.ops.interpolate does not implement antialias=True (mode={mode!r})"
         )
 
+    scales: list[float | None] = [None, None]
     if output_size is None:
         # ATen: output = (int64) (double(in) * scale), then 1 / scale as the source scale.
+        assert scale_factors is not None  # size is None here: scale_factor was given
         output_size = [torch.sym_int(input.size(i + 2) * float(scale_factors[i])) for i in range(2)]
         scales = [float(s) for s in scale_factors]
-    else:
-        scales = [None, None]
-    return op("upsample2d")(
+    out: Tensor = op("upsample2d")(
         input, list(output_size), mode, bool(align_corners), scales[0], scales[1]
     )
+    return out
 
 
 def bed_of_nails(input: Tensor, scale_factor: int | Sequence[int]) -> Tensor:
@@ -190,41 +193,48 @@ def bed_of_nails(input: Tensor, scale_factor: int | Sequence[int]) -> Tensor:
         raise ValueError(
             f"bed_of_nails: input must be a 4-D (N, C, H, W) tensor, got {input.dim()} dimensions"
         )
-    return op("bed_of_nails")(input, [sh, sw])
+    out: Tensor = op("bed_of_nails")(input, [sh, sw])
+    return out
 
 
 # ---- fake kernels --------------------------------------------------------------------------
 
 
-def _empty(like: Tensor, shape: Sequence) -> Tensor:
+def _empty(like: Tensor, shape: Sequence[int]) -> Tensor:
     return torch.empty(
         list(shape), dtype=like.dtype, device=like.device, memory_format=suggest_memory_format(like)
     )
 
 
 @register_fake("upsample2d")
-def _upsample2d_fake(input, output_size, mode, align_corners, scale_h, scale_w):
+def _upsample2d_fake(
+    input: Tensor, output_size: Sequence[int], mode: str, align_corners: bool,
+    scale_h: float | None, scale_w: float | None,
+) -> Tensor:
     torch._check(input.dim() == 4, lambda: "upsample2d: input must be a 4-D (N, C, H, W) tensor")
     torch._check(len(output_size) == 2, lambda: "upsample2d: output_size must have 2 elements")
     return _empty(input, [input.shape[0], input.shape[1], *output_size])
 
 
 @register_fake("upsample2d_backward")
-def _upsample2d_backward_fake(grad_output, input_size, mode, align_corners, scale_h, scale_w):
+def _upsample2d_backward_fake(
+    grad_output: Tensor, input_size: Sequence[int], mode: str, align_corners: bool,
+    scale_h: float | None, scale_w: float | None,
+) -> Tensor:
     torch._check(grad_output.dim() == 4, lambda: "upsample2d_backward: grad_output must be 4-D")
     torch._check(len(input_size) == 4, lambda: "upsample2d_backward: input_size must have 4 elements")
     return _empty(grad_output, input_size)
 
 
 @register_fake("bed_of_nails")
-def _bed_of_nails_fake(input, scale_factor):
+def _bed_of_nails_fake(input: Tensor, scale_factor: Sequence[int]) -> Tensor:
     torch._check(input.dim() == 4, lambda: "bed_of_nails: expected a 4-D tensor")
     n, c, h, w = input.shape
     return _empty(input, [n, c, h * scale_factor[0], w * scale_factor[1]])
 
 
 @register_fake("bed_of_nails_backward")
-def _bed_of_nails_backward_fake(grad_output, scale_factor):
+def _bed_of_nails_backward_fake(grad_output: Tensor, scale_factor: Sequence[int]) -> Tensor:
     torch._check(grad_output.dim() == 4, lambda: "bed_of_nails_backward: expected a 4-D tensor")
     n, c, h, w = grad_output.shape
     return _empty(grad_output, [n, c, h // scale_factor[0], w // scale_factor[1]])
@@ -233,14 +243,14 @@ def _bed_of_nails_backward_fake(grad_output, scale_factor):
 # ---- autograd ------------------------------------------------------------------------------
 
 
-def _setup_upsample(ctx, inputs, output) -> None:
-    input, output_size, mode, align_corners, scale_h, scale_w = inputs
+def _setup_upsample(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    input, _output_size, mode, align_corners, scale_h, scale_w = inputs
     ctx.input_size = list(input.shape)
     ctx.args = (mode, align_corners, scale_h, scale_w)
 
 
-def _make_upsample_backward(ops):
-    def backward(ctx, grad):
+def _make_upsample_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         return ops.upsample2d_backward(grad, ctx.input_size, *ctx.args), None, None, None, None, None
 
     return backward
@@ -249,15 +259,17 @@ def _make_upsample_backward(ops):
 register_autograd("upsample2d", _make_upsample_backward, _setup_upsample)
 
 
-def _setup_upsample_backward(ctx, inputs, output) -> None:
-    grad_output, input_size, mode, align_corners, scale_h, scale_w = inputs
+def _setup_upsample_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    grad_output, _input_size, mode, align_corners, scale_h, scale_w = inputs
     ctx.output_size = list(grad_output.shape[-2:])
     ctx.args = (mode, align_corners, scale_h, scale_w)
 
 
-def _make_upsample_double_backward(ops):
+def _make_upsample_double_backward(
+    ops: Any,
+) -> Callable[[Any, Tensor], tuple[Tensor | None, ...]]:
     # upsample2d_backward is linear in grad_output; its adjoint is the forward resampling.
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         return ops.upsample2d(grad, ctx.output_size, *ctx.args), None, None, None, None, None
 
     return backward
@@ -266,19 +278,19 @@ def _make_upsample_double_backward(ops):
 register_autograd("upsample2d_backward", _make_upsample_double_backward, _setup_upsample_backward)
 
 
-def _setup_nails(ctx, inputs, output) -> None:
+def _setup_nails(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.scale_factor = list(inputs[1])
 
 
-def _make_nails_backward(ops):
-    def backward(ctx, grad):
+def _make_nails_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, None]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return ops.bed_of_nails_backward(grad, ctx.scale_factor), None
 
     return backward
 
 
-def _make_nails_double_backward(ops):
-    def backward(ctx, grad):
+def _make_nails_double_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, None]]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return ops.bed_of_nails(grad, ctx.scale_factor), None
 
     return backward

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+
 import pyseg
 from pyseg import registry
+
 
 @pytest.fixture
 def require_pyseg_ops():

@@ -27,6 +27,7 @@ def _bench(tmp_path: Path, *args: str, env: dict | None = None,
         [sys.executable, "-m", "pyseg", *global_args, "bench", *args, "--json", str(out_json),
          "--plot", str(out_png)],
         capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out_json.read_text()), proc.stdout

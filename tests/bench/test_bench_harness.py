@@ -6,9 +6,8 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import pyseg.bench as bench
+from pyseg import bench
 from pyseg.registry import BenchmarkCase
 
 FAST = dict(min_run_time=0.01)

@@ -149,11 +149,11 @@ def test_registered_as_a_dataset_plugin(folder):
     from pyseg import registry
 
     spec = registry.get_dataset("folder")
-    assert spec.task == "segmentation"
-    ds = spec.factory(root=folder, split="all", img_size=8, warn=False)
+    assert spec.tasks == {"segmentation"}
+    ds = spec.fn(root=folder, split="all", img_size=8, warn=False)
     assert len(ds) == 6
     with pytest.raises(DatasetError, match="--data PATH"):
-        spec.factory(root=None)
+        spec.fn(root=None)
 
 
 def test_train_and_predict_with_five_classes(folder, tmp_path):

@@ -127,9 +127,9 @@ def test_hide_and_seek_flag_uses_the_augmentation(tmp_path, monkeypatch):
             calls.append(x.shape)
             return x
 
-    mod = types.ModuleType("pyseg.data.hide_and_seek")
+    mod = types.ModuleType("pyseg.data.patch_hiding")
     mod.HideAndSeek = FakeHideAndSeek
-    monkeypatch.setitem(sys.modules, "pyseg.data.hide_and_seek", mod)
+    monkeypatch.setitem(sys.modules, "pyseg.data.patch_hiding", mod)
     train(_cfg(tmp_path, epochs=1, hide_and_seek=True), plots=False)
     assert len(calls) == 8
     # Hidden patches are filled with the training set's per-channel mean (as in the paper).

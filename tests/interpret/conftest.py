@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from interp_models import GapNet
 from pyseg_plugins.interpreters import pyseg_interpreters
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 from torch import nn
 
 import pyseg
 from pyseg.interpret import InterpretError
-from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 
-ARCHS = sorted(a.name for a in pyseg.list_architectures())
+ARCHS = pyseg.list_architectures()
 # The smallest input each architecture accepts cheaply (small-convnet is built for 180x180).
 SIZE = {"small-convnet": 180}
 GAP_LINEAR = {"mini-xception"}  # the built-ins that end in global average pooling + linear
@@ -20,7 +20,7 @@ NARROW = {name: {"width": 1 / 16} for name in ("fcn32s", "fcn16s", "fcn8s", "dec
 
 def _model_and_images(name: str):
     arch = pyseg.get_architecture(name)
-    segmentation = arch.task == "segmentation"
+    segmentation = "segmentation" in arch.tasks
     torch.manual_seed(0)
     model = pyseg.create_model(name, num_classes=3 if segmentation else 2,
                                **NARROW.get(name, {})).eval()

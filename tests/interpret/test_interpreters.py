@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from interp_models import GapNet, PixelSegNet, QuadrantNet
+from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
 from torch import nn
 
 from pyseg.interpret import InterpretError, default_layer, minmax_normalize, upsample_to
-from pyseg_plugins.interpreters.excitation_backprop import excitation_masses
-
-from interp_models import GapNet, PixelSegNet, QuadrantNet
 
 METHODS = ["cam", "gradcam", "gradcam++", "hide-and-seek", "excitation-backprop"]
 
@@ -25,7 +24,7 @@ def _hooks(model: nn.Module) -> int:
 
 def test_registered(interpreters):
     assert set(METHODS) <= set(interpreters)
-    assert interpreters["cam"].tasks == ("classification",)
+    assert interpreters["cam"].tasks == {"classification"}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -298,7 +297,7 @@ def test_hide_and_seek_matches_definition(interpreters, images):
     x = images[:1]
     got = interpreters["hide-and-seek"](model, x, target=0, grid_size=16, num_samples=64,
                                         fill=0.0, seed=0)
-    from pyseg.data.hide_and_seek import patch_grid_masks
+    from pyseg.data.patch_hiding import patch_grid_masks
     cells, pixels = patch_grid_masks(64, 32, 32, 16, 0.5, torch.Generator().manual_seed(0))
     with torch.no_grad():
         scores = torch.stack([model(x * (~h).float())[0, 0] for h in pixels])

@@ -199,7 +199,7 @@ def test_errors_torch_leaves_to_onednn(backend, kwargs, message):
 
 
 def test_opcheck():
-    x, weight, bias, kw = _make(CASES[0], "cpu")
+    x, weight, bias, _kw = _make(CASES[0], "cpu")
     x.requires_grad_()
     weight.requires_grad_()
     bias.requires_grad_()
@@ -216,7 +216,7 @@ def test_opcheck():
 
 
 def test_opcheck_emulated(emu):
-    x, weight, bias, kw = _make(CASES[3], "cpu")
+    x, weight, bias, _kw = _make(CASES[3], "cpu")
     args = (x.requires_grad_(), weight.requires_grad_(), bias, [2, 2], [0, 0], [1, 1], 1, [1, 1])
     torch.library.opcheck(torch.ops.pyseg_emu.conv_transpose2d, args)
 

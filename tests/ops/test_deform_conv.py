@@ -25,7 +25,7 @@ def _case(n, c, o, h, w, kh, kw, groups=1, og=1, stride=(1, 1), pad=(0, 0), dil=
     b = torch.randn(o, generator=g, dtype=dtype) if bias else None
     off = scale * torch.randn(n, 2 * og * kh * kw, ho, wo, generator=g, dtype=dtype)
     m = torch.rand(n, og * kh * kw, ho, wo, generator=g, dtype=dtype) if mask else None
-    to = lambda t: None if t is None else t.to(device)  # noqa: E731
+    to = lambda t: None if t is None else t.to(device)
     return dict(input=to(x), offset=to(off), weight=to(wt), bias=to(b), stride=stride,
                 padding=pad, dilation=dil, mask=to(m))
 
@@ -267,7 +267,7 @@ def _integer_case(case, seed):
     n, c, o, h, w, kh, kw, gr, og, s, p, d, mk, bs = case
     g = torch.Generator().manual_seed(seed)
     ho, wo = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
-    ints = lambda lo, hi, *shape: torch.randint(lo, hi, shape, generator=g).double()  # noqa: E731
+    ints = lambda lo, hi, *shape: torch.randint(lo, hi, shape, generator=g).double()
     return dict(input=ints(-4, 5, n, c, h, w), offset=ints(-2, 3, n, 2 * og * kh * kw, ho, wo),
                 weight=ints(-3, 4, o, c // gr, kh, kw), bias=ints(-5, 6, o) if bs else None,
                 mask=ints(0, 3, n, og * kh * kw, ho, wo) if mk else None,

@@ -2,7 +2,7 @@
 optionally, re-draw its plot.
 
     pyseg bench --backward --json benchmarks/results.json --plot benchmarks/results.png
-    python benchmarks/report.py benchmarks/results.json [--plot benchmarks/results.png]
+    python benchmarks/results_to_markdown.py benchmarks/results.json [--plot benchmarks/results.png]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-import pyseg.bench as bench
+from pyseg import bench
 
 
 def main(argv: list[str] | None = None) -> int:
