@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd, register_fake
+from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
 
 __all__ = ["max_unpool2d"]
 
@@ -146,7 +146,7 @@ def _make_backward(ops):
     return backward
 
 
-register_autograd("max_unpool2d", _make_backward, _setup_context)
+register_autograd_per_namespace("max_unpool2d", _make_backward, _setup_context)
 
 
 def _setup_context_backward(ctx, inputs, output) -> None:
@@ -164,4 +164,4 @@ def _make_double_backward(ops):
     return backward
 
 
-register_autograd("max_unpool2d_backward", _make_double_backward, _setup_context_backward)
+register_autograd_per_namespace("max_unpool2d_backward", _make_double_backward, _setup_context_backward)
