@@ -35,7 +35,10 @@ def namespace() -> str:
 
 
 def _onnx_exporting() -> bool:
-    # torch.onnx is imported by whoever exports; `import pyseg` does not pay for it.
+    # Exporting implies tracing, and is_compiling() is a cheap flag, so eager calls skip the
+    # slower ONNX check; torch.onnx is imported by whoever exports, never by pyseg.
+    if not torch.compiler.is_compiling():
+        return False
     onnx = sys.modules.get("torch.onnx")
     return onnx is not None and onnx.is_in_onnx_export()
 
