@@ -27,10 +27,21 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     import onnxruntime
 
-    print(f"CPU: {platform.processor() or platform.machine()}, capability "
+    print(f"CPU: {cpu_model()}, capability "
           f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}, load average {os.getloadavg()[0]:.1f}")
     print("| architecture | bf16 rel. error, pyseg | bf16 rel. error, torch.nn twin | "
