@@ -10,7 +10,32 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-import torch  # noqa: F401  (libtorch must be loaded before the extensions)
+import torch  # (libtorch must be loaded before the extensions)
+
+
+def check_torch_version(built_with: str, running: str) -> None:
+    """Raise ImportError unless ``running`` has the major.minor of ``built_with``.
+
+    The compiled extensions use torch's C++ API, which changes between minor releases: a
+    build (a wheel) works only with the torch it was built against. An empty ``built_with``
+    (no build facts) is not checked.
+    """
+    if not built_with:
+        return
+    if built_with.split(".")[:2] != running.split(".")[:2]:
+        raise ImportError(
+            f"pyseg was built against torch {built_with} but torch {running} is installed; "
+            f"its compiled operators only work with torch {'.'.join(built_with.split('.')[:2])}"
+            ".x. Install that torch, or rebuild pyseg against this one: "
+            "pip install --no-build-isolation torch-pyseg (or -e . in a checkout)."
+        )
+
+
+try:
+    from pyseg import _build_info
+except ImportError:  # pragma: no cover - a checkout that was never built
+    _build_info = None
+check_torch_version(getattr(_build_info, "torch_version", ""), torch.__version__)
 
 try:
     from pyseg import _C  # noqa: F401

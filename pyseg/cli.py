@@ -19,6 +19,7 @@ COMMANDS = {
     "predict": "pyseg.commands.predict",
     "evaluate": "pyseg.commands.evaluate",
     "explain": "pyseg.commands.explain",
+    "export": "pyseg.commands.export",
 }
 
 

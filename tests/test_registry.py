@@ -117,7 +117,7 @@ def test_builtins_load_strictly(clean):
     for name in pyseg.list_architectures():
         a = pyseg.get_architecture(name)
         assert a.plugin.source == "builtin"
-        assert a.plugin.distribution == "pyseg" and a.plugin.version == pyseg.__version__
+        assert a.plugin.distribution == "torch-pyseg" and a.plugin.version == pyseg.__version__
         assert a.summary and len(a.tasks) == 1 and a.tasks <= {"segmentation", "classification"}
     assert names(pyseg.list_architectures(task="classification")) == {
         "small-convnet", "mini-xception"}
@@ -533,7 +533,7 @@ def test_list_command_json(clean, make_module, capsys):
     data = json.loads(capsys.readouterr().out)
     archs = {a["name"]: a for a in data["architectures"]}
     assert BUILTIN_ARCHITECTURES <= set(archs)
-    assert archs["unet"]["plugin"]["distribution"] == "pyseg"
+    assert archs["unet"]["plugin"]["distribution"] == "torch-pyseg"
     assert (archs["unet"]["tasks"], archs["unet"]["input_size"]) == (["segmentation"], None)
     assert (archs["small-convnet"]["tasks"], archs["small-convnet"]["input_size"]) == (
         ["classification"], 180)

@@ -1,12 +1,16 @@
 """pyseg's operators as functions, with the signatures of their torch / torchvision
 counterparts. Each is backed by ``torch.ops.pyseg.<name>`` (CPU and CUDA kernels) with
-autograd and a fake kernel for ``torch.compile``."""
+autograd, a fake kernel for ``torch.compile``, autocast rules (pyseg/ops/_autocast.py) and
+an ONNX translation (pyseg/ops/_onnx.py)."""
 
-from pyseg.ops._library import emulated
+from pyseg.ops._autocast import register_autocast_rules
+from pyseg.ops._library import NAMESPACES, emulated
 from pyseg.ops.conv_transpose import conv2d_matrix, conv_transpose2d
 from pyseg.ops.deform_conv import deform_conv2d
 from pyseg.ops.max_unpool import max_unpool2d
 from pyseg.ops.upsample import bed_of_nails, interpolate
+
+register_autocast_rules(NAMESPACES)
 
 __all__ = [
     "bed_of_nails",

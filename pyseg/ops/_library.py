@@ -4,12 +4,17 @@ Each operator exists twice: ``torch.ops.pyseg.<name>`` (CPU and CUDA kernels) an
 ``pyseg._emu`` is built, ``torch.ops.pyseg_emu.<name>`` (the CUDA kernels run on the CPU by
 the emulator). The wrappers in this package call ``op("name")``, which resolves to the
 current namespace; tests switch to the emulator with ``emulated()``. Autograd and fake
-kernels are registered for both namespaces by ``register_autograd`` and ``register_fake``.
+kernels are registered for both namespaces by ``register_autograd_per_namespace`` and
+``register_fake``.
+
+While ``torch.onnx.export`` traces a model, ``op("name")`` resolves to the op's ONNX
+translation instead (see pyseg/ops/_onnx.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -17,6 +22,7 @@ from typing import Any, TypeVar
 import torch
 
 from pyseg import _loader
+from pyseg.ops._onnx import TRANSLATIONS
 
 NAMESPACES: tuple[str, ...] = ("pyseg", "pyseg_emu") if _loader._emu is not None else ("pyseg",)
 
@@ -30,8 +36,22 @@ def namespace() -> str:
     return getattr(_state, "namespace", "pyseg")
 
 
+def _onnx_exporting() -> bool:
+    # Exporting implies tracing, and is_compiling() is a cheap flag, so eager calls skip the
+    # slower ONNX check; torch.onnx is imported by whoever exports, never by pyseg.
+    if not torch.compiler.is_compiling():
+        return False
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and onnx.is_in_onnx_export()
+
+
 def op(name: str) -> Any:
-    """``torch.ops.<current namespace>.<name>``."""
+    """``torch.ops.<current namespace>.<name>``, or its ONNX translation while
+    ``torch.onnx.export`` runs."""
+    if _onnx_exporting():
+        if name not in TRANSLATIONS:
+            raise RuntimeError(f"pyseg::{name} has no ONNX translation")
+        return TRANSLATIONS[name]
     return getattr(getattr(torch.ops, namespace()), name)
 
 
@@ -63,15 +83,16 @@ def register_fake(name: str) -> Callable[[_Fn], _Fn]:
     return decorate
 
 
-def register_autograd(
+def register_autograd_per_namespace(
     name: str,
     make_backward: Callable[[Any], Callable[..., Any]],
     setup_context: Callable[[Any, tuple[Any, ...], Any], None],
 ) -> None:
-    """Register autograd for ``name`` in every namespace.
+    """Register autograd for ``name`` in every namespace, each with its own backward.
 
     ``make_backward(ops)`` gets the namespace's ``torch.ops.<ns>`` and returns the backward
-    function, so the emulated forward is differentiated by the emulated backward kernels.
+    function for that namespace, so the emulated forward is differentiated by the emulated
+    backward kernels.
     """
     for ns in NAMESPACES:
         torch.library.register_autograd(
@@ -79,21 +100,36 @@ def register_autograd(
         )
 
 
-def pair(value: Any, name: str) -> tuple[int, int]:
-    """``int`` or a sequence of two ints -> a pair; anything else is a TypeError/ValueError
-    that names the argument."""
+def pair(
+    value: Any,
+    name: str,
+    *,
+    length_error: type[Exception] = ValueError,
+    dims: str = "spatial",
+) -> tuple[int, int]:
+    """An int, or a sequence of one or two ints, as a pair of ints.
+
+    Anything else raises ``TypeError`` naming the argument. A sequence of another length
+    raises ``length_error`` with torch's wording, e.g. for ``conv_transpose2d``
+    (``length_error=RuntimeError, dims="convolution"``, torch's exact message):
+    "expected stride to be a single integer value or a list of 2 values to match the
+    convolution dimensions, but got stride=[1, 2, 3]".
+    """
+    if isinstance(value, int | torch.SymInt) and not isinstance(value, bool):
+        return (value, value)
     if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int | torch.SymInt):
-        return (value, value)  # type: ignore[return-value]  # a SymInt stands for an int
     try:
-        items = tuple(value)
+        items = list(value)
     except TypeError:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if len(items) == 1:
         items = items * 2
     if len(items) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise length_error(
+            f"expected {name} to be a single integer value or a list of 2 values to match the "
+            f"{dims} dimensions, but got {name}={items}"
+        )
     if not all(isinstance(v, int | torch.SymInt) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return items
+    return (items[0], items[1])  # type: ignore[return-value]  # a SymInt stands for an int

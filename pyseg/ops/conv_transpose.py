@@ -13,31 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, register_autograd, register_fake
+from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
 
 __all__ = ["conv2d_matrix", "conv_transpose2d"]
 
 IntOrPair = int | Sequence[int]
-
-
-def _expand(value: IntOrPair, name: str) -> list[int]:
-    """An int or a 1/2-sequence of ints -> two ints, with torch's message otherwise."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int | torch.SymInt):
-        return [value, value]
-    try:
-        items = list(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    if len(items) == 1:
-        items = items * 2
-    if len(items) != 2:
-        raise RuntimeError(
-            f"expected {name} to be a single integer value or a list of 2 values to match the "
-            f"convolution dimensions, but got {name}={items}"
-        )
-    return items
 
 
 def conv_transpose2d(
@@ -77,10 +57,13 @@ def conv_transpose2d(
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if bias is not None and not isinstance(bias, Tensor):
         raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
-    stride = _expand(stride, "stride")
-    padding = _expand(padding, "padding")
-    output_padding = _expand(output_padding, "output_padding")
-    dilation = _expand(dilation, "dilation")
+    # torch's exception type and message for a sequence of the wrong length
+    stride = pair(stride, "stride", length_error=RuntimeError, dims="convolution")
+    padding = pair(padding, "padding", length_error=RuntimeError, dims="convolution")
+    output_padding = pair(
+        output_padding, "output_padding", length_error=RuntimeError, dims="convolution"
+    )
+    dilation = pair(dilation, "dilation", length_error=RuntimeError, dims="convolution")
     if input.dim() not in (3, 4):
         raise RuntimeError(
             "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input "
@@ -187,7 +170,7 @@ def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...
     return backward
 
 
-register_autograd("conv_transpose2d", _make_backward, _setup_context)
+register_autograd_per_namespace("conv_transpose2d", _make_backward, _setup_context)
 
 
 def conv2d_matrix(
@@ -236,9 +219,9 @@ def conv2d_matrix(
             f"input_size has {c_in} channels but weight expects {weight.shape[1]} "
             f"(weight shape {list(weight.shape)})"
         )
-    sh, sw = _expand(stride, "stride")
-    ph, pw = _expand(padding, "padding")
-    dh, dw = _expand(dilation, "dilation")
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    dh, dw = pair(dilation, "dilation")
     c_out, _, kh, kw = weight.shape
     out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1

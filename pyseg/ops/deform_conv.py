@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd, register_fake
+from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
 
 __all__ = ["deform_conv2d"]
 
@@ -127,4 +127,4 @@ def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...
     return backward
 
 
-register_autograd("deform_conv2d", _make_backward, _setup_context)
+register_autograd_per_namespace("deform_conv2d", _make_backward, _setup_context)

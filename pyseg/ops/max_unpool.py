@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd, register_fake
+from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
 
 __all__ = ["max_unpool2d"]
 
@@ -148,7 +148,7 @@ def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, None, None
     return backward
 
 
-register_autograd("max_unpool2d", _make_backward, _setup_context)
+register_autograd_per_namespace("max_unpool2d", _make_backward, _setup_context)
 
 
 def _setup_context_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -166,4 +166,4 @@ def _make_double_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor, Non
     return backward
 
 
-register_autograd("max_unpool2d_backward", _make_double_backward, _setup_context_backward)
+register_autograd_per_namespace("max_unpool2d_backward", _make_double_backward, _setup_context_backward)

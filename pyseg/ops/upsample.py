@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
-from pyseg.ops._library import op, pair, register_autograd, register_fake
+from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
 
 __all__ = ["bed_of_nails", "interpolate"]
 
@@ -256,7 +256,7 @@ def _make_upsample_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | 
     return backward
 
 
-register_autograd("upsample2d", _make_upsample_backward, _setup_upsample)
+register_autograd_per_namespace("upsample2d", _make_upsample_backward, _setup_upsample)
 
 
 def _setup_upsample_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -275,7 +275,7 @@ def _make_upsample_double_backward(
     return backward
 
 
-register_autograd("upsample2d_backward", _make_upsample_double_backward, _setup_upsample_backward)
+register_autograd_per_namespace("upsample2d_backward", _make_upsample_double_backward, _setup_upsample_backward)
 
 
 def _setup_nails(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -296,6 +296,6 @@ def _make_nails_double_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tenso
     return backward
 
 
-register_autograd("bed_of_nails", _make_nails_backward, _setup_nails)
-register_autograd("bed_of_nails_backward", _make_nails_double_backward, _setup_nails)
+register_autograd_per_namespace("bed_of_nails", _make_nails_backward, _setup_nails)
+register_autograd_per_namespace("bed_of_nails_backward", _make_nails_double_backward, _setup_nails)
 

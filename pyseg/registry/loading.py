@@ -64,6 +64,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "pyseg"
+# The name pyseg is installed under (the import name stays pyseg).
+DISTRIBUTION = "torch-pyseg"
 ENV_PLUGINS = "PYSEG_PLUGINS"
 ENV_DISABLE_AUTOLOAD = "PYSEG_DISABLE_PLUGIN_AUTOLOAD"
 ENV_STRICT = "PYSEG_STRICT_PLUGINS"
@@ -156,11 +158,11 @@ class _LoadedPlugins:
             builtin = _guarded("built-in plugins unavailable: ",
                                lambda: importlib.import_module("pyseg_plugins").BUILTIN)
         except _PluginLoadError as e:
-            self._fail(PluginInfo("pyseg_plugins", "pyseg_plugins", "builtin", "pyseg",
+            self._fail(PluginInfo("pyseg_plugins", "pyseg_plugins", "builtin", DISTRIBUTION,
                                   __version__), e)
             return
         for module in builtin:
-            info = PluginInfo(module, module, "builtin", "pyseg", __version__)
+            info = PluginInfo(module, module, "builtin", DISTRIBUTION, __version__)
             self._add_module(info, functools.partial(importlib.import_module, module))
 
     def _load_entry_points(self) -> None:

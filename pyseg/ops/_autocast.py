@@ -1,0 +1,103 @@
+"""Autocast rules: in which dtype each operator runs inside ``torch.autocast``.
+
+Each pyseg operator follows the rule torch (or torchvision) applies to the operator it stands
+in for, read from torch's own lists (``aten/src/ATen/autocast_mode.cpp``, checked on torch
+2.14 with ``torch._C._dispatch_has_kernel_for_dispatch_key``) and from torchvision's
+``csrc/ops/autocast``:
+
+=================  ====================================  ==================  ==================
+pyseg op           stands in for                         CPU                 CUDA
+=================  ====================================  ==================  ==================
+conv_transpose2d   aten::conv_transpose2d                autocast dtype      autocast dtype
+max_unpool2d       aten::max_unpool2d                    float32             input dtype
+upsample2d         aten::upsample_{nearest,bilinear,     input dtype         float32
+                   bicubic}2d
+bed_of_nails       (zero insertion; no arithmetic)       input dtype         input dtype
+deform_conv2d      torchvision::deform_conv2d            float32, output     float32, output
+                                                         cast back           cast back
+=================  ====================================  ==================  ==================
+
+"autocast dtype" is ``torch.get_autocast_dtype(device)`` (bfloat16 or float16); "input dtype"
+means no Autocast kernel: the op runs in the dtype it is given, as torch's does. Like torch,
+only float32/float16/bfloat16 tensors are cast (float64 stays float64) and every floating
+input of an op is cast to the same dtype, so a bfloat16 activation meeting a float32 weight
+works instead of failing. torchvision registers its deform_conv2d rule for CUDA only; pyseg
+applies it on the CPU too, so deformable networks run under CPU autocast.
+
+The ``pyseg_emu`` namespace holds the CUDA kernels run on CPU tensors by the emulator, so its
+Autocast kernels (registered for AutocastCPU, the only autocast key CPU tensors see) apply
+the CUDA column with ``torch.get_autocast_dtype("cpu")``: under
+``torch.autocast("cpu", dtype=torch.float16)`` the emulated kernels run what
+``torch.autocast("cuda", dtype=torch.float16)`` runs on a GPU.
+
+Backward operators get no rule: autograd sees the casts done here and hands the backward
+kernels tensors of matching dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["CPU_RULES", "CUDA_RULES", "register_autocast_rules"]
+
+# A rule: "lower" (the autocast dtype), "float32", or "float32_cast_back" (run in float32,
+# return the input's dtype, as torchvision's deform_conv2d autocast does). Ops without an
+# entry run in the dtype they are given.
+CPU_RULES: dict[str, str] = {
+    "conv_transpose2d": "lower",
+    "max_unpool2d": "float32",
+    "deform_conv2d": "float32_cast_back",
+}
+CUDA_RULES: dict[str, str] = {
+    "conv_transpose2d": "lower",
+    "upsample2d": "float32",
+    "deform_conv2d": "float32_cast_back",
+}
+
+_CASTABLE = (torch.float32, torch.float16, torch.bfloat16)
+_libraries: dict[str, torch.library.Library] = {}  # keep the registrations alive
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, Tensor) and value.dtype in _CASTABLE and value.dtype != dtype:
+        return value.to(dtype)
+    return value
+
+
+def _autocast_kernel(op: Any, key: str, rule: str, dtype_device: str) -> Callable:
+    """The Autocast kernel of ``op``: cast the floating inputs, then run ``op`` below the
+    Autocast key (the same mechanism as ``torch.library.register_autocast``)."""
+    exclude = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+    def kernel(_keyset: Any, *args: Any) -> Any:
+        dtype = torch.get_autocast_dtype(dtype_device) if rule == "lower" else torch.float32
+        with torch._C._ExcludeDispatchKeyGuard(exclude):
+            out = op(*(_cast(a, dtype) for a in args))
+        if rule == "float32_cast_back" and out.dtype != args[0].dtype:
+            out = out.to(args[0].dtype)
+        return out
+
+    return kernel
+
+
+def register_autocast_rules(namespaces: tuple[str, ...]) -> None:
+    """Register the Autocast kernels of the tables above for every op in ``namespaces``.
+
+    ``pyseg`` gets the CPU rules on AutocastCPU and the CUDA rules on AutocastCUDA;
+    ``pyseg_emu`` (CUDA kernels on CPU tensors) gets the CUDA rules on AutocastCPU.
+    """
+    for namespace in namespaces:
+        lib = _libraries[namespace] = torch.library.Library(namespace, "IMPL")
+        if namespace == "pyseg_emu":
+            plan = [("cpu", "AutocastCPU", CUDA_RULES)]
+        else:
+            plan = [("cpu", "AutocastCPU", CPU_RULES), ("cuda", "AutocastCUDA", CUDA_RULES)]
+        for dtype_device, key, rules in plan:
+            for name, rule in rules.items():
+                op = getattr(getattr(torch.ops, namespace), name).default
+                lib.impl(name, _autocast_kernel(op, key, rule, dtype_device), key,
+                         with_keyset=True)
