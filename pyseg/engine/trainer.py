@@ -429,13 +429,22 @@ def _config_dict(cfg: TrainConfig, arch_name: str, world: int) -> dict:
     return {**dataclasses.asdict(cfg), "arch": arch_name, "world_size": world}
 
 
-def _batch_split(config: dict) -> tuple[int, str]:
-    """The effective batch size of a configuration and how it is made up."""
-    batch, accumulate = config.get("batch_size", 8), config.get("accumulate", 1)
-    world = config.get("world_size", 1)
-    processes = f"{world} process" + ("es" if world > 1 else "")
-    return (batch * accumulate * world,
-            f"--batch-size {batch} x --accumulate {accumulate} x {processes}")
+# What the effective batch size is made of: (config field, option, value a checkpoint that
+# predates the field had).
+_BATCH_FACTORS = (("batch_size", "--batch-size", 8), ("accumulate", "--accumulate", 1),
+                  ("world_size", "processes", 1))
+
+
+def _batch_difference(saved: dict, current: dict) -> str | None:
+    """How the effective batch size (batch x accumulate x processes) changed, if it did."""
+    now = [current.get(k, d) for k, _, d in _BATCH_FACTORS]
+    before = [saved.get(k, d) for k, _, d in _BATCH_FACTORS]
+    if math.prod(now) == math.prod(before):
+        return None
+    changed = [f"{flag} {a} (checkpoint: {b})"
+               for (_, flag, _), a, b in zip(_BATCH_FACTORS, now, before) if a != b]
+    return (f"{', '.join(changed)}: effective batch size {math.prod(now)} (checkpoint: "
+            f"{math.prod(before)}) = --batch-size x --accumulate x processes")
 
 
 def _config_differences(saved: dict, current: dict) -> list[str]:
@@ -444,10 +453,9 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.default is not dataclasses.MISSING}
     differences = []
-    (now, how), (before, how_before) = _batch_split(current), _batch_split(saved)
-    if now != before:
-        differences.append(f"effective batch size {now} = {how} (checkpoint: {before} = "
-                           f"{how_before})")
+    batch = _batch_difference(saved, current)
+    if batch:
+        differences.append(batch)
     for name, value in current.items():
         if name in _RUN_ONLY_FIELDS:
             continue

@@ -128,8 +128,8 @@ def test_resume_auto_refuses_another_run(tmp_path):
 
 def test_resume_keeps_the_effective_batch_size(tmp_path):
     _cut_after_first_epoch(_cfg(tmp_path, epochs=2, batch_size=4))
-    with pytest.raises(ValueError, match=r"effective batch size 2 = --batch-size 2 x "
-                                         r"--accumulate 1 x 1 process \(checkpoint: 4 = "):
+    with pytest.raises(ValueError, match=r"--batch-size 2 \(checkpoint: 4\): effective batch "
+                                         r"size 2 \(checkpoint: 4\)"):
         train(_cfg(tmp_path, epochs=2, batch_size=2, resume=True))
     # The same effective batch in two halves (what a run restarted on half the processes
     # does) continues the run.
