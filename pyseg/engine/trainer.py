@@ -688,7 +688,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset |
     ``cfg.best_metric``: highest validation mIoU by default), ``metrics.jsonl`` (one line per
     epoch), ``metrics.json`` (best epoch) and, with ``plots``, ``loss.png`` and
     ``predictions.png``. With ``cfg.resume`` it continues from ``last.pt`` exactly where it
-    stopped (the configuration must match the checkpoint's); a folder that already holds a
+    stopped (the configuration must match the checkpoint's); with ``cfg.resume="auto"`` it
+    does so when ``last.pt`` exists and starts otherwise; a folder that already holds a
     run needs ``cfg.overwrite`` otherwise. ``quiet`` hides the progress bar and the
     per-epoch lines. ``on_epoch_end(epoch, metrics)`` is called on every rank.
 
