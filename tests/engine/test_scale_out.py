@@ -162,3 +162,20 @@ def test_sync_bn_converts_every_batch_norm():
     kinds = {type(m) for m in synced.modules()}
     assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
     assert synced.state_dict().keys() == keys  # checkpoints load into the plain network
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["--accumulate", "0"], "--accumulate must be >= 1, got 0"),
+    (["--resume", "always"], "invalid choice: 'always'"),
+])
+def test_command_line_refuses_bad_values(tmp_path, capsys, argv, message):
+    from pyseg.cli import main
+
+    try:
+        code = main(["train", *argv, "--out", str(tmp_path / "o")])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
