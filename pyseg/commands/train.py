@@ -40,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="(default: rmsprop, as in the book)")
     parser.add_argument("--out", default="runs/train", metavar="DIR",
                         help="output folder for checkpoints, metrics and figures (default: runs/train)")
-    parser.add_argument("--resume", action="store_true",
+    parser.add_argument("--resume", nargs="?", const=True, default=False, choices=["auto"],
+                        metavar="auto",
                         help="continue the interrupted run in --out from its last checkpoint "
-                             "(with the same options)")
+                             "(with the same options); '--resume auto' continues it when "
+                             "there is one and starts otherwise (for torchrun --max-restarts)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in --out (without it that is an error)")
     parser.add_argument("--best-metric", default="val_miou", choices=["val_miou", "val_loss"],
@@ -61,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic data: number of training images (default: 1024)")
     parser.add_argument("--val-samples", type=int, default=None, metavar="N",
                         help="synthetic data: number of validation images (default: 128)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="data-loading processes per training process, kept for the whole "
+                             "run (default: 0, load on the training thread)")
+    parser.add_argument("--accumulate", type=int, default=1, metavar="N",
+                        help="sum the gradients of N batches before each optimizer step: the "
+                             "effective batch size is batch-size x N x processes (default: 1)")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="under torchrun on CUDA: batch-norm statistics over all "
+                             "processes (SyncBatchNorm)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -84,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
     spec = _architecture(args.arch)
     if args.img_size is None:  # a classifier built for one input size gets that size
         args.img_size = (spec.input_size if spec is not None and spec.input_size else 64)
-    for opt in ("epochs", "batch_size", "train_samples", "val_samples", "threads"):
+    for opt in ("epochs", "batch_size", "train_samples", "val_samples", "threads", "accumulate"):
         _common.check_range(f"--{opt.replace('_', '-')}", getattr(args, opt))
+    _common.check_range("--workers", args.workers, low=0)
     _common.check_img_size("--img-size", args.img_size)
     if not 0 < args.lr < float("inf"):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
@@ -118,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, hide_and_seek=args.hide_and_seek, task=task,
         train_samples=args.train_samples, val_samples=args.val_samples,
         ignore_index=args.ignore_index, best_metric=args.best_metric,
+        num_workers=args.workers, accumulate=args.accumulate, sync_bn=args.sync_bn,
     )
     try:
         result = train(cfg, quiet=args.quiet)

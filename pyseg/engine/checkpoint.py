@@ -194,6 +194,10 @@ def _validate_config(config: dict, bad) -> None:
         n = config.get(key)
         if n is not None and (not _is_int(n) or not 1 <= n <= MAX_SAMPLES):
             raise bad(f"config.{key} must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+    for key in ("batch_size", "accumulate", "world_size"):  # resuming multiplies them
+        n = config.get(key, 1)
+        if not _is_int(n) or not 1 <= n <= MAX_SAMPLES:
+            raise bad(f"config.{key} must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

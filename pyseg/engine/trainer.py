@@ -7,12 +7,16 @@ Python API::
 
 ``train`` also takes a ready ``nn.Module`` (``model=``) and datasets (``train_set=``,
 ``val_set=``) instead of names. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)
-it initializes the process group itself (gloo on CPU, nccl on CUDA), shards the data with a
-``DistributedSampler``, all-reduces the metrics, and only rank 0 writes files.
+it initializes the process group itself (gloo on CPU, nccl on CUDA), shards the training data
+with a ``DistributedSampler`` (padded so every rank takes the same number of steps) and the
+validation data without padding (every sample counted once), all-reduces the metrics, and
+only rank 0 writes files. The README section "Training on several processes or machines"
+shows the commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -59,7 +64,9 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     lr_schedule: str = "cosine"  # "cosine" (per step, to zero at the last step) or "constant"
     out: str = "runs/train"
-    resume: bool = False
+    # True: continue the run in `out` (it must exist); "auto": continue it when there is one,
+    # else start (what a restarted torchrun worker needs); False: start.
+    resume: bool | str = False
     overwrite: bool = False  # replace the run already in `out` (else that is an error)
     device: str = "cpu"
     seed: int = 0
@@ -67,14 +74,19 @@ class TrainConfig:
     task: str = "segmentation"
     train_samples: int | None = None  # synthetic data: number of training / validation images
     val_samples: int | None = None
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes per rank (a persistent pool)
+    accumulate: int = 1  # micro-batches of batch_size whose gradients make one optimizer step
+    sync_bn: bool = False  # BatchNorm statistics over all ranks (SyncBatchNorm; CUDA only)
     ignore_index: int = 255  # target label left out of the loss and the metrics
     best_metric: str = "val_miou"  # "val_miou" (highest) or "val_loss" (lowest) picks best.pt
 
 
 # Fields that may differ between a run and its resumption: where and how it runs, not what
-# it learns.
-_RUN_ONLY_FIELDS = ("out", "resume", "overwrite", "device", "num_workers")
+# it learns. The batch split is one of them: what must match is the effective batch size,
+# batch_size x accumulate x world_size (so a run restarted on fewer processes continues with
+# a larger --accumulate).
+_RUN_ONLY_FIELDS = ("out", "resume", "overwrite", "device", "num_workers", "batch_size",
+                    "accumulate", "world_size")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -125,17 +137,39 @@ class _Shard(Sampler[int]):
 
 
 class _Augmented(Dataset):
-    """Applies an image-only augmentation (e.g. HideAndSeek) to a dataset's images."""
+    """Applies a random image-only augmentation (e.g. HideAndSeek) to a dataset's images.
 
-    def __init__(self, base: Dataset, fn: Callable) -> None:
-        self.base, self.fn = base, fn
+    Indexed by ``(epoch, index)`` pairs (from :class:`_WithEpoch`): the augmentation draws
+    from torch's RNG seeded by ``(seed, epoch, index)``, so what a sample gets does not depend
+    on which process loads it: the same with any number of workers, ranks, or after a resume.
+    """
+
+    def __init__(self, base: Dataset, fn: Callable, seed: int) -> None:
+        self.base, self.fn, self.seed = base, fn, seed
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, i):
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
         x, y = self.base[i]
-        return self.fn(x), y
+        sample_seed = np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(sample_seed))
+            return self.fn(x), y
+
+
+class _WithEpoch(Sampler):
+    """The indices of a ``DistributedSampler`` paired with its current epoch."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self):
+        return ((self.sampler.epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -171,7 +205,7 @@ def _channels_last(device: torch.device | str) -> bool:
 
 
 def _images_to(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    x = x.to(device)
+    x = x.to(device, non_blocking=True)  # asynchronous from pinned memory on CUDA
     if x.dim() == 4 and _channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -224,24 +258,41 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def _loader(dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int,
+            device: torch.device | str, seed: int) -> DataLoader:
+    """A DataLoader with a persistent pool of ``num_workers`` processes (pinned memory on
+    CUDA). Its own generator keeps it from drawing on torch's global RNG, which is then the
+    model's alone (dropout) whatever the number of workers."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      persistent_workers=num_workers > 0,
+                      pin_memory=torch.device(device).type == "cuda",
+                      generator=torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: int = 32,
                    device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
-                   ignore_index: int = 255) -> dict:
+                   ignore_index: int = 255, loader: DataLoader | None = None) -> dict:
     """Loss, pixel accuracy, per-class IoU and mean IoU of ``model`` on ``dataset``.
 
     Targets equal to ``ignore_index`` count neither in the loss nor in the metrics. In a
-    distributed run each rank evaluates its shard and the sums are all-reduced, so every
-    rank returns the metrics of the whole dataset.
+    distributed run each rank evaluates every ``world``-th sample (no padding: the shards
+    may differ in size by one) and the sums are all-reduced, so every rank returns the exact
+    metrics of the whole dataset. ``loader`` replaces the one built here (it must iterate
+    this rank's shard).
     """
+    # The module itself, not its DistributedDataParallel wrapper: the wrapper's forward may
+    # broadcast buffers, a collective that ranks with fewer batches would never join.
+    model = _unwrap(model)
     model.eval()
     n_cls = len(class_names)
     cm = torch.zeros(n_cls, n_cls, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=_Shard(len(dataset), rank, world))
+    if loader is None:
+        loader = _loader(dataset, batch_size, _Shard(len(dataset), rank, world), 0, device, 0)
     for x, y in loader:
-        x, y = _images_to(x, device), torch.as_tensor(y).to(device)
+        x, y = _images_to(x, device), torch.as_tensor(y).to(device, non_blocking=True)
         logits = model(x)
         _check_output_shape(logits, y, n_cls)
         batch_loss, batch_count = _loss_sum(logits, y, ignore_index)
@@ -266,7 +317,7 @@ def _best_record(history: list[dict], metric: str) -> dict:
 
 def check_config(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` (one line naming the option) for a configuration that cannot run."""
-    for name in ("img_size", "epochs", "batch_size"):
+    for name in ("img_size", "epochs", "batch_size", "accumulate"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     for name in ("train_samples", "val_samples"):
@@ -274,7 +325,9 @@ def check_config(cfg: TrainConfig) -> None:
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if cfg.num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+        raise ValueError(f"--workers must be >= 0, got {cfg.num_workers}")
+    if cfg.resume not in (False, True, "auto"):
+        raise ValueError(f"--resume takes no value or 'auto', got {cfg.resume!r}")
     if not cfg.lr > 0 or not math.isfinite(cfg.lr):
         raise ValueError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.optimizer.lower() not in OPTIMIZERS:
@@ -289,19 +342,22 @@ def check_config(cfg: TrainConfig) -> None:
                          "choose one")
 
 
-def _check_out(cfg: TrainConfig) -> Path:
-    """The output folder, after refusing what would lose or mix up an earlier run."""
+def _check_out(cfg: TrainConfig) -> tuple[Path, bool]:
+    """The output folder and whether to resume the run in it, after refusing what would lose
+    or mix up an earlier run."""
     out = Path(cfg.out)
     check_output_dir(out)
     last = out / "last.pt"
-    if cfg.resume and not last.is_file():
+    if cfg.resume == "auto" and last.is_file():
+        return out, True
+    if cfg.resume is True and not last.is_file():
         raise ValueError(f"--resume: no checkpoint to resume from at {last}")
-    if not cfg.resume and not cfg.overwrite:
+    if cfg.resume is not True and not cfg.overwrite:
         found = [n for n in ("last.pt", "best.pt") if (out / n).exists()]
         if found:
             raise ValueError(f"--out {out} already holds a run ({', '.join(found)}): pass "
                              "--resume to continue it or --overwrite to replace it")
-    return out
+    return out, cfg.resume is True
 
 
 def _select_device(name: str, local_rank: int, world: int) -> torch.device:
@@ -358,8 +414,37 @@ def _model(cfg: TrainConfig, model: nn.Module | None, num_classes: int,
     return model, arch_name
 
 
-def _config_dict(cfg: TrainConfig, arch_name: str) -> dict:
-    return {**dataclasses.asdict(cfg), "arch": arch_name}
+def _sync_batchnorm(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """With ``cfg.sync_bn``, every BatchNorm layer as a SyncBatchNorm (statistics over the
+    whole global batch: what BN-heavy networks need when each process holds a few images)."""
+    if not cfg.sync_bn:
+        return model
+    if device.type != "cuda":
+        raise ValueError(f"--sync-bn needs CUDA devices (the nccl backend); SyncBatchNorm "
+                         f"does not run on {device.type} (gloo): leave --sync-bn out there")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def _config_dict(cfg: TrainConfig, arch_name: str, world: int) -> dict:
+    return {**dataclasses.asdict(cfg), "arch": arch_name, "world_size": world}
+
+
+# What the effective batch size is made of: (config field, option, value a checkpoint that
+# predates the field had).
+_BATCH_FACTORS = (("batch_size", "--batch-size", 8), ("accumulate", "--accumulate", 1),
+                  ("world_size", "processes", 1))
+
+
+def _batch_difference(saved: dict, current: dict) -> str | None:
+    """How the effective batch size (batch x accumulate x processes) changed, if it did."""
+    now = [current.get(k, d) for k, _, d in _BATCH_FACTORS]
+    before = [saved.get(k, d) for k, _, d in _BATCH_FACTORS]
+    if math.prod(now) == math.prod(before):
+        return None
+    changed = [f"{flag} {a} (checkpoint: {b})"
+               for (_, flag, _), a, b in zip(_BATCH_FACTORS, now, before) if a != b]
+    return (f"{', '.join(changed)}: effective batch size {math.prod(now)} (checkpoint: "
+            f"{math.prod(before)}) = --batch-size x --accumulate x processes")
 
 
 def _config_differences(saved: dict, current: dict) -> list[str]:
@@ -368,6 +453,9 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.default is not dataclasses.MISSING}
     differences = []
+    batch = _batch_difference(saved, current)
+    if batch:
+        differences.append(batch)
     for name, value in current.items():
         if name in _RUN_ONLY_FIELDS:
             continue
@@ -378,7 +466,7 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: dict,
-            class_names: list[str]) -> tuple[int, list[dict]]:
+            class_names: list[str], rank: int) -> tuple[int, list[dict]]:
     """Load the run saved at ``path`` into ``model`` and ``optimizer``; returns
     ``(epochs done, history)``. Refuses a checkpoint of another configuration."""
     # Read on the CPU: load_state_dict copies to the model's and optimizer's device (and
@@ -394,22 +482,32 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, conf
     optimizer.load_state_dict(state["optimizer"])
     if "rng_state" in state:
         torch.set_rng_state(state["rng_state"].cpu())
-    return int(state["epoch"]), list(state.get("history", []))
+    history = list(state.get("history", []))
+    # last.pt is written before best.pt: a run stopped between the two left best.pt behind.
+    best_pt = path.with_name("best.pt")
+    if (rank == 0 and history and history[-1]["epoch"] == state["epoch"]
+            and _best_record(history, config["best_metric"]) is history[-1]
+            and not (best_pt.is_file()
+                     and load_checkpoint(best_pt)["epoch"] == state["epoch"])):
+        save_checkpoint(best_pt, state)
+    return int(state["epoch"]), history
 
 
-def _train_loader(cfg: TrainConfig, train_set: Dataset, rank: int, world: int):
-    fit_set = train_set
+def _train_loader(cfg: TrainConfig, train_set: Dataset, rank: int, world: int,
+                  device: torch.device):
+    # One sampler for both cases: with world == 1 it is a seeded shuffle; set_epoch makes the
+    # order a function of (seed, epoch), so a resumed run sees the same batches. Under DDP it
+    # pads the shards to equal length (every rank must take the same number of steps).
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    fit_set, fit_sampler = train_set, sampler
     if cfg.hide_and_seek:
         from pyseg.data.patch_hiding import HideAndSeek  # lazy: optional module
 
         fit_set = _Augmented(train_set, HideAndSeek(grid_size=max(2, cfg.img_size // 16), p=0.5,
-                                                    mean=_dataset_mean(train_set)))
-    # One sampler for both cases: with world == 1 it is a seeded shuffle; set_epoch makes the
-    # order a function of (seed, epoch), so a resumed run sees the same batches.
-    sampler = DistributedSampler(fit_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    loader = DataLoader(fit_set, batch_size=cfg.batch_size, sampler=sampler,
-                        num_workers=cfg.num_workers, drop_last=False)
+                                                    mean=_dataset_mean(train_set)), cfg.seed)
+        fit_sampler = _WithEpoch(sampler)
+    loader = _loader(fit_set, cfg.batch_size, fit_sampler, cfg.num_workers, device, cfg.seed)
     return loader, sampler
 
 
@@ -425,29 +523,56 @@ def _start_files(out: Path, history: list[dict], overwrite: bool) -> None:
 
 # ----------------------------------------------------------------------- one epoch
 
+def _groups(loader, size: int):
+    """The batches of ``loader`` in lists of ``size`` (the last list may be shorter)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  cfg: TrainConfig, epoch: int, num_classes: int, device: torch.device,
                  world: int, show_progress: bool) -> float:
-    """One pass over ``loader``; returns the mean training loss over all ranks."""
+    """One pass over ``loader``, one optimizer step per ``cfg.accumulate`` batches; returns
+    the mean training loss over all ranks."""
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = torch.zeros((), dtype=torch.float64, device=device)
-    bar = _progress(loader, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", not show_progress)
-    for i, (x, y) in enumerate(bar):
-        x, y = _images_to(x, device), torch.as_tensor(y).to(device)
+    steps = math.ceil(len(loader) / cfg.accumulate)
+    groups = _groups(loader, cfg.accumulate)
+    bar = _progress(groups, steps, f"epoch {epoch + 1}/{cfg.epochs}", not show_progress)
+    for step, group in enumerate(bar):
         # A pure function of the step, so a resumed run follows the same schedule.
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(cfg, epoch * len(loader) + i, cfg.epochs * len(loader))
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = _lr_at(cfg, epoch * steps + step, cfg.epochs * steps)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        _check_output_shape(logits, y, num_classes)
-        loss = _loss(logits, y, cfg.ignore_index)
-        loss.backward()
+        # The step's loss is the mean over all counted targets of the group, as if its
+        # batches were one: each batch's summed loss is divided by the group's count.
+        targets = [torch.as_tensor(y).to(device, non_blocking=True) for _, y in group]
+        counted = sum((t != cfg.ignore_index).sum() for t in targets).clamp(min=1)
+        step_loss = torch.zeros((), device=device)
+        for k, ((x, _), y) in enumerate(zip(group, targets)):
+            x = _images_to(x, device)
+            # Under DDP the gradients are all-reduced once per step, in the last backward.
+            last = k == len(group) - 1
+            sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
+            with sync:
+                logits = model(x)
+                _check_output_shape(logits, y, num_classes)
+                loss = _loss_sum(logits, y, cfg.ignore_index)[0] / counted
+                loss.backward()
+            step_loss += loss.detach()
         optimizer.step()
-        loss_sum += loss.detach().double() * x.shape[0]
-        n_seen += x.shape[0]
-        if bar is not loader:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        n_images = sum(x.shape[0] for x, _ in group)
+        loss_sum += step_loss.double() * n_images
+        n_seen += n_images
+        if bar is not groups:
+            bar.set_postfix(loss=f"{step_loss.item():.4f}")
     if world > 1:
         dist.all_reduce(loss_sum)
         dist.all_reduce(n_seen)
@@ -502,12 +627,11 @@ def _save_epoch(out: Path, state: dict, history: list[dict], cfg: TrainConfig, q
     """Rank 0's files after an epoch (best.pt when it is the best so far, last.pt, the
     metrics line, the loss curve); returns the names written."""
     record = history[-1]
-    written = []
+    save_checkpoint(out / "last.pt", state)  # first: resuming repairs a best.pt left behind
+    written = ["last.pt"]
     if _best_record(history, cfg.best_metric) is record:
         save_checkpoint(out / "best.pt", state)
         written.append("best.pt")
-    save_checkpoint(out / "last.pt", state)
-    written.append("last.pt")
     with open(out / "metrics.jsonl", "a") as f:
         f.write(to_json(record) + "\n")
     if not quiet:
@@ -564,7 +688,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset |
     ``cfg.best_metric``: highest validation mIoU by default), ``metrics.jsonl`` (one line per
     epoch), ``metrics.json`` (best epoch) and, with ``plots``, ``loss.png`` and
     ``predictions.png``. With ``cfg.resume`` it continues from ``last.pt`` exactly where it
-    stopped (the configuration must match the checkpoint's); a folder that already holds a
+    stopped (the configuration must match the checkpoint's); with ``cfg.resume="auto"`` it
+    does so when ``last.pt`` exists and starts otherwise; a folder that already holds a
     run needs ``cfg.overwrite`` otherwise. ``quiet`` hides the progress bar and the
     per-epoch lines. ``on_epoch_end(epoch, metrics)`` is called on every rank.
 
@@ -584,20 +709,27 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
            plots) -> TrainResult:
     rank, world, local_rank = _dist_info()
     device = _select_device(cfg.device, local_rank, world)
-    out = _check_out(cfg)
+    out, resuming = _check_out(cfg)
     train_set, val_set, class_names = _datasets(cfg, train_set, val_set, class_names)
 
     torch.manual_seed(cfg.seed)
     model, arch_name = _model(cfg, model, len(class_names), device)
+    model = _sync_batchnorm(model, cfg, device)
     optimizer = _make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-    config = _config_dict(cfg, arch_name)
+    config = _config_dict(cfg, arch_name, world)
     start_epoch, history = 0, []
-    if cfg.resume:
-        start_epoch, history = _resume(out / "last.pt", model, optimizer, config, class_names)
+    if resuming:
+        start_epoch, history = _resume(out / "last.pt", model, optimizer, config, class_names,
+                                       rank)
+        if not quiet and rank == 0:
+            print(f"resuming {out / 'last.pt'} at epoch {start_epoch} of {cfg.epochs}",
+                  flush=True)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    loader, sampler = _train_loader(cfg, train_set, rank, world)
+    loader, sampler = _train_loader(cfg, train_set, rank, world, device)
+    val_loader = _loader(val_set, max(cfg.batch_size, 32), _Shard(len(val_set), rank, world),
+                         cfg.num_workers, device, cfg.seed)
 
     written: list[str] = []
     if rank == 0:
@@ -608,9 +740,8 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(model, loader, optimizer, cfg, epoch, len(class_names), device,
                                   world, show_progress=not quiet and rank == 0)
-        val = evaluate_model(model, val_set, class_names, batch_size=max(cfg.batch_size, 32),
-                             device=device, rank=rank, world=world,
-                             ignore_index=cfg.ignore_index)
+        val = evaluate_model(model, val_set, class_names, device=device, rank=rank,
+                             world=world, ignore_index=cfg.ignore_index, loader=val_loader)
         record = _epoch_record(epoch + 1, train_loss, val, time.perf_counter() - t0)
         _check_finite(record, cfg, out)
         history.append(record)

@@ -124,7 +124,7 @@ def test_disk_full_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint.torch, "save", full)
     out = tmp_path / "o"
     printed = _one_line(["train", *TINY, "--out", str(out)], capsys,
-                        f"No space left on device: {out / 'best.pt'}", code=1)
+                        f"No space left on device: {out / 'last.pt'}", code=1)
     assert not (out / "best.pt").exists() and "wrote" not in printed
 
 

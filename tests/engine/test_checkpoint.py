@@ -134,6 +134,8 @@ def test_import_path_given_by_the_caller_is_used(tmp_path):
     ({"epoch": -1}, "epoch"),
     ({"config": {"val_samples": 10**12}}, "val_samples"),
     ({"config": {"data": 5}}, "config.data"),
+    ({"config": {"accumulate": "2"}}, "config.accumulate"),
+    ({"config": {"world_size": 0}}, "config.world_size"),
     ({"history": [1, 2]}, "history"),
 ])
 def test_fields_are_checked(tmp_path, override, match):

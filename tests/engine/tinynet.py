@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -86,3 +90,23 @@ class TinyUNet(nn.Module):
         for up, blk, s in zip(self.ups, self.up_blocks, reversed(skips)):
             x = blk(torch.cat([up(x), s], 1))
         return self.head(x)
+
+
+class KilledOnce(TinyNet):
+    """TinyNet whose process kills itself (SIGKILL, as an out-of-memory killer or a lost
+    machine would) at its ``PYSEG_TEST_KILL_AT=rank:n``-th training forward, on torchrun's
+    first attempt only (``TORCHELASTIC_RESTART_COUNT`` 0). Without the variable it is TinyNet."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            rank, _, n = os.environ.get("PYSEG_TEST_KILL_AT", "-1:0").partition(":")
+            if (os.environ.get("RANK") == rank and self.calls == int(n)
+                    and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0"):
+                Path(os.environ["PYSEG_TEST_KILL_MARKER"]).write_text(f"{self.calls}\n")
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
