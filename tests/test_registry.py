@@ -231,7 +231,7 @@ BROKEN = {
         def pyseg_architectures():
             return [pyseg.Architecture("unet", lambda **kw: None)]
         """,
-        r"architecture name 'unet' is already taken by pyseg",
+        r"architecture name 'unet' is already taken by torch-pyseg",
     ),
     "type": (
         """
@@ -558,7 +558,7 @@ def test_list_command_text(clean, make_module, capsys):
     out = capsys.readouterr().out
     for heading in ("Architectures", "Interpreters", "Datasets", "Benchmarks", "Failed plugins"):
         assert heading in out
-    assert "pets-encdec" in out and "from pyseg " in out
+    assert "pets-encdec" in out and "from torch-pyseg " in out
     assert bad in out and "text boom" in out
 
 
