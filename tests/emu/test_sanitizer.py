@@ -8,7 +8,7 @@ memory sectors.
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import re
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import pyseg
+from pyseg.bench.emu_profile import short_kernel_name
 from pyseg.ops import _library
 
 pytestmark = pytest.mark.emu
@@ -175,20 +176,24 @@ def test_atomic_and_collective_counters(sanitizer):
     assert c["warp_collectives"] == 2 * 2 * 5 and c["divergent_collectives"] == 0
 
 
-# Budgets for the main kernels' global memory (measured / ideal sectors per request, where
-# ideal packs the bytes a warp touches contiguously): elementwise and gather kernels must stay
-# within 1.25x of ideal. Shapes are small but have rows wider than a warp.
+# Budgets for the main kernels' global memory: measured / ideal sectors per request, where
+# ideal packs the bytes a warp touches contiguously. Streaming sides (elementwise reads and
+# writes, index reads, the GEMM's staged operands and its output) must stay within 1.25x of
+# ideal. Data-dependent gathers cannot be packed; their budgets are the values measured when
+# they were set (benchmarks/RESULTS.md) plus about 10%, so a regression fails.
 COALESCING_BUDGET = 1.25
 
 
-def _kernel_ratios(counters: list[dict]) -> dict[str, float]:
-    out: dict[str, list[int]] = {}
+def _ratios(counters: list[dict]) -> dict[str, tuple[float, float]]:
+    """kernel -> (load ratio, store ratio) over all its launches."""
+    sums: dict[str, list[int]] = {}
     for c in counters:
-        name = re.sub(r"\(.*", "", c["kernel"].split("pyseg::")[-1])
-        s = out.setdefault(name, [0, 0])
-        s[0] += c["global_load_sectors"] + c["global_store_sectors"]
-        s[1] += c["global_load_ideal_sectors"] + c["global_store_ideal_sectors"]
-    return {k: v[0] / v[1] for k, v in out.items() if v[1]}
+        s = sums.setdefault(short_kernel_name(c["kernel"]), [0, 0, 0, 0])
+        s[0] += c["global_load_sectors"]
+        s[1] += c["global_load_ideal_sectors"]
+        s[2] += c["global_store_sectors"]
+        s[3] += c["global_store_ideal_sectors"]
+    return {k: (v[0] / v[1] if v[1] else 0.0, v[2] / v[3] if v[3] else 0.0) for k, v in sums.items()}
 
 
 def _emulated(fn):
@@ -208,34 +213,49 @@ def test_coalescing_max_unpool(sanitizer, forward_order):
     x = torch.randn(2, 3, 32, 64)
     pooled, idx = F.max_pool2d(x, 2, return_indices=True)
     g = torch.randn(2, 3, 32, 64)
-    ratios = _kernel_ratios(counters_of(sanitizer, lambda: _emulated(
-        lambda: (pyseg.ops.max_unpool2d(pooled, idx, 2), torch.ops.pyseg_emu.max_unpool2d_backward(g, idx)))))
-    for kernel in ("max_unpool::claim_kernel<false>", "max_unpool::gather_kernel<float, false>"):
-        assert ratios[kernel] <= COALESCING_BUDGET, (kernel, ratios)
-    # write_kernel scatters each input to one of 4 cells of its 2x2 window: half the bytes of a
-    # warp's output sectors are not its own. Budget 2x of packed.
-    assert ratios["max_unpool::write_kernel<float, false>"] <= 2.0, ratios
+    r = _ratios(counters_of(sanitizer, lambda: _emulated(lambda: (
+        pyseg.ops.max_unpool2d(pooled, idx, 2), torch.ops.pyseg_emu.max_unpool2d_backward(g, idx)))))
+    claim, gather = r["max_unpool::claim_kernel<false>"], r["max_unpool::gather_kernel<float, false>"]
+    assert claim[0] <= COALESCING_BUDGET and gather[1] <= COALESCING_BUDGET, r
+    # The gather reads one cell of each 2x2 window: a warp's 32 reads spread over two output
+    # rows of 64 floats (4 sectors each) -- at most 2x the packed 4 sectors, plus the indices.
+    assert gather[0] <= 2.1, r
 
 
-@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
-def test_coalescing_upsample(sanitizer, forward_order, mode):
+@pytest.mark.parametrize("mode,gather_budget", [("nearest", 1.25), ("bilinear", 1.8), ("bicubic", 3.5)])
+def test_coalescing_upsample(sanitizer, forward_order, mode, gather_budget):
     x = torch.randn(1, 2, 16, 64)
     kw = {} if mode == "nearest" else {"align_corners": False}
-    ratios = _kernel_ratios(counters_of(sanitizer, lambda: _emulated(
+    r = _ratios(counters_of(sanitizer, lambda: _emulated(
         lambda: pyseg.ops.interpolate(x, scale_factor=2, mode=mode, **kw))))
-    (ratio,) = ratios.values()
-    assert ratio <= COALESCING_BUDGET, ratios
+    loads, stores = r["upsample::resample_kernel<float, float>"]
+    assert stores <= COALESCING_BUDGET, r
+    # Loads include the per-tap tables, stored per destination index (CSR): lane j reads
+    # entry taps * j + t, so a warp spans `taps` times the bytes it uses.
+    assert loads <= gather_budget, r
 
 
-def test_coalescing_deform_im2col(sanitizer, forward_order):
+def test_coalescing_deform_conv(sanitizer, forward_order):
     x = torch.randn(1, 4, 12, 64)
     w = torch.randn(6, 4, 3, 3)
     off = 0.3 * torch.randn(1, 18, 12, 64)
-    ratios = _kernel_ratios(counters_of(sanitizer, lambda: _emulated(
+    r = _ratios(counters_of(sanitizer, lambda: _emulated(
         lambda: pyseg.ops.deform_conv2d(x, off, w, padding=1))))
-    assert ratios["deform_conv::im2col_kernel<float>"] <= COALESCING_BUDGET, ratios
+    assert r["deform_conv::im2col_kernel<float>"][1] <= COALESCING_BUDGET, r
     # The GEMM stages both operands along their unit-stride index and writes rows of C.
-    assert ratios["gemm_kernel<float>"] <= COALESCING_BUDGET, ratios
+    assert max(r["gemm_kernel<float>"]) <= COALESCING_BUDGET, r
+
+
+def test_coalescing_conv_transpose_backward(sanitizer, forward_order):
+    x = torch.randn(2, 8, 16, 32, requires_grad=True)
+    w = torch.randn(8, 4, 2, 2, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    r = _ratios(counters_of(sanitizer, lambda: _emulated(
+        lambda: pyseg.ops.conv_transpose2d(x, w, b, stride=2).sum().backward())))
+    assert max(r["conv_transpose::reduce_slices_kernel<float>"]) <= COALESCING_BUDGET, r
+    assert r["conv_transpose::bias_grad_kernel<float>"][0] <= COALESCING_BUDGET, r
+    grad_input = r["conv_transpose::implicit_gemm_kernel<float, pyseg::conv_transpose::GradInputProblem<float> >"]
+    assert grad_input[1] <= COALESCING_BUDGET, r
 
 
 def test_counters_match_ideal_for_contiguous_copy(sanitizer):
@@ -243,4 +263,18 @@ def test_counters_match_ideal_for_contiguous_copy(sanitizer):
     x = torch.randn(1024)
     (c,) = counters_of(sanitizer, lambda: sanitizer.selftest("strided_load", x, 256, 1))
     assert per_request(c, "load") == (4.0, 4.0) and per_request(c, "store") == (4.0, 4.0)
-    assert math.isclose(_kernel_ratios([c])["emu_selftest::strided_load"], 1.0)
+    assert _ratios([c])["emu_selftest::strided_load"] == (1.0, 1.0)
+
+
+def test_bench_emu_profile_command(sanitizer, capsys, tmp_path):
+    from pyseg.cli import main
+
+    out = tmp_path / "profile.json"
+    assert main(["bench", "--emu-profile", "max_unpool2d", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "max_unpool::claim_kernel<false>" in printed and "ld sectors/req" in printed
+    rows = json.loads(out.read_text())
+    claim = next(r for r in rows if r["kernel"] == "max_unpool::claim_kernel<false>")
+    # One claim launch over 2x8x16x16 int64 indices: 4096 atomics, indices read at the ideal.
+    assert claim["launches"] == 1 and claim["atomics"] == 2 * 8 * 16 * 16
+    assert claim["global_load_sectors"] == claim["global_load_ideal_sectors"]
