@@ -4,7 +4,8 @@
   is found and torch was built with CUDA (``FORCE_CUDA=1`` insists, ``FORCE_CUDA=0``
   turns CUDA off).
 * ``pyseg._emu`` -- the same CUDA kernels compiled with g++ for the CPU emulator
-  (``PYSEG_EMU=1``). See csrc/emu/README.md.
+  (``PYSEG_EMU=1``), with the emulator's memcheck / racecheck / counters unless
+  ``PYSEG_EMU_CHECKS=0``. See csrc/emu/README.md.
 
 Environment: ``CUDA_HOME`` (else found from nvcc, see ``find_cuda_home``),
 ``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0" when no GPU is visible), ``MAX_JOBS``,
@@ -122,15 +123,25 @@ ext_modules = [
     )
 ]
 if BUILD_EMU:
+    # PYSEG_EMU_CHECKS=1 (default): -fsanitize=thread makes GCC call a hook before every load
+    # and store; csrc/emu/sanitizer.cpp answers the hooks (libtsan is not linked) with
+    # memcheck, racecheck and memory counters. No vectorization or store merging, so each
+    # access is the one the CUDA code makes; -g1 gives the source lines of reports.
+    emu_checks = os.environ.get("PYSEG_EMU_CHECKS", "1") == "1"
+    emu_flags = (["-O0", "-g"] if DEBUG else ["-O2"]) + [
+        "-std=c++20", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]
+    if emu_checks:
+        emu_flags += ["-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
+                      "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-store-merging",
+                      "-fno-tree-loop-distribute-patterns", "-g1"]
     ext_modules.append(
         CppExtension(
             "pyseg._emu",
             sources("csrc/emu/*.cpp") + sources("csrc/ops/*/*_emu.cpp"),
             include_dirs=include_dirs,
-            define_macros=[("PYSEG_EMULATOR", None)],
-            extra_compile_args={"cxx": (["-O0", "-g"] if DEBUG else ["-O2"])
-                                + ["-std=c++20", "-Wall", "-Wno-unused-function",
-                                   "-Wno-unknown-pragmas"]},
+            define_macros=[("PYSEG_EMULATOR", None)]
+            + ([("PYSEG_EMU_CHECKS", None)] if emu_checks else []),
+            extra_compile_args={"cxx": emu_flags},
         )
     )
 

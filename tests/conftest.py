@@ -6,9 +6,12 @@
 * ``emu``          -- the CUDA kernels under the CPU emulator (``torch.ops.pyseg_emu``),
                       threads of a block resumed in forward order
 * ``emu-reverse``  -- the same in reverse order (exposes intra-block races)
+* ``emu-interleaved`` -- several blocks resident at once, switched at barriers, blocks and
+                      threads in seeded random orders (blocks have no order on a GPU)
 * ``cuda``         -- the CUDA kernels on a GPU (marked ``cuda``; skipped without one)
 
-Emulated cases skip when ``pyseg._emu`` is not built, unless ``PYSEG_REQUIRE_EMU=1`` (CI),
+Every emulated case runs under the emulator's memcheck and racecheck (on by default in the
+instrumented build, see csrc/emu/README.md). Emulated cases skip when ``pyseg._emu`` is not built, unless ``PYSEG_REQUIRE_EMU=1`` (CI),
 which turns the skip into a failure. ``PYSEG_REQUIRE_CUDA_BUILD=1`` does the same for tests
 that need the CUDA kernels compiled in.
 """
@@ -26,6 +29,7 @@ from pyseg.ops import _library
 
 REQUIRE_EMU = os.environ.get("PYSEG_REQUIRE_EMU") == "1"
 REQUIRE_CUDA_BUILD = os.environ.get("PYSEG_REQUIRE_CUDA_BUILD") == "1"
+EMU_ORDERS = {"emu": "forward", "emu-reverse": "reverse", "emu-interleaved": "interleaved"}
 
 
 @dataclass
@@ -50,6 +54,7 @@ def _need_emulator() -> None:
         "cpu",
         pytest.param("emu", marks=pytest.mark.emu),
         pytest.param("emu-reverse", marks=pytest.mark.emu),
+        pytest.param("emu-interleaved", marks=pytest.mark.emu),
         pytest.param("cuda", marks=pytest.mark.cuda),
     ]
 )
@@ -61,6 +66,7 @@ def backend(request):
     params=[
         pytest.param("emu", marks=pytest.mark.emu),
         pytest.param("emu-reverse", marks=pytest.mark.emu),
+        pytest.param("emu-interleaved", marks=pytest.mark.emu),
     ]
 )
 def emu_backend(request):
@@ -77,7 +83,7 @@ def _make_backend(name: str):
         from pyseg import _emu
 
         previous = _emu.thread_order()
-        _emu.set_thread_order("reverse" if name == "emu-reverse" else "forward")
+        _emu.set_thread_order(EMU_ORDERS[name], 7)
         try:
             with _library.emulated():
                 yield Backend(name, torch.device("cpu"))

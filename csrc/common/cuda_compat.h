@@ -44,7 +44,7 @@ namespace pyseg {
 template <typename T>
 __device__ inline void atomic_add(T* address, T value) {
 #if defined(PYSEG_EMULATOR)
-  *address = static_cast<T>(*address + value);
+  atomicAdd(address, value);
 #else
   if constexpr (std::is_same_v<T, c10::Half>) {
     atomicAdd(reinterpret_cast<__half*>(address), static_cast<__half>(value));

@@ -2,12 +2,36 @@
 // on the current stream, checked right away.
 #pragma once
 
+#include <optional>
+
+#include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "common/with_launcher.h"
 
 namespace pyseg {
 
 struct CudaLauncher {
+  // Makes the device of the op's first tensor argument current (with_launcher.h).
+  struct OpGuard {
+    c10::cuda::OptionalCUDAGuard guard;
+    bool set = false;
+    template <class... Args>
+    explicit OpGuard(const Args&... args) {
+      (use(args), ...);
+    }
+    void use(const at::Tensor& t) {
+      if (!set && t.defined()) guard.set_device(t.device()), set = true;
+    }
+    void use(const std::optional<at::Tensor>& t) {
+      if (t.has_value()) use(*t);
+    }
+    template <class T>
+    void use(const T&) {}
+  };
+
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
 
   int64_t max_blocks() const { return (int64_t{1} << 31) - 1; }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -43,6 +44,10 @@ void syncthreads(const char* file, int line);
 uint64_t warp_exchange(unsigned mask, WarpOp op, uint64_t payload, int arg, int width,
                        const char* file, int line);
 unsigned char* dynamic_shared_memory();
+// Bracket the read-modify-write of an emulated atomic: the sanitizer records one atomic
+// access instead of the plain load and store inside.
+void atomic_begin(const void* address, size_t bytes);
+void atomic_end();
 
 template <typename T>
 T shuffle(unsigned mask, T value, WarpOp op, int arg, int width, const char* file, int line) {
@@ -78,41 +83,28 @@ T shuffle(unsigned mask, T value, WarpOp op, int arg, int width, const char* fil
 #define __all_sync(mask, pred) (__ballot_sync((mask), (pred)) == static_cast<unsigned>(mask))
 
 // Threads of a block only switch at barriers and warp collectives, so a plain
-// read-modify-write is atomic here.
-template <typename T, typename U>
-inline T atomicAdd(T* address, U value) {
-  T old = *address;
-  *address = static_cast<T>(old + static_cast<T>(value));
-  return old;
-}
-template <typename T, typename U>
-inline T atomicSub(T* address, U value) {
-  T old = *address;
-  *address = static_cast<T>(old - static_cast<T>(value));
-  return old;
-}
-template <typename T, typename U>
-inline T atomicMax(T* address, U value) {
-  T old = *address;
-  if (static_cast<T>(value) > old) *address = static_cast<T>(value);
-  return old;
-}
-template <typename T, typename U>
-inline T atomicMin(T* address, U value) {
-  T old = *address;
-  if (static_cast<T>(value) < old) *address = static_cast<T>(value);
-  return old;
-}
-template <typename T, typename U>
-inline T atomicExch(T* address, U value) {
-  T old = *address;
-  *address = static_cast<T>(value);
-  return old;
-}
+// read-modify-write is atomic here; atomic_begin/atomic_end tell the sanitizer what it is.
+#define PYSEG_EMU_ATOMIC_(name, update)                  \
+  template <typename T, typename U>                      \
+  inline T name(T* address, U value) {                   \
+    ::pyseg::emu::atomic_begin(address, sizeof(T));      \
+    T old = *address;                                    \
+    update;                                              \
+    ::pyseg::emu::atomic_end();                          \
+    return old;                                          \
+  }
+PYSEG_EMU_ATOMIC_(atomicAdd, *address = static_cast<T>(old + static_cast<T>(value)))
+PYSEG_EMU_ATOMIC_(atomicSub, *address = static_cast<T>(old - static_cast<T>(value)))
+PYSEG_EMU_ATOMIC_(atomicMax, if (static_cast<T>(value) > old) *address = static_cast<T>(value))
+PYSEG_EMU_ATOMIC_(atomicMin, if (static_cast<T>(value) < old) *address = static_cast<T>(value))
+PYSEG_EMU_ATOMIC_(atomicExch, *address = static_cast<T>(value))
+#undef PYSEG_EMU_ATOMIC_
 template <typename T, typename U, typename V>
 inline T atomicCAS(T* address, U compare, V value) {
+  ::pyseg::emu::atomic_begin(address, sizeof(T));
   T old = *address;
   if (old == static_cast<T>(compare)) *address = static_cast<T>(value);
+  ::pyseg::emu::atomic_end();
   return old;
 }
 

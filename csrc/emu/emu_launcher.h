@@ -3,14 +3,102 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
+#include <ATen/core/Tensor.h>
+#include <c10/core/Allocator.h>
+#include <c10/util/StringUtil.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
+
+#include "common/with_launcher.h"
 #include "emu/runtime.h"
 
 namespace pyseg {
 
+namespace emu {
+
+// While an emulated op runs, every CPU allocation it makes (outputs, workspaces, contiguous
+// copies) is registered as global memory its kernels may touch, through c10's per-thread
+// memory-reporting hook (the one torch.profiler's profile_memory uses). A reporter that was
+// installed before (the profiler's) still gets every report.
+class AllocationTracker final : public c10::MemoryReportingInfoBase {
+ public:
+  // `previous` outlives the op (its guard is further up the stack).
+  explicit AllocationTracker(c10::DebugInfoBase* previous) : previous_(previous) {}
+  ~AllocationTracker() override {
+    for (const void* p : live_) unregister_buffer(p);
+  }
+  void reportMemoryUsage(void* ptr, int64_t alloc_size, size_t total_allocated,
+                         size_t total_reserved, c10::Device device) override {
+    if (device.is_cpu() && ptr != nullptr) {
+      if (alloc_size > 0) {
+        register_buffer(ptr, static_cast<size_t>(alloc_size),
+                        "tensor #" + std::to_string(++count_) + " allocated by the op");
+        live_.push_back(ptr);
+      } else {
+        unregister_buffer(ptr);
+        std::erase(live_, ptr);
+      }
+    }
+    if (auto* p = dynamic_cast<c10::MemoryReportingInfoBase*>(previous_);
+        p && p->memoryProfilingEnabled())
+      p->reportMemoryUsage(ptr, alloc_size, total_allocated, total_reserved, device);
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+
+ private:
+  c10::DebugInfoBase* previous_;
+  std::vector<const void*> live_;
+  int count_ = 0;
+};
+
+}  // namespace emu
+
 struct EmuLauncher {
+  // Registers the op's tensor arguments (the bytes each one spans) and, for the duration of
+  // the op, every allocation it makes (with_launcher.h).
+  struct OpGuard {
+    c10::DebugInfoGuard tracking{
+        c10::DebugInfoKind::PROFILER_STATE,
+        std::make_shared<emu::AllocationTracker>(
+            c10::ThreadLocalDebugInfo::get(c10::DebugInfoKind::PROFILER_STATE))};
+    std::vector<const void*> registered;
+    int index = 0;
+
+    template <class... Args>
+    explicit OpGuard(const Args&... args) {
+      (use(args), ...);
+    }
+    ~OpGuard() {
+      for (const void* p : registered) emu::unregister_buffer(p);
+    }
+    void use(const at::Tensor& t) {
+      ++index;
+      if (!t.defined() || t.numel() == 0 || !t.device().is_cpu()) return;
+      int64_t last = 0;  // offset of the last element, in elements
+      for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * std::abs(t.stride(d));
+      const void* begin = t.const_data_ptr();
+      emu::register_buffer(begin, static_cast<size_t>(last + 1) * t.element_size(),
+                           "argument " + std::to_string(index) + " (" +
+                               std::string(c10::toString(t.scalar_type())) + " " +
+                               c10::str(t.sizes()) + ")");
+      registered.push_back(begin);
+    }
+    void use(const std::optional<at::Tensor>& t) {
+      if (t.has_value()) use(*t);
+      else ++index;
+    }
+    template <class T>
+    void use(const T&) {
+      ++index;
+    }
+  };
+
   int64_t max_blocks() const { return emu::max_blocks(); }
 
   template <class... KernelArgs, class... Args>
@@ -28,7 +116,7 @@ struct EmuLauncher {
           auto* c = static_cast<Call*>(p);
           std::apply(c->kernel, c->args);  // each thread gets its own copy of the arguments
         },
-        &call);
+        &call, sizeof(call), reinterpret_cast<const void*>(kernel));
   }
 };
 

@@ -1,10 +1,12 @@
 // pyseg._emu: the operator library `pyseg_emu` -- every op of `pyseg` with its CUDA launcher
 // and kernels run by the CPU emulator (kernels registered in csrc/ops/<op>/<op>_emu.cpp) --
-// plus emulator controls and self-test kernels for tests/emu.
+// plus emulator controls, the sanitizer's switches and counters, and self-test kernels
+// (csrc/emu/selftest_kernels.cuh, csrc/emu/planted_bugs.cuh) for tests/emu.
 #include <torch/extension.h>
 
 #include "emu/emu_launcher.h"
 #include "emu/runtime.h"
+#include "emu/planted_bugs.cuh"
 #include "emu/selftest_kernels.cuh"
 #include "schemas.h"
 
@@ -17,6 +19,7 @@ namespace st = pyseg::emu_selftest;
 std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, int64_t block,
                                  int64_t grid) {
   TORCH_CHECK(x_.device().is_cpu(), "selftest: x must be a CPU tensor");
+  EmuLauncher::OpGuard guard(x_);  // x and everything allocated here are the kernels' memory
   at::Tensor x = x_.contiguous();
   const int64_t n = x.numel();
   EmuLauncher launch;
@@ -68,7 +71,69 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
            static_cast<int>(side));
     return {out};
   }
+  // Planted bugs (float32 input).
+  const bool planted = name == "read_past_end" || name == "misaligned_load" ||
+                       name == "shared_past_end" || name == "missing_barrier" ||
+                       name == "blocks_write_one_output" || name == "block_reads_neighbour" ||
+                       name == "strided_load" || name == "shared_column_read" ||
+                       name == "shared_column_read_padded";
+  TORCH_CHECK(!planted || x.scalar_type() == at::kFloat, "selftest: ", name, " takes float32");
+  const float* xp = planted ? x.const_data_ptr<float>() : nullptr;
+  if (name == "read_past_end" || name == "misaligned_load" || name == "missing_barrier") {
+    at::Tensor y = at::zeros_like(x);
+    auto k = name == "read_past_end"     ? st::read_past_end
+             : name == "misaligned_load" ? st::misaligned_load
+                                         : st::missing_barrier;
+    launch(k, dim3((n + block - 1) / block), b, 0, xp, y.data_ptr<float>(), n);
+    return {y};
+  }
+  if (name == "shared_past_end") {
+    at::Tensor y = at::zeros_like(x);
+    launch(st::shared_past_end, dim3(1), b, block * sizeof(float), xp, y.data_ptr<float>(), n);
+    return {y};
+  }
+  if (name == "blocks_write_one_output" || name == "block_reads_neighbour") {
+    at::Tensor y = at::zeros({grid}, x.options());
+    if (name == "blocks_write_one_output") launch(st::blocks_write_one_output, g, b, 0, y.data_ptr<float>());
+    else launch(st::block_reads_neighbour, g, b, 0, y.data_ptr<float>(), grid);
+    return {y};
+  }
+  if (name == "strided_load") {
+    // x holds n elements; read every grid-th (grid = stride here).
+    const int64_t m = n / grid;
+    at::Tensor y = at::zeros({m}, x.options());
+    launch(st::strided_load, dim3((m + block - 1) / block), b, 0, xp, y.data_ptr<float>(), m, grid);
+    return {y};
+  }
+  if (name == "shared_column_read" || name == "shared_column_read_padded") {
+    TORCH_CHECK(n == 32 * 32 && block == 32, "shared_column_read: 1024 elements, one warp");
+    at::Tensor y = at::zeros({32}, x.options());
+    launch(st::shared_column_read, dim3(1), b, 0, xp, y.data_ptr<float>(),
+           name == "shared_column_read" ? 0 : 1);
+    return {y};
+  }
   TORCH_CHECK(false, "selftest: unknown kernel '", name, "'");
+}
+
+py::dict counters_dict(const pyseg::emu::LaunchCounters& c) {
+  py::dict d;
+  d["kernel"] = c.kernel;
+  d["grid"] = py::make_tuple(c.grid.x, c.grid.y, c.grid.z);
+  d["block"] = py::make_tuple(c.block.x, c.block.y, c.block.z);
+  d["global_load_requests"] = c.global_load_requests;
+  d["global_load_sectors"] = c.global_load_sectors;
+  d["global_load_ideal_sectors"] = c.global_load_ideal_sectors;
+  d["global_store_requests"] = c.global_store_requests;
+  d["global_store_sectors"] = c.global_store_sectors;
+  d["global_store_ideal_sectors"] = c.global_store_ideal_sectors;
+  d["shared_requests"] = c.shared_requests;
+  d["shared_wavefronts"] = c.shared_wavefronts;
+  d["shared_ideal_wavefronts"] = c.shared_ideal_wavefronts;
+  d["atomics"] = c.atomics;
+  d["barriers"] = c.barriers;
+  d["warp_collectives"] = c.warp_collectives;
+  d["divergent_collectives"] = c.divergent_collectives;
+  return d;
 }
 
 }  // namespace
@@ -82,13 +147,16 @@ PYBIND11_MODULE(_emu, m) {
     if (order == "forward") emu::set_thread_order(emu::ThreadOrder::kForward, seed);
     else if (order == "reverse") emu::set_thread_order(emu::ThreadOrder::kReverse, seed);
     else if (order == "random") emu::set_thread_order(emu::ThreadOrder::kRandom, seed);
-    else throw std::invalid_argument("thread order must be 'forward', 'reverse' or 'random', got '" + order + "'");
+    else if (order == "interleaved") emu::set_thread_order(emu::ThreadOrder::kInterleaved, seed);
+    else throw std::invalid_argument("thread order must be 'forward', 'reverse', 'random' or 'interleaved', got '" + order + "'");
   }, py::arg("order"), py::arg("seed") = 0,
-     "Order in which the threads of a block are resumed: 'forward', 'reverse' or 'random'.");
+     "Order in which threads are resumed: 'forward', 'reverse', 'random' (threads of a block), "
+     "or 'interleaved' (several blocks resident at once, switched at barriers, random orders).");
   m.def("thread_order", [] {
     switch (emu::thread_order()) {
       case emu::ThreadOrder::kReverse: return std::string("reverse");
       case emu::ThreadOrder::kRandom: return std::string("random");
+      case emu::ThreadOrder::kInterleaved: return std::string("interleaved");
       default: return std::string("forward");
     }
   });
@@ -105,7 +173,26 @@ PYBIND11_MODULE(_emu, m) {
     d["warp_collectives"] = s.warp_collectives;
     return d;
   }, "Counters since the last reset_stats().");
-  m.def("reset_stats", &emu::reset_stats);
+  m.def("reset_stats", &emu::reset_stats, "Clears stats() and launch_counters().");
+  m.def("instrumented", &emu::instrumented,
+        "Whether the kernels were compiled with the access hooks (PYSEG_EMU_CHECKS=1).");
+  m.def("set_checks", [](bool memcheck, bool racecheck, bool counters) {
+    emu::set_checks(emu::Checks{memcheck, racecheck, counters});
+  }, py::arg("memcheck") = true, py::arg("racecheck") = true, py::arg("counters") = false,
+     "What the instrumented build checks on every access (see csrc/emu/README.md).");
+  m.def("checks", [] {
+    const auto c = emu::checks();
+    py::dict d;
+    d["memcheck"] = c.memcheck;
+    d["racecheck"] = c.racecheck;
+    d["counters"] = c.counters;
+    return d;
+  });
+  m.def("launch_counters", [] {
+    py::list out;
+    for (const auto& c : emu::launch_counters()) out.append(counters_dict(c));
+    return out;
+  }, "Memory counters of every launch since reset_stats() that ran with counters on.");
   m.def("selftest", &selftest, py::arg("name"), py::arg("x"), py::arg("block"), py::arg("grid") = 1,
         "Runs one of the emulator's self-test kernels (see csrc/emu/selftest_kernels.cuh).");
 }

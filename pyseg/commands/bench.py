@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE", help="write a PNG bar plot of the ratios")
     parser.add_argument("--list", action="store_true",
                         help="list the selected cases instead of running them")
+    parser.add_argument("--emu-profile", action="store_true",
+                        help="instead of timing, run the --quick shapes of the selected ops "
+                             "through the emulated CUDA kernels and print their memory "
+                             "counters (sectors and bank conflicts per request, atomics, "
+                             "barriers); --json writes them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(e.args[0]) from None
     if not cases:
         raise UsageError("no benchmark case selected")
+
+    if args.emu_profile:
+        return _emu_profile(args, bench.select(bench.collect_cases(), args.ops, quick=True,
+                                               backward=args.backward))
 
     if args.list:
         for c in cases:
@@ -97,3 +106,23 @@ def run(args: argparse.Namespace) -> int:
         print("pyseg bench: nothing was timed, no plot written", file=sys.stderr)
     failed = [r for r in results if r.status in ("refused", "error")]
     return 1 if failed else 0
+
+
+def _emu_profile(args: argparse.Namespace, cases: list) -> int:
+    import json
+
+    from pyseg.bench import emu_profile
+    from pyseg.cli import UsageError
+    from pyseg.ops import _library
+
+    if "pyseg_emu" not in _library.NAMESPACES:
+        raise UsageError("--emu-profile needs the CUDA emulator: rebuild with PYSEG_EMU=1")
+    cases = [c for c in cases if c.quick or c.name in args.ops]
+    if not cases:
+        raise UsageError("--emu-profile: no --quick case among the selected ops")
+    results = emu_profile.profile_cases(cases)
+    print(emu_profile.render_profile(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.to_json() for r in results], f, indent=1)
+    return 0

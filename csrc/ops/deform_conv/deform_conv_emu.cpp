@@ -1,37 +1,15 @@
-// deform_conv2d's CUDA kernels under the CPU emulator: torch.ops.pyseg_emu.deform_conv2d.
+// deform_conv2d's CUDA kernels under the CPU emulator (torch.ops.pyseg_emu): deform_conv_launch.h
+// with the emulator's launcher (its twin, deform_conv_cuda.cu, registers the real one).
 #include <torch/library.h>
 
 #include "emu/emu_launcher.h"
 #include "ops/deform_conv/deform_conv_launch.h"
 
 namespace pyseg::deform_conv {
-namespace {
-
-at::Tensor deform_conv2d_emu(const at::Tensor& input, const at::Tensor& weight,
-                             const at::Tensor& offset, const at::Tensor& mask,
-                             const at::Tensor& bias, int64_t stride_h, int64_t stride_w,
-                             int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
-                             int64_t groups, int64_t offset_groups, bool use_mask) {
-  return forward(EmuLauncher{}, input, weight, offset, mask, bias,
-                 Params{stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, offset_groups,
-                        use_mask});
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_emu(
-    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight,
-    const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& bias, int64_t stride_h,
-    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
-    int64_t offset_groups, bool use_mask) {
-  return backward(EmuLauncher{}, grad, input, weight, offset, mask, bias,
-                  Params{stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, offset_groups,
-                         use_mask});
-}
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(pyseg_emu, CPU, m) {
-  m.impl("deform_conv2d", &deform_conv2d_emu);
-  m.impl("_deform_conv2d_backward", &deform_conv2d_backward_emu);
+  m.impl("deform_conv2d", with_launcher<EmuLauncher, &forward_op<EmuLauncher>>);
+  m.impl("_deform_conv2d_backward", with_launcher<EmuLauncher, &backward_op<EmuLauncher>>);
 }
 
 }  // namespace pyseg::deform_conv

@@ -193,4 +193,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {gi, gw, go, gm, gb};
 }
 
+// The operator signatures (the schema's flat argument lists), bound by the twins
+// deform_conv_cuda.cu and deform_conv_emu.cpp.
+template <class Launcher>
+at::Tensor forward_op(const Launcher& launch, const at::Tensor& input, const at::Tensor& weight,
+                      const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& bias,
+                      int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                      int64_t dil_h, int64_t dil_w, int64_t groups, int64_t offset_groups,
+                      bool use_mask) {
+  return forward(launch, input, weight, offset, mask, bias,
+                 Params{stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, offset_groups,
+                        use_mask});
+}
+
+template <class Launcher>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
+    const Launcher& launch, const at::Tensor& grad, const at::Tensor& input,
+    const at::Tensor& weight, const at::Tensor& offset, const at::Tensor& mask,
+    const at::Tensor& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+    int64_t dil_h, int64_t dil_w, int64_t groups, int64_t offset_groups, bool use_mask) {
+  return backward(launch, grad, input, weight, offset, mask, bias,
+                  Params{stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, offset_groups,
+                         use_mask});
+}
+
 }  // namespace pyseg::deform_conv
