@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, register_autograd, register_fake
+from pyseg.ops._library import (
+    check_int64,
+    check_same_device,
+    checked_shape,
+    op,
+    register_autograd,
+    register_fake,
+)
 
 __all__ = ["conv2d_matrix", "conv_transpose2d"]
 
@@ -80,6 +87,10 @@ def conv_transpose2d(
     padding = _expand(padding, "padding")
     output_padding = _expand(output_padding, "output_padding")
     dilation = _expand(dilation, "dilation")
+    for value, name in ((stride, "stride"), (padding, "padding"),
+                        (output_padding, "output_padding"), (dilation, "dilation"),
+                        (groups, "groups")):
+        check_int64(value, name)
     if input.dim() not in (3, 4):
         raise RuntimeError(
             "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input "
@@ -122,7 +133,24 @@ def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding,
     torch._check(weight.dim() == 4, lambda: "Expected 4-dimensional weight for conv_transpose2d")
     torch._check(input.dtype == weight.dtype, lambda: "input and weight dtypes differ")
     torch._check(input.shape[-3] == weight.shape[0], lambda: "input channels != weight.size(0)")
+    # The C++ checks (conv_transpose.h) that decide whether there is an output at all.
+    torch._check(weight.shape[2] > 0 and weight.shape[3] > 0,
+                 lambda: "kernel size should be greater than zero, but got kernel_height: "
+                         f"{weight.shape[2]} kernel_width: {weight.shape[3]}")
+    torch._check(weight.numel() > 0,
+                 lambda: f"non-empty 2D or 4D weight tensor expected, but got: {list(weight.shape)}")
+    check_same_device("conv_transpose2d", ("input", input), ("weight", weight), ("bias", bias))
+    torch._check(min(stride) > 0, lambda: "non-positive stride is not supported")
+    torch._check(min(padding) >= 0, lambda: "negative padding is not supported")
+    torch._check(min(output_padding) >= 0, lambda: "negative output_padding is not supported")
+    torch._check(min(dilation) > 0, lambda: "dilation should be greater than zero")
+    torch._check(groups > 0, lambda: "non-positive groups is not supported")
     shape, batched = _output_shape(input, weight, stride, padding, output_padding, dilation, groups)
+    torch._check(shape[-2] > 0 and shape[-1] > 0,
+                 lambda: f"Calculated output size per channel: ({shape[-2]} x {shape[-1]}). "
+                         "Output size is too small")
+    checked_shape("conv_transpose2d", shape,
+                  "stride, dilation, kernel size or output_padding")
     channels_last = batched and (_suggests_channels_last(input) or _suggests_channels_last(weight))
     out = input.new_empty(shape)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
@@ -132,6 +160,8 @@ def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding,
 def _conv_transpose2d_backward_fake(
     grad_output, input, weight, stride, padding, output_padding, groups, dilation, output_mask
 ):
+    check_same_device("conv_transpose2d_backward", ("input", input), ("grad_output", grad_output),
+                      ("weight", weight))
     batched = input.dim() == 4
     channels_last = batched and (_suggests_channels_last(input) or _suggests_channels_last(weight))
     empty = input.new_empty(0)

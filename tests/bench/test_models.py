@@ -96,7 +96,7 @@ def test_twin_of_single_modules_and_channels_last():
         torch.nn.Upsample
 
 
-@pytest.mark.parametrize("name", ["unet", "unet-dcn", "deconvnet"])
+@pytest.mark.parametrize("name", ["unet-dcn", "deconvnet"])
 def test_model_cases_agree_through_the_harness(name):
     # All four cases (NCHW/NHWC x forward/training step) pass the agreement check; the
     # timing itself is not asserted on.
@@ -113,7 +113,7 @@ def test_model_cases_agree_through_the_harness(name):
 
 def test_training_step_returns_loss_and_every_trainable_gradient():
     setup = _quick("fcn8s")  # its final upsampling is frozen
-    ours, twin, x, target = models._make_inputs(setup, "nchw")("cpu", torch.float32)
+    ours, _, x, target = models._make_inputs(setup, "nchw")("cpu", torch.float32)
     loss, grads = models._train_step(ours, x, target)
     trainable = [p for p in ours.parameters() if p.requires_grad]
     assert len(grads) == len(trainable) < len(list(ours.parameters()))
@@ -139,9 +139,9 @@ def test_refuses_a_twin_that_disagrees():
 def test_cli_models_quick(tmp_path):
     out = tmp_path / "models.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pyseg", "bench", "--models", "--quick", "unet", "segnet",
-         "--no-memory", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ),
+        [sys.executable, "-m", "pyseg", "bench", "--models", "--quick", "segnet",
+         "--no-memory", "--min-run-time", "0.001", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ), check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     header = proc.stdout.splitlines()[0]
@@ -150,7 +150,7 @@ def test_cli_models_quick(tmp_path):
     data = json.loads(out.read_text())
     assert data["settings"]["models"] is True
     names = {r["name"] for r in data["results"]}
-    assert len(names) == 4 * 4  # unet three ways and segnet, 2 layouts x 2 passes
+    assert len(names) == 4  # 2 layouts x 2 passes
     assert all(r["status"] == "ok" for r in data["results"])
     assert data["machine"]["torch_cpu_capability"]
 
