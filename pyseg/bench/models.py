@@ -39,9 +39,12 @@ __all__ = ["MODEL_LABEL", "ModelSetup", "model_cases", "model_setups", "model_ta
 MODEL_LABEL = "models"
 LAYOUTS = ("nchw", "nhwc")
 PASSES = ("fwd", "train")
-# Deep networks in float32: the loss and gradients of the two twins differ by summation
-# order through ~30 layers (batch norm over a few values included), not by wrong indices.
-MODEL_RTOL = 1e-3
+# Deep networks in float32: the outputs, loss and gradients of the two twins differ by
+# summation order through ~30 layers, not by wrong indices (in float64 they agree to ~1e-12,
+# see tests/bench/test_models.py). The training step gets more room: batch norm over two
+# values (DeconvNet's 1x1 fc layers at batch 2) amplifies rounding; 3.3e-3 was measured on
+# DeconvNet at (2,3,128,128).
+MODEL_RTOL = {"fwd": 1e-3, "train": 1e-2}
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ def model_cases(setups: Sequence[ModelSetup]) -> list[BenchmarkCase]:
                     name=case_name(setup, layout, pass_), label=MODEL_LABEL,
                     sub_label=f"{setup.description} {layout.upper()} {pass_}",
                     make_inputs=_make_inputs(setup, layout), ours=_side(step, 0),
-                    reference=_side(step, 1), rtol=MODEL_RTOL,
+                    reference=_side(step, 1), rtol=MODEL_RTOL[pass_],
                     summary=f"{setup.name} with pyseg.nn modules vs with torch.nn / "
                             "torchvision modules, same weights",
                 ))
