@@ -217,8 +217,8 @@ def _zoo_conv_transpose2d_cases(ours: Callable[..., Any], ref: Callable[..., Any
                        layer.output_padding[0])
         for cl in (False, True):
             sub_label = (f"{_shape(n, cin, h, w)}->{layer.out_channels}ch k{k},s{s},p{p}"
-                         f"{f',op{op}' if op else ''}{'' if layer.bias else ',nobias'} "
-                         f"{' channels_last' if cl else ''}[{'/'.join(networks)}]")
+                         f"{f',op{op}' if op else ''}{'' if layer.bias else ',nobias'}"
+                         f"{' channels_last' if cl else ''} [{'/'.join(networks)}]")
             yield from _both(zoo_case_name(layer, cl), "conv_transpose2d", sub_label,
                              _zoo_inputs(layer, cl), ours, ref, **kw)
 
