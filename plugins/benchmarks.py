@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from pyseg.bench import pyseg_op, requires_pyseg_op
+from pyseg.bench.models import ConvTransposeLayer
 from pyseg.hookspecs import hookimpl
 from pyseg.registry import BenchmarkCase
 
@@ -141,6 +142,85 @@ def _conv_transpose2d_cases() -> Iterator[BenchmarkCase]:
     for s in (16, 32, 64, 128):
         yield from shape(1, 64, s, s, 64, 2, sweep=label, size=64 * 4 * s * s)
     yield from shape(2, 16, 16, 16, 16, 2, quick=True)
+    yield from _zoo_conv_transpose2d_cases(ours, ref, kw)
+
+
+# Every transposed-convolution call the built-in networks make at the input sizes of
+# `pyseg bench --models` (pyseg.bench.models.BUILTIN_SETUPS), with the networks making it.
+# Found with pyseg.bench.models.conv_transpose_layers (the networks run on the meta
+# device); tests/bench/test_models.py checks that this list is still what they make.
+def _layer(shape: tuple[int, int, int, int], cout: int, k: int, s: int, p: int, op: int,
+           bias: bool) -> ConvTransposeLayer:
+    return ConvTransposeLayer(shape, cout, (k, k), (s, s), (p, p), (op, op), 1, (1, 1), bias)
+
+
+ZOO_CONV_TRANSPOSE_LAYERS: tuple[tuple[ConvTransposeLayer, tuple[str, ...]], ...] = (
+    (_layer((4, 256, 25, 25), 256, 3, 1, 1, 0, True), ("pets-encdec",)),
+    (_layer((4, 256, 25, 25), 256, 3, 2, 0, 0, True), ("pets-encdec",)),
+    (_layer((4, 256, 50, 50), 128, 3, 1, 1, 0, True), ("pets-encdec",)),
+    (_layer((4, 128, 50, 50), 128, 3, 2, 0, 0, True), ("pets-encdec",)),
+    (_layer((4, 128, 100, 100), 64, 3, 1, 1, 0, True), ("pets-encdec",)),
+    (_layer((4, 64, 100, 100), 64, 3, 2, 0, 0, True), ("pets-encdec",)),
+    (_layer((2, 4096, 1, 1), 512, 7, 1, 0, 0, False), ("deconvnet",)),
+    (_layer((2, 512, 8, 8), 512, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 512, 16, 16), 512, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 512, 16, 16), 256, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 256, 32, 32), 256, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 256, 32, 32), 128, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 128, 64, 64), 128, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 128, 64, 64), 64, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((2, 64, 128, 128), 64, 3, 1, 1, 0, False), ("deconvnet",)),
+    (_layer((8, 128, 8, 8), 64, 2, 2, 0, 0, True), ("unet", "unet-dcn")),
+    (_layer((8, 64, 16, 16), 32, 2, 2, 0, 0, True), ("unet", "unet-dcn")),
+    (_layer((8, 32, 32, 32), 16, 2, 2, 0, 0, True), ("unet", "unet-dcn")),
+    (_layer((2, 3, 5, 5), 3, 4, 2, 0, 0, False), ("fcn8s", "fcn16s")),
+    (_layer((2, 3, 12, 12), 3, 4, 2, 0, 0, False), ("fcn8s",)),
+    (_layer((2, 3, 26, 26), 3, 16, 8, 0, 0, False), ("fcn8s",)),
+    (_layer((2, 3, 12, 12), 3, 32, 16, 0, 0, False), ("fcn16s",)),
+    (_layer((2, 3, 5, 5), 3, 64, 32, 0, 0, False), ("fcn32s",)),
+)
+
+
+def zoo_case_name(layer: ConvTransposeLayer, channels_last: bool = False) -> str:
+    n, cin, h, w = layer.input_shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = (layer.kernel_size, layer.stride, layer.padding,
+                                              layer.output_padding)
+    return (f"conv_transpose2d/zoo-{n}x{cin}x{h}x{w}-{layer.out_channels}-k{kh}x{kw}-s{sh}x{sw}"
+            f"-p{ph}x{pw}-op{oh}x{ow}{'' if layer.bias else '-nobias'}"
+            f"{'-cl' if channels_last else ''}")
+
+
+def _zoo_inputs(layer: ConvTransposeLayer, channels_last: bool) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> tuple:
+        cin = layer.input_shape[1]
+        kh, kw = layer.kernel_size
+        x = _randn(*layer.input_shape, seed=0)
+        weight = _randn(cin, layer.out_channels // layer.groups, kh, kw, seed=1,
+                        scale=1 / math.sqrt(cin * kh * kw))
+        bias = _randn(layer.out_channels, seed=2) if layer.bias else None
+        x, weight = x.to(device=device, dtype=dtype), weight.to(device=device, dtype=dtype)
+        if bias is not None:
+            bias = bias.to(device=device, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=CL)
+        return (x, weight, bias, layer.stride, layer.padding, layer.output_padding,
+                layer.groups, layer.dilation)
+
+    return make
+
+
+def _zoo_conv_transpose2d_cases(ours: Callable[..., Any], ref: Callable[..., Any],
+                                kw: dict) -> Iterator[BenchmarkCase]:
+    for layer, networks in ZOO_CONV_TRANSPOSE_LAYERS:
+        n, cin, h, w = layer.input_shape
+        k, s, p, op = (layer.kernel_size[0], layer.stride[0], layer.padding[0],
+                       layer.output_padding[0])
+        for cl in (False, True):
+            sub_label = (f"{_shape(n, cin, h, w)}->{layer.out_channels}ch k{k},s{s},p{p}"
+                         f"{f',op{op}' if op else ''}{'' if layer.bias else ',nobias'}"
+                         f"{' channels_last' if cl else ''} [{'/'.join(networks)}]")
+            yield from _both(zoo_case_name(layer, cl), "conv_transpose2d", sub_label,
+                             _zoo_inputs(layer, cl), ours, ref, **kw)
 
 
 # --- interpolate -------------------------------------------------------------------------

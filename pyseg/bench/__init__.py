@@ -20,6 +20,7 @@ from typing import Any
 from pyseg.bench.harness import DTYPES, CaseResult, Timing, default_rtol, peak_memory, run, run_case
 from pyseg.bench.report import (
     compare_table,
+    header,
     machine_facts,
     markdown,
     plot,
@@ -33,7 +34,7 @@ from pyseg.registry import BenchmarkCase
 
 __all__ = [
     "DTYPES", "BenchmarkCase", "CaseResult", "Timing", "collect_cases", "compare_table",
-    "default_rtol", "machine_facts", "markdown", "peak_memory", "plot", "pyseg_op",
+    "default_rtol", "header", "machine_facts", "markdown", "peak_memory", "plot", "pyseg_op",
     "ratio_table", "render", "requires_pyseg_op", "results_from_json", "run", "run_case",
     "select", "to_json", "write_json",
 ]

@@ -13,7 +13,7 @@ import torch
 
 from pyseg.bench.harness import CaseResult
 
-__all__ = ["compare_table", "machine_facts", "markdown", "plot", "ratio_table", "render",
+__all__ = ["compare_table", "header", "machine_facts", "markdown", "plot", "ratio_table", "render",
            "results_from_json", "to_json", "write_json"]
 
 SCHEMA = "pyseg-bench/1"
@@ -50,7 +50,33 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
     except ImportError:
         facts["torchvision"] = None
     facts["cuda_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    facts["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    facts["pyseg_cpu_capability"] = _pyseg_cpu_capability()
+    try:
+        facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        facts["load_average"] = None
     return facts
+
+
+def _pyseg_cpu_capability() -> str:
+    """The CPU kernel variant pyseg runs, when its build reports one (``pyseg info``)."""
+    from pyseg.info import info  # noqa: PLC0415  (pyseg.info imports the compiled module)
+
+    return str(info().get("cpu_capability") or "not dispatched (one baseline build)")
+
+
+def header(facts: dict[str, Any]) -> str:
+    """One comment line with what the numbers depend on."""
+    load = facts.get("load_average")
+    text = (f"# {facts['cpu']}, capability torch {facts['torch_cpu_capability']} / pyseg "
+            f"{facts['pyseg_cpu_capability']}, {facts['threads']} threads, torch "
+            f"{facts['torch']}, pyseg {facts['pyseg']}")
+    if facts.get("cuda_device"):
+        text += f", {facts['cuda_device']}"
+    if load:
+        text += f", load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    return text
 
 
 def compare_table(results: Sequence[CaseResult]) -> str:
@@ -228,7 +254,7 @@ def markdown(data: dict) -> str:
         f"- Machine: {m['cpu']} ({m['cpu_count']} CPUs), {m['threads']} threads"
         + (f", GPU {m['cuda_device']}" if m.get("cuda_device") else ", no GPU"),
         (f"- torch {m['torch']}, torchvision {m.get('torchvision')}, pyseg {m['pyseg']}, "
-         f"Python {m['python']}"),
+        f"Python {m['python']}"),
     ]
     if data.get("command"):
         lines.append(f"- Command: `{' '.join(data['command'])}`")

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not measure peak extra memory")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG bar plot of the ratios")
+    parser.add_argument("--models", action="store_true",
+                        help="time every segmentation network with pyseg's modules against "
+                             "the same network with torch's (OP names networks instead)")
     parser.add_argument("--list", action="store_true",
                         help="list the selected cases instead of running them")
     parser.add_argument("--emu-profile", action="store_true",
@@ -54,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda: CUDA is not available here")
     dtypes = [bench.DTYPES[d] for d in dict.fromkeys(args.dtype or ["float32"])]
     try:
-        cases = bench.select(bench.collect_cases(), args.ops, quick=args.quick,
-                             backward=args.backward)
+        if args.models:
+            from pyseg.bench import models
+
+            cases = models.model_cases(models.model_setups(args.ops, quick=args.quick))
+        else:
+            cases = bench.select(bench.collect_cases(), args.ops, quick=args.quick,
+                                 backward=args.backward)
     except KeyError as e:
         raise UsageError(e.args[0]) from None
     if not cases:
@@ -86,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
     results = bench.run(cases, devices=devices, dtypes=dtypes, threads=threads,
                         min_run_time=min_run_time, memory=not args.no_memory,
                         progress=progress)
-    facts = bench.machine_facts(threads)
-    print(f"# {facts['cpu']}, {threads} threads, torch {facts['torch']}, "
-          f"pyseg {facts['pyseg']}" + (f", {facts['cuda_device']}" if facts["cuda_device"]
-                                       else ""))
+    print(bench.header(bench.machine_facts(threads)))
+    if args.models:
+        from pyseg.bench.models import model_table
+
+        print(model_table(results) + "\n")
     print(bench.render(results))
     # The exact command, when this is the `pyseg` program (not a caller of pyseg.cli.main).
     import os
@@ -99,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         settings = {"min_run_time": min_run_time, "memory": not args.no_memory,
                     "devices": devices, "dtypes": list(dict.fromkeys(args.dtype or ["float32"])),
-                    "quick": args.quick, "backward": args.backward, "ops": args.ops}
+                    "quick": args.quick, "backward": args.backward, "ops": args.ops,
+                    "models": args.models}
         bench.write_json(args.json, results, command=command, threads=threads,
                          settings=settings)
     if args.plot and not bench.plot(args.plot, results):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -133,3 +133,45 @@ def pair(
     if not all(isinstance(v, int | torch.SymInt) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     return (items[0], items[1])  # type: ignore[return-value]  # a SymInt stands for an int
+
+
+INT64_MAX = 2**63 - 1
+
+
+def check_int64(value: Any, name: str) -> None:
+    """A ValueError naming ``name`` when an int argument does not fit in int64 (the schema's
+    type; pybind would refuse it with a message naming nothing)."""
+    for v in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(v, int) and not -INT64_MAX - 1 <= v <= INT64_MAX:
+            raise ValueError(f"{name} must fit in int64 (|value| < 2**63), got {value!r}")
+
+
+def checked_shape(op_name: str, shape: Sequence[Any], cause: str) -> list[Any]:
+    """``shape`` (exact Python ints, or SymInts) when every size and the number of elements
+    fit in int64, as the kernels' size arithmetic needs; else a ValueError naming ``cause``,
+    the argument that made the size. Symbolic sizes are left to torch's own checks."""
+    concrete = [s for s in shape if isinstance(s, int)]
+    numel = 1
+    for s in concrete:
+        numel *= s
+    if any(s > INT64_MAX for s in concrete) or numel > INT64_MAX:
+        raise ValueError(
+            f"{op_name}: the output shape {list(shape)} does not fit in int64 "
+            f"({cause} too large)"
+        )
+    return list(shape)
+
+
+def check_same_device(op_name: str, *tensors: tuple[str, Any]) -> None:
+    """A RuntimeError when the named tensors (``(name, tensor or None)`` pairs, the first is
+    the reference) are not on one device. Called by the fake kernels: a CPU tensor mixed with
+    a ``meta`` one dispatches to the fake kernel, which must refuse rather than hand back
+    uninitialized memory."""
+    present = [(name, t) for name, t in tensors if isinstance(t, torch.Tensor)]
+    first_name, first = present[0]
+    for name, t in present[1:]:
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{op_name}: expected {name} on {first.device} like {first_name}, but got "
+                f"{name} on {t.device}"
+            )

@@ -13,7 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
+from pyseg.ops._library import (
+    check_int64,
+    check_same_device,
+    checked_shape,
+    op,
+    pair,
+    register_autograd_per_namespace,
+    register_fake,
+)
 
 __all__ = ["conv2d_matrix", "conv_transpose2d"]
 
@@ -64,6 +72,10 @@ def conv_transpose2d(
         output_padding, "output_padding", length_error=RuntimeError, dims="convolution"
     )
     dilation = pair(dilation, "dilation", length_error=RuntimeError, dims="convolution")
+    for value, name in ((stride, "stride"), (padding, "padding"),
+                        (output_padding, "output_padding"), (dilation, "dilation"),
+                        (groups, "groups")):
+        check_int64(value, name)
     if input.dim() not in (3, 4):
         raise RuntimeError(
             "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input "
@@ -113,7 +125,24 @@ def _conv_transpose2d_fake(
     torch._check(weight.dim() == 4, lambda: "Expected 4-dimensional weight for conv_transpose2d")
     torch._check(input.dtype == weight.dtype, lambda: "input and weight dtypes differ")
     torch._check(input.shape[-3] == weight.shape[0], lambda: "input channels != weight.size(0)")
+    # The C++ checks (conv_transpose.h) that decide whether there is an output at all.
+    torch._check(weight.shape[2] > 0 and weight.shape[3] > 0,
+                 lambda: "kernel size should be greater than zero, but got kernel_height: "
+                         f"{weight.shape[2]} kernel_width: {weight.shape[3]}")
+    torch._check(weight.numel() > 0,
+                 lambda: f"non-empty 2D or 4D weight tensor expected, but got: {list(weight.shape)}")
+    check_same_device("conv_transpose2d", ("input", input), ("weight", weight), ("bias", bias))
+    torch._check(min(stride) > 0, lambda: "non-positive stride is not supported")
+    torch._check(min(padding) >= 0, lambda: "negative padding is not supported")
+    torch._check(min(output_padding) >= 0, lambda: "negative output_padding is not supported")
+    torch._check(min(dilation) > 0, lambda: "dilation should be greater than zero")
+    torch._check(groups > 0, lambda: "non-positive groups is not supported")
     shape, batched = _output_shape(input, weight, stride, padding, output_padding, dilation, groups)
+    torch._check(shape[-2] > 0 and shape[-1] > 0,
+                 lambda: f"Calculated output size per channel: ({shape[-2]} x {shape[-1]}). "
+                         "Output size is too small")
+    checked_shape("conv_transpose2d", shape,
+                  "stride, dilation, kernel size or output_padding")
     channels_last = batched and (_suggests_channels_last(input) or _suggests_channels_last(weight))
     out = input.new_empty(shape)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
@@ -125,6 +154,8 @@ def _conv_transpose2d_backward_fake(
     padding: Sequence[int], output_padding: Sequence[int], groups: int, dilation: Sequence[int],
     output_mask: Sequence[bool],
 ) -> tuple[Tensor, Tensor, Tensor]:
+    check_same_device("conv_transpose2d_backward", ("input", input), ("grad_output", grad_output),
+                      ("weight", weight))
     batched = input.dim() == 4
     channels_last = batched and (_suggests_channels_last(input) or _suggests_channels_last(weight))
     empty = input.new_empty(0)

@@ -8,7 +8,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
+from pyseg.ops._library import (
+    INT64_MAX,
+    check_int64,
+    check_same_device,
+    checked_shape,
+    op,
+    pair,
+    register_autograd_per_namespace,
+    register_fake,
+)
 
 __all__ = ["deform_conv2d"]
 
@@ -49,6 +58,12 @@ def deform_conv2d(
         >>> pyseg.ops.deform_conv2d(x, offset, w).shape
         torch.Size([1, 5, 6, 6])
     """
+    for name, t in (("input", input), ("offset", offset), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"deform_conv2d: {name} must be a Tensor, got {type(t).__name__}")
+    # Before the defaults below are made on input's device.
+    check_same_device("deform_conv2d", ("input", input), ("offset", offset), ("weight", weight),
+                      ("bias", bias), ("mask", mask))
     out_channels = weight.shape[0]
     use_mask = mask is not None
     if mask is None:
@@ -58,6 +73,8 @@ def deform_conv2d(
     stride_h, stride_w = pair(stride, "stride")
     pad_h, pad_w = pair(padding, "padding")
     dil_h, dil_w = pair(dilation, "dilation")
+    for value, name in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")):
+        check_int64(value, name)
     weights_h, weights_w = weight.shape[-2:]
     _, n_in_channels, _, _ = input.shape
     n_offset_grps = offset.shape[1] // (2 * weights_h * weights_w)
@@ -77,7 +94,9 @@ def deform_conv2d(
 
 
 def _out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
-    return (size + 2 * pad - (dil * (k - 1) + 1)) // stride + 1
+    # Division truncating toward zero, as the C++ kernels (and torchvision) compute it.
+    span = size + 2 * pad - (dil * (k - 1) + 1)
+    return (span // stride if span >= 0 else -(-span // stride)) + 1
 
 
 @register_fake("deform_conv2d")
@@ -89,10 +108,23 @@ def _deform_conv2d_fake(
     torch._check(input.dim() == 4, lambda: "deform_conv2d: input must be a 4-D tensor")
     torch._check(weight.dim() == 4, lambda: "deform_conv2d: weight must be a 4-D tensor")
     torch._check(offset.dim() == 4, lambda: "deform_conv2d: offset must be a 4-D tensor")
+    check_same_device("deform_conv2d", ("input", input), ("offset", offset), ("weight", weight),
+                      ("bias", bias), ("mask", mask))
     kh, kw = weight.shape[-2:]
+    # The C++ side computes in + 2 * pad and dil * (k - 1) in int64 (deform_conv.h).
+    for extent in (input.shape[2] + 2 * pad_h, input.shape[3] + 2 * pad_w, dil_h * (kh - 1),
+                   dil_w * (kw - 1)):
+        if isinstance(extent, int) and extent > INT64_MAX:
+            raise ValueError("deform_conv2d: the output shape does not fit in int64 "
+                             "(padding, dilation or kernel size too large)")
     out_h = _out_size(input.shape[2], kh, stride_h, pad_h, dil_h)
     out_w = _out_size(input.shape[3], kw, stride_w, pad_w, dil_w)
-    return input.new_empty((input.shape[0], weight.shape[0], out_h, out_w))
+    torch._check(offset.shape[2] == out_h and offset.shape[3] == out_w,
+                 lambda: f"offset output dims: ({offset.shape[2]}, {offset.shape[3]}) - computed "
+                         f"output height and width: ({out_h}, {out_w})")
+    shape = checked_shape("deform_conv2d", [input.shape[0], weight.shape[0], out_h, out_w],
+                          "padding, dilation or kernel size")
+    return input.new_empty(shape)
 
 
 @register_fake("_deform_conv2d_backward")
@@ -100,6 +132,8 @@ def _deform_conv2d_backward_fake(
     grad: Tensor, input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, bias: Tensor,
     *args: Any,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    check_same_device("deform_conv2d_backward", ("input", input), ("grad", grad),
+                      ("weight", weight), ("offset", offset), ("mask", mask), ("bias", bias))
     return (
         torch.empty_like(input, memory_format=torch.contiguous_format),
         torch.empty_like(weight, memory_format=torch.contiguous_format),

@@ -8,7 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
+from pyseg.ops._library import (
+    check_int64,
+    check_same_device,
+    checked_shape,
+    op,
+    pair,
+    register_autograd_per_namespace,
+    register_fake,
+)
 
 __all__ = ["max_unpool2d"]
 
@@ -100,6 +108,10 @@ def max_unpool2d(
             f"{input.dim()} dimensions."
         )
     size = _output_size(input, kernel_size, stride, padding, output_size)
+    if output_size is None:
+        checked_shape("max_unpool2d", [*input.shape[:-2], *size], "kernel_size or stride")
+    else:
+        check_int64(size, "output_size")
     out: Tensor = op("max_unpool2d")(input, indices, size)
     return out
 
@@ -110,7 +122,13 @@ def _max_unpool2d_fake(self: Tensor, indices: Tensor, output_size: Sequence[int]
     torch._check(self.dim() in (3, 4), lambda: "Input to max_unpooling2d should be a 3d or 4d Tensor")
     torch._check(self.shape == indices.shape, lambda: "Expected shape of indices to be same as that of the input tensor")
     torch._check(len(output_size) == 2, lambda: "There should be exactly two elements (height, width) in output_size")
-    shape = [*self.shape[:-2], *output_size]
+    check_same_device("max_unpool2d", ("input", self), ("indices", indices))
+    torch._check(all(self.shape[d] > 0 for d in range(1, self.dim())),
+                 lambda: "max_unpooling2d_forward(): Expected input to have non-zero size for "
+                         f"non-batch dimensions, but got {list(self.shape)}")
+    torch._check(output_size[0] >= 0 and output_size[1] >= 0,
+                 lambda: f"max_unpool2d: output_size must be non-negative, but got {output_size}")
+    shape = checked_shape("max_unpool2d", [*self.shape[:-2], *output_size], "output_size")
     memory_format = (
         torch.channels_last
         if self.dim() == 4 and _suggests_channels_last(self)
@@ -126,6 +144,7 @@ def _suggests_channels_last(t: Tensor) -> bool:
 @register_fake("max_unpool2d_backward")
 def _max_unpool2d_backward_fake(grad_output: Tensor, indices: Tensor) -> Tensor:
     torch._check(indices.dtype == torch.int64, lambda: "elements in indices should be type int64")
+    check_same_device("max_unpool2d_backward", ("grad_output", grad_output), ("indices", indices))
     memory_format = (
         torch.channels_last
         if indices.dim() == 4 and _suggests_channels_last(indices)

@@ -9,6 +9,7 @@ deterministic on every device, no atomics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +17,14 @@ import torch
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
-from pyseg.ops._library import op, pair, register_autograd_per_namespace, register_fake
+from pyseg.ops._library import (
+    check_int64,
+    checked_shape,
+    op,
+    pair,
+    register_autograd_per_namespace,
+    register_fake,
+)
 
 __all__ = ["bed_of_nails", "interpolate"]
 
@@ -160,8 +168,15 @@ def interpolate(
     if output_size is None:
         # ATen: output = (int64) (double(in) * scale), then 1 / scale as the source scale.
         assert scale_factors is not None  # size is None here: scale_factor was given
+        for s in scale_factors:
+            if not isinstance(s, torch.SymFloat) and not math.isfinite(float(s)):
+                raise ValueError(f"interpolate: scale_factor must be finite, got {scale_factor!r}")
         output_size = [torch.sym_int(input.size(i + 2) * float(scale_factors[i])) for i in range(2)]
         scales = [float(s) for s in scale_factors]
+        cause = "scale_factor"
+    else:
+        cause = "size"
+    checked_shape("interpolate", [*input.shape[:2], *output_size], cause)
     out: Tensor = op("upsample2d")(
         input, list(output_size), mode, bool(align_corners), scales[0], scales[1]
     )
@@ -189,6 +204,7 @@ def bed_of_nails(input: Tensor, scale_factor: int | Sequence[int]) -> Tensor:
             raise TypeError(f"scale_factor must be an int or a pair of ints, got {scale_factor!r}")
         if s < 1:
             raise ValueError(f"scale_factor must be positive, got {scale_factor!r}")
+    check_int64((sh, sw), "scale_factor")
     if input.dim() != 4:
         raise ValueError(
             f"bed_of_nails: input must be a 4-D (N, C, H, W) tensor, got {input.dim()} dimensions"
@@ -213,7 +229,16 @@ def _upsample2d_fake(
 ) -> Tensor:
     torch._check(input.dim() == 4, lambda: "upsample2d: input must be a 4-D (N, C, H, W) tensor")
     torch._check(len(output_size) == 2, lambda: "upsample2d: output_size must have 2 elements")
-    return _empty(input, [input.shape[0], input.shape[1], *output_size])
+    torch._check(mode in _MODES, lambda: f"upsample2d: mode must be one of {_MODES}, got {mode!r}")
+    torch._check(input.dtype.is_floating_point,
+                 lambda: f"upsample2d: input must be a floating point tensor, got {input.dtype}")
+    torch._check(input.shape[2] > 0 and input.shape[3] > 0 and output_size[0] > 0
+                 and output_size[1] > 0,
+                 lambda: "Input and output sizes should be greater than 0, but got input "
+                         f"(H: {input.shape[2]}, W: {input.shape[3]}) output (H: "
+                         f"{output_size[0]}, W: {output_size[1]})")
+    return _empty(input, checked_shape("upsample2d", [*input.shape[:2], *output_size],
+                                       "output_size"))
 
 
 @register_fake("upsample2d_backward")
@@ -228,15 +253,29 @@ def _upsample2d_backward_fake(
 
 @register_fake("bed_of_nails")
 def _bed_of_nails_fake(input: Tensor, scale_factor: Sequence[int]) -> Tensor:
+    torch._check(len(scale_factor) == 2, lambda: "bed_of_nails: scale_factor must have 2 elements")
+    torch._check(scale_factor[0] >= 1 and scale_factor[1] >= 1,
+                 lambda: "bed_of_nails: scale_factor must be positive integers")
     torch._check(input.dim() == 4, lambda: "bed_of_nails: expected a 4-D tensor")
+    torch._check(input.dtype.is_floating_point,
+                 lambda: f"bed_of_nails: expected a floating point tensor, got {input.dtype}")
     n, c, h, w = input.shape
-    return _empty(input, [n, c, h * scale_factor[0], w * scale_factor[1]])
+    return _empty(input, checked_shape("bed_of_nails",
+                                       [n, c, h * scale_factor[0], w * scale_factor[1]],
+                                       "scale_factor"))
 
 
 @register_fake("bed_of_nails_backward")
 def _bed_of_nails_backward_fake(grad_output: Tensor, scale_factor: Sequence[int]) -> Tensor:
+    torch._check(len(scale_factor) == 2,
+                 lambda: "bed_of_nails_backward: scale_factor must have 2 elements")
+    torch._check(scale_factor[0] >= 1 and scale_factor[1] >= 1,
+                 lambda: "bed_of_nails_backward: scale_factor must be positive integers")
     torch._check(grad_output.dim() == 4, lambda: "bed_of_nails_backward: expected a 4-D tensor")
     n, c, h, w = grad_output.shape
+    torch._check(h % scale_factor[0] == 0 and w % scale_factor[1] == 0,
+                 lambda: "bed_of_nails_backward: grad_output size is not a multiple of "
+                         "scale_factor")
     return _empty(grad_output, [n, c, h // scale_factor[0], w // scale_factor[1]])
 
 

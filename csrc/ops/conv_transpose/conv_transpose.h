@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 namespace pyseg::conv_transpose {
 
@@ -53,6 +55,26 @@ inline void check_pair(at::IntArrayRef v, const char* name) {
               "dimensions, but got ", name, "=", v);
 }
 
+// (in - 1) * stride - 2 * pad + dil * (kernel - 1) + out_pad + 1 (all arguments checked
+// non-negative before), or a ValueError when it does not fit in int64, as the Python fake
+// kernel raises (pyseg.ops._library.checked_shape).
+inline int64_t output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                             int64_t dil, int64_t out_pad) {
+  int64_t span = 0, reach = 0, out = 0;
+  const bool overflow = c10::mul_overflows(in - 1, stride, &span) ||
+                        c10::mul_overflows(dil, kernel - 1, &reach) ||
+                        c10::add_overflows(span, reach, &out) ||
+                        c10::add_overflows(out, out_pad, &out) ||
+                        c10::add_overflows(out, int64_t{1}, &out);
+  TORCH_CHECK_VALUE(!overflow, "conv_transpose2d: the output shape does not fit in int64 "
+                    "(stride, dilation, kernel size or output_padding too large)");
+  // out - 2 * pad; below INT64_MIN only when far too small, then the "too small" error.
+  int64_t result = 0;
+  if (__builtin_sub_overflow(out, pad, &result) || __builtin_sub_overflow(result, pad, &result))
+    return std::numeric_limits<int64_t>::min();
+  return result;
+}
+
 // Checks everything F.conv_transpose2d checks and computes the output shape.
 inline Params check_forward(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
@@ -67,6 +89,12 @@ inline Params check_forward(const at::Tensor& input, const at::Tensor& weight,
   check_pair(dilation, "dilation");
   TORCH_CHECK(weight.dim() == 4, "Expected 4-dimensional weight for conv_transpose2d, but got ",
               weight.dim(), "-dimensional weight of size ", weight.sizes(), " instead");
+  // torch's words for a degenerate weight (a 0xK kernel, no output channels).
+  TORCH_CHECK(weight.size(2) > 0 && weight.size(3) > 0,
+              "kernel size should be greater than zero, but got kernel_height: ",
+              weight.size(2), " kernel_width: ", weight.size(3));
+  TORCH_CHECK(weight.numel() > 0, "non-empty 2D or 4D weight tensor expected, but got: ",
+              weight.sizes());
   TORCH_CHECK(input.device() == weight.device(), "Expected weight on ", input.device(),
               " like input, but got weight on ", weight.device());
   TORCH_CHECK(input.scalar_type() == weight.scalar_type(), "expected scalar type ",
@@ -132,8 +160,14 @@ inline Params check_forward(const at::Tensor& input, const at::Tensor& weight,
   p.out_pad_w = output_padding[1];
   p.dil_h = dilation[0];
   p.dil_w = dilation[1];
-  p.out_h = (p.in_h - 1) * p.stride_h - 2 * p.pad_h + p.dil_h * (p.kernel_h - 1) + p.out_pad_h + 1;
-  p.out_w = (p.in_w - 1) * p.stride_w - 2 * p.pad_w + p.dil_w * (p.kernel_w - 1) + p.out_pad_w + 1;
+  p.out_h = output_extent(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dil_h, p.out_pad_h);
+  p.out_w = output_extent(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dil_w, p.out_pad_w);
+  int64_t numel = 0;
+  TORCH_CHECK_VALUE(p.out_h <= 0 || p.out_w <= 0 ||
+                        (!c10::mul_overflows(p.out_h, p.out_w, &numel) &&
+                         !c10::mul_overflows(numel, p.batch * p.out_channels, &numel)),
+                    "conv_transpose2d: the output shape does not fit in int64 (stride, "
+                    "dilation, kernel size or output_padding too large)");
   TORCH_CHECK(p.out_h > 0 && p.out_w > 0, "Given input size per channel: (", p.in_h, " x ",
               p.in_w, "). Calculated output size per channel: (", p.out_h, " x ", p.out_w,
               "). Output size is too small");

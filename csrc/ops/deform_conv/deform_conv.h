@@ -12,6 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 namespace pyseg::deform_conv {
 
@@ -32,6 +33,22 @@ struct Shape {
   int64_t out_channels_per_group() const { return out_channels / groups; }
   int64_t channels_per_offset_group() const { return channels / offset_groups; }
 };
+
+// (in + 2 * pad - (dil * (kernel - 1) + 1)) / stride + 1 for non-negative pad and positive
+// kernel, dil, stride; a ValueError when an intermediate does not fit in int64, as the
+// Python fake kernel raises (pyseg.ops._library.checked_shape).
+inline int64_t output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                             int64_t dil) {
+  int64_t reach = 0, padded = 0;
+  const bool overflow = c10::mul_overflows(dil, kernel - 1, &reach) ||
+                        c10::add_overflows(in, pad, &padded) ||
+                        c10::add_overflows(padded, pad, &padded);
+  TORCH_CHECK_VALUE(!overflow, "deform_conv2d: the output shape does not fit in int64 "
+                    "(padding, dilation or kernel size too large)");
+  // padded - reach - 1 >= -reach - 1 > INT64_MIN: no overflow; C++ division truncates
+  // toward zero like the reference implementation's.
+  return (padded - reach - 1) / stride + 1;
+}
 
 inline Shape check(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
                    const at::Tensor& mask, const at::Tensor& bias, const Params& p) {
@@ -89,9 +106,8 @@ inline Shape check(const at::Tensor& input, const at::Tensor& weight, const at::
               "deform_conv2d: in_channels = ", s.channels,
               " must be divisible by offset_groups = ", p.offset_groups);
   TORCH_CHECK(offset.size(0) == s.batch, "invalid batch size of offset");
-  const int64_t ext_h = p.dil_h * (s.kernel_h - 1) + 1, ext_w = p.dil_w * (s.kernel_w - 1) + 1;
-  s.out_h = (s.in_h + 2 * p.pad_h - ext_h) / p.stride_h + 1;
-  s.out_w = (s.in_w + 2 * p.pad_w - ext_w) / p.stride_w + 1;
+  s.out_h = output_extent(s.in_h, s.kernel_h, p.stride_h, p.pad_h, p.dil_h);
+  s.out_w = output_extent(s.in_w, s.kernel_w, p.stride_w, p.pad_w, p.dil_w);
   TORCH_CHECK(offset.size(2) == s.out_h && offset.size(3) == s.out_w, "offset output dims: (",
               offset.size(2), ", ", offset.size(3), ") - computed output height and width: (",
               s.out_h, ", ", s.out_w, ")");

@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 namespace pyseg::max_unpool {
 
@@ -46,6 +47,14 @@ inline Shape check_forward(const at::Tensor& self, const at::Tensor& indices,
   }
   TORCH_CHECK(output_size[0] >= 0 && output_size[1] >= 0,
               "max_unpool2d: output_size must be non-negative, but got ", output_size);
+  // Output elements (and out_h * out_w, the index range) in int64; the Python fake kernel
+  // raises the same ValueError (pyseg.ops._library.checked_shape).
+  const int64_t planes = self.dim() == 4 ? self.size(0) * self.size(1) : self.size(0);
+  int64_t plane = 0, numel = 0;
+  TORCH_CHECK_VALUE(!c10::mul_overflows(output_size[0], output_size[1], &plane) &&
+                        !c10::mul_overflows(plane, planes, &numel),
+                    "max_unpool2d: the output shape does not fit in int64 (output_size too "
+                    "large, got ", output_size, ")");
   TORCH_CHECK(self.size(-1) * self.size(-2) < (int64_t{1} << 31),
               "max_unpool2d: input planes of 2^31 or more elements are not supported, got ",
               self.size(-2), "x", self.size(-1));

@@ -17,14 +17,29 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string_view>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 namespace pyseg::upsample {
+
+// The number of elements of an output shape whose sizes come from user arguments; a
+// ValueError naming `cause` when a size or the product does not fit in int64 (the Python
+// fake kernels raise the same, see pyseg.ops._library.checked_shape).
+inline int64_t checked_numel(const char* op, std::initializer_list<int64_t> sizes,
+                             const char* cause) {
+  int64_t numel = 1;
+  for (int64_t s : sizes) {
+    TORCH_CHECK_VALUE(!c10::mul_overflows(numel, s, &numel), op,
+                      ": the output shape does not fit in int64 (", cause, " too large)");
+  }
+  return numel;
+}
 
 enum class Mode { Nearest, Bilinear, Bicubic };
 
@@ -65,6 +80,7 @@ inline Shape check_forward(const at::Tensor& input, at::IntArrayRef output_size)
   Shape s{input.size(0), input.size(1), input.size(2), input.size(3), output_size[0],
           output_size[1], input.suggest_memory_format() == at::MemoryFormat::ChannelsLast};
   check_sizes(s);
+  checked_numel("upsample2d", {s.batch, s.channels, s.out_h, s.out_w}, "output_size");
   return s;
 }
 
@@ -306,6 +322,13 @@ inline NailsShape check_nails(const at::Tensor& t, at::IntArrayRef scale_factor,
                 t.sizes(), " is not a multiple of scale_factor ", scale_factor);
     s.in_h /= s.s_h;
     s.in_w /= s.s_w;
+  } else {
+    // The kernels compute in_h * s_h and in_w * s_w: they must not overflow.
+    int64_t out_h = 0, out_w = 0;
+    TORCH_CHECK_VALUE(!c10::mul_overflows(s.in_h, s.s_h, &out_h) &&
+                          !c10::mul_overflows(s.in_w, s.s_w, &out_w),
+                      name, ": the output shape does not fit in int64 (scale_factor too large)");
+    checked_numel(name, {s.batch, s.channels, out_h, out_w}, "scale_factor");
   }
   return s;
 }
