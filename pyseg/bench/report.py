@@ -61,7 +61,7 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
 
 def _pyseg_cpu_capability() -> str:
     """The CPU kernel variant pyseg runs, when its build reports one (``pyseg info``)."""
-    from pyseg.info import info  # noqa: PLC0415  (pyseg.info imports the compiled module)
+    from pyseg.info import info
 
     return str(info().get("cpu_capability") or "not dispatched (one baseline build)")
 
