@@ -85,7 +85,7 @@ def main() -> None:
         out = torch.empty(m, n)
         C._gemm(a, b, out, False, "")
         torch.testing.assert_close(out, a @ b, rtol=1e-3, atol=1e-3)
-        env = dict(torch=torch, C=C, a=a, b=b, out=out)
+        env = {"torch": torch, "C": C, "a": a, "b": b, "out": out}
         t_ref = benchmark.Timer("torch.mm(a, b, out=out)", globals=env,
                                 num_threads=args.threads).blocked_autorange(
             min_run_time=args.min_run_time).median

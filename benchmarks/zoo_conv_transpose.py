@@ -89,13 +89,15 @@ def main() -> None:
         for layout in args.layouts.split(","):
             fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
             xl = x.contiguous(memory_format=fmt)
-            kw = dict(stride=s, padding=pad, output_padding=op, groups=groups, dilation=dil)
+            kw = {"stride": s, "padding": pad, "output_padding": op, "groups": groups,
+                  "dilation": dil}
             ref = F.conv_transpose2d(xl, w, b, **kw)
             got = pyseg.ops.conv_transpose2d(xl, w, b, **kw)
             torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)
             g = torch.randn_like(ref)
             xg, wg = xl.clone().requires_grad_(), w.clone().requires_grad_()
-            env = dict(F=F, pyseg=pyseg, x=xl, w=w, b=b, kw=kw, xg=xg, wg=wg, g=g)
+            env = {"F": F, "pyseg": pyseg, "x": xl, "w": w, "b": b, "kw": kw, "xg": xg, "wg": wg,
+                   "g": g}
             rows = [
                 ("forward", "F.conv_transpose2d(x, w, b, **kw)",
                  "pyseg.ops.conv_transpose2d(x, w, b, **kw)", flops),
