@@ -25,6 +25,9 @@
 // columns, then split further until every thread has work. With fewer tasks than threads
 // the tasks run one by one and each GEMM is parallel inside.
 //
+// Inputs much smaller than the kernel's reach (a 7x7 kernel on a 1x1 input) take the scatter
+// form instead (forward_scatter): one GEMM with the weight as stored, then a fixed-order gather.
+//
 // Deterministic: every sum has a fixed order (the GEMM's, and the fixed chunks above).
 // Half and BFloat16 are computed in float32 and rounded once at the end.
 #include <ATen/Dispatch.h>
@@ -126,6 +129,69 @@ void fill_bias(const Params& p, const T* bd, T* yd, bool cl) {
       }
     }
   });
+}
+
+// Multiply-adds of the phase decomposition (taps gathered per phase, including the taps that
+// fall outside the input) and of the scatter form below (every input pixel times every tap).
+double phase_macs(const Params& p) {
+  const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
+  const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
+  double h = 0, w = 0;
+  for (const AxisPhase& a : hp) h += double(a.count) * a.k.size();
+  for (const AxisPhase& a : wp) w += double(a.count) * a.k.size();
+  return h * w;
+}
+
+double scatter_macs(const Params& p) {
+  return double(p.in_h) * p.in_w * p.kernel_h * p.kernel_w;
+}
+
+// The scatter form, for inputs much smaller than the kernel's reach (DeconvNet's 7x7
+// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside):
+//     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
+// one GEMM over the whole batch reading the weight once as stored, then each output gathers
+// its taps in a fixed order (kh, kw): deterministic, no atomics.
+template <typename T>
+void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
+  const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
+  const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
+  const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, K = Cog * kHW;
+  const int64_t NP = p.batch * H * W;
+  std::vector<T> xt(NP * Cig), cols(NP * K);
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t q = 0; q < NP; ++q) {
+      const int64_t n = q / (H * W), pix = q % (H * W);
+      for (int64_t ci = 0; ci < Cig; ++ci)
+        xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
+    }
+    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
+                 cols.data(), K);
+    at::parallel_for(0, p.batch * Ho, 1, [&](int64_t b, int64_t e) {
+      std::vector<T> acc(Cog);
+      for (int64_t row = b; row < e; ++row) {
+        const int64_t n = row / Ho, oh = row % Ho;
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          for (int64_t co = 0; co < Cog; ++co) acc[co] = bd ? bd[g * Cog + co] : T(0);
+          for (int64_t kh = 0; kh < kH; ++kh) {
+            const int64_t th = oh + p.pad_h - kh * p.dil_h;
+            if (th < 0 || th % p.stride_h != 0 || th / p.stride_h >= H) continue;
+            for (int64_t kw = 0; kw < kW; ++kw) {
+              const int64_t tw = ow + p.pad_w - kw * p.dil_w;
+              if (tw < 0 || tw % p.stride_w != 0 || tw / p.stride_w >= W) continue;
+              const T* c = cols.data() + ((n * H + th / p.stride_h) * W + tw / p.stride_w) * K +
+                           kh * kW + kw;
+              for (int64_t co = 0; co < Cog; ++co) acc[co] += c[co * kHW];
+            }
+          }
+          for (int64_t co = 0; co < Cog; ++co) {
+            const int64_t c = g * Cog + co;
+            yd[cl ? ((n * Ho + oh) * Wo + ow) * Cout + c : ((n * Cout + c) * Ho + oh) * Wo + ow] = acc[co];
+          }
+        }
+      }
+    });
+  }
 }
 
 template <typename T>
@@ -501,8 +567,11 @@ at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weigh
       y.zero_();
       if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
     } else {
+      // The scatter form when the phases would mostly multiply zeros (tiny inputs).
+      const bool scatter = phase_macs(p) > 4 * scatter_macs(p) &&
+                           scatter_macs(p) * p.batch * p.out_per_group <= double(1 << 26);
       AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d", [&] {
-        forward<scalar_t>(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+        (scatter ? forward_scatter<scalar_t> : forward<scalar_t>)(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                           b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
                           y.data_ptr<scalar_t>(), p.channels_last);
       });
