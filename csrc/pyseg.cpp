@@ -4,6 +4,10 @@
 
 #include "schemas.h"
 
+namespace pyseg::cpu {
+void bind_cpu(pybind11::module_& m);  // common/cpu_bindings.cpp
+}
+
 TORCH_LIBRARY(pyseg, m) { pyseg::define_schemas(m); }
 
 PYBIND11_MODULE(_C, m) {
@@ -24,4 +28,5 @@ PYBIND11_MODULE(_C, m) {
     return std::string("unknown");
 #endif
   }, "The C++ compiler that built the host code.");
+  pyseg::cpu::bind_cpu(m);
 }

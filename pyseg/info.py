@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -17,8 +18,11 @@ def info() -> dict[str, Any]:
     Keys: ``version``, ``torch_version`` (runtime) and ``torch_built_with`` (build time),
     ``cuda_compiled`` (the CUDA kernels are in ``pyseg._C``), ``cuda_arch_list``,
     ``cuda_version`` (nvcc used for the build), ``cuda_available`` (a GPU is usable now),
-    ``emulator`` (``pyseg._emu`` is built and loads), ``threads``, ``compiler``, ``python``,
-    ``platform``.
+    ``emulator`` (``pyseg._emu`` is built and loads), ``threads``, ``cpu_capability`` (the
+    CPU kernel variant in use: ``default``, ``avx2`` or ``avx512``; lower it with
+    ``PYSEG_CPU_CAPABILITY``), ``cpu_capability_supported`` (the best this CPU and torch's
+    ``ATEN_CPU_CAPABILITY`` allow), ``cpu_capabilities_compiled``, ``gemm`` (``pyseg`` or
+    ``aten``, from ``PYSEG_GEMM``), ``compiler``, ``python``, ``platform``.
     """
     try:
         from pyseg import _build_info as b
@@ -35,6 +39,10 @@ def info() -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "emulator": _loader._emu is not None,
         "threads": torch.get_num_threads(),
+        "cpu_capability": C.cpu_capability(),
+        "cpu_capability_supported": C.cpu_capability_supported(),
+        "cpu_capabilities_compiled": list(C.cpu_capabilities_compiled()),
+        "gemm": "aten" if os.environ.get("PYSEG_GEMM") == "aten" else "pyseg",
         "compiler": C.compiler(),
         "python": platform.python_version(),
         "platform": platform.platform(),

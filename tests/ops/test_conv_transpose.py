@@ -322,3 +322,132 @@ def test_docstring_examples():
         runner.run(t)
     assert ran >= 4
     assert runner.failures == 0
+
+
+# --- CPU: the GEMM-based kernels, their capability variants and layouts -------------------
+
+
+# Inputs much smaller than the kernel's reach: the CPU's scatter form (forward_scatter).
+SCATTER_CASES = [
+    (2, 4, 6, 2, 1, 5, 2, 1, 1, 2, 2, True),
+    (3, 5, 2, 1, 1, 7, 1, 0, 0, 1, 1, False),
+    (1, 2, 3, 1, 2, (4, 6), (1, 3), (0, 2), (0, 1), 1, (1, 2), True),
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", CASES + SCATTER_CASES, ids=_case_ids)
+def test_cpu_capability_variants(cpu_capability, layout, case):
+    # Every variant this CPU runs, both layouts, against float64 torch (forward and backward).
+    x, weight, bias, kw = _make(case, "cpu")
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    leaves = [t.requires_grad_() for t in (x, weight, bias) if t is not None]
+    ref = F.conv_transpose2d(x, weight, bias, **kw)
+    out = conv_transpose2d(x, weight, bias, **kw)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    cl = torch.channels_last
+    assert out.is_contiguous(memory_format=cl) == ref.is_contiguous(memory_format=cl)
+    grad = torch.randn_like(ref)
+    for e, g in zip(torch.autograd.grad(ref, leaves, grad), torch.autograd.grad(out, leaves, grad)):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
+# The transposed-conv layers of the built-in networks (pets-encdec at 200x200, DeconvNet at
+# 128x128, U-Net base 16 depth 3 at 64x64; benchmarks/zoo_conv_transpose.py lists them), at
+# batch 1 (or 2, so tiles cross images) and with channels cut where that keeps the tiling.
+# (N, C_in, C_out, H, W, kernel, stride, padding, output_padding, groups, dilation, bias)
+ZOO = [
+    (1, 256, 256, 25, 25, 3, 1, 1, 0, 1, 1, True),   # pets decoder k3 s1
+    (1, 64, 64, 25, 25, 3, 2, 0, 0, 1, 1, True),     # pets 2x up (k3 s2, cropped by the net)
+    (2, 32, 32, 50, 50, 3, 2, 0, 0, 1, 1, True),
+    (2, 512, 512, 4, 4, 3, 1, 1, 0, 1, 1, False),    # deconvnet 512-ch k3 at 4x4
+    (2, 96, 96, 8, 8, 3, 1, 1, 0, 1, 1, False),
+    (2, 256, 32, 1, 1, 7, 1, 0, 0, 1, 1, False),     # deconvnet fc6-deconv 7x7 from 1x1
+    (8, 64, 32, 8, 8, 2, 2, 0, 0, 1, 1, True),       # U-Net k2 s2
+    (8, 16, 16, 32, 32, 2, 2, 0, 0, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", ZOO, ids=_case_ids)
+def test_zoo_layer_shapes(layout, case):
+    x, weight, bias, kw = _make(case, "cpu", dtype=torch.float32)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    leaves = [t.requires_grad_() for t in (x, weight, bias) if t is not None]
+    ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    xd, wd = ref_leaves[0], ref_leaves[1]
+    bd = ref_leaves[2] if bias is not None else None
+    ref = F.conv_transpose2d(xd, wd, bd, **kw)
+    out = conv_transpose2d(x, weight, bias, **kw)
+    scale = case[1] * 9 ** 0.5 * 1e-6  # float32 rounding of a C_in x taps sum
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=scale)
+    grad = torch.randn(ref.shape, dtype=torch.float64)
+    expected = torch.autograd.grad(ref, ref_leaves, grad)
+    got = torch.autograd.grad(out, leaves, grad.float())
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3 * e.abs().max().item())
+
+
+def test_cpu_backward_independent_of_thread_count():
+    x, weight, bias, kw = _make(ZOO[6], "cpu", dtype=torch.float32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+            out = conv_transpose2d(*leaves, **kw)
+            results.append((out, *torch.autograd.grad(out, leaves, torch.ones_like(out))))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+def test_huge_stride_costs_what_the_output_costs():
+    # Issue 15 item 6: the work followed stride_h * stride_w (26 s here at stride 300000).
+    import time
+
+    x, w = torch.randn(1, 1, 1, 1), torch.randn(1, 1, 1, 1)
+    for stride in (300000, 10**9):
+        start = time.perf_counter()
+        out = conv_transpose2d(x, w, stride=stride)
+        assert time.perf_counter() - start < 0.5
+        torch.testing.assert_close(out, F.conv_transpose2d(x, w, stride=stride))
+    # Many phases, most of them without taps, forward and backward.
+    x = torch.randn(1, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    out = conv_transpose2d(x, w, stride=(1000, 7), output_padding=(5, 0))
+    ref = F.conv_transpose2d(x, w, stride=(1000, 7), output_padding=(5, 0))
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), (x, w)),
+                               torch.autograd.grad(ref.sum(), (x, w)))
+
+
+def test_cpu_gemm_env_aten_matches():
+    # PYSEG_GEMM=aten routes the kernels' GEMMs through at::mm (for comparison): same values.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, pyseg, torch.nn.functional as F\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x = torch.randn(2, 8, 5, 6, generator=g, dtype=torch.float64)\n"
+        "w = torch.randn(8, 3, 3, 3, generator=g, dtype=torch.float64)\n"
+        "for fmt in (torch.contiguous_format, torch.channels_last):\n"
+        "    xx = x.contiguous(memory_format=fmt).requires_grad_()\n"
+        "    out = pyseg.ops.conv_transpose2d(xx, w, stride=2, padding=1)\n"
+        "    ref = F.conv_transpose2d(xx, w, stride=2, padding=1)\n"
+        "    torch.testing.assert_close(out, ref)\n"
+        "    torch.testing.assert_close(torch.autograd.grad(out.sum(), xx),"
+        " torch.autograd.grad(ref.sum(), xx))\n"
+        "print(pyseg.info()['gemm'])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYSEG_GEMM": "aten"}, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "aten"

@@ -364,3 +364,50 @@ def test_gemm_edge_tiles_low_precision(backend, dtype):
         r = ref[k].grad
         torch.testing.assert_close(low[k].grad.float(), r, atol=4 * eps * r.abs().max().item(),
                                    rtol=4 * eps, msg=lambda m, k=k: f"grad of {k}: {m}")
+
+
+# --- Non-finite pixels (issue 15 item 4) and the CPU capability variants --------------------
+
+
+def test_inf_at_pixel_zero_stays_local_issue_case():
+    # Out-of-image corners used to read x[0] with weight 0: 0 * inf = NaN in 5 outputs.
+    x = torch.randn(1, 1, 5, 5)
+    x[0, 0, 0, 0] = float("inf")
+    offset, weight = torch.zeros(1, 18, 3, 3), torch.ones(1, 1, 3, 3)
+    out = deform_conv2d(x, offset, weight)
+    assert out.isnan().sum() == 0
+    ref = torchvision.ops.deform_conv2d(x, offset, weight)
+    torch.testing.assert_close(out, ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_corners_and_borders_match_torchvision(value):
+    args = _case(2, 3, 4, 6, 7, 3, 3, pad=(1, 1), dtype=torch.float64, scale=1.5, seed=5)
+    x = args["input"]
+    for y, xx in [(0, 0), (0, 6), (5, 0), (5, 6), (2, 0), (0, 3)]:
+        x[0, 1, y, xx] = value
+    x[1, 0, 0, 0] = value
+    # Integer offsets put samples exactly on pixels and on the image border too.
+    args["offset"][:, :, ::2] = args["offset"][:, :, ::2].round()
+    ours = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+            for k, v in args.items()}
+    ref_args = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+                for k, v in args.items()}
+    out = deform_conv2d(**ours)
+    ref = torchvision.ops.deform_conv2d(**ref_args)
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    assert out.isnan().sum() == ref.isnan().sum()
+    grad = torch.randn_like(ref)
+    names = ["input", "weight"]
+    got = torch.autograd.grad(out, [ours[n] for n in names], grad)
+    expected = torch.autograd.grad(ref, [ref_args[n] for n in names], grad)
+    for name, g, e in zip(names, got, expected):
+        torch.testing.assert_close(g, e, equal_nan=True, msg=name)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cpu_capability_variants(cpu_capability, case):
+    # Every variant this CPU runs against torchvision, forward and backward, float64.
+    from tests.conftest import Backend
+
+    _compare(Backend("cpu", torch.device("cpu")), case)

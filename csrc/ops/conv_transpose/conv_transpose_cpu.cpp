@@ -1,29 +1,39 @@
-// conv_transpose2d CPU kernels.
+// conv_transpose2d CPU kernels, on pyseg's packed GEMM (common/gemm.h).
 //
 // Forward: the sub-pixel (phase) decomposition. Output row oh receives input row ih through
 // tap kh iff oh + pad = ih * stride + kh * dilation, so the outputs with oh = ph (mod stride)
 // (one "phase") read a fixed set of taps, each at a fixed row offset:
 //     ih = jh + off(kh),  oh = ph + stride * jh,  off(kh) = (ph + pad - kh * dilation) / stride.
-// Per phase the transposed conv is therefore an ordinary (stride 1) correlation: gather the
-// phase's input taps into a column matrix, one GEMM, and write the result straight into the
-// strided output. There is no col2im and no overlap between writers: every output element is
-// written exactly once, so the result is deterministic and tasks (image, group, phase, row
-// tile) run in parallel, batch 1 included.
+// Per phase the transposed conv is an ordinary (stride 1) correlation: gather the phase's
+// input taps into a column matrix, one GEMM against the phase's weight (packed once per call),
+// and write the result into the strided output. No col2im and no overlap between writers:
+// every output element is written exactly once. Only phases that hold outputs exist (at most
+// out_h x out_w of them), so the work follows the output, not stride_h * stride_w.
 //
 // Backward: grad_input is an ordinary conv2d of grad_output with the same weight (im2col of
 // grad_output + GEMM); grad_weight is the correlation of input with that same column matrix,
-// accumulated in a fixed number of partial sums (independent of the thread count) and
-// reduced in a fixed order, so it is deterministic too. grad_bias sums grad_output per channel.
+// accumulated in a fixed number of partial sums (kWeightChunks, independent of the thread
+// count) and reduced in a fixed order. grad_bias sums grad_output per channel.
 //
-// The GEMMs go through at::mm (BLAS); everything around them is here. Work is done in NCHW;
-// channels_last tensors are converted on the way in and out. Half and BFloat16 are computed in
-// float32 and rounded once at the end.
+// Layouts: NCHW and channels_last are each computed in their own layout. In NCHW a column
+// matrix is (taps x channels) x pixels and the GEMM is weight x columns; in channels_last it
+// is pixels x (taps x channels) with the channels contiguous (each gather is a copy of
+// channel runs) and the GEMM is columns x weight, written straight into NHWC rows.
+//
+// Tiles: a task is a range of phase rows across the batch (so small images share a GEMM),
+// sized so its column matrix takes about half the L2 but never fewer than kMinColumns
+// columns, then split further until every thread has work. With fewer tasks than threads
+// the tasks run one by one and each GEMM is parallel inside.
+//
+// Inputs much smaller than the kernel's reach (a 7x7 kernel on a 1x1 input) take the scatter
+// form instead (forward_scatter): one GEMM with the weight as stored, then a fixed-order gather.
+//
+// Deterministic: every sum has a fixed order (the GEMM's, and the fixed chunks above).
+// Half and BFloat16 are computed in float32 and rounded once at the end.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/from_blob.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -31,30 +41,39 @@
 #include <cstring>
 #include <vector>
 
+#include "common/cpu_capability.h"
+#include "common/gemm.h"
 #include "ops/conv_transpose/conv_transpose.h"
 
 namespace pyseg::conv_transpose {
 namespace {
 
-// Elements of a column-matrix tile: large enough for efficient GEMMs, small enough to stay in
-// the L2 cache together with the GEMM's output.
-constexpr int64_t kTileElements = 1 << 16;
+using cpu::MatrixView;
+using cpu::PackedMatrix;
+
 // Partial grad_weight sums per group (fixed, so the reduction order never depends on threads).
-constexpr int64_t kWeightChunks = 16;
+constexpr int64_t kWeightChunks = 8;
+// Fewest GEMM columns (pixels) a tile gets when it can: narrower GEMMs waste the micro-kernel.
+constexpr int64_t kMinColumns = 256;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The taps of one output phase along one axis.
 struct AxisPhase {
+  int64_t phase = 0;         // first output index
   std::vector<int64_t> k;    // kernel index of each tap
   std::vector<int64_t> off;  // input index = phase-local output index + off
   int64_t count = 0;         // outputs in this phase
 };
 
+// The phases that hold outputs: min(stride, out) of them.
 std::vector<AxisPhase> axis_phases(int64_t stride, int64_t pad, int64_t dil, int64_t kernel,
                                    int64_t out) {
-  std::vector<AxisPhase> phases(stride);
-  for (int64_t ph = 0; ph < stride; ++ph) {
+  std::vector<AxisPhase> phases(std::min(stride, out));
+  for (int64_t ph = 0; ph < (int64_t)phases.size(); ++ph) {
     AxisPhase& a = phases[ph];
-    a.count = ph < out ? (out - ph + stride - 1) / stride : 0;
+    a.phase = ph;
+    a.count = (out - ph + stride - 1) / stride;
     for (int64_t k = 0; k < kernel; ++k) {
       const int64_t t = ph + pad - k * dil;
       // Floor modulo: t may be negative.
@@ -66,159 +85,279 @@ std::vector<AxisPhase> axis_phases(int64_t stride, int64_t pad, int64_t dil, int
   return phases;
 }
 
-template <typename scalar_t>
-at::Tensor matrix(scalar_t* data, int64_t rows, int64_t cols, int64_t row_stride,
-                  const at::TensorOptions& opts) {
-  return at::from_blob(data, {rows, cols}, {row_stride, 1}, opts);
+// Rows per tile for `total_rows` rows of `row_cols` GEMM columns with K-long columns, and
+// `other_tasks` independent tasks besides (groups, phases); other_tasks = 0 keeps the tiles
+// independent of the thread count (the backward's grad_weight sums follow the tiles).
+int64_t rows_per_tile(int64_t total_rows, int64_t row_cols, int64_t K, int64_t elem,
+                      int64_t other_tasks) {
+  const int64_t by_cache = cpu::l2_cache_bytes() / 2 / std::max<int64_t>(1, K * elem);
+  const int64_t cols = std::max(kMinColumns, by_cache);
+  int64_t rows = std::clamp<int64_t>(ceil_div(cols, row_cols), 1, total_rows);
+  // Enough tasks for every thread (if tiles stay at least a quarter of kMinColumns wide).
+  const int64_t want = 2 * at::get_num_threads();
+  while (other_tasks > 0 && other_tasks * ceil_div(total_rows, rows) < want && rows > 1 &&
+         (rows / 2) * row_cols >= kMinColumns / 4)
+    rows = ceil_div(rows, 2);
+  return rows;
 }
 
-template <typename scalar_t>
-void forward_nchw(const Params& p, const at::Tensor& x, const at::Tensor& weight,
-                  const at::Tensor& bias, at::Tensor& y) {
+// Runs tasks [0, n) in parallel when there are enough of them; else one by one, each GEMM
+// then parallel inside.
+template <typename F>
+void run_tasks(int64_t n, const F& f) {
+  if (n >= at::get_num_threads()) {
+    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) f(t);
+    });
+  } else {
+    for (int64_t t = 0; t < n; ++t) f(t);
+  }
+}
+
+template <typename T>
+void fill_bias(const Params& p, const T* bd, T* yd, bool cl) {
+  const int64_t plane = p.out_h * p.out_w, C = p.out_channels;
+  at::parallel_for(0, p.batch * C, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T v = bd ? bd[i % C] : T(0);
+      const int64_t n = i / C, c = i % C;
+      if (cl) {
+        T* d = yd + n * plane * C + c;
+        for (int64_t j = 0; j < plane; ++j) d[j * C] = v;
+      } else {
+        std::fill(yd + i * plane, yd + (i + 1) * plane, v);
+      }
+    }
+  });
+}
+
+// Multiply-adds of the phase decomposition (taps gathered per phase, including the taps that
+// fall outside the input) and of the scatter form below (every input pixel times every tap).
+double phase_macs(const Params& p) {
   const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
   const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
-  const int64_t G = p.groups, Cin = p.in_channels, Cig = p.in_per_group, Cog = p.out_per_group;
-  const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
-  const int64_t kHW = p.kernel_h * p.kernel_w;
-  const bool direct = p.stride_h == 1 && p.stride_w == 1;  // one phase: GEMM writes into y
-  const auto opts = x.options();
-  const scalar_t* xd = x.const_data_ptr<scalar_t>();
-  const scalar_t* wd = weight.const_data_ptr<scalar_t>();
-  const scalar_t* bd = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
-  scalar_t* yd = y.data_ptr<scalar_t>();
+  double h = 0, w = 0;
+  for (const AxisPhase& a : hp) h += double(a.count) * a.k.size();
+  for (const AxisPhase& a : wp) w += double(a.count) * a.k.size();
+  return h * w;
+}
 
-  // Per phase: the weight matrix A[g] (Cog x K), K = Cig * taps, k = (ci, tap_h, tap_w),
-  // and the row tiles of its outputs.
+double scatter_macs(const Params& p) {
+  return double(p.in_h) * p.in_w * p.kernel_h * p.kernel_w;
+}
+
+// The scatter form, for inputs much smaller than the kernel's reach (DeconvNet's 7x7
+// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside):
+//     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
+// one GEMM over the whole batch reading the weight once as stored, then each output gathers
+// its taps in a fixed order (kh, kw): deterministic, no atomics.
+template <typename T>
+void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
+  const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
+  const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
+  const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, K = Cog * kHW;
+  const int64_t NP = p.batch * H * W;
+  std::vector<T> xt(NP * Cig), cols(NP * K);
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t q = 0; q < NP; ++q) {
+      const int64_t n = q / (H * W), pix = q % (H * W);
+      for (int64_t ci = 0; ci < Cig; ++ci)
+        xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
+    }
+    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
+                 cols.data(), K);
+    at::parallel_for(0, p.batch * Ho, 1, [&](int64_t b, int64_t e) {
+      std::vector<T> acc(Cog);
+      for (int64_t row = b; row < e; ++row) {
+        const int64_t n = row / Ho, oh = row % Ho;
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          for (int64_t co = 0; co < Cog; ++co) acc[co] = bd ? bd[g * Cog + co] : T(0);
+          for (int64_t kh = 0; kh < kH; ++kh) {
+            const int64_t th = oh + p.pad_h - kh * p.dil_h;
+            if (th < 0 || th % p.stride_h != 0 || th / p.stride_h >= H) continue;
+            for (int64_t kw = 0; kw < kW; ++kw) {
+              const int64_t tw = ow + p.pad_w - kw * p.dil_w;
+              if (tw < 0 || tw % p.stride_w != 0 || tw / p.stride_w >= W) continue;
+              const T* c = cols.data() + ((n * H + th / p.stride_h) * W + tw / p.stride_w) * K +
+                           kh * kW + kw;
+              for (int64_t co = 0; co < Cog; ++co) acc[co] += c[co * kHW];
+            }
+          }
+          for (int64_t co = 0; co < Cog; ++co) {
+            const int64_t c = g * Cog + co;
+            yd[cl ? ((n * Ho + oh) * Wo + ow) * Cout + c : ((n * Cout + c) * Ho + oh) * Wo + ow] = acc[co];
+          }
+        }
+      }
+    });
+  }
+}
+
+template <typename T>
+void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
+  const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
+  const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
+  const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
+  const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
+  const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w, kHW = p.kernel_h * p.kernel_w;
+
   struct Phase {
-    int64_t ph, pw, taps_h, taps_w, K, rows_per_tile, tiles;
-    std::vector<scalar_t> a;
-  };
-  struct Task {
-    int64_t phase, row0;
+    const AxisPhase* h;
+    const AxisPhase* w;
+    int64_t taps_h, taps_w, K, rows, tiles;
+    std::vector<T> weight;                 // per group: NCHW Cog x K, NHWC K x Cog
+    std::vector<PackedMatrix<T>> packed;   // per group
   };
   std::vector<Phase> phases;
-  std::vector<Task> tasks;  // per (image, group) the same list
-  for (int64_t ph = 0; ph < p.stride_h; ++ph) {
-    for (int64_t pw = 0; pw < p.stride_w; ++pw) {
-      const AxisPhase &ah = hp[ph], &aw = wp[pw];
-      if (ah.count == 0 || aw.count == 0) continue;
-      Phase f{ph, pw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}};
+  bool tapless = false;
+  for (const AxisPhase& ah : hp) {
+    for (const AxisPhase& aw : wp) {
+      Phase f{&ah, &aw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}, {}};
       f.K = Cig * f.taps_h * f.taps_w;
-      f.rows_per_tile = std::clamp<int64_t>(
-          kTileElements / std::max<int64_t>(1, std::max(f.K, Cog) * aw.count), 1, ah.count);
-      f.tiles = (ah.count + f.rows_per_tile - 1) / f.rows_per_tile;
-      f.a.resize(G * Cog * f.K);
+      if (f.K == 0) {  // no tap reaches this phase (e.g. kernel 1, stride 2): bias only
+        tapless = true;
+        continue;
+      }
+      f.weight.resize(G * Cog * f.K);
       for (int64_t g = 0; g < G; ++g)
         for (int64_t co = 0; co < Cog; ++co)
           for (int64_t ci = 0; ci < Cig; ++ci)
             for (int64_t th = 0; th < f.taps_h; ++th)
-              for (int64_t tw = 0; tw < f.taps_w; ++tw)
-                f.a[(g * Cog + co) * f.K + (ci * f.taps_h + th) * f.taps_w + tw] =
-                    wd[((g * Cig + ci) * Cog + co) * kHW + ah.k[th] * p.kernel_w + aw.k[tw]];
-      const int64_t index = phases.size();
-      for (int64_t t = 0; t < f.tiles; ++t) tasks.push_back({index, t * f.rows_per_tile});
+              for (int64_t tw = 0; tw < f.taps_w; ++tw) {
+                const T v = wd[((g * Cig + ci) * Cog + co) * kHW + ah.k[th] * p.kernel_w + aw.k[tw]];
+                const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
+                if (cl) {
+                  f.weight[g * Cog * f.K + kk * Cog + co] = v;
+                } else {
+                  f.weight[(g * Cog + co) * f.K + kk] = v;
+                }
+              }
+      for (int64_t g = 0; g < G; ++g) {
+        const T* wg = f.weight.data() + g * Cog * f.K;
+        f.packed.push_back(cl ? cpu::pack_b(MatrixView<T>(wg, f.K, Cog, Cog))
+                              : cpu::pack_a(MatrixView<T>(wg, Cog, f.K, f.K)));
+      }
       phases.push_back(std::move(f));
     }
   }
-  // Phases that no tap reaches (e.g. kernel 1, stride 2) hold only the bias.
-  bool tapless = false;
-  for (const Phase& f : phases) tapless = tapless || f.K == 0;
-  if (tapless) {
-    at::parallel_for(0, p.batch * p.out_channels, 1, [&](int64_t b, int64_t e) {
-      for (int64_t plane = b; plane < e; ++plane) {
-        const scalar_t v = bd ? bd[plane % p.out_channels] : scalar_t(0);
-        std::fill(yd + plane * Ho * Wo, yd + (plane + 1) * Ho * Wo, v);
-      }
-    });
+  if (tapless) fill_bias(p, bd, yd, cl);
+  if (phases.empty()) return;
+  const int64_t nphases = phases.size();
+  for (Phase& f : phases) {
+    f.rows = rows_per_tile(p.batch * f.h->count, f.w->count, f.K, sizeof(T), G * nphases);
+    f.tiles = ceil_div(p.batch * f.h->count, f.rows);
   }
-  const int64_t per_image_group = tasks.size();
-  const int64_t total = p.batch * G * per_image_group;
-  at::parallel_for(0, total, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> col, out;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (G * per_image_group);
-      const int64_t g = (task / per_image_group) % G;
-      const Task& tk = tasks[task % per_image_group];
-      const Phase& f = phases[tk.phase];
-      const AxisPhase &ah = hp[f.ph], &aw = wp[f.pw];
-      const int64_t rows = std::min(f.rows_per_tile, ah.count - tk.row0);
-      const int64_t Jw = aw.count, Jt = rows * Jw;
-      scalar_t* yplane0 = yd + (n * p.out_channels + g * Cog) * Ho * Wo;
-      if (f.K == 0) continue;  // handled by the fill above
-      col.resize(f.K * Jt);
-      // Gather: row k = (ci, th, tw) of the column matrix holds, for each phase-local output
-      // (r, jw), the input x[ci, row0 + r + off_h, jw + off_w] (0 outside the input).
-      for (int64_t ci = 0; ci < Cig; ++ci) {
-        const scalar_t* xplane = xd + (n * Cin + g * Cig + ci) * H * W;
-        for (int64_t th = 0; th < f.taps_h; ++th) {
-          for (int64_t tw = 0; tw < f.taps_w; ++tw) {
-            scalar_t* dst = col.data() + ((ci * f.taps_h + th) * f.taps_w + tw) * Jt;
-            const int64_t offw = aw.off[tw];
-            const int64_t lo = std::clamp<int64_t>(-offw, 0, Jw);
-            const int64_t hi = std::clamp<int64_t>(W - offw, lo, Jw);
-            for (int64_t r = 0; r < rows; ++r) {
-              scalar_t* d = dst + r * Jw;
-              const int64_t ih = tk.row0 + r + ah.off[th];
-              if (ih < 0 || ih >= H) {
-                std::fill(d, d + Jw, scalar_t(0));
-                continue;
+  struct Task {
+    int64_t phase, group, row0;
+  };
+  std::vector<Task> tasks;
+  for (int64_t i = 0; i < nphases; ++i)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t t = 0; t < phases[i].tiles; ++t) tasks.push_back({i, g, t * phases[i].rows});
+  const bool stride1 = p.stride_h == 1 && p.stride_w == 1;
+
+  run_tasks((int64_t)tasks.size(), [&](int64_t ti) {
+    const Task& tk = tasks[ti];
+    const Phase& f = phases[tk.phase];
+    const AxisPhase &ah = *f.h, &aw = *f.w;
+    const int64_t g = tk.group, K = f.K, Jw = aw.count, count = ah.count;
+    const int64_t rows = std::min(f.rows, p.batch * count - tk.row0), Jt = rows * Jw;
+    std::vector<T> col(K * Jt);
+    // Gather. Tile row r is phase row (n, jh) = divmod(row0 + r, count); output column jw of
+    // tap (th, tw) reads x[n, jh + off_h, jw + off_w] (0 outside the input).
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = (tk.row0 + r) / count, jh = (tk.row0 + r) % count;
+      for (int64_t th = 0; th < f.taps_h; ++th) {
+        const int64_t ih = jh + ah.off[th];
+        const bool row_in = ih >= 0 && ih < H;
+        for (int64_t tw = 0; tw < f.taps_w; ++tw) {
+          const int64_t offw = aw.off[tw];
+          const int64_t lo = std::clamp<int64_t>(-offw, 0, Jw);
+          const int64_t hi = row_in ? std::clamp<int64_t>(W - offw, lo, Jw) : lo;
+          if (cl) {
+            // col[(r, jw)][(th, tw, ci)]: a run of Cig channels per pixel.
+            const int64_t kk = (th * f.taps_w + tw) * Cig;
+            T* d = col.data() + r * Jw * K + kk;
+            const T* s = xd + ((n * H + ih) * W + offw) * Cin + g * Cig;
+            for (int64_t jw = 0; jw < Jw; ++jw) {
+              if (jw >= lo && jw < hi) {
+                std::memcpy(d + jw * K, s + jw * Cin, Cig * sizeof(T));
+              } else {
+                std::fill(d + jw * K, d + jw * K + Cig, T(0));
               }
-              std::fill(d, d + lo, scalar_t(0));
-              std::memcpy(d + lo, xplane + ih * W + lo + offw, (hi - lo) * sizeof(scalar_t));
-              std::fill(d + hi, d + Jw, scalar_t(0));
+            }
+          } else {
+            for (int64_t ci = 0; ci < Cig; ++ci) {
+              const int64_t kk = (ci * f.taps_h + th) * f.taps_w + tw;
+              T* d = col.data() + kk * Jt + r * Jw;
+              std::fill(d, d + lo, T(0));
+              if (hi > lo)
+                std::memcpy(d + lo, xd + ((n * Cin + g * Cig + ci) * H + ih) * W + lo + offw,
+                            (hi - lo) * sizeof(T));
+              std::fill(d + hi, d + Jw, T(0));
             }
           }
         }
       }
-      const at::Tensor A = matrix(const_cast<scalar_t*>(f.a.data()) + g * Cog * f.K, Cog, f.K,
-                                  f.K, opts);
-      const at::Tensor B = matrix(col.data(), f.K, Jt, Jt, opts);
-      if (direct) {
-        // Stride 1: the phase is the whole output and a tile is whole output rows.
-        at::Tensor C = matrix(yplane0 + tk.row0 * Wo, Cog, Jt, Ho * Wo, opts);
-        at::mm_out(C, A, B);
-        if (bd) {
+    }
+    const int64_t n0 = tk.row0 / count, n_last = (tk.row0 + rows - 1) / count;
+    if (stride1 && n0 == n_last) {
+      // The phase is the whole output and the tile whole rows of one image: GEMM into y.
+      const int64_t oh0 = tk.row0 % count;
+      if (cl) {
+        T* c = yd + ((n0 * Ho + oh0) * Wo) * Cout + g * Cog;
+        cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], c, Cout);
+        if (bd)
+          for (int64_t j = 0; j < Jt; ++j)
+            for (int64_t co = 0; co < Cog; ++co) c[j * Cout + co] += bd[g * Cog + co];
+      } else {
+        T* c = yd + (n0 * Cout + g * Cog) * Ho * Wo + oh0 * Wo;
+        cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), c, Ho * Wo);
+        if (bd)
           for (int64_t co = 0; co < Cog; ++co) {
-            scalar_t* d = yplane0 + co * Ho * Wo + tk.row0 * Wo;
-            const scalar_t b = bd[g * Cog + co];
+            const T b = bd[g * Cog + co];
+            T* d = c + co * Ho * Wo;
             for (int64_t j = 0; j < Jt; ++j) d[j] += b;
           }
-        }
-        continue;
       }
-      out.resize(Cog * Jt);
-      at::Tensor C = matrix(out.data(), Cog, Jt, Jt, opts);
-      at::mm_out(C, A, B);
-      // Scatter the phase's outputs into their strided places.
-      for (int64_t co = 0; co < Cog; ++co) {
-        const scalar_t b = bd ? bd[g * Cog + co] : scalar_t(0);
-        const scalar_t* src = out.data() + co * Jt;
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t oh = f.ph + p.stride_h * (tk.row0 + r);
-          scalar_t* d = yplane0 + co * Ho * Wo + oh * Wo + f.pw;
-          const scalar_t* s = src + r * Jw;
-          if (p.stride_w == 2) {
-            for (int64_t jw = 0; jw < Jw; ++jw) d[2 * jw] = s[jw] + b;
-          } else {
-            for (int64_t jw = 0; jw < Jw; ++jw) d[jw * p.stride_w] = s[jw] + b;
-          }
+      return;
+    }
+    std::vector<T> out(Cog * Jt);
+    if (cl) {
+      cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], out.data(), Cog);
+    } else {
+      cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), out.data(), Jt);
+    }
+    // Scatter the phase's outputs into their strided places.
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = (tk.row0 + r) / count, jh = (tk.row0 + r) % count;
+      const int64_t oh = ah.phase + p.stride_h * jh;
+      if (cl) {
+        for (int64_t jw = 0; jw < Jw; ++jw) {
+          T* d = yd + ((n * Ho + oh) * Wo + aw.phase + p.stride_w * jw) * Cout + g * Cog;
+          const T* s = out.data() + (r * Jw + jw) * Cog;
+          for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + (bd ? bd[g * Cog + co] : T(0));
+        }
+      } else {
+        for (int64_t co = 0; co < Cog; ++co) {
+          const T b = bd ? bd[g * Cog + co] : T(0);
+          T* d = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + aw.phase;
+          const T* s = out.data() + co * Jt + r * Jw;
+          for (int64_t jw = 0; jw < Jw; ++jw) d[jw * p.stride_w] = s[jw] + b;
         }
       }
     }
   });
 }
 
-template <typename scalar_t>
-void backward_nchw(const Params& p, const at::Tensor& gy, const at::Tensor& x,
-                   const at::Tensor& weight, at::Tensor& gx, at::Tensor& gw) {
-  const int64_t G = p.groups, Cin = p.in_channels, Cig = p.in_per_group, Cog = p.out_per_group;
+template <typename T>
+void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T* gwd, bool cl) {
+  const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
+  const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
-  const int64_t kH = p.kernel_h, kW = p.kernel_w, K = Cog * kH * kW;
-  const auto opts = gy.options();
-  const bool need_gx = gx.defined(), need_gw = gw.defined();
-  const scalar_t* gyd = gy.const_data_ptr<scalar_t>();
-  const scalar_t* xd = need_gw ? x.const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* wd = weight.const_data_ptr<scalar_t>();
+  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, K = Cog * kHW;
+  const bool need_gx = gxd != nullptr, need_gw = gwd != nullptr;
 
   // For tap kw, the input columns iw whose output column ow = iw*s - pad + kw*d is in range.
   std::vector<int64_t> lo_w(kW), hi_w(kW);
@@ -232,105 +371,184 @@ void backward_nchw(const Params& p, const at::Tensor& gy, const at::Tensor& x,
     lo_w[kw] = lo;
     hi_w[kw] = hi;
   }
-  const int64_t rows_per_tile =
-      std::clamp<int64_t>(kTileElements / std::max<int64_t>(1, std::max(K, Cig) * W), 1, H);
-  const int64_t tiles = (H + rows_per_tile - 1) / rows_per_tile;
-  const int64_t per_group = p.batch * tiles;
-  const int64_t chunks = need_gw ? std::min(per_group, kWeightChunks) : per_group;
-  at::Tensor partial;
-  if (need_gw) partial = at::zeros({G * chunks, Cig, K}, opts);
+  // grad_input's GEMM operand per group: NCHW A = w_g (Cig x K, K = (co, kh, kw)) as stored;
+  // NHWC B (K x Cig, K = (kh, kw, co)).
+  std::vector<T> wt;
+  std::vector<PackedMatrix<T>> wpack;
+  if (need_gx) {
+    if (cl) {
+      wt.resize(G * K * Cig);
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t ci = 0; ci < Cig; ++ci)
+          for (int64_t co = 0; co < Cog; ++co)
+            for (int64_t t = 0; t < kHW; ++t)
+              wt[g * K * Cig + (t * Cog + co) * Cig + ci] = wd[((g * Cig + ci) * Cog + co) * kHW + t];
+    }
+    for (int64_t g = 0; g < G; ++g)
+      wpack.push_back(cl ? cpu::pack_b(MatrixView<T>(wt.data() + g * K * Cig, K, Cig, Cig))
+                         : cpu::pack_a(MatrixView<T>(wd + g * Cig * K, Cig, K, K)));
+  }
+  // Tiles of input rows. channels_last: any run of rows (pixels are contiguous across the
+  // batch). NCHW: rows of one image, or whole images.
+  const int64_t total_rows = p.batch * H;
+  int64_t rows = rows_per_tile(total_rows, W, K, sizeof(T), 0);
+  std::vector<std::pair<int64_t, int64_t>> tile_rows;  // (first global row, rows)
+  if (cl) {
+    for (int64_t r = 0; r < total_rows; r += rows) tile_rows.push_back({r, std::min(rows, total_rows - r)});
+  } else if (rows >= H) {
+    rows = rows / H * H;
+    for (int64_t r = 0; r < total_rows; r += rows) tile_rows.push_back({r, std::min(rows, total_rows - r)});
+  } else {
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t r = 0; r < H; r += rows) tile_rows.push_back({n * H + r, std::min(rows, H - r)});
+  }
+  const int64_t tiles = tile_rows.size();
+  const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
+  std::vector<T> partial(need_gw ? G * chunks * Cig * K : 0, T(0));
 
-  at::parallel_for(0, G * chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> col;
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t g = unit / chunks, c = unit % chunks;
-      const int64_t t0 = c * per_group / chunks, t1 = (c + 1) * per_group / chunks;
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n = t / tiles, row0 = (t % tiles) * rows_per_tile;
-        const int64_t rows = std::min(rows_per_tile, H - row0), Jt = rows * W;
-        col.resize(K * Jt);
-        // im2col of grad_output as seen by a conv2d(stride, padding, dilation): row
-        // k = (co, kh, kw), column (r, iw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
-        for (int64_t co = 0; co < Cog; ++co) {
-          const scalar_t* gplane = gyd + (n * p.out_channels + g * Cog + co) * Ho * Wo;
-          for (int64_t kh = 0; kh < kH; ++kh) {
-            for (int64_t kw = 0; kw < kW; ++kw) {
-              scalar_t* dst = col.data() + ((co * kH + kh) * kW + kw) * Jt;
-              const int64_t lo = lo_w[kw], hi = hi_w[kw];
-              const int64_t base_w = kw * p.dil_w - p.pad_w;
-              for (int64_t r = 0; r < rows; ++r) {
-                scalar_t* d = dst + r * W;
-                const int64_t oh = (row0 + r) * p.stride_h - p.pad_h + kh * p.dil_h;
-                if (oh < 0 || oh >= Ho) {
-                  std::fill(d, d + W, scalar_t(0));
-                  continue;
+  run_tasks(G * chunks, [&](int64_t unit) {
+    const int64_t g = unit / chunks, c = unit % chunks;
+    const int64_t t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks;
+    std::vector<T> col, tmp;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t row0 = tile_rows[t].first, nrows = tile_rows[t].second, Jt = nrows * W;
+      col.resize(K * Jt);
+      // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
+      // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
+      for (int64_t r = 0; r < nrows; ++r) {
+        const int64_t n = (row0 + r) / H, ih = (row0 + r) % H;
+        for (int64_t kh = 0; kh < kH; ++kh) {
+          const int64_t oh = ih * p.stride_h - p.pad_h + kh * p.dil_h;
+          const bool row_in = oh >= 0 && oh < Ho;
+          for (int64_t kw = 0; kw < kW; ++kw) {
+            const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
+            const int64_t base_w = kw * p.dil_w - p.pad_w;
+            if (cl) {
+              T* d = col.data() + r * W * K + (kh * kW + kw) * Cog;
+              const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
+              for (int64_t iw = 0; iw < W; ++iw) {
+                if (iw >= lo && iw < hi) {
+                  std::memcpy(d + iw * K, s + iw * p.stride_w * Cout, Cog * sizeof(T));
+                } else {
+                  std::fill(d + iw * K, d + iw * K + Cog, T(0));
                 }
-                std::fill(d, d + lo, scalar_t(0));
-                const scalar_t* s = gplane + oh * Wo + base_w;
+              }
+            } else {
+              for (int64_t co = 0; co < Cog; ++co) {
+                T* d = col.data() + ((co * kH + kh) * kW + kw) * Jt + r * W;
+                const T* s = gyd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base_w;
+                std::fill(d, d + lo, T(0));
                 if (p.stride_w == 1) {
-                  std::memcpy(d + lo, s + lo, (hi - lo) * sizeof(scalar_t));
+                  if (hi > lo) std::memcpy(d + lo, s + lo, (hi - lo) * sizeof(T));
                 } else {
                   for (int64_t iw = lo; iw < hi; ++iw) d[iw] = s[iw * p.stride_w];
                 }
-                std::fill(d + hi, d + W, scalar_t(0));
+                std::fill(d + hi, d + W, T(0));
               }
             }
           }
         }
-        const at::Tensor B = matrix(col.data(), K, Jt, Jt, opts);
-        if (need_gx) {
-          scalar_t* gxd = gx.data_ptr<scalar_t>() + ((n * Cin + g * Cig) * H + row0) * W;
-          at::Tensor C = matrix(gxd, Cig, Jt, H * W, opts);
-          at::mm_out(C, matrix(const_cast<scalar_t*>(wd) + g * Cig * K, Cig, K, K, opts), B);
+      }
+      const int64_t n0 = row0 / H, n_last = (row0 + nrows - 1) / H, ih0 = row0 % H;
+      const bool one_image = n0 == n_last;
+      if (need_gx) {
+        if (cl) {
+          cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), wpack[g],
+                       gxd + row0 * W * Cin + g * Cig, Cin);
+        } else if (one_image) {
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt),
+                       gxd + ((n0 * Cin + g * Cig) * H + ih0) * W, H * W);
+        } else {
+          // Whole images (a tile only crosses images when it holds whole ones).
+          tmp.resize(Cig * Jt);
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt), tmp.data(), Jt);
+          for (int64_t n = n0; n <= n_last; ++n)
+            for (int64_t ci = 0; ci < Cig; ++ci)
+              std::memcpy(gxd + (n * Cin + g * Cig + ci) * H * W,
+                          tmp.data() + ci * Jt + (n - n0) * H * W, H * W * sizeof(T));
         }
-        if (need_gw) {
-          const scalar_t* xg = xd + ((n * Cin + g * Cig) * H + row0) * W;
-          at::Tensor acc = partial[unit];
-          acc.addmm_(matrix(const_cast<scalar_t*>(xg), Cig, Jt, H * W, opts), B.t());
+      }
+      if (need_gw) {
+        T* acc = partial.data() + unit * Cig * K;
+        if (cl) {
+          // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (kh, kw, co)).
+          cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
+                       MatrixView<T>(col.data(), Jt, K, K), acc, K, true);
+        } else {
+          const T* xs;
+          int64_t ld;
+          if (one_image) {
+            xs = xd + ((n0 * Cin + g * Cig) * H + ih0) * W;
+            ld = H * W;
+          } else {
+            tmp.resize(Cig * Jt);
+            for (int64_t n = n0; n <= n_last; ++n)
+              for (int64_t ci = 0; ci < Cig; ++ci)
+                std::memcpy(tmp.data() + ci * Jt + (n - n0) * H * W,
+                            xd + (n * Cin + g * Cig + ci) * H * W, H * W * sizeof(T));
+            xs = tmp.data();
+            ld = Jt;
+          }
+          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col.data(), K, Jt, Jt).transposed(),
+                       acc, K, true);
         }
       }
     }
   });
   if (need_gw) {
-    // Fixed-order reduction of the partial sums.
-    const scalar_t* pd = partial.const_data_ptr<scalar_t>();
-    scalar_t* gwd = gw.data_ptr<scalar_t>();
+    // Fixed-order reduction of the partial sums, into gw[g * Cig + ci][co][kh][kw].
     const int64_t per = Cig * K;
     at::parallel_for(0, G * per, 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const int64_t g = i / per, j = i % per;
-        scalar_t s = pd[(g * chunks) * per + j];
-        for (int64_t c = 1; c < chunks; ++c) s += pd[(g * chunks + c) * per + j];
-        gwd[i] = s;
+        T s = partial[(g * chunks) * per + j];
+        for (int64_t c = 1; c < chunks; ++c) s += partial[(g * chunks + c) * per + j];
+        if (cl) {  // j = ci * K + (kh, kw, co)
+          const int64_t ci = j / K, t = (j % K) / Cog, co = j % Cog;
+          gwd[((g * Cig + ci) * Cog + co) * kHW + t] = s;
+        } else {
+          gwd[i] = s;
+        }
       }
     });
   }
 }
 
-template <typename scalar_t>
-void bias_grad(const Params& p, const at::Tensor& gy, at::Tensor& gb) {
-  using acc_t = at::opmath_type<scalar_t>;
+template <typename T>
+void bias_grad(const Params& p, const T* g, T* out, bool cl) {
+  using acc_t = at::opmath_type<T>;
   const int64_t plane = p.out_h * p.out_w, C = p.out_channels;
-  const scalar_t* g = gy.const_data_ptr<scalar_t>();
-  scalar_t* out = gb.data_ptr<scalar_t>();
   at::parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
       acc_t total = 0;
       for (int64_t n = 0; n < p.batch; ++n) {
-        const scalar_t* s = g + (n * C + c) * plane;
         acc_t part = 0;
-        for (int64_t i = 0; i < plane; ++i) part += s[i];
+        if (cl) {
+          const T* s = g + n * plane * C + c;
+          for (int64_t i = 0; i < plane; ++i) part += s[i * C];
+        } else {
+          const T* s = g + (n * C + c) * plane;
+          for (int64_t i = 0; i < plane; ++i) part += s[i];
+        }
         total += part;
       }
-      out[c] = static_cast<scalar_t>(total);
+      out[c] = static_cast<T>(total);
     }
   });
 }
 
-// Half / BFloat16 run in float32 (BLAS has no accurate half GEMM with float accumulation
-// reachable from here); one rounding at the end.
+// Half / BFloat16 run in float32; one rounding at the end.
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+at::MemoryFormat layout(const Params& p) {
+  return p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// A 4-D tensor in the layout the kernels use for p, in the compute type.
+at::Tensor prepared(const at::Tensor& t, const Params& p, at::ScalarType ctype) {
+  return (t.dim() == 3 ? t.unsqueeze(0) : t).to(ctype).contiguous(layout(p));
 }
 
 at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weight,
@@ -340,17 +558,22 @@ at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weigh
   const Params p =
       check_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
   const auto dtype = input.scalar_type(), ctype = compute_type(dtype);
-  at::Tensor x = as_nchw(input).to(ctype);
-  at::Tensor w = weight.contiguous().to(ctype);
-  at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous().to(ctype) : at::Tensor();
-  at::Tensor y = at::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.options());
+  at::Tensor x = prepared(input, p, ctype);
+  at::Tensor w = weight.to(ctype).contiguous();
+  at::Tensor b = bias.has_value() && bias->defined() ? bias->to(ctype).contiguous() : at::Tensor();
+  at::Tensor y = at::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.options(), layout(p));
   if (y.numel() > 0) {
     if (x.numel() == 0 || w.numel() == 0) {
       y.zero_();
       if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
     } else {
+      // The scatter form when the phases would mostly multiply zeros (tiny inputs).
+      const bool scatter = phase_macs(p) > 4 * scatter_macs(p) &&
+                           scatter_macs(p) * p.batch * p.out_per_group <= double(1 << 26);
       AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d", [&] {
-        forward_nchw<scalar_t>(p, x, w, b, y);
+        (scatter ? forward_scatter<scalar_t> : forward<scalar_t>)(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                          b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
+                          y.data_ptr<scalar_t>(), p.channels_last);
       });
     }
   }
@@ -364,28 +587,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose2d_backward_cpu(
   const Params p = check_backward(grad_output, input, weight, stride, padding, output_padding,
                                   groups, dilation);
   const auto dtype = input.scalar_type(), ctype = compute_type(dtype);
-  at::Tensor gy = as_nchw(grad_output).to(ctype);
-  at::Tensor x = as_nchw(input).to(ctype);
-  at::Tensor w = weight.contiguous().to(ctype);
+  at::Tensor gy = prepared(grad_output, p, ctype);
+  at::Tensor x = prepared(input, p, ctype);
+  at::Tensor w = weight.to(ctype).contiguous();
+  const auto opts = x.options();
   at::Tensor gx, gw, gb;
-  if (output_mask[0]) gx = at::zeros({p.batch, p.in_channels, p.in_h, p.in_w}, x.options());
-  if (output_mask[1]) gw = at::zeros(p.weight_sizes(), x.options());
-  if (output_mask[2]) gb = at::zeros({p.out_channels}, x.options());
+  if (output_mask[0])
+    gx = at::empty({p.batch, p.in_channels, p.in_h, p.in_w}, opts, layout(p)).zero_();
+  if (output_mask[1]) gw = at::zeros(p.weight_sizes(), opts);
+  if (output_mask[2]) gb = at::zeros({p.out_channels}, opts);
   const bool work = gy.numel() > 0 && x.numel() > 0 && w.numel() > 0;
   if (work && (gx.defined() || gw.defined())) {
     AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d_backward", [&] {
-      backward_nchw<scalar_t>(p, gy, x, w, gx, gw);
+      backward<scalar_t>(p, gy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                         w.const_data_ptr<scalar_t>(),
+                         gx.defined() ? gx.data_ptr<scalar_t>() : nullptr,
+                         gw.defined() ? gw.data_ptr<scalar_t>() : nullptr, p.channels_last);
     });
   }
   if (gb.defined() && gy.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d_backward_bias", [&] {
-      bias_grad<scalar_t>(p, gy, gb);
+      bias_grad<scalar_t>(p, gy.const_data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
+                          p.channels_last);
     });
   }
-  const auto opts = input.options();
-  return {gx.defined() ? finish(gx.to(dtype), p) : at::empty({0}, opts),
-          gw.defined() ? gw.to(dtype) : at::empty({0}, opts),
-          gb.defined() ? gb.to(dtype) : at::empty({0}, opts)};
+  const auto out_opts = input.options();
+  return {gx.defined() ? finish(gx.to(dtype), p) : at::empty({0}, out_opts),
+          gw.defined() ? gw.to(dtype) : at::empty({0}, out_opts),
+          gb.defined() ? gb.to(dtype) : at::empty({0}, out_opts)};
 }
 
 }  // namespace

@@ -4,12 +4,13 @@
 // column matrix (C * kh * kw rows by tile pixels) stays in L2. For each tile and offset group
 // the four corner positions and bilinear weights of every (tap, pixel) sample are computed once
 // (a sampling table) and reused by every channel of the group; the tile's columns are then
-// multiplied by the weight with at::mm straight into the output. Tasks run under
+// multiplied by the weight (packed once per call) with pyseg's GEMM (common/gemm.h) straight
+// into the output. Tasks run under
 // at::parallel_for, so batch 1 and prime batch sizes use every thread, and no buffer larger
 // than a tile is allocated in the forward pass.
 //
 // Backward runs the same tasks in B contiguous chunks (B = threads). A chunk recomputes the
-// tile's columns, forms the column gradient W^T * grad with at::mm, accumulates its private
+// tile's columns, forms the column gradient W^T * grad with the GEMM, accumulates its private
 // weight gradient and, in one pass over the column gradient, scatters into the input gradient
 // and gathers the offset and mask gradients (which the tile owns outright). Input-gradient
 // planes of an image that lies entirely inside one chunk are written in place; an image split
@@ -17,8 +18,9 @@
 // gradients) are summed in chunk order afterwards: deterministic, no atomics.
 //
 // Sampling follows torchvision: a sample at (y, x) is zero if y <= -1, y >= H, x <= -1 or
-// x >= W; otherwise corners outside the image count as zero. The offset gradient uses
-// torchvision's coordinate weights (the in-image corners, without the cut-off above).
+// x >= W; otherwise corners outside the image count as zero. Corners that do not count are
+// never read, so an Inf or NaN in the image reaches only the outputs that really sample it. The offset gradient uses torchvision's
+// coordinate weights (the in-image corners, without the cut-off above).
 // At integer positions the weights are exactly (1, 0, 0, 0), so zero offsets give exactly the
 // columns of im2col and the result is F.conv2d's up to the GEMM's summation order.
 #include <ATen/Dispatch.h>
@@ -34,6 +36,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/gemm.h"
 #include "ops/deform_conv/deform_conv.h"
 
 namespace pyseg::deform_conv {
@@ -41,6 +44,7 @@ namespace {
 
 // Bytes one column tile may take (the backward pass holds two: columns and their gradient).
 constexpr int64_t kColumnTileBytes = 512 * 1024;
+constexpr int64_t kMinTilePixels = 256;
 
 template <typename T>
 struct Sample {
@@ -49,6 +53,7 @@ struct Sample {
   T ly, lx;        // fractional parts, for the coordinate weights of the offset gradient
   T m;             // mask value (1 without mask)
   uint32_t valid;  // bit i: corner i lies inside the image (for the coordinate weights)
+  uint32_t use;    // bit i: corner i enters the bilinear value (valid and not cut off)
 };
 
 template <typename T>
@@ -70,11 +75,24 @@ inline void make_sample(Sample<T>& e, T y, T x, T m, int64_t H, int64_t W) {
   const T hy = T(1) - e.ly, hx = T(1) - e.lx;
   const T w[4] = {hy * hx, hy * e.lx, e.ly * hx, e.ly * e.lx};
   e.valid = 0;
+  e.use = 0;
   for (int i = 0; i < 4; ++i) {
     e.valid |= static_cast<uint32_t>(valid[i]) << i;
+    e.use |= static_cast<uint32_t>(inside && valid[i]) << i;
     e.w[i] = inside && valid[i] ? w[i] : T(0);
-    e.idx[i] = valid[i] ? static_cast<int32_t>(pos[i]) : 0;  // weight 0 there: any pixel does
+    // Corners outside the image are never read (their pixel 0 may hold an Inf or NaN that a
+    // zero weight would turn into NaN); idx -1 marks them in the forward table.
+    e.idx[i] = valid[i] ? static_cast<int32_t>(pos[i]) : -1;
   }
+}
+
+// The bilinear value of sample a in plane xc: only the corners it uses are read.
+template <typename T>
+inline T bilinear(const Sample<T>& a, const T* xc) {
+  T v = 0;
+  for (int i = 0; i < 4; ++i)
+    if ((a.use >> i) & 1u) v += a.w[i] * xc[a.idx[i]];
+  return v;
 }
 
 // The forward pass needs only the corner positions and the mask-scaled weights: a compact
@@ -123,9 +141,7 @@ void fill_columns(T* cols, int64_t ld, const Sample<T>* table, const T* x_n, int
       const Sample<T>* e = table + k * ld;
       T* col = cols + (c * K + k) * ld;
       for (int64_t t = 0; t < len; ++t) {
-        const Sample<T>& a = e[t];
-        col[t] = a.m * (a.w[0] * xc[a.idx[0]] + a.w[1] * xc[a.idx[1]] + a.w[2] * xc[a.idx[2]] +
-                        a.w[3] * xc[a.idx[3]]);
+        col[t] = e[t].m * bilinear(e[t], xc);
       }
     }
   }
@@ -134,7 +150,8 @@ void fill_columns(T* cols, int64_t ld, const Sample<T>* table, const T* x_n, int
 int64_t tile_pixels(const Shape& s, size_t elem) {
   const int64_t rows = std::max<int64_t>(1, s.channels * s.taps());
   int64_t t = kColumnTileBytes / (rows * static_cast<int64_t>(elem));
-  t = std::max<int64_t>(16, t / 8 * 8);
+  // At least kMinTilePixels GEMM columns (narrower GEMMs waste the micro-kernel).
+  t = std::max<int64_t>(kMinTilePixels, t / 32 * 32);
   return std::min(t, s.out_plane());
 }
 
@@ -142,8 +159,9 @@ template <typename T>
 void compact_table(FwdSample<T>* dst, const Sample<T>* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     for (int c = 0; c < 4; ++c) {
-      dst[i].idx[c] = src[i].idx[c];
-      dst[i].w[c] = src[i].m * src[i].w[c];
+      const bool use = (src[i].use >> c) & 1u;
+      dst[i].idx[c] = use ? src[i].idx[c] : -1;
+      dst[i].w[c] = use ? src[i].m * src[i].w[c] : T(0);
     }
   }
 }
@@ -159,8 +177,10 @@ void fill_columns_fwd(T* cols, int64_t ld, const FwdSample<T>* table, const T* x
       T* col = cols + (c * K + k) * ld;
       for (int64_t t = 0; t < len; ++t) {
         const FwdSample<T>& a = e[t];
-        col[t] = a.w[0] * xc[a.idx[0]] + a.w[1] * xc[a.idx[1]] + a.w[2] * xc[a.idx[2]] +
-                 a.w[3] * xc[a.idx[3]];
+        // Unused corners (idx -1) are not read: select, never multiply by 0.
+        T v = 0;
+        for (int i = 0; i < 4; ++i) v += a.idx[i] >= 0 ? a.w[i] * xc[a.idx[i]] : T(0);
+        col[t] = v;
       }
     }
   }
@@ -175,11 +195,15 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Ten
   const int64_t G = s.groups, Og = s.out_channels_per_group(), CgK = s.channels_per_group() * K;
   const int64_t tile = tile_pixels(s, sizeof(T));
   const int64_t tiles = (P + tile - 1) / tile;
-  const at::Tensor w2 = weight.reshape({s.out_channels, CgK});
+  const T* wp = weight.const_data_ptr<T>();
+  std::vector<cpu::PackedMatrix<T>> w_packed;  // per group: Og x CgK
+  for (int64_t wg = 0; wg < G; ++wg)
+    w_packed.push_back(cpu::pack_a(cpu::MatrixView<T>(wp + wg * Og * CgK, Og, CgK, CgK)));
   const T* xp = x.const_data_ptr<T>();
   const T* op = offset.const_data_ptr<T>();
   const T* mp = geo.p.use_mask ? mask.const_data_ptr<T>() : nullptr;
   const T* bp = bias.const_data_ptr<T>();
+  T* outp = out.data_ptr<T>();
   at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
     at::Tensor cols = at::empty({CK, tile}, x.options());
     std::vector<Sample<T>> table(static_cast<size_t>(K * tile));
@@ -195,12 +219,10 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Ten
         compact_table(compact.data(), table.data(), K * tile);
         fill_columns_fwd(cp, tile, compact.data(), x_n, g, len, s);
       }
-      at::Tensor out_tile = out[n].view({s.out_channels, P}).narrow(1, p0, len);
-      for (int64_t wg = 0; wg < G; ++wg) {
-        at::Tensor dst = out_tile.narrow(0, wg * Og, Og);
-        at::mm_out(dst, w2.narrow(0, wg * Og, Og), cols.narrow(0, wg * CgK, CgK).narrow(1, 0, len));
-      }
-      T* o = out[n].data_ptr<T>();
+      T* o = outp + n * s.out_channels * P;
+      for (int64_t wg = 0; wg < G; ++wg)
+        cpu::gemm<T>(w_packed[wg], cpu::MatrixView<T>(cp + wg * CgK * tile, CgK, len, tile),
+                     o + wg * Og * P + p0, P);
       for (int64_t oc = 0; oc < s.out_channels; ++oc)
         for (int64_t t = 0; t < len; ++t) o[oc * P + p0 + t] += bp[oc];
     }
@@ -221,8 +243,12 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
   const int64_t tiles = (P + tile - 1) / tile;
   const int64_t tasks = s.batch * tiles;
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(tasks, at::get_num_threads()));
-  const at::Tensor w2 = weight.reshape({s.out_channels, CgK});
-  const at::Tensor g3 = grad.view({s.batch, s.out_channels, P});
+  // Per group, W_g^T (CgK x Og) packed once for the column gradient.
+  std::vector<cpu::PackedMatrix<T>> wt_packed;
+  for (int64_t wg = 0; wg < G; ++wg)
+    wt_packed.push_back(cpu::pack_a(
+        cpu::MatrixView<T>(weight.const_data_ptr<T>() + wg * Og * CgK, Og, CgK, CgK).transposed()));
+  const T* gp = grad.const_data_ptr<T>();
   const T* xp = x.const_data_ptr<T>();
   const T* op = offset.const_data_ptr<T>();
   const T* mp = use_mask ? mask.const_data_ptr<T>() : nullptr;
@@ -247,7 +273,8 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
       std::vector<Sample<T>> table(static_cast<size_t>(OG * K * tile));
       std::vector<T> acc(static_cast<size_t>(3 * K * tile));
       T* cp = cols.data_ptr<T>();
-      const T* gcp = gcols.const_data_ptr<T>();
+      T* gcp = gcols.data_ptr<T>();
+      T* gwp = gw.data_ptr<T>();
       int64_t current_image = -1;
       T* gi_n = nullptr;
       for (int64_t task = t0; task < t1; ++task) {
@@ -271,12 +298,11 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
           build_table(tab, tile, off_n, mask_n, g, p0, len, geo);
           fill_columns(cp, tile, tab, x_n, g, len, s);
         }
-        const at::Tensor gout = g3[n].narrow(1, p0, len);
         for (int64_t wg = 0; wg < G; ++wg) {
-          const at::Tensor gout_g = gout.narrow(0, wg * Og, Og);
-          at::Tensor gc = gcols.narrow(0, wg * CgK, CgK).narrow(1, 0, len);
-          at::mm_out(gc, w2.narrow(0, wg * Og, Og).t(), gout_g);
-          gw.narrow(0, wg * Og, Og).addmm_(gout_g, cols.narrow(0, wg * CgK, CgK).narrow(1, 0, len).t());
+          const cpu::MatrixView<T> gout_g(gp + (n * s.out_channels + wg * Og) * P + p0, Og, len, P);
+          const cpu::MatrixView<T> cols_g(cp + wg * CgK * tile, CgK, len, tile);
+          cpu::gemm<T>(wt_packed[wg], gout_g, gcp + wg * CgK * tile, tile);
+          cpu::gemm<T>(gout_g, cols_g.transposed(), gwp + wg * Og * CgK, CgK, /*accumulate=*/true);
         }
         // Column gradient -> input gradient (scatter into this chunk's planes) and offset /
         // mask gradients (gathered over the group's channels; this tile owns them).
@@ -302,14 +328,15 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
                 const T gm = a.m * gv;
                 T v[4];
                 for (int i = 0; i < 4; ++i) v[i] = (a.valid >> i) & 1u ? xc[a.idx[i]] : T(0);
-                // Input gradient: the transpose of the bilinear sample.
-                for (int i = 0; i < 4; ++i) gic[a.idx[i]] += a.w[i] * gm;
+                // Input gradient: the transpose of the bilinear sample (used corners only).
+                for (int i = 0; i < 4; ++i)
+                  if ((a.use >> i) & 1u) gic[a.idx[i]] += a.w[i] * gm;
                 // torchvision's coordinate weights (in-image corners, no cut-off).
                 const T cy = a.lx * (v[3] - v[1]) + (T(1) - a.lx) * (v[2] - v[0]);
                 const T cx = a.ly * (v[3] - v[2]) + (T(1) - a.ly) * (v[1] - v[0]);
                 ay[t] += a.m * cy * gv;
                 ax[t] += a.m * cx * gv;
-                am[t] += gv * (a.w[0] * v[0] + a.w[1] * v[1] + a.w[2] * v[2] + a.w[3] * v[3]);
+                am[t] += gv * bilinear(a, xc);
               }
             }
           }

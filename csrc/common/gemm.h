@@ -1,0 +1,108 @@
+// pyseg's CPU GEMM: C (m x n) = A (m x k) * B (k x n) [+ C], float32 and float64.
+//
+// BLIS's design. Both operands are copied into panels: A into panels of MR rows (k-major,
+// MR values per k), B into panels of NR columns (NR values per k), zero-padded at the edges.
+// A register-blocked micro-kernel computes an MR x NR tile of C over the whole k range:
+// per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
+// accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
+// zmm registers; AVX2: 6 x 16; double halves NR). Its loads are sequential streams, light
+// enough (about 13 bytes per cycle at full FMA rate) that the L2 and the prefetchers keep up,
+// so k is not split into cache blocks and every C element is written once.
+//
+// Parallel over tiles of C (at::parallel_for); inside a parallel region it runs inline. Each
+// C element is produced by one micro-kernel call summing k in order 0..k-1 (with one FMA per
+// term): the result is the same for any thread count and any tiling (deterministic). It
+// differs from at::mm only by rounding (BLAS may split or reorder k).
+//
+// Strides are arbitrary (element (i, j) of A is a.data[i * a.row_stride + j * a.col_stride]),
+// so transposes cost nothing extra. An operand used by many GEMMs (a conv's weight) can be
+// packed once with pack_a / pack_b and passed packed. Packed layouts depend on the capability:
+// a PackedMatrix remembers the one it was made for and gemm() refuses a mismatch.
+//
+// PYSEG_GEMM=aten routes gemm() through at::mm instead (for comparison).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/cpu_capability.h"
+
+namespace pyseg::cpu {
+
+template <typename T>
+struct MatrixView {
+  const T* data = nullptr;
+  int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 1;
+  MatrixView() = default;
+  MatrixView(const T* d, int64_t r, int64_t c, int64_t rs, int64_t cs = 1)
+      : data(d), rows(r), cols(c), row_stride(rs), col_stride(cs) {}
+  MatrixView transposed() const { return {data, cols, rows, col_stride, row_stride}; }
+};
+
+// Micro-kernel tile of one capability and type.
+struct GemmTile {
+  int64_t mr, nr;
+};
+
+template <typename T>
+struct PackedMatrix {
+  std::vector<T> data;
+  int64_t rows = 0, cols = 0;
+  bool is_a = true;
+  Capability capability = Capability::Default;
+  MatrixView<T> source;  // what was packed (read directly under PYSEG_GEMM=aten; must outlive this)
+};
+
+// What a kernel variant receives. Exactly one of (a, a_packed) and of (b, b_packed) is used.
+template <typename T>
+struct GemmArgs {
+  int64_t m, n, k;
+  MatrixView<T> a;
+  const T* a_packed;  // pack_a layout for the tile of this capability, or nullptr
+  MatrixView<T> b;
+  const T* b_packed;
+  T* c;
+  int64_t ldc;
+  bool accumulate;  // C += A * B instead of C = A * B
+};
+
+template <typename T>
+using GemmFn = void (*)(const GemmArgs<T>&);
+template <typename T>
+using PackFn = void (*)(const MatrixView<T>&, T*);
+using TileFn = GemmTile (*)();
+
+extern CpuStub<GemmFn<float>> gemm_f32_stub;
+extern CpuStub<GemmFn<double>> gemm_f64_stub;
+extern CpuStub<PackFn<float>> pack_a_f32_stub, pack_b_f32_stub;
+extern CpuStub<PackFn<double>> pack_a_f64_stub, pack_b_f64_stub;
+extern CpuStub<TileFn> tile_f32_stub, tile_f64_stub;
+// Peak FMA probe for benchmarks: returns the flops done, writes a checksum.
+extern CpuStub<double (*)(int64_t, float*)> fma_probe_stub;
+
+// An operand: a strided view or a matrix packed for this capability.
+template <typename T>
+struct GemmOperand {
+  MatrixView<T> view;
+  const PackedMatrix<T>* packed = nullptr;
+  GemmOperand(const MatrixView<T>& v) : view(v) {}  // NOLINT: implicit on purpose
+  GemmOperand(const PackedMatrix<T>& p) : packed(&p) {}  // NOLINT
+  int64_t rows() const { return packed ? packed->rows : view.rows; }
+  int64_t cols() const { return packed ? packed->cols : view.cols; }
+};
+
+// C (ldc row stride, unit column stride) = A * B, or += with accumulate.
+template <typename T>
+void gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
+          bool accumulate = false);
+template <typename T>
+PackedMatrix<T> pack_a(const MatrixView<T>& a);
+template <typename T>
+PackedMatrix<T> pack_b(const MatrixView<T>& b);
+// The micro-kernel tile in use for T.
+template <typename T>
+GemmTile gemm_tile();
+// Whether PYSEG_GEMM=aten asks for at::mm.
+bool gemm_uses_aten();
+
+}  // namespace pyseg::cpu

@@ -1,0 +1,284 @@
+// The GEMM's per-capability part: packing, micro-kernel and the tiled driver (see gemm.h).
+// Compiled once per capability through the wrappers setup.py generates (cpu_capability.h);
+// do not add this file to a build by itself.
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/gemm.h"
+
+namespace pyseg::cpu::CPU_CAPABILITY {
+namespace {
+
+// Micro-kernel tile: MR rows of A broadcast, NV vectors (NR = NV * lanes columns) of B.
+// MR * NV accumulators + NV B vectors + 1 broadcast must fit the register file.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kMR = 14, kNV = 2;  // 28 + 2 + 1 of 32 zmm
+#elif defined(CPU_CAPABILITY_AVX2)
+constexpr int kMR = 6, kNV = 2;  // 12 + 2 + 1 of 16 ymm
+#else
+constexpr int kMR = 4, kNV = 1;  // portable code; the compiler maps it to SSE2
+#endif
+
+// Length of a k block: a B micro-panel (kKC x NR, 32 KB in float32 at AVX-512) fits L1.
+// A constant, so that results do not depend on the machine's cache sizes.
+constexpr int64_t kKC = 256;
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+template <typename T>
+constexpr int64_t kNR = kNV * Vec<T>::size();
+
+// c[0:MR, 0:NR] (=|+=) sum_p a[p, 0:MR]^T b[p, 0:NR]: packed panels, k in order.
+template <typename T>
+void micro_kernel(int64_t k, const T* __restrict a, const T* __restrict b, T* __restrict c,
+                  int64_t ldc, bool accumulate) {
+  constexpr int W = Vec<T>::size();
+  Vec<T> acc[kMR][kNV];
+#pragma GCC unroll 32
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) acc[i][j] = Vec<T>(T(0));
+  for (int64_t p = 0; p < k; ++p) {
+    Vec<T> bv[kNV];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) bv[j] = Vec<T>::loadu(b + j * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < kMR; ++i) {
+      const Vec<T> av(a[i]);
+#pragma GCC unroll 4
+      for (int j = 0; j < kNV; ++j) acc[i][j] = at::vec::fmadd(av, bv[j], acc[i][j]);
+    }
+    a += kMR;
+    b += kNR<T>;
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < kMR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) {
+      T* d = c + i * ldc + j * W;
+      Vec<T> v = acc[i][j];
+      if (accumulate) v = v + Vec<T>::loadu(d);
+      v.store(d);
+    }
+  }
+}
+
+// A tile of C that may be cut by the matrix edge: full tiles go straight to C, edge tiles
+// through a small buffer (the packed panels are zero-padded, so the kernel is the same).
+template <typename T>
+void tile(int64_t k, const T* a, const T* b, T* c, int64_t ldc, int64_t rows, int64_t cols,
+          bool accumulate) {
+  constexpr int64_t NR = kNR<T>;
+  if (rows == kMR && cols == NR) {
+    micro_kernel<T>(k, a, b, c, ldc, accumulate);
+    return;
+  }
+  alignas(64) T buf[kMR * NR];
+  if (accumulate)
+    for (int64_t i = 0; i < rows; ++i) std::memcpy(buf + i * NR, c + i * ldc, cols * sizeof(T));
+  micro_kernel<T>(k, a, b, buf, NR, accumulate);
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, buf + i * NR, cols * sizeof(T));
+}
+
+// Panel of MR rows of A starting at row i0: out[p * MR + r] = A[i0 + r, p] (0 past the edge).
+template <typename T>
+void pack_a_panel(const MatrixView<T>& a, int64_t i0, T* out) {
+  const int64_t k = a.cols, rows = std::min<int64_t>(kMR, a.rows - i0);
+  if (rows < kMR) std::fill(out, out + k * kMR, T(0));
+  if (a.col_stride == 1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* src = a.data + (i0 + r) * a.row_stride;
+      for (int64_t p = 0; p < k; ++p) out[p * kMR + r] = src[p];
+    }
+  } else {
+    for (int64_t p = 0; p < k; ++p) {
+      const T* src = a.data + i0 * a.row_stride + p * a.col_stride;
+      for (int64_t r = 0; r < rows; ++r) out[p * kMR + r] = src[r * a.row_stride];
+    }
+  }
+}
+
+// Panel of NR columns of B starting at column j0: out[p * NR + c] = B[p, j0 + c].
+template <typename T>
+void pack_b_panel(const MatrixView<T>& b, int64_t j0, T* out) {
+  constexpr int64_t NR = kNR<T>;
+  const int64_t k = b.rows, cols = std::min<int64_t>(NR, b.cols - j0);
+  if (cols < NR) std::fill(out, out + k * NR, T(0));
+  if (b.col_stride == 1) {
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(out + p * NR, b.data + p * b.row_stride + j0, cols * sizeof(T));
+  } else {
+    for (int64_t c = 0; c < cols; ++c) {
+      const T* src = b.data + (j0 + c) * b.col_stride;
+      for (int64_t p = 0; p < k; ++p) out[p * NR + c] = src[p * b.row_stride];
+    }
+  }
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename T>
+void pack_a_all(const MatrixView<T>& a, T* out) {
+  const int64_t panels = ceil_div(a.rows, kMR);
+  at::parallel_for(0, panels, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.cols)),
+                   [&](int64_t b, int64_t e) {
+                     for (int64_t i = b; i < e; ++i) pack_a_panel(a, i * kMR, out + i * kMR * a.cols);
+                   });
+}
+
+template <typename T>
+void pack_b_all(const MatrixView<T>& b, T* out) {
+  constexpr int64_t NR = kNR<T>;
+  const int64_t panels = ceil_div(b.cols, NR);
+  at::parallel_for(0, panels, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, b.rows)),
+                   [&](int64_t s, int64_t e) {
+                     for (int64_t j = s; j < e; ++j) pack_b_panel(b, j * NR, out + j * NR * b.rows);
+                   });
+}
+
+template <typename T>
+void gemm(const GemmArgs<T>& g) {
+  constexpr int64_t MR = kMR, NR = kNR<T>;
+  const int64_t m = g.m, n = g.n, k = g.k;
+  if (m <= 0 || n <= 0) return;
+  if (k == 0) {
+    if (!g.accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + n, T(0));
+    return;
+  }
+  const int64_t mp = ceil_div(m, MR), np = ceil_div(n, NR);
+  // One operand is packed whole (once); the tasks pack their share of the other.
+  const T* ap = g.a_packed;
+  const T* bp = g.b_packed;
+  std::vector<T> whole;
+  if (!ap && !bp) {
+    if (mp * MR <= np * NR) {
+      whole.resize(mp * MR * k);
+      pack_a_all(g.a, whole.data());
+      ap = whole.data();
+    } else {
+      whole.resize(np * NR * k);
+      pack_b_all(g.b, whole.data());
+      bp = whole.data();
+    }
+  }
+  // Tasks: a grid of (M block, N block). Tiling never changes the result, only the speed.
+  const bool parallel = !at::in_parallel_region() && m * n * k >= (int64_t(1) << 18);
+  const int64_t target = parallel ? 4 * at::get_num_threads() : 1;
+  // Split the dimension whose operand is already packed first (no repacking), then the other.
+  int64_t tm, tn;
+  if (ap) {
+    tn = std::min(np, target);
+    tm = std::min(mp, ceil_div(target, tn));
+  } else {
+    tm = std::min(mp, target);
+    tn = std::min(np, ceil_div(target, tm));
+  }
+  const int64_t mb = ceil_div(mp, tm), nb = ceil_div(np, tn);
+  // Panels of one k block that fill half the L2.
+  const int64_t l2_panels_a = std::max<int64_t>(1, l2_cache_bytes() / 2 / (MR * kKC * int64_t(sizeof(T))));
+  const int64_t l2_panels_b = std::max<int64_t>(1, l2_cache_bytes() / 2 / (NR * kKC * int64_t(sizeof(T))));
+  tm = ceil_div(mp, mb);
+  tn = ceil_div(np, nb);
+  at::parallel_for(0, tm * tn, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> buf;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ib = t / tn, jb = t % tn;
+      const int64_t i_lo = ib * mb, i_hi = std::min(mp, i_lo + mb);
+      const int64_t j_lo = jb * nb, j_hi = std::min(np, j_lo + nb);
+      const T* a_blk;  // panels i_lo.. of A
+      const T* b_blk;  // panels j_lo.. of B
+      if (ap) {
+        a_blk = ap + i_lo * MR * k;
+      } else {
+        buf.resize((i_hi - i_lo) * MR * k);
+        for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf.data() + (i - i_lo) * MR * k);
+        a_blk = buf.data();
+      }
+      if (bp) {
+        b_blk = bp + j_lo * NR * k;
+      } else {
+        buf.resize((j_hi - j_lo) * NR * k);
+        for (int64_t j = j_lo; j < j_hi; ++j) pack_b_panel(g.b, j * NR, buf.data() + (j - j_lo) * NR * k);
+        b_blk = buf.data();
+      }
+      // BLIS loop order: k in blocks of kKC (a B micro-panel of kKC x NR stays in L1); the
+      // operand the task packed is walked panel by panel against a block of the other
+      // that stays in L2. The k blocks run in order: the sum never depends on the tiling.
+      for (int64_t p0 = 0; p0 < k; p0 += kKC) {
+        const int64_t kc = std::min(kKC, k - p0);
+        const bool acc = g.accumulate || p0 > 0;
+        auto run = [&](int64_t i, int64_t j) {
+          tile<T>(kc, a_blk + (i - i_lo) * MR * k + p0 * MR, b_blk + (j - j_lo) * NR * k + p0 * NR,
+                  g.c + i * MR * g.ldc + j * NR, g.ldc, std::min(MR, m - i * MR),
+                  std::min(NR, n - j * NR), acc);
+        };
+        if (ap) {
+          for (int64_t i0 = i_lo; i0 < i_hi; i0 += l2_panels_a)
+            for (int64_t j = j_lo; j < j_hi; ++j)
+              for (int64_t i = i0; i < std::min(i_hi, i0 + l2_panels_a); ++i) run(i, j);
+        } else {
+          for (int64_t j0 = j_lo; j0 < j_hi; j0 += l2_panels_b)
+            for (int64_t i = i_lo; i < i_hi; ++i)
+              for (int64_t j = j0; j < std::min(j_hi, j0 + l2_panels_b); ++j) run(i, j);
+        }
+      }
+    }
+  });
+}
+
+// Peak probe (benchmarks/gemm_peak.py): each of at::get_num_threads() tasks runs `iters`
+// rounds of 24 independent float32 FMA chains (enough to cover latency x FMA units).
+// Returns the floating-point operations done; the values feed a checksum so nothing is
+// optimized away.
+double fma_probe(int64_t iters, float* checksum) {
+  constexpr int kChains = 24;
+  const int64_t tasks = at::get_num_threads();
+  std::vector<float> sums(tasks);
+  at::parallel_for(0, tasks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      Vec<float> acc[kChains];
+#pragma GCC unroll 32
+      for (int i = 0; i < kChains; ++i) acc[i] = Vec<float>(float(i) * 1e-3f);
+      const Vec<float> x(0.999999f), y(1e-7f);
+      for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+        for (int i = 0; i < kChains; ++i) acc[i] = at::vec::fmadd(acc[i], x, y);
+      }
+      float s = 0;
+      for (int i = 0; i < kChains; ++i) {
+        float lanes[Vec<float>::size()];
+        acc[i].store(lanes);
+        for (float v : lanes) s += v;
+      }
+      sums[t] = s;
+    }
+  });
+  float s = 0;
+  for (float v : sums) s += v;
+  *checksum = s;
+  return double(tasks) * iters * kChains * Vec<float>::size() * 2;
+}
+
+template <typename T>
+GemmTile tile_of() {
+  return {kMR, kNR<T>};
+}
+
+}  // namespace
+
+PYSEG_REGISTER_CPU_KERNEL(gemm_f32_stub, &gemm<float>);
+PYSEG_REGISTER_CPU_KERNEL(gemm_f64_stub, &gemm<double>);
+PYSEG_REGISTER_CPU_KERNEL(pack_a_f32_stub, &pack_a_all<float>);
+PYSEG_REGISTER_CPU_KERNEL(pack_b_f32_stub, &pack_b_all<float>);
+PYSEG_REGISTER_CPU_KERNEL(pack_a_f64_stub, &pack_a_all<double>);
+PYSEG_REGISTER_CPU_KERNEL(pack_b_f64_stub, &pack_b_all<double>);
+PYSEG_REGISTER_CPU_KERNEL(tile_f32_stub, &tile_of<float>);
+PYSEG_REGISTER_CPU_KERNEL(tile_f64_stub, &tile_of<double>);
+PYSEG_REGISTER_CPU_KERNEL(fma_probe_stub, &fma_probe);
+
+}  // namespace pyseg::cpu::CPU_CAPABILITY

@@ -1,0 +1,139 @@
+"""pyseg's CPU GEMM (csrc/common/gemm.h) and the capability dispatch.
+
+Every variant the machine supports is compared with float64 ``torch.mm`` on odd shapes,
+strides/transposes, accumulation and prepacked operands; results must not depend on the
+thread count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pyseg
+from pyseg import _loader
+from tests.ops.conftest import supported_capabilities, using_capability
+
+C = _loader._C
+SIZES = [1, 7, 13, 31, 64, 65, 200]
+
+
+def reference(a, b):
+    return torch.mm(a.double(), b.double())
+
+
+def gemm(a, b, out=None, accumulate=False, pack=""):
+    if out is None:
+        out = torch.full((a.shape[0], b.shape[1]), float("nan"), dtype=a.dtype)
+    C._gemm(a, b, out, accumulate, pack)
+    return out
+
+
+def tol(dtype, k):
+    if dtype == torch.float32:
+        return {"rtol": 1e-5, "atol": 1e-5 * k}
+    return {"rtol": 1e-12, "atol": 1e-12 * k}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_odd_shapes(cpu_capability, dtype):
+    g = torch.Generator().manual_seed(0)
+    for m in SIZES:
+        for n in SIZES:
+            for k in (1, 13, 65, 300):  # 300 > the k block (256)
+                a = torch.randn(m, k, generator=g, dtype=dtype)
+                b = torch.randn(k, n, generator=g, dtype=dtype)
+                got = gemm(a, b)
+                torch.testing.assert_close(got.double(), reference(a, b), **tol(dtype, k),
+                                           msg=f"{cpu_capability} {m}x{n}x{k}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pack", ["", "a", "b"])
+def test_transposes_strides_accumulate(cpu_capability, dtype, pack):
+    g = torch.Generator().manual_seed(1)
+    m, n, k = 37, 45, 70
+    a_t = torch.randn(k, m, generator=g, dtype=dtype).t()  # A^T: column-major A
+    b_t = torch.randn(n, k, generator=g, dtype=dtype).t()
+    a_s = torch.randn(m, 2 * k, generator=g, dtype=dtype)[:, ::2]  # column stride 2
+    b_s = torch.randn(k, n + 9, generator=g, dtype=dtype)[:, 3 : 3 + n]  # row stride n + 9
+    for a in (a_t, a_s):
+        for b in (b_t, b_s):
+            torch.testing.assert_close(gemm(a, b, pack=pack).double(), reference(a, b), **tol(dtype, k))
+    # C with a row stride larger than its width, and C += A @ B.
+    base = torch.randn(m, n + 5, generator=g, dtype=dtype)
+    out = base.clone()[:, :n]
+    gemm(a_t, b_s, out=out, accumulate=True, pack=pack)
+    torch.testing.assert_close(out.double(), base[:, :n].double() + reference(a_t, b_s), **tol(dtype, k))
+
+
+def test_empty_and_k0():
+    a, b = torch.randn(5, 0), torch.randn(0, 6)
+    out = torch.full((5, 6), 3.0)
+    C._gemm(a, b, out, False, "")
+    assert out.eq(0).all()
+    out.fill_(3.0)
+    C._gemm(a, b, out, True, "")
+    assert out.eq(3).all()
+    C._gemm(torch.randn(0, 4), torch.randn(4, 6), torch.empty(0, 6), False, "")
+
+
+def test_bad_arguments():
+    with pytest.raises(RuntimeError, match="sizes do not match"):
+        C._gemm(torch.randn(3, 4), torch.randn(5, 6), torch.empty(3, 6), False, "")
+    with pytest.raises(RuntimeError, match="one dtype"):
+        C._gemm(torch.randn(3, 4), torch.randn(4, 6).double(), torch.empty(3, 6), False, "")
+
+
+def test_variants_agree_with_default():
+    # Same inputs through every variant: close to the baseline (FMA rounding differs).
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(129, 300, generator=g), torch.randn(300, 77, generator=g)
+    with using_capability("default"):
+        base = gemm(a, b)
+    for cap in supported_capabilities():
+        with using_capability(cap):
+            torch.testing.assert_close(gemm(a, b), base, rtol=1e-5, atol=1e-4)
+
+
+def test_deterministic_across_threads(cpu_capability):
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(300, 700, generator=g), torch.randn(700, 260, generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gemm(a, b)
+        torch.set_num_threads(max(2, threads))
+        many = gemm(a, b)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+
+
+def test_info_reports_capability():
+    facts = pyseg.info()
+    assert facts["cpu_capability"] in facts["cpu_capabilities_compiled"]
+    assert "default" in facts["cpu_capabilities_compiled"]
+    order = ["default", "avx2", "avx512"]
+    assert order.index(facts["cpu_capability"]) <= order.index(facts["cpu_capability_supported"])
+
+
+def _info_with(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = "import pyseg, json; print(json.dumps(pyseg.info()))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False)
+
+
+def test_environment_forces_lower_capability():
+    import json
+
+    res = _info_with({"PYSEG_CPU_CAPABILITY": "default"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["cpu_capability"] == "default"
+    bad = _info_with({"PYSEG_CPU_CAPABILITY": "avx9000"})
+    assert bad.returncode != 0
+    assert "PYSEG_CPU_CAPABILITY must be one of default, avx2, avx512" in bad.stderr
