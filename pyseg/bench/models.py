@@ -108,12 +108,8 @@ def _segmentation_architectures() -> list[str]:
     """Names of every registered segmentation architecture (built-in and plugins)."""
     from pyseg import registry
 
-    names = []
-    for spec in registry.list_architectures():
-        name = spec if isinstance(spec, str) else spec.name
-        if registry.get_architecture(name).task == "segmentation":
-            names.append(name)
-    return sorted(names)
+    return [name for name in registry.list_architectures()
+            if "segmentation" in registry.get_architecture(name).tasks]
 
 
 def model_setups(networks: Iterable[str] = (), *, quick: bool = False) -> list[ModelSetup]:

@@ -39,8 +39,8 @@ QUICK_NAMES = [s.name for s in models.model_setups(quick=True)]
 
 
 def test_every_builtin_segmentation_network_has_setups():
-    archs = {a if isinstance(a, str) else a.name for a in registry.list_architectures()}
-    segmentation = {a for a in archs if registry.get_architecture(a).task == "segmentation"}
+    archs = set(registry.list_architectures())
+    segmentation = {a for a in archs if "segmentation" in registry.get_architecture(a).tasks}
     assert segmentation <= set(models.BUILTIN_SETUPS)
     assert set(models.BUILTIN_SETUPS) == set(models.QUICK_SETUPS)
     assert {s.arch for s in models.model_setups()} == segmentation
@@ -185,7 +185,8 @@ def test_conv_transpose_layer_cases_match_the_networks():
     traced = models.conv_transpose_layers(setups)
     listed = {layer: list(users) for layer, users in benchmarks.ZOO_CONV_TRANSPOSE_LAYERS}
     assert listed == traced
-    cases = [c for c in registry.list_benchmarks() if c.name.startswith("conv_transpose2d/zoo")]
+    cases = [registry.get_benchmark(n) for n in registry.list_benchmarks()
+             if n.startswith("conv_transpose2d/zoo")]
     assert len(cases) == 4 * len(traced)  # NCHW and channels_last, fwd and fwd + bwd each
 
 
@@ -196,7 +197,6 @@ def test_a_layer_case_runs(backward):
 
     layer, _ = min(benchmarks.ZOO_CONV_TRANSPOSE_LAYERS,
                    key=lambda item: torch.Size(item[0].input_shape).numel())
-    case = next(c for c in registry.list_benchmarks()
-                if c.name == benchmarks.zoo_case_name(layer) + ("+bwd" if backward else ""))
+    case = registry.get_benchmark(benchmarks.zoo_case_name(layer) + ("+bwd" if backward else ""))
     r = harness.run_case(case, threads=1, min_run_time=0.001, memory=False)
     assert r.status == "ok", r.reason
