@@ -68,7 +68,7 @@ def _cast(value: Any, dtype: torch.dtype) -> Any:
     return value
 
 
-def _autocast_kernel(op: Any, key: str, rule: str, dtype_device: str) -> Callable:
+def _autocast_kernel(op: Any, key: str, rule: str, dtype_device: str) -> Callable[..., Any]:
     """The Autocast kernel of ``op``: cast the floating inputs, then run ``op`` below the
     Autocast key (the same mechanism as ``torch.library.register_autocast``)."""
     exclude = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
@@ -91,7 +91,8 @@ def register_autocast_rules(namespaces: tuple[str, ...]) -> None:
     ``pyseg_emu`` (CUDA kernels on CPU tensors) gets the CUDA rules on AutocastCPU.
     """
     for namespace in namespaces:
-        lib = _libraries[namespace] = torch.library.Library(namespace, "IMPL")
+        lib = _libraries[namespace] = torch.library.Library(  # type: ignore[no-untyped-call]
+            namespace, "IMPL")
         if namespace == "pyseg_emu":
             plan = [("cpu", "AutocastCPU", CUDA_RULES)]
         else:
@@ -99,5 +100,5 @@ def register_autocast_rules(namespaces: tuple[str, ...]) -> None:
         for dtype_device, key, rules in plan:
             for name, rule in rules.items():
                 op = getattr(getattr(torch.ops, namespace), name).default
-                lib.impl(name, _autocast_kernel(op, key, rule, dtype_device), key,
-                         with_keyset=True)
+                lib.impl(name, _autocast_kernel(op, key, rule, dtype_device),  # type: ignore[no-untyped-call]
+                         key, with_keyset=True)

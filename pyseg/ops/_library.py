@@ -116,7 +116,7 @@ def pair(
     convolution dimensions, but got stride=[1, 2, 3]".
     """
     if isinstance(value, int | torch.SymInt) and not isinstance(value, bool):
-        return (value, value)
+        return (value, value)  # type: ignore[return-value]  # a SymInt stands for an int
     if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     try:
@@ -132,7 +132,7 @@ def pair(
         )
     if not all(isinstance(v, int | torch.SymInt) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return (items[0], items[1])  # type: ignore[return-value]  # a SymInt stands for an int
+    return (items[0], items[1])
 
 
 INT64_MAX = 2**63 - 1

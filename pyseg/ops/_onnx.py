@@ -37,6 +37,7 @@ Translations:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,8 @@ from torch import Tensor
 __all__ = ["TRANSLATIONS"]
 
 
-def _symbolic(onnx_op: str, inputs: Sequence[Tensor | None], attrs: dict, like: Tensor,
-              shape: Sequence) -> Tensor:
+def _symbolic(onnx_op: str, inputs: Sequence[Tensor | None], attrs: dict[str, Any],
+              like: Tensor, shape: Sequence[Any]) -> Tensor:
     return torch.onnx.ops.symbolic(onnx_op, list(inputs), attrs, dtype=like.dtype,
                                    shape=list(shape))
 
@@ -89,7 +90,7 @@ _RESIZE_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
 
 def upsample2d(input: Tensor, output_size: Sequence[int], mode: str, align_corners: bool,
                scale_h: float | None, scale_w: float | None) -> Tensor:
-    attrs: dict = {"mode": _RESIZE_MODES[mode], "axes": [2, 3]}
+    attrs: dict[str, Any] = {"mode": _RESIZE_MODES[mode], "axes": [2, 3]}
     if mode == "nearest":
         attrs |= {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     else:
