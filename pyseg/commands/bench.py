@@ -46,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
 
     from pyseg import bench
     from pyseg.cli import UsageError
+    from pyseg.commands import _common
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.min_run_time is not None and args.min_run_time <= 0:
         raise UsageError(f"--min-run-time must be positive, got {args.min_run_time}")
+    # Output files are checked before the run, not after minutes of timing.
+    for flag in ("json", "plot"):
+        if getattr(args, flag, None):
+            _common.output_file(getattr(args, flag), f"--{flag}")
     devices = list(dict.fromkeys(args.device or
                                  (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])))
     if "cuda" in devices and not torch.cuda.is_available():

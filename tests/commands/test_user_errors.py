@@ -169,3 +169,17 @@ def test_resume_with_other_options_lists_the_differences(tmp_path, capsys):
     # Training again into the same folder without --resume asks for --overwrite.
     _one_line(["train", *TINY, "--out", str(out)], capsys, "--overwrite")
     assert main(["train", *TINY, "--overwrite", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bench_output_in_a_missing_folder_is_refused_before_timing(tmp_path, capsys, monkeypatch,
+                                                                    flag):
+    from pyseg.bench import harness
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the run started before the output file was checked")
+
+    monkeypatch.setattr(harness, "run", no_timing)
+    target = tmp_path / "missing" / "out.file"
+    _one_line(["bench", "max_unpool2d", "--quick", flag, str(target)], capsys, flag)
+    assert not target.parent.exists()
