@@ -119,7 +119,17 @@ def _maybe_init_distributed(device: str) -> bool:
     if dist.is_initialized():
         return False
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend=backend)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None:
+        dist.init_process_group(backend=backend)
+        return True
+    # torchrun keeps one store for every restart of a run, so the addresses that the processes
+    # of an earlier attempt published are still in it; a rank of the new attempt can read one
+    # before its owner rewrites it and then tries to connect to a process that is gone
+    # ("Connection refused"). A key prefix per attempt keeps the attempts apart.
+    store, rank, world = next(dist.rendezvous("env://"))
+    dist.init_process_group(backend=backend, store=dist.PrefixStore(f"attempt-{restart}", store),
+                            rank=rank, world_size=world)
     return True
 
 
