@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from pyseg.commands import _common
+
 HELP = "predict class-index PNGs (VOC palette) and overlays for images with a trained checkpoint"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -16,11 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="output folder (default: predictions)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
-    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="build this architecture instead of the checkpoint's (the way to "
-                             "load a model whose architecture is an import path)")
+    _common.add_device_argument(parser)
+    _common.add_arch_argument(parser)
 
 
 def _collect(inputs: list[str]) -> list[Path]:
@@ -50,7 +49,6 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
-    from pyseg.commands import _common
 
     files = _collect(args.inputs)
     _common.output_dir(args.out)
