@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from pyseg.commands import _common
@@ -63,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from pyseg.data.oxford import load_rgb
+    from pyseg.engine.outputs import atomic_path
     from pyseg.engine.plots import overlay
     from pyseg.palette import index_image
 
@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
             mask = np.asarray(pred_img, dtype=np.uint8)  # class indices, any number of classes
             for name, pic in ((f"{f.stem}_trimap.png", index_image(mask)),
                               (f"{f.stem}_overlay.png", Image.fromarray(overlay(np.asarray(img), mask)))):
-                tmp = out / f".{name}.tmp"
-                pic.save(tmp, format="PNG")
-                os.replace(tmp, out / name)
+                with atomic_path(out / name) as tmp:
+                    pic.save(tmp, format="PNG")
             print(f"{f} -> {out / (f.stem + '_trimap.png')}")
     return 0
