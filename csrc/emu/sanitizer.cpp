@@ -372,8 +372,15 @@ void check_alignment(const void* address, size_t bytes, Kind kind, const void* p
     memcheck_error(address, bytes, kind, pc, std::string("is misaligned for its size (") + space + " memory)");
 }
 
+// Where a shared access is, for a report: `offset` bytes into the static __shared__ variable
+// `symbol`, or into dynamic shared memory when `symbol` is null.
+std::string shared_location(const SharedSymbol* symbol, size_t offset) {
+  return symbol ? symbol->name + " byte " + std::to_string(offset)
+                : "dynamic shared memory offset " + std::to_string(offset);
+}
+
 void on_shared(const void* address, size_t bytes, Kind kind, const void* pc, std::vector<Cell>& shadow,
-               uintptr_t shadow_begin, const std::string& where_it_is) {
+               uintptr_t shadow_begin, const SharedSymbol* symbol, size_t offset) {
   if (g_checks.memcheck) check_alignment(address, bytes, kind, pc, "shared");
   const uintptr_t a = reinterpret_cast<uintptr_t>(address);
   if (g_checks.racecheck) {
@@ -381,7 +388,7 @@ void on_shared(const void* address, size_t bytes, Kind kind, const void* pc, std
     for (uintptr_t g = (a - shadow_begin) / kGranule; g <= last; ++g) {
       const Conflict c = record(shadow[g], g_current.interval, g_current.thread + 1,
                                 static_cast<uint16_t>(g_current.thread), kind, pc);
-      if (c.what) race_error("shared-memory", where_it_is, c, kind, pc, false);
+      if (c.what) race_error("shared-memory", shared_location(symbol, offset), c, kind, pc, false);
     }
   }
   if (g_checks.counters) count(true, kind, a, bytes, pc);
@@ -410,8 +417,7 @@ void on_access(const void* address, size_t bytes, Kind kind, const void* pc) {
       memcheck_error(address, bytes, kind, pc,
                      "is outside the block's " + std::to_string(g_launch.shared_bytes) +
                          " bytes of dynamic shared memory (offset " + std::to_string(a - dyn) + ")");
-    on_shared(address, bytes, kind, pc, g_launch.slots[cur.slot].dynamic_shadow, dyn,
-              "dynamic shared memory offset " + std::to_string(a - dyn));
+    on_shared(address, bytes, kind, pc, g_launch.slots[cur.slot].dynamic_shadow, dyn, nullptr, a - dyn);
     return;
   }
   if (a >= g_launch.static_begin && a < g_launch.static_end) {
@@ -427,8 +433,8 @@ void on_access(const void* address, size_t bytes, Kind kind, const void* pc) {
                                                      it->name + ", " + std::to_string(it->bytes) + " bytes)");
       return;
     }
-    on_shared(address, bytes, kind, pc, g_launch.static_shadow, g_launch.static_begin,
-              it->name + " byte " + std::to_string(offset - it->offset));
+    on_shared(address, bytes, kind, pc, g_launch.static_shadow, g_launch.static_begin, &*it,
+              offset - it->offset);
     return;
   }
 
