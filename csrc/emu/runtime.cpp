@@ -434,8 +434,7 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, void (*kernel_call)(void
     for (int t = 0; t < threads; ++t) {
       Fiber& f = run.fibers[t];
       f.linear = t;
-      f.tid = uint3{static_cast<unsigned>(t % block.x), static_cast<unsigned>((t / block.x) % block.y),
-                    static_cast<unsigned>(t / (block.x * block.y))};
+      f.tid = detail::unflatten(t, block);
     }
   }
   std::vector<int> order(threads);

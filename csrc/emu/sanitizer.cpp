@@ -289,18 +289,6 @@ std::string coords(uint3 v) {
   return "(" + std::to_string(v.x) + ", " + std::to_string(v.y) + ", " + std::to_string(v.z) + ")";
 }
 
-uint3 thread_coords(int linear) {
-  const dim3& b = g_launch.block;
-  return uint3{static_cast<unsigned>(linear % b.x), static_cast<unsigned>((linear / b.x) % b.y),
-               static_cast<unsigned>(linear / (b.x * b.y))};
-}
-
-uint3 block_coords(int64_t linear) {
-  const dim3& g = g_launch.grid;
-  return uint3{static_cast<unsigned>(linear % g.x), static_cast<unsigned>((linear / g.x) % g.y),
-               static_cast<unsigned>(linear / (int64_t{g.x} * g.y))};
-}
-
 std::string hex(uintptr_t v) {
   std::ostringstream s;
   s << "0x" << std::hex << v;
@@ -349,9 +337,10 @@ Buffer* find_buffer(uintptr_t a) {
                              Kind kind, const void* pc, bool between_blocks) {
   std::string other;
   if (between_blocks)
-    other = "block " + coords(block_coords(c.other - 1)) + ", thread " + coords(thread_coords(c.other_thread));
+    other = "block " + coords(unflatten(c.other - 1, g_launch.grid)) + ", thread " +
+            coords(unflatten(c.other_thread, g_launch.block));
   else
-    other = "thread " + coords(thread_coords(c.other - 1));
+    other = "thread " + coords(unflatten(c.other - 1, g_launch.block));
   abort_fiber(std::string("racecheck: ") + space + " " + c.what + " on " + where_it_is + ": " +
               who_am_i() + " makes a " + kind_name(kind) + " at " + source_line(pc) + "; " + other +
               (c.other_wrote ? " wrote it" : " read it") + " at " + source_line(c.other_pc) +

@@ -21,6 +21,14 @@
 
 namespace pyseg::emu::detail {
 
+// The (x, y, z) index of the `linear`-th thread of a block (extent: the block's dimensions)
+// or block of a grid (extent: the grid's), x varying fastest as in CUDA.
+inline uint3 unflatten(int64_t linear, const dim3& extent) {
+  return uint3{static_cast<unsigned>(linear % extent.x),
+               static_cast<unsigned>((linear / extent.x) % extent.y),
+               static_cast<unsigned>(linear / (int64_t{extent.x} * extent.y))};
+}
+
 // Size of each block's dynamic shared memory buffer (the most a launch may ask for).
 constexpr size_t kDynamicSharedCapacity = 48 * 1024;
 
