@@ -44,6 +44,12 @@ Checks g_checks;
 
 // ---- This module's symbols: static shared variables, functions (for kernel names) -------
 
+// A static __shared__ variable: offset and size in the module's TLS block.
+struct SharedSymbol {
+  size_t offset, bytes;
+  std::string name;
+};
+
 struct FunctionSymbol {
   uintptr_t begin, end;
   std::string mangled;
@@ -512,8 +518,6 @@ void aggregate(SlotState& slot) {
 
 // ---- Called by the scheduler -------------------------------------------------------------
 
-const std::vector<SharedSymbol>& shared_symbols() { return module_symbols().shared; }
-
 void begin_launch(const void* kernel, dim3 grid, dim3 block, size_t shared_bytes, const void* params,
                   size_t param_bytes, int resident_slots) {
   LaunchState& L = g_launch;
@@ -575,7 +579,7 @@ void begin_block(int slot) {
   for (const SharedSymbol& s : module_symbols().shared) std::memset(L.tls_base + s.offset, 0xFF, s.bytes);
 }
 
-void end_block(int slot, int) {
+void end_block(int slot) {
   if (g_launch.active && g_checks.counters) aggregate(g_launch.slots[slot]);
 }
 

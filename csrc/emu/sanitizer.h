@@ -12,7 +12,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "emu/runtime.h"
 
@@ -59,19 +58,12 @@ void end_launch(bool completed);
 // A block starts in a resident slot: resets its counter records and fills its static shared
 // memory with 0xFF (reads of uninitialised shared memory show up as NaN).
 void begin_block(int slot);
-void end_block(int slot, int threads);
+void end_block(int slot);
 // Interleaved order: the static shared memory of the block in `from` is saved and that of
 // `to` restored (static __shared__ variables are one object per OS thread).
 void switch_static_shared(int from, int to);
 void note_barrier();
 void clear_launch_counters();
 void note_warp_collective(bool divergent);
-
-// Static __shared__ variables of this module (from its ELF symbol table).
-struct SharedSymbol {
-  size_t offset, bytes;  // in the module's TLS block
-  std::string name;
-};
-const std::vector<SharedSymbol>& shared_symbols();
 
 }  // namespace pyseg::emu::detail
