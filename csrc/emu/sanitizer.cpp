@@ -674,31 +674,21 @@ __attribute__((no_sanitize_thread)) inline void hook(const void* address, size_t
 
 }  // namespace
 
-#define PYSEG_EMU_HOOKS_(n)                                                                          \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_read##n(void* p) {                              \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_write##n(void* p) {                             \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_unaligned_read##n(void* p) {                    \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_unaligned_write##n(void* p) {                   \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_volatile_read##n(void* p) {                     \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_volatile_write##n(void* p) {                    \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
+#define PYSEG_EMU_HOOK_(name, n, kind)                                       \
+  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_##name##n(void* p) {     \
+    hook(p, n, pyseg::emu::detail::Kind::kind, __builtin_return_address(0)); \
   }
+#define PYSEG_EMU_HOOKS_(n)                                                             \
+  PYSEG_EMU_HOOK_(read, n, kLoad) PYSEG_EMU_HOOK_(write, n, kStore)                     \
+  PYSEG_EMU_HOOK_(unaligned_read, n, kLoad) PYSEG_EMU_HOOK_(unaligned_write, n, kStore) \
+  PYSEG_EMU_HOOK_(volatile_read, n, kLoad) PYSEG_EMU_HOOK_(volatile_write, n, kStore)
 PYSEG_EMU_HOOKS_(1)
 PYSEG_EMU_HOOKS_(2)
 PYSEG_EMU_HOOKS_(4)
 PYSEG_EMU_HOOKS_(8)
 PYSEG_EMU_HOOKS_(16)
 #undef PYSEG_EMU_HOOKS_
+#undef PYSEG_EMU_HOOK_
 
 extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_read_range(void* p, unsigned long n) {
   hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));
@@ -716,6 +706,10 @@ extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_vptr_update(void**, void*) {}
 // std::atomic operations of instrumented code (torch's reference counts in host code) become
 // __tsan_atomicN_* calls: do them, with sequential consistency. Kernels use CUDA atomics
 // (cuda_shim.h), never std::atomic, so these are never kernel accesses.
+#define PYSEG_EMU_FETCH_(bits, T, op)                                                                 \
+  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_##op(volatile T* a, T v, int) { \
+    return __atomic_fetch_##op(a, v, __ATOMIC_SEQ_CST);                                               \
+  }
 #define PYSEG_EMU_ATOMICS_(bits, T)                                                                   \
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_load(const volatile T* a, int) {      \
     return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                      \
@@ -726,24 +720,8 @@ extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_vptr_update(void**, void*) {}
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) {   \
     return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                               \
   }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) {  \
-    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) {  \
-    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) {  \
-    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) {   \
-    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                 \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) {  \
-    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_nand(volatile T* a, T v, int) { \
-    return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                               \
-  }                                                                                                   \
+  PYSEG_EMU_FETCH_(bits, T, add) PYSEG_EMU_FETCH_(bits, T, sub) PYSEG_EMU_FETCH_(bits, T, and)        \
+  PYSEG_EMU_FETCH_(bits, T, or) PYSEG_EMU_FETCH_(bits, T, xor) PYSEG_EMU_FETCH_(bits, T, nand)        \
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED int __tsan_atomic##bits##_compare_exchange_strong(            \
       volatile T* a, T* expected, T v, int, int) {                                                    \
     return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);    \
@@ -762,6 +740,7 @@ PYSEG_EMU_ATOMICS_(16, short)
 PYSEG_EMU_ATOMICS_(32, int)
 PYSEG_EMU_ATOMICS_(64, long)
 #undef PYSEG_EMU_ATOMICS_
+#undef PYSEG_EMU_FETCH_
 extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_atomic_thread_fence(int) {
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
