@@ -18,11 +18,12 @@ import os
 
 import torch
 import torch.nn.functional as F
-from gemm_peak import cpu_model, peak
+from gemm_peak import peak
 from torch.utils import benchmark
 
 import pyseg
 from pyseg import _loader
+from pyseg.bench.report import cpu_model
 
 NETWORKS = [
     ("pets-encdec", {}, (4, 3, 200, 200)),
