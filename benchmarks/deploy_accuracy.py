@@ -12,7 +12,6 @@ Run from the repository root: python benchmarks/deploy_accuracy.py
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import warnings
 
@@ -20,22 +19,12 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from pyseg.bench.report import cpu_model
 from tests.deploy.models import CONFIGS, build, torch_twin
 
 
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

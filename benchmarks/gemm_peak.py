@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -20,6 +19,7 @@ from torch.utils import benchmark
 
 import pyseg
 from pyseg import _loader
+from pyseg.bench.report import cpu_model
 
 C = _loader._C
 
@@ -32,17 +32,6 @@ CASES = [
     ("deconvnet fc6 7x7 4096->512 @1x1 (batch 2)", 25088, 2, 4096),
     ("unet k2s2 32->16 phase @32x32 (batch 8)", 8192, 16, 32),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def peak(seconds: float = 0.5) -> float:

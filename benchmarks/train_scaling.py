@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from pyseg.bench.report import cpu_model
 
 
 def _last_epoch_seconds(out: Path) -> float:
@@ -54,7 +45,7 @@ def main() -> int:
              "--nproc-per-node", str(cores), "-m", "pyseg", *common, "--threads", "1",
              "--batch-size", "8"],
     }
-    print(f"CPU: {_cpu_model()}, {cores} cores, capability "
+    print(f"CPU: {cpu_model()}, {cores} cores, capability "
           f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}")
     print(f"load average before: {os.getloadavg()}")
     rows = []

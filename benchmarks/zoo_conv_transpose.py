@@ -3,10 +3,10 @@ shape of the built-in networks, forward and forward+backward, NCHW and channels_
 
 The shapes are found by building the networks (pets-encdec at (4,3,200,200), deconvnet at
 (2,3,128,128), U-Net base 16 depth 3 at (8,3,64,64)) and hooking their ConvTranspose2d
-modules. Both sides run in one process on the same tensors (torch.utils.benchmark); outputs
-are checked equal first. GFLOP/s counts 2 * N * C_in * H * W * C_out/groups * kH * kW per
-forward (x3 for forward+backward); "% peak" is against the FMA peak measured in the same run
-(benchmarks/gemm_peak.py).
+modules (pyseg.bench.models.conv_transpose_layers). Both sides run in one process on the
+same tensors (torch.utils.benchmark); outputs are checked equal first. GFLOP/s counts
+2 * N * C_in * H * W * C_out/groups * kH * kW per forward (x3 for forward+backward); "% peak"
+is against the FMA peak measured in the same run (benchmarks/gemm_peak.py).
 
     python benchmarks/zoo_conv_transpose.py [--threads 2] [--min-run-time 0.5] [--capability avx2]
 """
@@ -18,41 +18,28 @@ import os
 
 import torch
 import torch.nn.functional as F
-from gemm_peak import cpu_model, peak
+from gemm_peak import peak
 from torch.utils import benchmark
 
 import pyseg
 from pyseg import _loader
+from pyseg.bench.models import BUILTIN_SETUPS, conv_transpose_layers
+from pyseg.bench.report import cpu_model
 
-NETWORKS = [
-    ("pets-encdec", {}, (4, 3, 200, 200)),
-    ("deconvnet", {}, (2, 3, 128, 128)),
-    ("unet", {"base_channels": 16, "depth": 3}, (8, 3, 64, 64)),
-]
+# pets-encdec at (4,3,200,200), deconvnet at (2,3,128,128), U-Net base 16 depth 3 at (8,3,64,64).
+SETUPS = [BUILTIN_SETUPS["pets-encdec"][0], BUILTIN_SETUPS["deconvnet"][0],
+          BUILTIN_SETUPS["unet"][0]]
 
 
 def layer_shapes():
     """(network, input shape, weight shape, stride, padding, output_padding, dilation, groups,
     has_bias) of every ConvTranspose2d call, without repeats."""
-    seen, out = set(), []
-    for name, kwargs, shape in NETWORKS:
-        model = pyseg.create_model(name, **kwargs).eval()
-        hooks = []
-
-        def hook(mod, args, _res, name=name):
-            key = (tuple(args[0].shape), tuple(mod.weight.shape), mod.stride, mod.padding,
-                   mod.output_padding, mod.dilation, mod.groups, mod.bias is not None)
-            if key not in seen:
-                seen.add(key)
-                out.append((name, *key))
-
-        for m in model.modules():
-            if isinstance(m, torch.nn.ConvTranspose2d):
-                hooks.append(m.register_forward_hook(hook))
-        with torch.no_grad():
-            model(torch.randn(shape))
-        for h in hooks:
-            h.remove()
+    out = []
+    for layer, networks in conv_transpose_layers(SETUPS).items():
+        kh, kw = layer.kernel_size
+        weight_shape = (layer.input_shape[1], layer.out_channels // layer.groups, kh, kw)
+        out.append((networks[0], layer.input_shape, weight_shape, layer.stride, layer.padding,
+                    layer.output_padding, layer.dilation, layer.groups, layer.bias))
     return out
 
 

@@ -299,7 +299,7 @@ void run_sequential(std::vector<BlockRun>& slots, const dim3& grid, size_t share
     start_block(run, index, grid, shared_bytes);
     while (step(run, order) != Step::kDone) {
     }
-    detail::end_block(run.slot, threads);
+    detail::end_block(run.slot);
     ++g_stats.blocks;
     g_stats.threads += threads;
   }
@@ -334,7 +334,7 @@ void run_interleaved(std::vector<BlockRun>& slots, const dim3& grid, size_t shar
     while ((result = step(slots[slot], orders[slot])) == Step::kWarps) {
     }
     if (result != Step::kDone) continue;
-    detail::end_block(slot, threads);
+    detail::end_block(slot);
     ++g_stats.blocks;
     g_stats.threads += threads;
     resident.erase(resident.begin() + static_cast<std::ptrdiff_t>(pick));
@@ -434,8 +434,7 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, void (*kernel_call)(void
     for (int t = 0; t < threads; ++t) {
       Fiber& f = run.fibers[t];
       f.linear = t;
-      f.tid = uint3{static_cast<unsigned>(t % block.x), static_cast<unsigned>((t / block.x) % block.y),
-                    static_cast<unsigned>(t / (block.x * block.y))};
+      f.tid = detail::unflatten(t, block);
     }
   }
   std::vector<int> order(threads);

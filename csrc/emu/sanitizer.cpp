@@ -44,6 +44,12 @@ Checks g_checks;
 
 // ---- This module's symbols: static shared variables, functions (for kernel names) -------
 
+// A static __shared__ variable: offset and size in the module's TLS block.
+struct SharedSymbol {
+  size_t offset, bytes;
+  std::string name;
+};
+
 struct FunctionSymbol {
   uintptr_t begin, end;
   std::string mangled;
@@ -289,18 +295,6 @@ std::string coords(uint3 v) {
   return "(" + std::to_string(v.x) + ", " + std::to_string(v.y) + ", " + std::to_string(v.z) + ")";
 }
 
-uint3 thread_coords(int linear) {
-  const dim3& b = g_launch.block;
-  return uint3{static_cast<unsigned>(linear % b.x), static_cast<unsigned>((linear / b.x) % b.y),
-               static_cast<unsigned>(linear / (b.x * b.y))};
-}
-
-uint3 block_coords(int64_t linear) {
-  const dim3& g = g_launch.grid;
-  return uint3{static_cast<unsigned>(linear % g.x), static_cast<unsigned>((linear / g.x) % g.y),
-               static_cast<unsigned>(linear / (int64_t{g.x} * g.y))};
-}
-
 std::string hex(uintptr_t v) {
   std::ostringstream s;
   s << "0x" << std::hex << v;
@@ -349,9 +343,10 @@ Buffer* find_buffer(uintptr_t a) {
                              Kind kind, const void* pc, bool between_blocks) {
   std::string other;
   if (between_blocks)
-    other = "block " + coords(block_coords(c.other - 1)) + ", thread " + coords(thread_coords(c.other_thread));
+    other = "block " + coords(unflatten(c.other - 1, g_launch.grid)) + ", thread " +
+            coords(unflatten(c.other_thread, g_launch.block));
   else
-    other = "thread " + coords(thread_coords(c.other - 1));
+    other = "thread " + coords(unflatten(c.other - 1, g_launch.block));
   abort_fiber(std::string("racecheck: ") + space + " " + c.what + " on " + where_it_is + ": " +
               who_am_i() + " makes a " + kind_name(kind) + " at " + source_line(pc) + "; " + other +
               (c.other_wrote ? " wrote it" : " read it") + " at " + source_line(c.other_pc) +
@@ -372,8 +367,15 @@ void check_alignment(const void* address, size_t bytes, Kind kind, const void* p
     memcheck_error(address, bytes, kind, pc, std::string("is misaligned for its size (") + space + " memory)");
 }
 
+// Where a shared access is, for a report: `offset` bytes into the static __shared__ variable
+// `symbol`, or into dynamic shared memory when `symbol` is null.
+std::string shared_location(const SharedSymbol* symbol, size_t offset) {
+  return symbol ? symbol->name + " byte " + std::to_string(offset)
+                : "dynamic shared memory offset " + std::to_string(offset);
+}
+
 void on_shared(const void* address, size_t bytes, Kind kind, const void* pc, std::vector<Cell>& shadow,
-               uintptr_t shadow_begin, const std::string& where_it_is) {
+               uintptr_t shadow_begin, const SharedSymbol* symbol, size_t offset) {
   if (g_checks.memcheck) check_alignment(address, bytes, kind, pc, "shared");
   const uintptr_t a = reinterpret_cast<uintptr_t>(address);
   if (g_checks.racecheck) {
@@ -381,7 +383,7 @@ void on_shared(const void* address, size_t bytes, Kind kind, const void* pc, std
     for (uintptr_t g = (a - shadow_begin) / kGranule; g <= last; ++g) {
       const Conflict c = record(shadow[g], g_current.interval, g_current.thread + 1,
                                 static_cast<uint16_t>(g_current.thread), kind, pc);
-      if (c.what) race_error("shared-memory", where_it_is, c, kind, pc, false);
+      if (c.what) race_error("shared-memory", shared_location(symbol, offset), c, kind, pc, false);
     }
   }
   if (g_checks.counters) count(true, kind, a, bytes, pc);
@@ -410,8 +412,7 @@ void on_access(const void* address, size_t bytes, Kind kind, const void* pc) {
       memcheck_error(address, bytes, kind, pc,
                      "is outside the block's " + std::to_string(g_launch.shared_bytes) +
                          " bytes of dynamic shared memory (offset " + std::to_string(a - dyn) + ")");
-    on_shared(address, bytes, kind, pc, g_launch.slots[cur.slot].dynamic_shadow, dyn,
-              "dynamic shared memory offset " + std::to_string(a - dyn));
+    on_shared(address, bytes, kind, pc, g_launch.slots[cur.slot].dynamic_shadow, dyn, nullptr, a - dyn);
     return;
   }
   if (a >= g_launch.static_begin && a < g_launch.static_end) {
@@ -427,8 +428,8 @@ void on_access(const void* address, size_t bytes, Kind kind, const void* pc) {
                                                      it->name + ", " + std::to_string(it->bytes) + " bytes)");
       return;
     }
-    on_shared(address, bytes, kind, pc, g_launch.static_shadow, g_launch.static_begin,
-              it->name + " byte " + std::to_string(offset - it->offset));
+    on_shared(address, bytes, kind, pc, g_launch.static_shadow, g_launch.static_begin, &*it,
+              offset - it->offset);
     return;
   }
 
@@ -517,8 +518,6 @@ void aggregate(SlotState& slot) {
 
 // ---- Called by the scheduler -------------------------------------------------------------
 
-const std::vector<SharedSymbol>& shared_symbols() { return module_symbols().shared; }
-
 void begin_launch(const void* kernel, dim3 grid, dim3 block, size_t shared_bytes, const void* params,
                   size_t param_bytes, int resident_slots) {
   LaunchState& L = g_launch;
@@ -580,7 +579,7 @@ void begin_block(int slot) {
   for (const SharedSymbol& s : module_symbols().shared) std::memset(L.tls_base + s.offset, 0xFF, s.bytes);
 }
 
-void end_block(int slot, int) {
+void end_block(int slot) {
   if (g_launch.active && g_checks.counters) aggregate(g_launch.slots[slot]);
 }
 
@@ -675,31 +674,21 @@ __attribute__((no_sanitize_thread)) inline void hook(const void* address, size_t
 
 }  // namespace
 
-#define PYSEG_EMU_HOOKS_(n)                                                                          \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_read##n(void* p) {                              \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_write##n(void* p) {                             \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_unaligned_read##n(void* p) {                    \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_unaligned_write##n(void* p) {                   \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_volatile_read##n(void* p) {                     \
-    hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));                      \
-  }                                                                                                  \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_volatile_write##n(void* p) {                    \
-    hook(p, n, pyseg::emu::detail::Kind::kStore, __builtin_return_address(0));                     \
+#define PYSEG_EMU_HOOK_(name, n, kind)                                       \
+  extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_##name##n(void* p) {     \
+    hook(p, n, pyseg::emu::detail::Kind::kind, __builtin_return_address(0)); \
   }
+#define PYSEG_EMU_HOOKS_(n)                                                             \
+  PYSEG_EMU_HOOK_(read, n, kLoad) PYSEG_EMU_HOOK_(write, n, kStore)                     \
+  PYSEG_EMU_HOOK_(unaligned_read, n, kLoad) PYSEG_EMU_HOOK_(unaligned_write, n, kStore) \
+  PYSEG_EMU_HOOK_(volatile_read, n, kLoad) PYSEG_EMU_HOOK_(volatile_write, n, kStore)
 PYSEG_EMU_HOOKS_(1)
 PYSEG_EMU_HOOKS_(2)
 PYSEG_EMU_HOOKS_(4)
 PYSEG_EMU_HOOKS_(8)
 PYSEG_EMU_HOOKS_(16)
 #undef PYSEG_EMU_HOOKS_
+#undef PYSEG_EMU_HOOK_
 
 extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_read_range(void* p, unsigned long n) {
   hook(p, n, pyseg::emu::detail::Kind::kLoad, __builtin_return_address(0));
@@ -717,6 +706,10 @@ extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_vptr_update(void**, void*) {}
 // std::atomic operations of instrumented code (torch's reference counts in host code) become
 // __tsan_atomicN_* calls: do them, with sequential consistency. Kernels use CUDA atomics
 // (cuda_shim.h), never std::atomic, so these are never kernel accesses.
+#define PYSEG_EMU_FETCH_(bits, T, op)                                                                 \
+  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_##op(volatile T* a, T v, int) { \
+    return __atomic_fetch_##op(a, v, __ATOMIC_SEQ_CST);                                               \
+  }
 #define PYSEG_EMU_ATOMICS_(bits, T)                                                                   \
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_load(const volatile T* a, int) {      \
     return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                      \
@@ -727,24 +720,8 @@ extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_vptr_update(void**, void*) {}
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) {   \
     return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                               \
   }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) {  \
-    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) {  \
-    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) {  \
-    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) {   \
-    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                 \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) {  \
-    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                \
-  }                                                                                                   \
-  extern "C" PYSEG_EMU_NOT_INSTRUMENTED T __tsan_atomic##bits##_fetch_nand(volatile T* a, T v, int) { \
-    return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                               \
-  }                                                                                                   \
+  PYSEG_EMU_FETCH_(bits, T, add) PYSEG_EMU_FETCH_(bits, T, sub) PYSEG_EMU_FETCH_(bits, T, and)        \
+  PYSEG_EMU_FETCH_(bits, T, or) PYSEG_EMU_FETCH_(bits, T, xor) PYSEG_EMU_FETCH_(bits, T, nand)        \
   extern "C" PYSEG_EMU_NOT_INSTRUMENTED int __tsan_atomic##bits##_compare_exchange_strong(            \
       volatile T* a, T* expected, T v, int, int) {                                                    \
     return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);    \
@@ -763,6 +740,7 @@ PYSEG_EMU_ATOMICS_(16, short)
 PYSEG_EMU_ATOMICS_(32, int)
 PYSEG_EMU_ATOMICS_(64, long)
 #undef PYSEG_EMU_ATOMICS_
+#undef PYSEG_EMU_FETCH_
 extern "C" PYSEG_EMU_NOT_INSTRUMENTED void __tsan_atomic_thread_fence(int) {
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

@@ -12,7 +12,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "emu/runtime.h"
 
@@ -20,6 +19,14 @@
 #define PYSEG_EMU_NOT_INSTRUMENTED __attribute__((no_sanitize_thread, noinline))
 
 namespace pyseg::emu::detail {
+
+// The (x, y, z) index of the `linear`-th thread of a block (extent: the block's dimensions)
+// or block of a grid (extent: the grid's), x varying fastest as in CUDA.
+inline uint3 unflatten(int64_t linear, const dim3& extent) {
+  return uint3{static_cast<unsigned>(linear % extent.x),
+               static_cast<unsigned>((linear / extent.x) % extent.y),
+               static_cast<unsigned>(linear / (int64_t{extent.x} * extent.y))};
+}
 
 // Size of each block's dynamic shared memory buffer (the most a launch may ask for).
 constexpr size_t kDynamicSharedCapacity = 48 * 1024;
@@ -51,19 +58,12 @@ void end_launch(bool completed);
 // A block starts in a resident slot: resets its counter records and fills its static shared
 // memory with 0xFF (reads of uninitialised shared memory show up as NaN).
 void begin_block(int slot);
-void end_block(int slot, int threads);
+void end_block(int slot);
 // Interleaved order: the static shared memory of the block in `from` is saved and that of
 // `to` restored (static __shared__ variables are one object per OS thread).
 void switch_static_shared(int from, int to);
 void note_barrier();
 void clear_launch_counters();
 void note_warp_collective(bool divergent);
-
-// Static __shared__ variables of this module (from its ELF symbol table).
-struct SharedSymbol {
-  size_t offset, bytes;  // in the module's TLS block
-  std::string name;
-};
-const std::vector<SharedSymbol>& shared_symbols();
 
 }  // namespace pyseg::emu::detail

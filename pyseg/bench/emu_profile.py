@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pyseg.bench.harness import _split_inputs
 from pyseg.registry import BenchmarkCase
 
 __all__ = ["KernelCounters", "profile_cases", "render_profile", "short_kernel_name"]
@@ -66,17 +67,8 @@ def short_kernel_name(name: str) -> str:
     return name[:cut].removeprefix("pyseg::")
 
 
-def _inputs(case: BenchmarkCase) -> tuple[tuple, dict]:
-    made = case.make_inputs(torch.device("cpu"), torch.float32)
-    if isinstance(made, dict):
-        return (), made
-    if isinstance(made, tuple):
-        return made, {}
-    return (made,), {}
-
-
 def _run(case: BenchmarkCase) -> None:
-    args, kwargs = _inputs(case)
+    args, kwargs = _split_inputs(case.make_inputs(torch.device("cpu"), torch.float32))
     if case.backward:
         def grad(t):
             return t.detach().requires_grad_() if isinstance(t, torch.Tensor) and t.is_floating_point() else t

@@ -13,13 +13,14 @@ import torch
 
 from pyseg.bench.harness import CaseResult
 
-__all__ = ["compare_table", "header", "machine_facts", "markdown", "plot", "ratio_table", "render",
-           "results_from_json", "to_json", "write_json"]
+__all__ = ["compare_table", "cpu_model", "header", "machine_facts", "markdown", "plot",
+           "ratio_table", "render", "results_from_json", "to_json", "write_json"]
 
 SCHEMA = "pyseg-bench/1"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -35,7 +36,7 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
     import pyseg
 
     facts: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads or torch.get_num_threads(),
         "python": platform.python_version(),

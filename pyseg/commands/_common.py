@@ -1,8 +1,24 @@
-"""Argument checks shared by the commands: each failure is a one-line ``UsageError``."""
+"""Options and argument checks shared by the commands: each failure is a one-line
+``UsageError``."""
 
 from __future__ import annotations
 
+import argparse
+
 from pyseg.cli import UsageError
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: any torch device string (checked by :func:`device` when the command runs)."""
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
+
+
+def add_arch_argument(parser: argparse.ArgumentParser) -> None:
+    """``--arch`` of the commands that load a checkpoint (passed to ``load_model(arch=)``)."""
+    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
+                        help="build this architecture instead of the checkpoint's (the way to "
+                             "load a model whose architecture is an import path)")
 
 
 def check_range(flag: str, value: int | None, low: int = 1, high: int | None = None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pyseg.commands import _common
+
 HELP = "evaluate a checkpoint on the validation split (JSON metrics)"
 
 
@@ -19,17 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-index", type=int, default=None, metavar="LABEL",
                         help="target label left out of the metrics (default: the checkpoint's, "
                              "else 255)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
-    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="build this architecture instead of the checkpoint's (the way to "
-                             "load a model whose architecture is an import path)")
+    _common.add_device_argument(parser)
+    _common.add_arch_argument(parser)
     parser.add_argument("--out", default=None, metavar="FILE", help="also write the JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
-    from pyseg.commands import _common
 
     _common.check_img_size("--img-size", args.img_size)
     _common.check_range("--val-samples", args.val_samples)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pyseg.commands import _common
+
 HELP = "explain a trained model's predictions on images (CAM, Grad-CAM, hide-and-seek, ...)"
 
 
@@ -27,11 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.4, help="overlay opacity (default 0.4)")
     parser.add_argument("--size", type=int, default=None, metavar="PX",
                         help="resize images to PX x PX (default: the checkpoint's training size)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
-    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="build this architecture instead of the checkpoint's (the way to "
-                             "load a model whose architecture is an import path)")
+    _common.add_device_argument(parser)
+    _common.add_arch_argument(parser)
 
 
 
@@ -77,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pyseg.cli import UsageError
-    from pyseg.commands import _common
     from pyseg.engine import load_model
     from pyseg.interpret.core import InterpretError, logits_of
     from pyseg.interpret.overlay import save_overlay, save_panel

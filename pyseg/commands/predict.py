@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from pyseg.commands import _common
 
 HELP = "predict class-index PNGs (VOC palette) and overlays for images with a trained checkpoint"
 
@@ -16,11 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="output folder (default: predictions)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
-    parser.add_argument("--arch", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="build this architecture instead of the checkpoint's (the way to "
-                             "load a model whose architecture is an import path)")
+    _common.add_device_argument(parser)
+    _common.add_arch_argument(parser)
 
 
 def _collect(inputs: list[str]) -> list[Path]:
@@ -50,7 +48,6 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
-    from pyseg.commands import _common
 
     files = _collect(args.inputs)
     _common.output_dir(args.out)
@@ -65,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from pyseg.data.oxford import load_rgb
+    from pyseg.engine.outputs import atomic_path
     from pyseg.engine.plots import overlay
     from pyseg.palette import index_image
 
@@ -98,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
             mask = np.asarray(pred_img, dtype=np.uint8)  # class indices, any number of classes
             for name, pic in ((f"{f.stem}_trimap.png", index_image(mask)),
                               (f"{f.stem}_overlay.png", Image.fromarray(overlay(np.asarray(img), mask)))):
-                tmp = out / f".{name}.tmp"
-                pic.save(tmp, format="PNG")
-                os.replace(tmp, out / name)
+                with atomic_path(out / name) as tmp:
+                    pic.save(tmp, format="PNG")
             print(f"{f} -> {out / (f.stem + '_trimap.png')}")
     return 0

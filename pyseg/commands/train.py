@@ -8,6 +8,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pyseg.commands import _common
+
 if TYPE_CHECKING:
     from pyseg.registry import Architecture
 
@@ -52,8 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation loss")
     parser.add_argument("--ignore-index", type=int, default=255, metavar="LABEL",
                         help="target label left out of the loss and the metrics (default: 255)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device: cpu, cuda, cuda:1, mps... (default: cpu)")
+    _common.add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     parser.add_argument("--hide-and-seek", action="store_true",
                         help="augment training images by hiding random grid patches")
@@ -90,7 +91,6 @@ def _architecture(name: str) -> Architecture | None:
 
 def run(args: argparse.Namespace) -> int:
     from pyseg.cli import UsageError
-    from pyseg.commands import _common
 
     spec = _architecture(args.arch)
     if args.img_size is None:  # a classifier built for one input size gets that size

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyseg.engine.outputs import atomic_path
 from pyseg.interpret.overlay import draw_segmentation
 from pyseg.palette import colorize_mask
 
@@ -22,9 +23,8 @@ def _pyplot():
 
 
 def _atomic_savefig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path, ".tmp.png") as tmp:  # the suffix tells matplotlib the format
+        fig.savefig(tmp, dpi=100)
 
 
 def plot_losses(history: list[dict], path: str | os.PathLike) -> None:
