@@ -17,9 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pyseg.bench.harness import DTYPES, CaseResult, Timing, default_rtol, peak_memory, run, run_case
+from pyseg.bench.harness import (
+    DTYPES,
+    CaseResult,
+    Disagreement,
+    Timing,
+    check_agreement,
+    default_rtol,
+    peak_memory,
+    run,
+    run_case,
+)
 from pyseg.bench.report import (
     compare_table,
+    competition_warning,
     header,
     machine_facts,
     markdown,
@@ -30,13 +41,15 @@ from pyseg.bench.report import (
     to_json,
     write_json,
 )
+from pyseg.bench.trust import mark_unreliable, summary
 from pyseg.registry import BenchmarkCase
 
 __all__ = [
-    "DTYPES", "BenchmarkCase", "CaseResult", "Timing", "collect_cases", "compare_table",
-    "default_rtol", "header", "machine_facts", "markdown", "peak_memory", "plot", "pyseg_op",
+    "DTYPES", "BenchmarkCase", "CaseResult", "Disagreement", "Timing", "check_agreement",
+    "collect_cases", "compare_table", "competition_warning", "default_rtol", "header",
+    "machine_facts", "mark_unreliable", "markdown", "peak_memory", "plot", "pyseg_op",
     "ratio_table", "render", "requires_pyseg_op", "results_from_json", "run", "run_case",
-    "select", "to_json", "write_json",
+    "select", "summary", "to_json", "write_json",
 ]
 
 

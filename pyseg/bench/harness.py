@@ -17,8 +17,11 @@ Each case is run per (device, dtype). The steps, in order, for one case:
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -76,10 +79,17 @@ class Timing:
     peak_bytes: int | None  # peak extra memory of one call; None if it could not be measured
     measurement: Any = field(default=None, repr=False)  # torch.utils.benchmark.Measurement
 
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median of the runs (torch.utils.benchmark warns above
+        0.1); inf when the median is not positive."""
+        return self.iqr / self.median if self.median > 0 else math.inf
+
     def to_json(self) -> dict:
         return {
             "median_s": self.median,
             "iqr_s": self.iqr,
+            "spread": self.spread if math.isfinite(self.spread) else None,
             "mean_s": self.mean,
             "runs": self.runs,
             "number_per_run": self.number_per_run,
@@ -94,6 +104,12 @@ class CaseResult:
     ``status`` is ``"ok"`` (timed), ``"skipped"`` (``reason`` says why: unavailable op, no
     device, dtype the reference does not support), ``"refused"`` (ours disagrees with the
     reference; not timed) or ``"error"`` (ours or the inputs raised).
+
+    ``agreement`` says how the check was passed when it needed the float64 judgement.
+    ``interleaved``: the two sides' timed blocks alternated (A B A B ...) and ``ratio`` is
+    the median of the per-pair ratios (``pair_ratio``). ``unreliable``: why the numbers of a
+    timed case cannot be trusted (empty when they can), set by
+    :func:`pyseg.bench.trust.mark_unreliable`.
     """
 
     name: str
@@ -112,10 +128,17 @@ class CaseResult:
     size: int = 0
     summary: str = ""
     plugin: str = ""  # the plugin that provided the case, when the registry says
+    agreement: str = ""
+    interleaved: bool = False
+    pair_ratio: float | None = None
+    unreliable: list[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
-        """Median time of ours / median time of the reference (lower is better)."""
+        """Time of ours / time of the reference (lower is better): the median of per-pair
+        ratios when interleaved, else the ratio of the medians."""
+        if self.pair_ratio is not None:
+            return self.pair_ratio
         if self.ours is None or self.reference is None or self.reference.median <= 0:
             return None
         return self.ours.median / self.reference.median
@@ -139,11 +162,50 @@ class CaseResult:
             "size": self.size,
             "summary": self.summary,
             "plugin": self.plugin,
+            "agreement": self.agreement,
+            "interleaved": self.interleaved,
+            "ratio_of": None if self.ratio is None else "median of per-pair ratios"
+            if self.pair_ratio is not None else "medians",
+            "unreliable": list(self.unreliable),
         }
 
 
-class _Refused(Exception):
-    pass
+class Disagreement(Exception):
+    """Raised by :func:`check_agreement`: ours and the reference disagree (the message says
+    where and by how much)."""
+
+
+# How the float64 judgement (see check_agreement) weighs pyseg's error against torch's.
+TRUTH_FACTOR = 2.0
+
+
+def floor_rtol(dtype: torch.dtype) -> float:
+    """The float64 judgement's floor, relative to the largest scale among a tensor's siblings
+    (e.g. the largest gradient of the model): a tenth of :func:`default_rtol`, below what
+    rounding at ``dtype`` leaves in the largest gradients of a deep network (float32: 1e-5)."""
+    return default_rtol(dtype) / 10
+
+
+def _leaves(obj: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor | None]]:
+    """(path, tensor or None) for every tensor and None in nested tuples, lists and dicts."""
+    if obj is None or isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, tuple | list):
+        for i, item in enumerate(obj):
+            yield from _leaves(item, (*path, i))
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from _leaves(item, (*path, key))
+
+
+def _max_abs(t: torch.Tensor) -> float:
+    return t.detach().double().nan_to_num(0.0).abs().max().item() if t.numel() else 0.0
+
+
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    a64, b64 = a.detach().double(), b.detach().double()
+    same = a64.isnan() | b64.isnan() | (a64 == b64)  # NaNs are checked apart; equal infinities
+    return (a64 - b64).masked_fill(same, 0).abs().max().item()
 
 
 def _split_inputs(inputs: Any) -> tuple[tuple, dict]:
@@ -181,42 +243,179 @@ def _make_call(
     return forward_backward
 
 
-def _compare(ours: Any, ref: Any, rtol: float, what: str) -> float:
-    """Max |ours - ref| / max |ref| over every tensor; raises _Refused beyond ``rtol``."""
-    ours_t, ref_t = list(_tensors(ours)), list(_tensors(ref))
-    if len(ours_t) != len(ref_t):
-        raise _Refused(f"{what}: {len(ours_t)} tensors from pyseg, {len(ref_t)} from the reference")
+def _to_float64(obj: Any, memo: dict[int, Any]) -> Any:
+    """``obj`` with every floating tensor cast to float64 (``requires_grad`` kept) and every
+    module a float64 deep copy; a tensor or module met twice maps to one copy."""
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, torch.Tensor):
+        out: Any = obj
+        if obj.is_floating_point():
+            out = obj.detach().to(torch.float64).requires_grad_(obj.requires_grad)
+    elif isinstance(obj, torch.nn.Module):
+        out = copy.deepcopy(obj).to(torch.float64)
+    elif isinstance(obj, tuple | list):
+        out = type(obj)(_to_float64(item, memo) for item in obj)
+    elif isinstance(obj, dict):
+        out = {key: _to_float64(item, memo) for key, item in obj.items()}
+    else:
+        return obj
+    memo[id(obj)] = out
+    return out
+
+
+def _run_float64(case: BenchmarkCase, args: tuple, kwargs: dict,
+                 diff_inputs: Sequence[torch.Tensor],
+                 grad_outputs: list[torch.Tensor] | None) -> tuple[Any, Any]:
+    """Both sides of ``case`` once more on the same inputs cast to float64: the truth the
+    agreement check judges a low-precision disagreement against."""
+    memo: dict[int, Any] = {}
+    args64, kwargs64 = _to_float64(args, memo), _to_float64(kwargs, memo)
+    diff64 = [memo[id(t)] for t in diff_inputs]
+    grads64 = None if grad_outputs is None else [g.to(torch.float64) for g in grad_outputs]
+    return tuple(  # type: ignore[return-value]
+        _make_call(fn, args64, kwargs64, case.backward, diff64, grads64)()
+        for fn in (case.ours, case.reference))
+
+
+def check_agreement(
+    ours: Any, reference: Any, rtol: float, what: str = "output", *,
+    exact: Callable[[], tuple[Any, Any]] | None = None, factor: float = TRUTH_FACTOR,
+    floor: float | None = None,
+) -> tuple[float, str]:
+    """Does ``ours`` compute what ``reference`` does? The check before a case is timed.
+
+    Both are results at the case's dtype: tensors, possibly nested in tuples, lists and dicts
+    (``None`` leaves, e.g. unused gradients, must match). Shapes, dtypes, NaN positions and
+    non-floating tensors must match exactly. A floating tensor agrees when
+    ``max |ours - reference| <= rtol * max |reference|`` (its *scale*).
+
+    Two correct float32 implementations of a deep network can differ by more than that
+    (batch norm over two values amplifies rounding), so float32 torch is not the truth. When
+    a floating tensor is beyond ``rtol`` and ``exact`` is given, ``exact()`` runs both sides
+    again in float64 (weights cast, same inputs) and returns ``(ours64, reference64)``; the
+    tensor is then accepted when
+
+    * pyseg in float64 agrees with torch in float64 (to ``default_rtol(float64)`` of the
+      largest scale among the tensor's siblings), and
+    * pyseg's error against torch's float64 result is at most ``factor`` times torch's own
+      error against it, plus ``floor`` times the largest float64 scale among the tensor's
+      siblings (the other tensors of the same tuple, list or dict: the model's other
+      gradients), so an all-but-zero gradient is not judged by its own scale.
+
+    Args:
+        ours: pyseg's result.
+        reference: the reference's result (its dtype sets the tolerances).
+        rtol: tolerance relative to each tensor's scale.
+        what: the result's name in messages (``"output"``, ``"gradient"``).
+        exact: None, or a callable returning both results in float64 (called at most once,
+            only when a tensor is beyond ``rtol``).
+        factor: how much larger than torch's error against float64 pyseg's may be.
+        floor: the floor's fraction of the siblings' largest scale (default
+            :func:`floor_rtol` of the reference's dtype).
+
+    Returns:
+        ``(worst, note)``: the largest ``|ours - reference| / scale`` over the floating
+        tensors, and, when the float64 run was needed, a line saying how they were judged
+        (else ``""``).
+
+    Raises:
+        Disagreement: a structural mismatch, or a tensor beyond ``rtol`` that is not rescued
+            by the float64 judgement; the message names the tensor and gives the errors.
+    """
+    ours_l, ref_l = list(_leaves(ours)), list(_leaves(reference))
+    if [p for p, _ in ours_l] != [p for p, _ in ref_l]:
+        raise Disagreement(f"{what}: pyseg returns {len(ours_l)} tensors, the reference "
+                           f"{len(ref_l)} (or in a different structure)")
+    single = len(ref_l) == 1
+
+    def name(path: tuple) -> str:
+        return what if single else what + "".join(f"[{k}]" for k in path)
+
     worst = 0.0
-    for i, (a, b) in enumerate(zip(ours_t, ref_t)):
-        name = what if len(ours_t) == 1 else f"{what}[{i}]"
+    beyond: list[tuple[tuple, torch.Tensor, torch.Tensor, float, float]] = []
+    for (path, a), (_, b) in zip(ours_l, ref_l):
         if a is None or b is None:
             if (a is None) != (b is None):
-                raise _Refused(f"{name}: one side is None")
+                raise Disagreement(f"{name(path)}: one side is None")
             continue
         if a.shape != b.shape:
-            raise _Refused(f"{name}: shape {tuple(a.shape)} vs reference {tuple(b.shape)}")
+            raise Disagreement(f"{name(path)}: shape {tuple(a.shape)} vs reference "
+                               f"{tuple(b.shape)}")
         if a.dtype != b.dtype:
-            raise _Refused(f"{name}: dtype {a.dtype} vs reference {b.dtype}")
+            raise Disagreement(f"{name(path)}: dtype {a.dtype} vs reference {b.dtype}")
         if a.numel() == 0:
             continue
-        if a.dtype.is_floating_point or a.dtype.is_complex:
-            a64, b64 = a.detach().double(), b.detach().double()
-            nan_a, nan_b = a64.isnan(), b64.isnan()
-            if not torch.equal(nan_a, nan_b):
-                raise _Refused(f"{name}: NaNs in different places")
-            a64, b64 = a64.masked_fill(nan_a, 0), b64.masked_fill(nan_b, 0)
-            scale = b64.abs().max().item()
-            diff = (a64 - b64).abs().max().item()
-            rel = diff / scale if scale > 0 else diff
-            if not math.isfinite(rel) or rel > rtol:
-                raise _Refused(
-                    f"{name}: max |pyseg - reference| = {diff:.3g} is {rel:.3g} of the "
-                    f"reference's scale {scale:.3g} (tolerance {rtol:g})"
-                )
-            worst = max(worst, rel)
-        elif not torch.equal(a, b):
-            raise _Refused(f"{name}: values differ")
-    return worst
+        if not (a.dtype.is_floating_point or a.dtype.is_complex):
+            if not torch.equal(a, b):
+                raise Disagreement(f"{name(path)}: values differ")
+            continue
+        if not torch.equal(a.isnan(), b.isnan()):
+            raise Disagreement(f"{name(path)}: NaNs in different places")
+        scale, diff = _max_abs(b), _max_abs_diff(a, b)
+        rel = diff / scale if scale > 0 else diff
+        if not math.isfinite(rel):
+            raise Disagreement(f"{name(path)}: non-finite difference (infinities that "
+                               "do not match)")
+        worst = max(worst, rel)
+        if rel > rtol:
+            beyond.append((path, a, b, diff, scale))
+    if not beyond:
+        return worst, ""
+
+    def plain(path: tuple, diff: float, scale: float) -> str:
+        return (f"{name(path)}: max |pyseg - reference| = {diff:.3g} is {diff / scale:.3g} "
+                f"of the reference's scale {scale:.3g} (tolerance {rtol:g})" if scale > 0
+                else f"{name(path)}: max |pyseg - reference| = {diff:.3g} where the "
+                f"reference is 0 (tolerance {rtol:g})")
+
+    first_path, _, first_ref, first_diff, first_scale = beyond[0]
+    dtype = first_ref.dtype
+    if exact is None or dtype == torch.float64:
+        raise Disagreement(plain(first_path, first_diff, first_scale))
+    try:
+        ours64, ref64 = exact()
+    except Exception as e:
+        raise Disagreement(f"{plain(first_path, first_diff, first_scale)}; the float64 run "
+                           f"to judge it failed: {_first_line(e)}") from None
+    ours64_d, truth_d = dict(_leaves(ours64)), dict(_leaves(ref64))
+    if floor is None:
+        floor = floor_rtol(dtype)
+    group_scale: dict[tuple, float] = {}
+    for path, t in truth_d.items():
+        if t is not None and t.is_floating_point():
+            group_scale[path[:-1]] = max(group_scale.get(path[:-1], 0.0), _max_abs(t))
+    judged = []
+    for path, a, b, diff, scale in beyond:
+        truth, mine64 = truth_d.get(path), ours64_d.get(path)
+        if truth is None or mine64 is None or truth.shape != a.shape \
+                or mine64.shape != a.shape:
+            raise Disagreement(f"{plain(path, diff, scale)}; the float64 run returned no "
+                               "matching tensor to judge it")
+        siblings = group_scale.get(path[:-1], 0.0)
+        d64 = _max_abs_diff(mine64, truth)
+        err_p, err_t = _max_abs_diff(a, truth), _max_abs_diff(b, truth)
+        allowed = factor * err_t + floor * siblings
+        errors = (f"against float64, pyseg is off by {err_p:.3g} and the reference by "
+                  f"{err_t:.3g}" + (f" ({err_p / scale:.3g} and {err_t / scale:.3g} of the "
+                                    f"scale)" if scale > 0 else ""))
+        if not err_p <= allowed:
+            raise Disagreement(
+                f"{plain(path, diff, scale)}; {errors}: more than {factor:g} x the "
+                f"reference's error + {floor:g} x the largest scale {siblings:.3g} among its "
+                f"siblings = {allowed:.3g}")
+        if d64 > default_rtol(torch.float64) * siblings:
+            raise Disagreement(
+                f"{plain(path, diff, scale)}; {errors}, but in float64 pyseg and the "
+                f"reference differ by {d64:.3g} ({d64 / siblings if siblings else d64:.3g} of "
+                f"the largest scale {siblings:.3g} among its siblings; tolerance "
+                f"{default_rtol(torch.float64):g})")
+        judged.append((err_p / scale if scale > 0 else 0.0, path, errors))
+    _, path, errors = max(judged, key=lambda j: j[0])
+    note = (f"{what}: {len(beyond)} tensor(s) beyond tolerance {rtol:g} of the "
+            f"{_dtype_name(dtype)} reference, "
+            f"judged against float64 instead and accepted (largest: {name(path)}, {errors})")
+    return worst, note
 
 
 def peak_memory(fn: Callable[[], Any], device: torch.device) -> int | None:
@@ -289,6 +488,55 @@ def _time(fn: Callable[[], Any], *, label: str, sub_label: str, description: str
     return timer.blocked_autorange(min_run_time=min_run_time)
 
 
+# Interleaved timing: blocks of about min_run_time / BLOCKS_PER_RUN, at least MIN_PAIRS pairs.
+BLOCKS_PER_RUN = 20
+MIN_PAIRS = 4
+
+
+def _time_interleaved(ours: Callable[[], Any], reference: Callable[[], Any], *, label: str,
+                      sub_label: str, threads: int, min_run_time: float,
+                      device: torch.device) -> tuple[Any, Any, float]:
+    """Time blocks of ours and of the reference alternately (A B A B ...) until each side has
+    run ``min_run_time`` seconds (and ``MIN_PAIRS`` pairs). Returns both Measurements and the
+    median over pairs of (ours per call / reference per call): a drift of the machine's speed
+    during the run moves both halves of a pair alike."""
+    from torch.utils import benchmark as tbench
+    from torch.utils.benchmark.utils.common import TaskSpec
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def block(fn: Callable[[], Any], number: int) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        sync()
+        return time.perf_counter() - start
+
+    sides = (ours, reference)
+    numbers = []
+    for fn in sides:
+        block(fn, 1)  # warm-up
+        one = max(block(fn, 1), 1e-9)
+        numbers.append(max(1, int(min_run_time / BLOCKS_PER_RUN / one)))
+    times: tuple[list[float], list[float]] = ([], [])
+    while (len(times[0]) < MIN_PAIRS
+           or min(sum(times[0]), sum(times[1])) < min_run_time):
+        for fn, number, out in zip(sides, numbers, times):
+            out.append(block(fn, number))
+    ratios = [(a / numbers[0]) / (b / numbers[1]) for a, b in zip(*times)]
+    measurements = [
+        tbench.Measurement(
+            number_per_run=number, raw_times=out,
+            task_spec=TaskSpec(stmt="fn()", setup="pass", label=label, sub_label=sub_label,
+                               description=description, num_threads=threads))
+        for number, out, description in zip(numbers, times, (OURS, REFERENCE))
+    ]
+    return measurements[0], measurements[1], statistics.median(ratios)
+
+
 def _timing(m: Any, peak: int | None) -> Timing:
     return Timing(
         median=m.median, iqr=m.iqr, mean=m.mean, runs=len(m.times),
@@ -313,8 +561,12 @@ def run_case(
     threads: int | None = None,
     min_run_time: float = 0.2,
     memory: bool = True,
+    interleave: bool = False,
 ) -> CaseResult:
-    """Check and time one case on one device and dtype; never raises for a case's fault."""
+    """Check and time one case on one device and dtype; never raises for a case's fault.
+
+    ``interleave``: alternate the two sides' timed blocks and take the ratio as the median
+    of the per-pair ratios (see :func:`_time_interleaved`)."""
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     mode = " fwd+bwd" if case.backward else ""
@@ -381,23 +633,37 @@ def run_case(
         except Exception as e:
             return finish("error", f"pyseg raised {_first_line(e)}")
         rtol = case.rtol if case.rtol is not None else default_rtol(dtype)
+
+        @functools.cache
+        def exact() -> tuple[Any, Any]:  # both sides in float64, for check_agreement
+            return _run_float64(case, args, kwargs, diff_inputs, grad_outputs)
+
         try:
             if case.backward:
-                result.max_rel_diff = max(
-                    _compare(ours_out[0], ref_out[0], rtol, "output"),
-                    _compare(ours_out[1], ref_out[1], rtol, "gradient"))
+                checks = [check_agreement(ours_out[i], ref_out[i], rtol, what,
+                                          exact=lambda i=i: (exact()[0][i], exact()[1][i]))
+                          for i, what in enumerate(("output", "gradient"))]
             else:
-                result.max_rel_diff = _compare(ours_out, ref_out, rtol, "output")
-        except _Refused as e:
+                checks = [check_agreement(ours_out, ref_out, rtol, "output", exact=exact)]
+        except Disagreement as e:
             return finish("refused", f"pyseg disagrees with the reference: {e}")
+        result.max_rel_diff = max(worst for worst, _ in checks)
+        result.agreement = "; ".join(note for _, note in checks if note)
+        exact.cache_clear()  # the float64 copies are not needed while timing
         del ours_out, ref_out
 
         peaks = (peak_memory(ours_call, device), peak_memory(ref_call, device)) if memory \
             else (None, None)
-        m_ours = _time(ours_call, label=case.label, sub_label=sub_label, description=OURS,
-                       threads=threads, min_run_time=min_run_time)
-        m_ref = _time(ref_call, label=case.label, sub_label=sub_label, description=REFERENCE,
-                      threads=threads, min_run_time=min_run_time)
+        if interleave:
+            m_ours, m_ref, result.pair_ratio = _time_interleaved(
+                ours_call, ref_call, label=case.label, sub_label=sub_label, threads=threads,
+                min_run_time=min_run_time, device=device)
+            result.interleaved = True
+        else:
+            m_ours = _time(ours_call, label=case.label, sub_label=sub_label, description=OURS,
+                           threads=threads, min_run_time=min_run_time)
+            m_ref = _time(ref_call, label=case.label, sub_label=sub_label,
+                          description=REFERENCE, threads=threads, min_run_time=min_run_time)
         result.ours, result.reference = _timing(m_ours, peaks[0]), _timing(m_ref, peaks[1])
         return result
     except Exception as e:  # e.g. out of memory while timing
@@ -428,12 +694,17 @@ def run(
     threads: int | None = None,
     min_run_time: float = 0.2,
     memory: bool = True,
+    interleave: bool = False,
     progress: Callable[[CaseResult, float], None] | None = None,
 ) -> list[CaseResult]:
     """Run every case on every device and dtype; returns one :class:`CaseResult` each.
 
-    ``progress(result, seconds)`` is called after each case (the CLI prints a line).
+    ``progress(result, seconds)`` is called after each case (the CLI prints a line). At the
+    end every timed result whose numbers cannot be trusted gets its ``unreliable`` reasons
+    (:func:`pyseg.bench.trust.mark_unreliable`).
     """
+    from pyseg.bench.trust import mark_unreliable
+
     cases = list(cases)
     results = []
     for device in devices:
@@ -441,8 +712,9 @@ def run(
             for case in cases:
                 start = time.perf_counter()
                 r = run_case(case, device, dtype, threads=threads,
-                             min_run_time=min_run_time, memory=memory)
+                             min_run_time=min_run_time, memory=memory, interleave=interleave)
                 results.append(r)
                 if progress is not None:
                     progress(r, time.perf_counter() - start)
+    mark_unreliable(results)
     return results

@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", action="append", choices=("cpu", "cuda"),
                         help="device (repeatable; default cpu, plus cuda when a GPU is present)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="intra-op threads while timing (default: torch.get_num_threads())")
+                        help="intra-op threads while timing (default: torch.get_num_threads(); "
+                             "1 gives steadier numbers for small cases on a busy machine)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="alternate the two sides' timed blocks (A B A B ...) and report "
+                             "the median of the per-pair ratios: holds when the machine's "
+                             "speed drifts during a run")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes and short timing: a smoke run in well under a minute")
     parser.add_argument("--min-run-time", type=float, metavar="S",
@@ -96,10 +101,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{done}/{total}] {result.status:<8} {result.label}: {result.sub_label}  "
               f"({seconds:.1f}s) {tail}", file=sys.stderr, flush=True)
 
+    facts = bench.machine_facts(threads)  # before the run: the load of other work
+    warning = bench.competition_warning(facts)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     results = bench.run(cases, devices=devices, dtypes=dtypes, threads=threads,
                         min_run_time=min_run_time, memory=not args.no_memory,
-                        progress=progress)
-    print(bench.header(bench.machine_facts(threads)))
+                        interleave=args.interleave, progress=progress)
+    facts = bench.machine_facts(threads, start=facts)
+    print(bench.header(facts))
     if args.models:
         from pyseg.bench.models import model_table
 
@@ -114,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
         settings = {"min_run_time": min_run_time, "memory": not args.no_memory,
                     "devices": devices, "dtypes": list(dict.fromkeys(args.dtype or ["float32"])),
                     "quick": args.quick, "backward": args.backward, "ops": args.ops,
-                    "models": args.models}
+                    "models": args.models, "interleave": args.interleave}
         bench.write_json(args.json, results, command=command, threads=threads,
-                         settings=settings)
+                         settings=settings, machine=facts)
     if args.plot and not bench.plot(args.plot, results):
         print("pyseg bench: nothing was timed, no plot written", file=sys.stderr)
     failed = [r for r in results if r.status in ("refused", "error")]

@@ -52,8 +52,10 @@ def test_wrong_kernel_is_refused_and_not_timed():
     [r] = bench.run([_case(ours=ours)], **FAST)
     assert r.status == "refused"
     assert "disagrees" in r.reason
+    # Judged against float64 too: torch's float32 relu is exact, pyseg's is 1% off.
+    assert "against float64, pyseg is off by" in r.reason
     assert r.ours is None and r.reference is None and r.ratio is None
-    assert ours.calls == 1  # checked once, never timed
+    assert ours.calls == 2  # checked once in float32, once in float64; never timed
 
 
 def test_wrong_shape_and_same_callable_are_refused():
@@ -168,7 +170,7 @@ def test_report_json_and_plot(tmp_path):
     assert bench.plot(tmp_path / "again.png", again)
     md = bench.markdown(data)
     assert "Command: `pyseg bench`" in md and "#### relu" in md
-    assert f"| {results[0].ratio:.2f} |" in md and "refused: relu" in md
+    assert f"| {results[0].ratio:.2f}" in md and "refused: relu" in md  # "?" if unreliable
 
 
 def test_builtin_cases():
