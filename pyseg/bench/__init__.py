@@ -2,13 +2,18 @@
 
 Cases are :class:`pyseg.registry.BenchmarkCase` specs returned by the ``pyseg_benchmarks``
 hook (built-in ones in ``pyseg_plugins.benchmarks``); any plugin can add its own. Each case
-is checked once (ours must agree with the reference) and then timed against the reference
-in the same run with ``torch.utils.benchmark``::
+is checked once (ours must agree with the reference, :func:`check_agreement`; a float32
+disagreement is judged against a float64 run of both sides) and then timed against the
+reference in the same run with ``torch.utils.benchmark``; rows whose numbers cannot be
+trusted are marked (:mod:`pyseg.bench.trust`)::
 
     import pyseg.bench
+    facts = pyseg.bench.machine_facts()          # before: the load other work puts on us
+    print(pyseg.bench.competition_warning(facts) or "quiet enough")
     results = pyseg.bench.run(pyseg.bench.collect_cases(), min_run_time=0.5)
-    print(pyseg.bench.render(results))
-    pyseg.bench.write_json("bench.json", results)
+    print(pyseg.bench.render(results))           # ends with the summary line
+    facts = pyseg.bench.machine_facts(start=facts)
+    pyseg.bench.write_json("bench.json", results, machine=facts)
     pyseg.bench.plot("bench.png", results)
 """
 

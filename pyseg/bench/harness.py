@@ -5,13 +5,23 @@ Each case is run per (device, dtype). The steps, in order, for one case:
 1. ``case.requires(device, dtype)`` may give a reason to skip (an op not built yet, no GPU).
 2. Inputs are made once; for ``backward`` cases every floating-point input tensor gets
    ``requires_grad`` and the timed call is forward + ``torch.autograd.grad`` of all of them.
-3. The reference runs, then ours; if ours disagrees with the reference (shape, NaNs, or a
-   difference larger than ``rtol`` times the reference's largest magnitude) the case is
-   *refused*: a benchmark of a wrong kernel is worse than none. A reference that raises
-   (e.g. a dtype it does not support) skips the case; ours raising is an error.
+3. The reference runs, then ours, and :func:`check_agreement` compares them: shapes, NaNs,
+   and each tensor within ``rtol`` of the reference's largest magnitude. A tensor beyond
+   ``rtol`` at a precision below float64 is judged against the truth rather than against
+   the reference's rounding: both sides run again in float64 (inputs and weights cast) and
+   ours passes when pyseg in float64 agrees with torch in float64 and ours is at most
+   ``TRUTH_FACTOR`` (2) times as far from that float64 result as the reference is (plus a
+   floor of :func:`floor_rtol` times the largest scale among the tensor's siblings, e.g. the
+   model's largest gradient). Otherwise the case is *refused*: a benchmark of a wrong kernel
+   is worse than none. A reference that raises (e.g. a dtype it does not support) skips the
+   case; ours raising is an error.
 4. Peak extra memory of one call of each (see :func:`peak_memory`).
 5. ``torch.utils.benchmark.Timer.blocked_autorange`` for ours, then the reference (the Timer
-   synchronizes CUDA).
+   synchronizes CUDA); or, with ``interleave``, blocks of the two alternately and the ratio
+   as the median of the per-pair ratios (:func:`_time_interleaved`).
+
+After a run, :func:`pyseg.bench.trust.mark_unreliable` marks the timed cases whose numbers
+cannot be trusted (large spread, few runs, a common floor on both sides).
 """
 
 from __future__ import annotations
@@ -273,9 +283,9 @@ def _run_float64(case: BenchmarkCase, args: tuple, kwargs: dict,
     args64, kwargs64 = _to_float64(args, memo), _to_float64(kwargs, memo)
     diff64 = [memo[id(t)] for t in diff_inputs]
     grads64 = None if grad_outputs is None else [g.to(torch.float64) for g in grad_outputs]
-    return tuple(  # type: ignore[return-value]
-        _make_call(fn, args64, kwargs64, case.backward, diff64, grads64)()
-        for fn in (case.ours, case.reference))
+    ours, reference = (_make_call(fn, args64, kwargs64, case.backward, diff64, grads64)()
+                       for fn in (case.ours, case.reference))
+    return ours, reference
 
 
 def check_agreement(
@@ -495,11 +505,12 @@ MIN_PAIRS = 4
 
 def _time_interleaved(ours: Callable[[], Any], reference: Callable[[], Any], *, label: str,
                       sub_label: str, threads: int, min_run_time: float,
-                      device: torch.device) -> tuple[Any, Any, float]:
+                      device: torch.device,
+                      clock: Callable[[], float] = time.perf_counter) -> tuple[Any, Any, float]:
     """Time blocks of ours and of the reference alternately (A B A B ...) until each side has
     run ``min_run_time`` seconds (and ``MIN_PAIRS`` pairs). Returns both Measurements and the
     median over pairs of (ours per call / reference per call): a drift of the machine's speed
-    during the run moves both halves of a pair alike."""
+    during the run moves both halves of a pair alike. ``clock``: seconds, for tests."""
     from torch.utils import benchmark as tbench
     from torch.utils.benchmark.utils.common import TaskSpec
 
@@ -509,11 +520,11 @@ def _time_interleaved(ours: Callable[[], Any], reference: Callable[[], Any], *, 
 
     def block(fn: Callable[[], Any], number: int) -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         for _ in range(number):
             fn()
         sync()
-        return time.perf_counter() - start
+        return clock() - start
 
     sides = (ours, reference)
     numbers = []
@@ -640,8 +651,10 @@ def run_case(
 
         try:
             if case.backward:
-                checks = [check_agreement(ours_out[i], ref_out[i], rtol, what,
-                                          exact=lambda i=i: (exact()[0][i], exact()[1][i]))
+                def part(i: int) -> Callable[[], tuple[Any, Any]]:
+                    return lambda: (exact()[0][i], exact()[1][i])
+
+                checks = [check_agreement(ours_out[i], ref_out[i], rtol, what, exact=part(i))
                           for i, what in enumerate(("output", "gradient"))]
             else:
                 checks = [check_agreement(ours_out, ref_out, rtol, "output", exact=exact)]

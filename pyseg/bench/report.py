@@ -123,7 +123,9 @@ def compare_table(results: Sequence[CaseResult]) -> str:
     """The ``torch.utils.benchmark.Compare`` table of every timed case."""
     measurements = []
     for r in results:
-        if r.status == "ok":
+        # Results rebuilt from JSON have no Measurement objects.
+        if r.status == "ok" and r.ours and r.reference and r.ours.measurement \
+                and r.reference.measurement:
             measurements += [r.ours.measurement, r.reference.measurement]
     if not measurements:
         return ""
