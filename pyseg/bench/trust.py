@@ -3,8 +3,9 @@
 Two things make a timing meaningless, and neither shows in a median alone:
 
 * **Spread.** ``torch.utils.benchmark`` measures many runs; when their interquartile range
-  is over ``SPREAD_LIMIT`` (10%, torch's own warning level) of the median, or there are
-  fewer than ``MIN_RUNS`` runs, the median is one draw of a noisy process.
+  is over ``SPREAD_LIMIT`` (10%, torch's own warning level) of the median, the median is
+  one draw of a noisy process. A single run (fewer than ``MIN_RUNS``) has no spread to
+  show, so it is marked too; the table shows each side's number of runs.
 * **A common floor.** With more busy threads than free cores, every OpenMP parallel region
   waits for a scheduler time slice (milliseconds), so pyseg and torch both measure the
   slice: the same time on both sides, whatever the size of the case. A row is at a common
@@ -29,7 +30,7 @@ __all__ = ["FLOOR_BAND", "FLOOR_ROWS", "MIN_RUNS", "SPREAD_LIMIT", "competition"
            "load_average", "mark_unreliable", "runnable_now", "summary", "usable_cpus"]
 
 SPREAD_LIMIT = 0.10
-MIN_RUNS = 4
+MIN_RUNS = 2
 FLOOR_BAND = 0.03
 FLOOR_ROWS = 3
 
@@ -48,7 +49,7 @@ def mark_unreliable(results: Sequence[CaseResult], *, spread: float = SPREAD_LIM
         results: the results of one run (the common floor is looked for among them, per
             device).
         spread: largest interquartile range over median allowed on either side.
-        min_runs: fewest timed runs allowed on either side.
+        min_runs: fewest timed runs allowed on either side (one run shows no spread).
         band: how close (relative) two times must be to count as the same.
         floor_rows: how many rows must share a time on both sides to call it a floor.
 
@@ -89,9 +90,9 @@ def summary(results: Sequence[CaseResult], *, spread: float = SPREAD_LIMIT,
     bad = sum(bool(r.unreliable) for r in timed)
     text = f"{len(timed)} case{'s' if len(timed) != 1 else ''} timed"
     if timed:
+        runs = "a single run" if min_runs == 2 else f"fewer than {min_runs} runs"
         text += (f", {bad} unreliable (marked '?': spread over {spread:.0%} of the median, "
-                 f"fewer than {min_runs} runs, or both sides at a common floor)" if bad
-                 else ", all reliable")
+                 f"{runs}, or both sides at a common floor)" if bad else ", all reliable")
     for status in ("refused", "skipped", "error"):
         n = sum(r.status == status for r in results)
         if n:
@@ -153,6 +154,6 @@ def competition(load: float | None, cpus: int, threads: int) -> str | None:
     advice = (f"--threads {fit} gives steadier numbers for small cases" if fit < threads
               else "numbers from a quiet machine are the ones to quote")
     return (f"pyseg bench: load average {load:.2f} on {cpus} CPUs: other work keeps about "
-            f"{min(load, cpus):.1f} of them busy and {threads} timing threads need {threads}; "
-            "each parallel region may wait for a scheduler time slice, and both sides would "
-            f"measure the wait. Stop the other work, or {advice}.")
+            f"{min(load, cpus):.1f} of them busy and the timing needs {threads} "
+            f"(--threads {threads}); each parallel region may wait for a scheduler time slice, "
+            f"and both sides would measure the wait. Stop the other work, or {advice}.")

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         nonlocal done
         done += 1
         tail = f"ratio {result.ratio:.2f}" if result.status == "ok" else result.reason
+        if result.agreement:
+            tail += " (agreement judged against float64)"
         print(f"[{done}/{total}] {result.status:<8} {result.label}: {result.sub_label}  "
               f"({seconds:.1f}s) {tail}", file=sys.stderr, flush=True)
 

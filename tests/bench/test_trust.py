@@ -42,11 +42,11 @@ def test_a_clean_run_is_reliable():
 def test_a_large_spread_or_too_few_runs_is_unreliable():
     rows = _clean()
     rows[1].reference = _timing(800.0, spread=0.25)
-    rows[2].ours = _timing(825.0, runs=2)
+    rows[2].ours = _timing(825.0, runs=1)
     assert trust.mark_unreliable(rows) == 2
     assert rows[0].unreliable == []
     assert rows[1].unreliable == ["reference spread 25%"]
-    assert rows[2].unreliable == ["pyseg 2 runs"]
+    assert rows[2].unreliable == ["pyseg 1 run"]  # one run shows no spread
     # Just under the limit is fine; the limit is torch.utils.benchmark's own 10%.
     rows[1].reference = _timing(800.0, spread=0.099)
     assert trust.mark_unreliable(rows) == 1
@@ -241,3 +241,30 @@ def test_machine_facts_before_and_after_a_run():
     warning = bench.competition_warning({**before, "load_average": [5.0, 5.0, 5.0],
                                          "usable_cpus": 2, "threads": 2})
     assert warning and "load average 5.00 on 2 CPUs" in warning
+
+
+def test_cli_interleave_warning_and_json(tmp_path, capsys, monkeypatch):
+    from pyseg.cli import main
+
+    # A machine as busy as the issue's: the warning comes before any timing.
+    monkeypatch.setattr(trust, "load_average", lambda: (7.5, 6.0, 5.0))
+    monkeypatch.setattr(trust, "usable_cpus", lambda: 2)
+    out = tmp_path / "b.json"
+    assert main(["bench", "--quick", "interpolate/bilinear-2x8x32x32", "--threads", "2",
+                 "--interleave", "--no-memory", "--min-run-time", "0.005",
+                 "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("pyseg bench: load average 7.50 on 2 CPUs")
+    assert "--threads 1" in captured.err.splitlines()[0]
+    assert "load average 7.50 6.00 5.00 at the start, 7.50 6.00 5.00 at the end" in \
+        captured.out.splitlines()[0]
+    assert captured.out.rstrip().splitlines()[-1].startswith("1 case timed")
+    data = json.loads(out.read_text())
+    assert data["settings"]["interleave"] is True
+    assert data["machine"]["load_average"] == [7.5, 6.0, 5.0]
+    assert data["machine"]["load_average_end"] == [7.5, 6.0, 5.0]
+    assert data["machine"]["threads"] == 2 and data["machine"]["usable_cpus"] == 2
+    [r] = data["results"]
+    assert r["interleaved"] is True and r["ratio_of"] == "median of per-pair ratios"
+    assert r["ours"]["runs"] == r["reference"]["runs"] >= harness.MIN_PAIRS
+    assert data["summary"].startswith("1 case timed")
