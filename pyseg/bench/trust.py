@@ -84,8 +84,8 @@ def mark_unreliable(results: Sequence[CaseResult], *, spread: float = SPREAD_LIM
 
 def summary(results: Sequence[CaseResult], *, spread: float = SPREAD_LIMIT,
             min_runs: int = MIN_RUNS) -> str:
-    """One line: how many cases were timed, how many of them are unreliable (and why that
-    means), and how many were refused, skipped or failed."""
+    """One line: how many cases were timed, how many of them are unreliable (and what marks
+    a row so), and how many were refused, skipped or failed."""
     timed = [r for r in results if r.status == "ok"]
     bad = sum(bool(r.unreliable) for r in timed)
     text = f"{len(timed)} case{'s' if len(timed) != 1 else ''} timed"

@@ -139,23 +139,42 @@ def test_equal_infinities_agree():
     assert check_agreement(x, x.clone(), RTOL) == (0.0, "")
 
 
-def _deconvnet_train_case(rtol: float):
-    # Full DeconvNet layers (the 4096-wide fc6/fc7 with batch norm over two values) at a
-    # small input: the float32 twins' gradients differ by more than the tolerance.
-    setup = models.ModelSetup("deconvnet", "deconvnet", (2, 3, 32, 32), {"width": 0.25})
+def _deconvnet_train_case(width: float, size: int):
+    setup = models.ModelSetup("deconvnet", "deconvnet", (2, 3, size, size), {"width": width})
     case = models.model_cases([setup])[1]
     assert case.name == "models/deconvnet/nchw/train"
-    return replace(case, rtol=rtol)
+    return case
 
 
-def test_a_real_training_step_beyond_the_tolerance_is_accepted_against_float64():
-    # With the tolerance at 1e-6 the float32 twins of DeconvNet disagree on most gradients
-    # (they differ by summation order only); judged against float64, pyseg is as close to
-    # the truth as torch is, so the case is timed, and the result says how it was judged.
-    r = harness.run_case(_deconvnet_train_case(1e-6), threads=1, min_run_time=0.001,
-                         memory=False)
+@pytest.mark.slow
+def test_deconvnet_training_step_is_accepted_against_float64():
+    # DeconvNet at half width and a 64x64 input, 1 thread: the float32 twins' gradients
+    # differ by up to ~3.5% of their scale (beyond the 1% tolerance) only because of the
+    # summation order; both are 3-12% away from float64, pyseg no further than torch.
+    case = _deconvnet_train_case(0.5, 64)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inputs = case.make_inputs(torch.device("cpu"), torch.float32)
+        ours, ref = case.ours(*inputs), case.reference(*inputs)
+        with pytest.raises(Disagreement, match=r"output\[gradient\]\["):
+            check_agreement(ours, ref, models.MODEL_RTOL["train"])  # float32 torch as truth
+        worst, note = check_agreement(
+            ours, ref, models.MODEL_RTOL["train"],
+            exact=lambda: harness._run_float64(case, inputs, {}, [], None))
+    finally:
+        torch.set_num_threads(previous)
+    assert worst > models.MODEL_RTOL["train"]
+    assert "judged against float64 instead and accepted" in note
+
+
+def test_run_case_records_how_the_agreement_was_judged():
+    # The same judgement through the harness, on a quarter-width DeconvNet at 32x32 whose
+    # twins differ by ~1e-6: forced with a tolerance of 1e-7. The case is timed and says so.
+    case = replace(_deconvnet_train_case(0.25, 32), rtol=1e-7)
+    r = harness.run_case(case, threads=1, min_run_time=0.001, memory=False)
     assert r.status == "ok", r.reason
-    assert r.max_rel_diff > 1e-6
+    assert r.max_rel_diff > 1e-7
     assert "judged against float64 instead and accepted" in r.agreement
     assert "output[gradient][" in r.agreement
     assert r.to_json()["agreement"] == r.agreement
@@ -166,7 +185,7 @@ def test_a_real_training_step_with_a_wrong_kernel_is_still_refused():
     # where correct twins agree to ~1e-14, that shows.
     import pyseg.nn as pnn
 
-    case = _deconvnet_train_case(1e-6)
+    case = replace(_deconvnet_train_case(0.25, 32), rtol=1e-7)
 
     def make(device, dtype):
         ours, twin, x, target = case.make_inputs(device, dtype)
