@@ -12,6 +12,7 @@ from pyseg._version import __version__  # noqa: I001  (order matters: _C before 
 from pyseg import _loader  # noqa: F401  (loads pyseg._C and registers torch.ops.pyseg)
 from pyseg import ops, nn
 from pyseg.info import info
+from pyseg.routing import kernels
 from pyseg.hookspecs import hookimpl
 from pyseg.registry import (
     Architecture,
@@ -42,6 +43,7 @@ __all__ = [
     "get_interpreter",
     "hookimpl",
     "info",
+    "kernels",
     "list_architectures",
     "list_benchmarks",
     "list_datasets",

@@ -2,15 +2,18 @@
 parameter names and ``state_dict`` keys as the torch / torchvision modules they replace."""
 
 from pyseg.nn.conv import ConvTranspose2d
+from pyseg.nn.convert import ConversionReport, convert
 from pyseg.nn.deform_conv import DeformConv2d, DeformConv2dPack, ModulatedDeformConv2dPack
 from pyseg.nn.unpool import MaxUnpool2d
 from pyseg.nn.upsample import Upsample
 
 __all__ = [
     "ConvTranspose2d",
+    "ConversionReport",
     "DeformConv2d",
     "DeformConv2dPack",
     "MaxUnpool2d",
     "ModulatedDeformConv2dPack",
     "Upsample",
+    "convert",
 ]
