@@ -27,7 +27,10 @@ and always runs torch's.
 The mode works under autograd (pyseg's ops have their own backward) and inside
 :func:`torch.compile` (pyseg's ops have fake kernels; the mode is traced).
 :attr:`KernelMode.stats` counts, in eager mode, the calls sent to pyseg and those left to
-torch with the reason; calls traced by ``torch.compile`` are not counted.
+torch with the reason, including those of the modules :func:`pyseg.nn.convert` made; calls
+traced by ``torch.compile`` are not counted, and of nested modes the innermost counts.
+``torchvision.ops.deform_conv2d`` is routed when torchvision was imported before the mode
+was made (as it is by any model that holds torchvision's modules).
 """
 
 from __future__ import annotations
