@@ -1,7 +1,9 @@
 """pyseg: fast, correct upsampling and deformable kernels for PyTorch, classic
 segmentation networks and explanation tools.
 
-The operators live in :mod:`pyseg.ops` (functions) and :mod:`pyseg.nn` (modules);
+The operators live in :mod:`pyseg.ops` (functions) and :mod:`pyseg.nn` (modules); any
+network gets them with ``pyseg.nn.convert(model)`` (modules) and ``with pyseg.kernels():``
+(functional calls, :mod:`pyseg.routing`);
 ``pyseg.info()`` reports how this copy was built. Architectures, interpreters, datasets
 and benchmark cases come from plugins (:mod:`pyseg.registry`): ``pyseg.list_architectures()``
 and the other ``list_*`` give the names, ``pyseg.get_architecture(name)`` and the other
