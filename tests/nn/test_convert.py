@@ -200,3 +200,24 @@ def test_bad_arguments():
         pyseg.nn.convert(nn.Identity(), ops=["deconv"])
     _, report = pyseg.nn.convert(nn.Identity(), report=True)
     assert str(report) == "no module of a kind pyseg can replace"
+
+
+def test_converted_modules_compile():
+    """torch.compile traces the converted modules (no mode needed): pyseg's ops in the
+    graph, torch's values."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(2, 3, 2, stride=2), nn.Upsample(scale_factor=2))
+    reference = copy.deepcopy(net)
+    net = pyseg.nn.convert(net)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward  # the captured graph, run eagerly: no compiler time
+
+    torch._dynamo.reset()
+    x = torch.randn(1, 2, 3, 3)
+    out = torch.compile(net, backend=backend, fullgraph=True)(x)
+    tensors_close(out, reference(x), 1e-5)
+    targets = {str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert {"pyseg.conv_transpose2d", "pyseg.upsample2d"} <= targets, targets
