@@ -1,5 +1,6 @@
 """``torch.nn``-style modules backed by pyseg's operators: same constructor arguments,
-parameter names and ``state_dict`` keys as the torch / torchvision modules they replace."""
+parameter names and ``state_dict`` keys as the torch / torchvision modules they replace.
+:func:`convert` puts them into an existing network."""
 
 from pyseg.nn.conv import ConvTranspose2d
 from pyseg.nn.convert import ConversionReport, convert
