@@ -1,7 +1,9 @@
 """pyseg: fast, correct upsampling and deformable kernels for PyTorch, classic
 segmentation networks and explanation tools.
 
-The operators live in :mod:`pyseg.ops` (functions) and :mod:`pyseg.nn` (modules);
+The operators live in :mod:`pyseg.ops` (functions) and :mod:`pyseg.nn` (modules); any
+network gets them with ``pyseg.nn.convert(model)`` (modules) and ``with pyseg.kernels():``
+(functional calls, :mod:`pyseg.routing`);
 ``pyseg.info()`` reports how this copy was built. Architectures, interpreters, datasets
 and benchmark cases come from plugins (:mod:`pyseg.registry`): ``pyseg.list_architectures()``
 and the other ``list_*`` give the names, ``pyseg.get_architecture(name)`` and the other
@@ -12,6 +14,7 @@ from pyseg._version import __version__  # noqa: I001  (order matters: _C before 
 from pyseg import _loader  # noqa: F401  (loads pyseg._C and registers torch.ops.pyseg)
 from pyseg import ops, nn
 from pyseg.info import info
+from pyseg.routing import kernels
 from pyseg.hookspecs import hookimpl
 from pyseg.registry import (
     Architecture,
@@ -42,6 +45,7 @@ __all__ = [
     "get_interpreter",
     "hookimpl",
     "info",
+    "kernels",
     "list_architectures",
     "list_benchmarks",
     "list_datasets",

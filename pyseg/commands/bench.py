@@ -37,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", action="store_true",
                         help="time every segmentation network with pyseg's modules against "
                              "the same network with torch's (OP names networks instead)")
+    # The user's own network (pyseg/bench/user_model.py).
+    parser.add_argument("--model", metavar="MODULE:FACTORY|NAME",
+                        help="time this network as it is against the same network with "
+                             "pyseg's kernels (pyseg.nn.convert + pyseg.kernels), forward and "
+                             "training step; prints which calls went to pyseg")
+    parser.add_argument("--model-kwargs", metavar="JSON", default="{}",
+                        help="keyword arguments of the --model factory, as a JSON object")
+    parser.add_argument("--input", metavar="N,C,H,W",
+                        help="input shape for --model (default 1,3,256,256; 1,3,64,64 with "
+                             "--quick)")
     parser.add_argument("--list", action="store_true",
                         help="list the selected cases instead of running them")
     parser.add_argument("--emu-profile", action="store_true",
@@ -67,7 +77,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda: CUDA is not available here")
     dtypes = [bench.DTYPES[d] for d in dict.fromkeys(args.dtype or ["float32"])]
     try:
-        if args.models:
+        if args.model:
+            from pyseg.bench import user_model
+
+            try:
+                setup = user_model.from_args(args.model, args.model_kwargs, args.input,
+                                             quick=args.quick)
+            except (ValueError, TypeError) as e:
+                raise UsageError(str(e)) from None
+            cases = user_model.model_cases(setup)
+        elif args.models:
             from pyseg.bench import models
 
             cases = models.model_cases(models.model_setups(args.ops, quick=args.quick))
@@ -112,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                         interleave=args.interleave, progress=progress)
     facts = bench.machine_facts(threads, start=facts)
     print(bench.header(facts))
+    if args.model:
+        print(user_model.report(setup, devices, dtypes, results) + "\n")
     if args.models:
         from pyseg.bench.models import model_table
 
@@ -126,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         settings = {"min_run_time": min_run_time, "memory": not args.no_memory,
                     "devices": devices, "dtypes": list(dict.fromkeys(args.dtype or ["float32"])),
                     "quick": args.quick, "backward": args.backward, "ops": args.ops,
-                    "models": args.models, "interleave": args.interleave}
+                    "models": args.models, "model": args.model,
+                    "interleave": args.interleave}
         bench.write_json(args.json, results, command=command, threads=threads,
                          settings=settings, machine=facts)
     if args.plot and not bench.plot(args.plot, results):

@@ -1,16 +1,20 @@
 """``torch.nn``-style modules backed by pyseg's operators: same constructor arguments,
-parameter names and ``state_dict`` keys as the torch / torchvision modules they replace."""
+parameter names and ``state_dict`` keys as the torch / torchvision modules they replace.
+:func:`convert` puts them into an existing network."""
 
 from pyseg.nn.conv import ConvTranspose2d
+from pyseg.nn.convert import ConversionReport, convert
 from pyseg.nn.deform_conv import DeformConv2d, DeformConv2dPack, ModulatedDeformConv2dPack
 from pyseg.nn.unpool import MaxUnpool2d
 from pyseg.nn.upsample import Upsample
 
 __all__ = [
     "ConvTranspose2d",
+    "ConversionReport",
     "DeformConv2d",
     "DeformConv2dPack",
     "MaxUnpool2d",
     "ModulatedDeformConv2dPack",
     "Upsample",
+    "convert",
 ]
