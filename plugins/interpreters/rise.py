@@ -42,7 +42,7 @@ def rise_masks(num: int, height: int, width: int, grid: int, p: float,
     cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
     cells = (torch.rand(num, 1, grid, grid, generator=generator) < p).float()
     up = F.interpolate(cells, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear",
-                       align_corners=False)[:, 0]
+                       align_corners=False)[:, 0].clamp(0.0, 1.0)  # no rounding past 1
     dy = torch.randint(0, cell_h, (num,), generator=generator)
     dx = torch.randint(0, cell_w, (num,), generator=generator)
     out = torch.stack([up[i, dy[i]:dy[i] + height, dx[i]:dx[i] + width] for i in range(num)])
