@@ -480,7 +480,7 @@ def test_builtin_interpreters_declare_layers(clean):
     assert takes_layer == {"cam", "gradcam", "gradcam++", "excitation-backprop", "layercam",
                            "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam"}
     assert pyseg.list_interpreters(task="classification") == [
-        "ablationcam", "cam", "eigencam", "excitation-backprop", "gradcam", "gradcam++",
+        "ablationcam", "acol", "cam", "eigencam", "excitation-backprop", "gradcam", "gradcam++",
         "hide-and-seek", "hirescam", "layercam", "rise", "scorecam", "xgradcam"]
     assert "cam" not in pyseg.list_interpreters(task="segmentation")
 

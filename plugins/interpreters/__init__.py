@@ -17,6 +17,7 @@ from pyseg_plugins.interpreters.hide_and_seek import hide_and_seek
 from pyseg_plugins.interpreters.rise import rise
 
 from pyseg.hookspecs import hookimpl
+from pyseg.interpret.acol import acol_maps
 from pyseg.registry import Interpreter
 
 
@@ -44,6 +45,8 @@ def pyseg_interpreters() -> list[Interpreter]:
                     summary="Ablation-CAM: score drop when each channel is zeroed"),
         Interpreter("rise", rise,
                     summary="RISE: scores of the input under random smooth masks"),
+        Interpreter("acol", acol_maps, tasks="classification",
+                    summary="ACoL: fused maps of an ACoL model's two complementary branches"),
         Interpreter("hide-and-seek", hide_and_seek,
                     summary="score drop when random grids of patches are hidden"),
         Interpreter("excitation-backprop", excitation_backprop, takes_layer=True,

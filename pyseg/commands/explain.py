@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def _interpreters(names: list[str]) -> list[tuple[str, Any]]:
+def _interpreters(names: list[str]) -> list[tuple[str, Any, bool]]:
+    """``(name, interpreter, named explicitly)``; the methods of 'all' are not explicit: one
+    that does not fit the model (CAM without global pooling, ACoL on another model) is
+    skipped with a note instead of stopping the command."""
     import pyseg
     from pyseg.cli import UsageError
 
-    wanted: list[str] = []
+    wanted: dict[str, bool] = {}
     for item in names:
         for n in filter(None, (s.strip() for s in item.split(","))):
-            for m in (pyseg.list_interpreters() if n == "all" else (n,)):
-                if m not in wanted:
-                    wanted.append(m)
+            if n == "all":
+                for m in pyseg.list_interpreters():
+                    wanted.setdefault(m, False)
+            else:
+                wanted[n] = True
     out = []
-    for n in wanted:
+    for n, explicit in wanted.items():
         try:
-            out.append((n, pyseg.get_interpreter(n)))
+            out.append((n, pyseg.get_interpreter(n), explicit))
         except KeyError as e:
             raise UsageError(f"unknown method {n!r} ({e})") from None
     return out
@@ -207,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         maps, titles = [], []
         stem = Path(path).stem
-        for name, interp in methods:
+        for name, interp, explicit in methods:
             opts = {"layer": layers} if layers and interp.takes_layer else {}
             try:
                 heat = interp(model, batch, target=spec, **opts)[0]
@@ -218,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
                     scores = faithfulness(model, batch, heat[None], spec, object_mask=obj)
                     rows.append((Path(path).name, name, {k: v[0] for k, v in scores.items()}))
             except InterpretError as e:
+                if not explicit:
+                    print(f"{name} skipped on {path}: {e}", file=sys.stderr)
+                    continue
                 raise UsageError(f"{name} on {path}: {e}") from None
             file = out_dir / f"{stem}_{name}.png"
             save_overlay(file, image, heat, args.alpha)

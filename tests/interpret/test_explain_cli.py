@@ -197,3 +197,22 @@ def test_explain_region_errors(ckpt, seg_ckpt, image_files, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
     assert main([*base, "--checkpoint", str(seg_ckpt), "--mask", str(tmp_path / "empty.png")]) == 2
     assert "no nonzero pixel" in capsys.readouterr().err
+
+
+def test_explain_all_skips_methods_that_do_not_fit(seg_ckpt, image_files, tmp_path, capsys,
+                                                    monkeypatch):
+    import pyseg
+
+    # the fast methods only: 'all' as the registry would give it, without the sampling ones
+    fast = ["acol", "cam", "eigencam", "gradcam"]
+    monkeypatch.setattr(pyseg, "list_interpreters", lambda *a, **k: fast)
+    out = tmp_path / "all"
+    rc = main(["explain", "--checkpoint", str(seg_ckpt), "--method", "all", "--out", str(out),
+               image_files[0]])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "acol skipped" in err and "cam skipped" in err
+    assert (out / "img0_gradcam.png").exists() and not (out / "img0_cam.png").exists()
+    # named explicitly, a method that does not fit is an error
+    assert main(["explain", "--checkpoint", str(seg_ckpt), "--method", "cam", "--out",
+                 str(out), image_files[0]]) == 2
