@@ -1,5 +1,5 @@
 """Built-in interpreters: CAM, Grad-CAM, Grad-CAM++, Layer-CAM, HiResCAM, XGrad-CAM, Eigen-CAM,
-Score-CAM, Ablation-CAM, RISE, hide-and-seek and excitation backprop."""
+Score-CAM, Ablation-CAM, RISE, ACoL, hide-and-seek and excitation backprop."""
 
 from __future__ import annotations
 

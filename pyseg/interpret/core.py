@@ -389,17 +389,18 @@ def activations_and_grads(
                     f"layer {layer_name(model, layer)!r} outputs shape {tuple(a.shape)}; "
                     "a (N, C, H, W) feature map is needed"
                 )
-        gs = None
+        gs: list[Tensor] | None = None
         if grads:
             score = target_scores(logits, classes, mask).sum()
             needs = [a.requires_grad for a in acts]
-            got = (torch.autograd.grad(score, [a for a in acts if a.requires_grad],
-                                       allow_unused=True)
-                   if score.requires_grad and any(needs) else [None] * sum(needs))
+            got: Sequence[Tensor | None] = (
+                torch.autograd.grad(score, [a for a in acts if a.requires_grad],
+                                    allow_unused=True)
+                if score.requires_grad and any(needs) else [None] * sum(needs))
             it = iter(got)
             # A layer the score does not depend on gets zero gradients.
-            gs = [(next(it) if need else None) for need in needs]
-            gs = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, gs)]
+            found = [(next(it) if need else None) for need in needs]
+            gs = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, found)]
     return [a.detach() for a in acts], gs, classes, mask, logits.detach()
 
 
