@@ -477,9 +477,11 @@ def test_builtin_input_sizes_match_their_factories(clean):
 
 def test_builtin_interpreters_declare_layers(clean):
     takes_layer = {n for n in pyseg.list_interpreters() if pyseg.get_interpreter(n).takes_layer}
-    assert takes_layer == {"cam", "gradcam", "gradcam++", "excitation-backprop"}
+    assert takes_layer == {"cam", "gradcam", "gradcam++", "excitation-backprop", "layercam",
+                           "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam"}
     assert pyseg.list_interpreters(task="classification") == [
-        "cam", "excitation-backprop", "gradcam", "gradcam++", "hide-and-seek"]
+        "ablationcam", "acol", "cam", "eigencam", "excitation-backprop", "gradcam", "gradcam++",
+        "hide-and-seek", "hirescam", "layercam", "rise", "scorecam", "xgradcam"]
     assert "cam" not in pyseg.list_interpreters(task="segmentation")
 
 

@@ -14,6 +14,7 @@ that ends in global average pooling + a linear layer, Grad-CAM at the pooled fea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,31 +23,38 @@ from torch import Tensor, nn
 from pyseg.interpret.core import (
     InterpretError,
     ModelGuard,
+    activations_and_grads,
+    combine_layer_maps,
     default_layer,
+    finish_map,
     layer_name,
     logits_of,
-    minmax_normalize,
-    resolve_layer,
+    pick_layers,
     resolve_targets,
     target_scores,
-    upsample_to,
 )
 
-__all__ = ["cam", "gradcam", "gradcam_plus_plus", "layer_activations_and_grads"]
-
-
-def _pick_layer(model: nn.Module, images: Tensor, options: dict[str, Any]) -> nn.Module | None:
-    layer = options.pop("layer", None)
-    target_layer = options.pop("target_layer", None)
-    if layer is not None and target_layer is not None:
-        raise InterpretError("give either layer= or target_layer=, not both")
-    layer = layer if layer is not None else target_layer
-    return None if layer is None else resolve_layer(model, layer)
+__all__ = ["cam", "gradcam", "gradcam_plus_plus", "gradient_cam", "layer_activations_and_grads"]
 
 
 def _reject_unknown(method: str, options: dict[str, Any]) -> None:
     if options:
         raise TypeError(f"{method}: unexpected option(s) {', '.join(sorted(options))}")
+
+
+def gradient_cam(model: nn.Module, images: Tensor, target: Any, options: dict[str, Any],
+                 method: str, weigh: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """The frame of the gradient methods: resolve the layers (default: the last conv layer
+    with its activation), read activations ``A`` and gradients ``G`` at each, make the map
+    ``relu(weigh(A, G))`` per layer and combine the layers with
+    :func:`pyseg.interpret.core.combine_layer_maps` (``normalize`` option, default True)."""
+    normalize = bool(options.pop("normalize", True))
+    layers = pick_layers(model, options) or [default_layer(model, images)]
+    _reject_unknown(method, options)
+    acts, grads, *_ = activations_and_grads(model, images, layers, target)
+    assert grads is not None
+    maps = [torch.relu(weigh(a, g)) for a, g in zip(acts, grads)]
+    return combine_layer_maps(maps, images, normalize)
 
 
 def layer_activations_and_grads(
@@ -94,40 +102,35 @@ def layer_activations_and_grads(
     return a.detach(), grads.detach(), classes
 
 
-def _finish(maps: Tensor, images: Tensor) -> Tensor:
-    maps = upsample_to(maps, images.shape[-2:])
-    return minmax_normalize(maps).to(images.device)
+def _gradcam_map(a: Tensor, g: Tensor) -> Tensor:
+    return (g.mean(dim=(2, 3), keepdim=True) * a).sum(1)
 
 
-def gradcam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) -> Tensor:
-    """Grad-CAM heatmaps ``(N, H, W)`` in [0, 1].
-
-    Options: ``layer`` / ``target_layer`` (module or dotted name; default: the last conv layer
-    with its activation).
-    """
-    layer = _pick_layer(model, images, options) or default_layer(model, images)
-    _reject_unknown("gradcam", options)
-    a, g, _ = layer_activations_and_grads(model, images, layer, target)
-    weights = g.mean(dim=(2, 3), keepdim=True)
-    maps = torch.relu((weights * a).sum(1))
-    return _finish(maps, images)
-
-
-def gradcam_plus_plus(
-    model: nn.Module, images: Tensor, target: Any = None, **options: Any
-) -> Tensor:
-    """Grad-CAM++ heatmaps ``(N, H, W)`` in [0, 1]; options as :func:`gradcam`."""
-    layer = _pick_layer(model, images, options) or default_layer(model, images)
-    _reject_unknown("gradcam++", options)
-    a, g, _ = layer_activations_and_grads(model, images, layer, target)
+def _gradcam_pp_map(a: Tensor, g: Tensor) -> Tensor:
     g2, g3 = g.pow(2), g.pow(3)
     sum_a = a.sum(dim=(2, 3), keepdim=True)
     denom = 2 * g2 + sum_a * g3
     alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
     alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
     weights = (alpha * torch.relu(g)).sum(dim=(2, 3), keepdim=True)
-    maps = torch.relu((weights * a).sum(1))
-    return _finish(maps, images)
+    return (weights * a).sum(1)
+
+
+def gradcam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) -> Tensor:
+    """Grad-CAM heatmaps ``(N, H, W)`` in [0, 1].
+
+    Options: ``layer`` / ``target_layer`` (module or dotted name, or a list of them whose maps
+    are combined as in pytorch-grad-cam; default: the last conv layer with its activation),
+    ``normalize`` (False: the raw map, not scaled to [0, 1]).
+    """
+    return gradient_cam(model, images, target, options, "gradcam", _gradcam_map)
+
+
+def gradcam_plus_plus(
+    model: nn.Module, images: Tensor, target: Any = None, **options: Any
+) -> Tensor:
+    """Grad-CAM++ heatmaps ``(N, H, W)`` in [0, 1]; options as :func:`gradcam`."""
+    return gradient_cam(model, images, target, options, "gradcam++", _gradcam_pp_map)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,9 +154,11 @@ def cam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) ->
 
     The pooled feature maps are found by running the model once and matching each 4-D
     activation's spatial mean against the classifier's input. Option ``layer`` /
-    ``target_layer`` restricts the search to that module's output.
+    ``target_layer`` (a module, a name or a list of them) restricts the search to those
+    modules' outputs; ``normalize=False`` returns the raw map.
     """
-    layer = _pick_layer(model, images, options)
+    normalize = bool(options.pop("normalize", True))
+    layers = pick_layers(model, options)
     _reject_unknown("cam", options)
     records: list[tuple[str, nn.Module, Tensor | None, Any]] = []
     with ModelGuard(model) as guard, torch.no_grad():
@@ -173,8 +178,8 @@ def cam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) ->
 
     candidates: list[Tensor] = []
     for name, m, inp, out in records:
-        if layer is None or m is layer:
-            for t in ((inp, out) if layer is None else (out,)):
+        if layers is None or any(m is x for x in layers):
+            for t in ((inp, out) if layers is None else (out,)):
                 if isinstance(t, Tensor) and t.dim() == 4 and t.shape[0] == images.shape[0]:
                     candidates.append(t)
 
@@ -194,8 +199,8 @@ def cam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) ->
         if isinstance(m, nn.Linear) and isinstance(out, Tensor) and _close(out, logits):
             feats = find_pooled(inp.flatten(1)) if inp is not None else None
             if feats is None:
-                what = ("any feature map" if layer is None
-                        else f"the output of {layer_name(model, layer)!r}")
+                what = ("any feature map" if layers is None else "the output of "
+                        + ", ".join(repr(layer_name(model, x)) for x in layers))
                 raise InterpretError(_NOT_GAP.format(
                     why=f"the input of the classifier {name!r} is not the spatial mean of {what}"
                 ))
@@ -210,4 +215,4 @@ def cam(model: nn.Module, images: Tensor, target: Any = None, **options: Any) ->
                 "of a feature map"
             ))
         maps = feats[idx, classes]
-    return _finish(torch.relu(maps), images)
+    return finish_map(torch.relu(maps), images, normalize)

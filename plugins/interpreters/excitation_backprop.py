@@ -39,13 +39,13 @@ import pyseg.ops
 from pyseg.interpret.core import (
     InterpretError,
     ModelGuard,
+    combine_layer_maps,
     default_layer,
     layer_name,
     logits_of,
-    minmax_normalize,
     resolve_layer,
+    resolve_layers,
     resolve_targets,
-    upsample_to,
 )
 
 __all__ = ["excitation_backprop", "excitation_masses"]
@@ -508,28 +508,33 @@ def excitation_backprop(
     images: Tensor,
     target: Any = None,
     *,
-    layer: nn.Module | str | None = None,
-    target_layer: nn.Module | str | None = None,
+    layer: Any = None,
+    target_layer: Any = None,
     contrastive: bool = False,
     rules: dict[Any, str] | None = None,
+    normalize: bool = True,
 ) -> Tensor:
     """Excitation-backprop heatmaps ``(N, H, W)`` in [0, 1] (see the module docstring).
 
-    Options: ``layer`` / ``target_layer`` (where the map is read; default: the last conv layer
-    with its activation), ``contrastive`` (contrastive MWP).
+    Options: ``layer`` / ``target_layer`` (where the map is read, a module, a dotted name or
+    a list of them, combined as :func:`pyseg.interpret.core.combine_layer_maps` does; default:
+    the last conv layer with its activation), ``contrastive`` (contrastive MWP),
+    ``normalize`` (False: the raw winning probabilities summed over channels).
     """
     if layer is not None and target_layer is not None:
         raise InterpretError("give either layer= or target_layer=, not both")
     layer = layer if layer is not None else target_layer
-    masses = excitation_masses(model, images, target, layer=layer, contrastive=contrastive,
-                               rules=rules)
-    p = next(reversed(masses.values()))
-    if p.dim() != 4:
-        raise InterpretError(
-            f"excitation-backprop: the layer output has shape {tuple(p.shape)}; a (N, C, H, W) "
-            "feature map is needed"
-        )
-    maps = p.sum(1)
-    if contrastive:
-        maps = maps.clamp_min(0)
-    return minmax_normalize(upsample_to(maps, images.shape[-2:])).to(images.device)
+    layers: list[Any] = [None] if layer is None else resolve_layers(model, layer)
+    maps = []
+    for one in layers:
+        masses = excitation_masses(model, images, target, layer=one, contrastive=contrastive,
+                                   rules=rules)
+        p = next(reversed(masses.values()))
+        if p.dim() != 4:
+            raise InterpretError(
+                f"excitation-backprop: the layer output has shape {tuple(p.shape)}; a "
+                "(N, C, H, W) feature map is needed"
+            )
+        m = p.sum(1)
+        maps.append(m.clamp_min(0) if contrastive else m)
+    return combine_layer_maps(maps, images, normalize)

@@ -44,6 +44,7 @@ def hide_and_seek(
     batch_size: int = 64,
     seed: int = 0,
     positive_only: bool = True,
+    normalize: bool = True,
 ) -> Tensor:
     """Hide-and-seek heatmaps ``(N, H, W)`` in [0, 1].
 
@@ -58,6 +59,7 @@ def hide_and_seek(
         positive_only: keep only patches whose hiding lowers the score (negative importance
             becomes 0 before normalization, as Grad-CAM keeps only positive evidence);
             ``False`` normalizes the signed importance.
+        normalize: ``False`` returns the importance itself (score units), not scaled.
     """
     n, _, h, w = images.shape
     if grid_size is None:
@@ -106,4 +108,4 @@ def hide_and_seek(
     maps = importance.view(n, gh, gw)
     # Patches at the right/bottom edge may be partial: upsample the padded grid and crop.
     full = upsample_to(maps, (gh * grid_size, gw * grid_size))[:, :h, :w]
-    return minmax_normalize(full).to(images.dtype)
+    return (minmax_normalize(full) if normalize else full).to(images.dtype)

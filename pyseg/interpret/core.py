@@ -23,11 +23,16 @@ __all__ = [
     "ACTIVATIONS",
     "InterpretError",
     "ModelGuard",
+    "activations_and_grads",
+    "combine_layer_maps",
     "default_layer",
+    "finish_map",
     "layer_name",
     "logits_of",
     "minmax_normalize",
+    "pick_layers",
     "resolve_layer",
+    "resolve_layers",
     "resolve_targets",
     "target_scores",
     "upsample_to",
@@ -121,6 +126,30 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         raise InterpretError(
             f"layer {layer!r} not found in {type(model).__name__} (last layers: {hint})"
         ) from None
+
+
+def resolve_layers(model: nn.Module, layer: Any) -> list[nn.Module]:
+    """Return the submodules given as one module / dotted name or a list or tuple of them.
+
+    Raises:
+        InterpretError: an empty list, or a name that is not a submodule.
+        TypeError: an element that is neither a module nor a string.
+    """
+    items = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not items:
+        raise InterpretError("layer: an empty list of layers")
+    return [resolve_layer(model, item) for item in items]
+
+
+def pick_layers(model: nn.Module, options: dict[str, Any]) -> list[nn.Module] | None:
+    """Pop ``layer`` / ``target_layer`` (synonyms; a module, a dotted name or a list of them)
+    from ``options`` and resolve them; ``None`` when neither was given."""
+    layer = options.pop("layer", None)
+    target_layer = options.pop("target_layer", None)
+    if layer is not None and target_layer is not None:
+        raise InterpretError("give either layer= or target_layer=, not both")
+    layer = layer if layer is not None else target_layer
+    return None if layer is None else resolve_layers(model, layer)
 
 
 def _trace_leaves(model: nn.Module, images: Tensor
@@ -284,6 +313,95 @@ def upsample_to(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Te
         return maps
     kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
+
+
+def finish_map(maps: Tensor, images: Tensor, normalize: bool = True) -> Tensor:
+    """Upsample ``(N, h, w)`` maps to the input's size and, with ``normalize``, min-max scale
+    each to [0, 1]; returned on the input's device and in its dtype."""
+    maps = upsample_to(maps.float(), images.shape[-2:])
+    if normalize:
+        maps = minmax_normalize(maps)
+    return maps.to(device=images.device, dtype=images.dtype)
+
+
+def combine_layer_maps(maps: Sequence[Tensor], images: Tensor, normalize: bool = True) -> Tensor:
+    """One heatmap per image from the per-layer maps ``[(N, h_l, w_l), ...]``.
+
+    As pytorch-grad-cam does: each layer's map is min-max scaled at its own resolution,
+    upsampled (bilinear) to the input, the layers averaged and the mean min-max scaled again.
+    With ``normalize=False`` the raw maps are upsampled and averaged, nothing is scaled (a
+    single layer gives its map in the method's own units). Maps already at the input size
+    are not resampled.
+    """
+    if len(maps) == 1:
+        return finish_map(maps[0], images, normalize)
+    size = images.shape[-2:]
+    per_layer = [upsample_to(minmax_normalize(m.float()) if normalize else m.float(), size)
+                 for m in maps]
+    mean = torch.stack(per_layer).mean(0)
+    out = minmax_normalize(mean) if normalize else mean
+    return out.to(device=images.device, dtype=images.dtype)
+
+
+def activations_and_grads(
+    model: nn.Module, images: Tensor, layers: Sequence[nn.Module], target: Any = None,
+    grads: bool = True,
+) -> tuple[list[Tensor], list[Tensor] | None, Tensor, Tensor | None, Tensor]:
+    """Run ``model`` on ``images`` once and return, for every layer in ``layers``, its output
+    and (``grads=True``) the gradient of the summed per-image target scores (see
+    :func:`target_scores`) with respect to it; also ``classes``, ``mask`` (see
+    :func:`resolve_targets`) and the detached logits.
+
+    Each layer's output is kept and a copy goes on, so that in-place operations downstream
+    (``ReLU(inplace=True)``) cannot rewrite the activations read here. Gradients are taken
+    with :func:`torch.autograd.grad` (no parameter ``.grad`` is written).
+
+    Raises:
+        InterpretError: a layer that is not run, that returns no tensor or no ``(N, C, H,
+            W)`` map, or a target that does not fit the output.
+    """
+    store: dict[int, Tensor] = {}
+
+    def make_hook(i: int, layer: nn.Module):
+        def hook(module, args, out):
+            if not isinstance(out, Tensor):
+                raise InterpretError(f"layer {layer_name(model, layer)!r} returns "
+                                     f"{type(out).__name__}, not a tensor")
+            if grads and not out.requires_grad:
+                out = out.detach().requires_grad_(True)  # frozen model: start the graph here
+            store[i] = out
+            return out.clone()
+        return hook
+
+    with ModelGuard(model) as guard, torch.set_grad_enabled(grads):
+        for i, layer in enumerate(layers):
+            guard.forward_hook(layer, make_hook(i, layer))
+        logits = logits_of(model(images))
+        for i, layer in enumerate(layers):
+            if i not in store:
+                raise InterpretError(f"layer {layer_name(model, layer)!r} was not run by the "
+                                     "model")
+        classes, mask = resolve_targets(logits.detach(), target)
+        acts = [store[i] for i in range(len(layers))]
+        for layer, a in zip(layers, acts):
+            if a.dim() != 4:
+                raise InterpretError(
+                    f"layer {layer_name(model, layer)!r} outputs shape {tuple(a.shape)}; "
+                    "a (N, C, H, W) feature map is needed"
+                )
+        gs: list[Tensor] | None = None
+        if grads:
+            score = target_scores(logits, classes, mask).sum()
+            needs = [a.requires_grad for a in acts]
+            got: Sequence[Tensor | None] = (
+                torch.autograd.grad(score, [a for a in acts if a.requires_grad],
+                                    allow_unused=True)
+                if score.requires_grad and any(needs) else [None] * sum(needs))
+            it = iter(got)
+            # A layer the score does not depend on gets zero gradients.
+            found = [(next(it) if need else None) for need in needs]
+            gs = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, found)]
+    return [a.detach() for a in acts], gs, classes, mask, logits.detach()
 
 
 def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:

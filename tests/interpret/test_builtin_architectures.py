@@ -37,7 +37,7 @@ def test_the_list_is_complete():
 
 
 @pytest.mark.parametrize("name", ARCHS)
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "excitation-backprop", "cam"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "excitation-backprop", "cam", "eigencam"])
 def test_method_on_builtin(name, method):
     model, images, target = _model_and_images(name)
     interp = pyseg.get_interpreter(method)

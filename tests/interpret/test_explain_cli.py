@@ -117,3 +117,102 @@ def test_explain_never_runs_code_from_a_checkpoint(ckpt, image_files, tmp_path, 
     assert "--arch os:system" in capsys.readouterr().err
     assert main(["explain", "--checkpoint", str(tmp_path / "os.pt"), "--arch", "toy-gap",
                  "--method", "gradcam", "--out", str(tmp_path / "o"), *image_files]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation targets, several layers, metrics
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seg_ckpt(tmp_path, monkeypatch):
+    from interp_models import PixelSegNet
+
+    real_create_model = registry.create_model
+
+    def create_model(name, num_classes=3, in_channels=3, **kwargs):
+        if name != "toy-seg":
+            return real_create_model(name, num_classes, in_channels, **kwargs)
+        return PixelSegNet(num_classes=num_classes)
+
+    monkeypatch.setattr(registry, "create_model", create_model)
+    torch.manual_seed(0)
+    path = tmp_path / "seg.pt"
+    save_checkpoint(path, model_fields(arch="toy-seg", arch_kwargs={},
+                                       class_names=["pet", "background", "border"],
+                                       task="segmentation", img_size=32,
+                                       weights=PixelSegNet(num_classes=3).state_dict()))
+    return path
+
+
+def test_explain_metrics_and_layers(ckpt, image_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["explain", "--checkpoint", str(ckpt), "--method", "gradcam,layercam",
+               "--method", "cam", "--layer", "features.3", "--layer", "features.4",
+               "--metrics", "--target-class", "dog", "--out", str(out), image_files[0]])
+    assert rc == 0
+    text = capsys.readouterr().out
+    lines = [ln for ln in text.splitlines() if ln.startswith("img0.png")]
+    assert [ln.split()[1] for ln in lines] == ["gradcam", "layercam", "cam"]
+    assert "deletion" in text and "pointing" not in text
+    for ln in lines:
+        values = [float(v) for v in ln.split()[2:]]
+        assert len(values) == 5 and all(np.isfinite(values))
+    # two layers give another map than one
+    with Image.open(out / "img0_gradcam.png") as im:
+        two = np.asarray(im).copy()
+    assert main(["explain", "--checkpoint", str(ckpt), "--method", "gradcam", "--layer",
+                 "features.4", "--out", str(out), image_files[0]]) == 0
+    with Image.open(out / "img0_gradcam.png") as im:
+        assert not np.array_equal(two, np.asarray(im))
+
+
+def test_explain_segmentation_box_and_mask(seg_ckpt, image_files, tmp_path, capsys):
+    out = tmp_path / "seg"
+    rc = main(["explain", "--checkpoint", str(seg_ckpt), "--method", "hirescam,eigencam",
+               "--target", "border", "--box", "4,6,20,18", "--metrics", "--out", str(out),
+               image_files[0]])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "pointing" in text
+    assert (out / "img0_panel.png").stat().st_size > 0
+    mask = np.zeros((16, 16), np.uint8)  # resized (nearest) to the 32 x 32 image
+    mask[2:8, 3:9] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    rc = main(["explain", "--checkpoint", str(seg_ckpt), "--method", "scorecam",
+               "--mask", str(tmp_path / "mask.png"), "--out", str(out), image_files[1]])
+    assert rc == 0 and (out / "img1_scorecam.png").exists()
+
+
+def test_explain_region_errors(ckpt, seg_ckpt, image_files, tmp_path, capsys):
+    base = ["explain", "--method", "gradcam", "--out", str(tmp_path / "e"), image_files[0]]
+    assert main([*base, "--checkpoint", str(ckpt), "--box", "0,0,8,8"]) == 2
+    assert "segmentation model" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(seg_ckpt), "--box", "0,0,8"]) == 2
+    assert "--box must be four integers" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(seg_ckpt), "--box", "8,0,4,8"]) == 2
+    assert "X0 < X1" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(seg_ckpt), "--box", "0,0,40,8"]) == 2
+    assert "exceeds" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
+    assert main([*base, "--checkpoint", str(seg_ckpt), "--mask", str(tmp_path / "empty.png")]) == 2
+    assert "no nonzero pixel" in capsys.readouterr().err
+
+
+def test_explain_all_skips_methods_that_do_not_fit(seg_ckpt, image_files, tmp_path, capsys,
+                                                    monkeypatch):
+    import pyseg
+
+    # the fast methods only: 'all' as the registry would give it, without the sampling ones
+    fast = ["acol", "cam", "eigencam", "gradcam"]
+    monkeypatch.setattr(pyseg, "list_interpreters", lambda *a, **k: fast)
+    out = tmp_path / "all"
+    rc = main(["explain", "--checkpoint", str(seg_ckpt), "--method", "all", "--out", str(out),
+               image_files[0]])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "acol skipped" in err and "cam skipped" in err
+    assert (out / "img0_gradcam.png").exists() and not (out / "img0_cam.png").exists()
+    # named explicitly, a method that does not fit is an error
+    assert main(["explain", "--checkpoint", str(seg_ckpt), "--method", "cam", "--out",
+                 str(out), image_files[0]]) == 2

@@ -11,7 +11,12 @@ from torch import nn
 
 from pyseg.interpret import InterpretError, default_layer, minmax_normalize, upsample_to
 
-METHODS = ["cam", "gradcam", "gradcam++", "hide-and-seek", "excitation-backprop"]
+CAM_FAMILY = ["layercam", "hirescam", "xgradcam", "eigencam", "scorecam", "ablationcam"]
+METHODS = ["cam", "gradcam", "gradcam++", "hide-and-seek", "excitation-backprop", "rise",
+           *CAM_FAMILY]
+NO_LAYER = ("hide-and-seek", "rise")
+# Sampling methods run with fewer samples where the test is not about their accuracy.
+FAST = {"rise": {"num_samples": 64}, "hide-and-seek": {"num_samples": 64}}
 
 
 def _hooks(model: nn.Module) -> int:
@@ -29,7 +34,7 @@ def test_registered(interpreters):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract(interpreters, gap_net, images, method):
-    maps = interpreters[method](gap_net, images)
+    maps = interpreters[method](gap_net, images, **FAST.get(method, {}))
     assert maps.shape == (3, 32, 32)
     assert maps.device == images.device and maps.dtype == images.dtype
     assert maps.min() >= 0 and maps.max() <= 1
@@ -108,7 +113,7 @@ def test_layer_option(interpreters, gap_net, images):
         interpreters["gradcam"](gap_net, images, lyer="fc")
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "rise"])  # RISE: test_rise.py
 def test_quadrant(interpreters, images, method):
     """A model that only looks at the top-left quadrant: most heat must be there."""
     torch.manual_seed(0)
@@ -154,7 +159,7 @@ def test_model_restored_after_exception(interpreters, images, method):
         assert p.grad is g and (g == 7).all()
     # an exception raised inside the model's forward, after the hooks went on
     model.fc = nn.Sequential(Boom())
-    opts = {} if method == "hide-and-seek" else {"layer": "features.4"}
+    opts = FAST.get(method, {}) if method in NO_LAYER else {"layer": "features.4"}
     with pytest.raises((RuntimeError, InterpretError), match="boom"):
         interpreters[method](model, images, target=0, **opts)
     assert _hooks(model) == 0
@@ -167,7 +172,7 @@ def test_model_restored_after_success(interpreters, images, method):
     model = GapNet()
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    interpreters[method](model, images)
+    interpreters[method](model, images, **FAST.get(method, {}))
     assert _hooks(model) == 0
     assert all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
@@ -265,20 +270,23 @@ def test_excitation_unsupported_layer_named(interpreters, images):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hide-and-seek", "excitation-backprop"])
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "cam"])
 def test_segmentation_targets(interpreters, images, method):
     torch.manual_seed(0)
     model = PixelSegNet()
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[:8, :8] = True
-    a = interpreters[method](model, images, target=(2, mask))
-    b = interpreters[method](model, images, target={"class": 2, "mask": mask.expand(3, 32, 32)})
+    fast = FAST.get(method, {})
+    a = interpreters[method](model, images, target=(2, mask), **fast)
+    b = interpreters[method](model, images, target={"class": 2, "mask": mask.expand(3, 32, 32)},
+                             **fast)
     torch.testing.assert_close(a, b)
     assert a.shape == (3, 32, 32)
-    c = interpreters[method](model, images)  # default: most-predicted class, predicted pixels
+    c = interpreters[method](model, images, **fast)  # default: most-predicted class and pixels
     assert c.shape == (3, 32, 32) and c.min() >= 0 and c.max() <= 1
     with pytest.raises(InterpretError, match="mask"):
-        interpreters[method](model, images, target=(2, torch.ones(5, 5, dtype=torch.bool)))
+        interpreters[method](model, images, target=(2, torch.ones(5, 5, dtype=torch.bool)),
+                             **fast)
 
 
 def test_hide_and_seek_seeded(interpreters, gap_net, images):

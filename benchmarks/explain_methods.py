@@ -1,0 +1,130 @@
+"""Every explanation method on small networks trained on synthetic pets: faithfulness metrics
+(deletion and insertion areas, ROAD), the pointing game, and the time per image.
+
+Trains the GAP + linear convnet of benchmarks/pointing_game.py (cat vs dog) or, with
+``--task segmentation``, its small U-Net on the trimaps (target: the foreground class over the
+pixels predicted as foreground), then explains ``--test`` held-out images with each method and
+scores the maps with :mod:`pyseg.interpret.metrics`.
+
+    python benchmarks/explain_methods.py [--train 1024 --epochs 8 --size 64 --test 50]
+    python benchmarks/explain_methods.py --task segmentation [--train 512 --epochs 6]
+    python benchmarks/explain_methods.py --train 64 --epochs 1 --size 32 --test 2   # smoke run
+
+Prints a markdown table (``--markdown FILE`` also appends it, with the command line and the
+CPU, to FILE, e.g. benchmarks/RESULTS.md). Numbers are meaningful only on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pointing_game import SmallGapNet, load_split, small_unet, train
+
+from pyseg.interpret import InterpretError
+from pyseg.interpret.metrics import faithfulness
+
+METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eigencam", "scorecam",
+           "ablationcam", "cam", "excitation-backprop", "hide-and-seek", "rise")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run(model, x, y, masks, methods, samples: int, steps: int) -> list[dict]:
+    """One row per method: mean metrics over the images and seconds per image (the map only;
+    the metrics' own time is not counted). A method that refuses the model is left out."""
+    import pyseg
+
+    rows = []
+    for name in methods:
+        interp = pyseg.get_interpreter(name)
+        opts = {"num_samples": samples} if name in ("rise", "hide-and-seek") else {}
+        sums: dict[str, float] = {}
+        seconds = 0.0
+        try:
+            for i in range(len(x)):
+                xi = x[i:i + 1]
+                target = 0 if y is None else y[i:i + 1]
+                t0 = time.perf_counter()
+                heat = interp(model, xi, target=target, **opts)
+                seconds += time.perf_counter() - t0
+                scores = faithfulness(model, xi, heat, target, steps=steps,
+                                      object_mask=masks[i:i + 1])
+                for k, v in scores.items():
+                    sums[k] = sums.get(k, 0.0) + float(v[0])
+        except InterpretError as e:
+            print(f"{name}: skipped ({e})", file=sys.stderr)
+            continue
+        rows.append({"method": name, **{k: v / len(x) for k, v in sums.items()},
+                     "seconds": seconds / len(x)})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    keys = ["deletion", "insertion", "road", "pointing"]
+    lines = [("| method | deletion (lower) | insertion (higher) | ROAD (higher) | pointing | "
+              "ms per image |"), "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        vals = " | ".join(f"{r[k]:.3f}" for k in keys)
+        lines.append(f"| {r['method']} | {vals} | {1000 * r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=("classification", "segmentation"),
+                   default="classification")
+    p.add_argument("--train", type=int, default=1024)
+    p.add_argument("--test", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--samples", type=int, default=1000, help="RISE / hide-and-seek masks")
+    p.add_argument("--steps", type=int, default=32, help="deletion / insertion steps")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                   help="append the table, the command and the CPU to FILE")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    seg = args.task == "segmentation"
+    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg)
+    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg)
+    model = small_unet(args.width) if seg else SmallGapNet(width=args.width)
+    t0 = time.perf_counter()
+    train(model, xtr, ytr, args.epochs, seed=args.seed)
+    t_train = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    head = (f"{args.task}: {args.train} training images x {args.epochs} epochs at "
+            f"{args.size}px ({t_train:.0f} s), test {'pixel ' if seg else ''}accuracy "
+            f"{acc:.3f} on {args.test} images; {_cpu()}, {args.threads} threads")
+    rows = run(model, xte, None if seg else yte, mte, args.methods.split(","), args.samples,
+               args.steps)
+    text = f"{head}\n\n{table(rows)}\n"
+    print(text)
+    if args.markdown is not None:
+        cmd = "python benchmarks/explain_methods.py " + " ".join(sys.argv[1:])
+        with open(args.markdown, "a") as f:
+            f.write(f"\n### Explanation methods ({args.task})\n\n`{cmd}`\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
