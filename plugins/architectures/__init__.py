@@ -12,7 +12,7 @@ from pyseg_plugins.architectures.deconvnet import DeconvNet
 from pyseg_plugins.architectures.fcn import FCN8s, FCN16s, FCN32s
 from pyseg_plugins.architectures.pets import PetsEncoderDecoder
 from pyseg_plugins.architectures.segnet import SegNet
-from pyseg_plugins.architectures.unet import UNet
+from pyseg_plugins.architectures.unet import TimmUNet, UNet, create_unet
 
 import pyseg
 from pyseg.registry import Architecture
@@ -26,6 +26,7 @@ __all__ = [
     "PetsEncoderDecoder",
     "SegNet",
     "SmallConvNet",
+    "TimmUNet",
     "UNet",
 ]
 
@@ -51,9 +52,10 @@ def pyseg_architectures() -> list[Architecture]:
         Architecture("segnet", SegNet,
                      summary="SegNet: VGG16 encoder, decoder unpools with the encoder's "
                              "indices (Badrinarayanan et al. 2017)"),
-        Architecture("unet", UNet,
+        Architecture("unet", create_unet,
                      summary="U-Net with skip concatenation; transposed or bilinear "
-                             "upsampling, optional deformable convs (Ronneberger et al. 2015)"),
+                             "upsampling, optional deformable convs, or a timm encoder "
+                             "(Ronneberger et al. 2015)"),
         Architecture("small-convnet", SmallConvNet, tasks="classification", input_size=180,
                      summary="the small cats-vs-dogs convnet (Deep Learning with Python, "
                              "ch. 8)"),

@@ -19,6 +19,7 @@ paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
 
 from __future__ import annotations
 
+from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import bilinear_kernel, check_common, scaled
 from torch import Tensor, nn
 
@@ -27,11 +28,16 @@ import pyseg.nn as pnn
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-class _FCNBase(nn.Module):
+class _FCNBase(pre.PretrainedEncoderMixin, nn.Module):
     def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float,
-                 learn_final_upsample: bool) -> None:
+                 learn_final_upsample: bool, encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
+        if encoder_weights is not None:
+            pre.check_vgg16_options(width, in_channels)
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
         self.num_classes = num_classes
         # VGG16 split into the stages whose outputs feed the skips.
         stages: list[list[nn.Module]] = [[]]
@@ -58,6 +64,22 @@ class _FCNBase(nn.Module):
         self._pool3_channels = scaled(256, width)
         self._pool4_channels = scaled(512, width)
         self._learn_final = learn_final_upsample
+        if encoder_weights is not None:
+            self._load_vgg16(encoder_weights)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.to_pool3, self.to_pool4, self.to_pool5]
+
+    def _load_vgg16(self, encoder_weights) -> None:
+        state, source = pre.resolve_vgg16(encoder_weights, batch_norm=False)
+        convs = [pair for m in self.encoder_modules() for pair in pre.vgg16_encoder_convs(m)]
+        fc6, fc7 = self.fc[0], self.fc[3]
+        pre.fill(pre.vgg16_targets(convs, batch_norm=False) + [
+            (fc6.weight, "classifier.0.weight", True), (fc6.bias, "classifier.0.bias", False),
+            (fc7.weight, "classifier.3.weight", True), (fc7.bias, "classifier.3.bias", False),
+        ], state, source)
 
     def _upsample(self, kernel_size: int, stride: int, learnable: bool = True) -> nn.Module:
         layer = pnn.ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
@@ -84,15 +106,25 @@ class FCN32s(_FCNBase):
         num_classes: output channels. in_channels: input channels.
         width: backbone channel multiplier (1.0 = the paper). dropout: after fc6 and fc7.
         learn_final_upsample: train the final upsampling (fixed bilinear by default).
+        encoder_weights: a torchvision VGG16 state_dict file (``vgg16-397923af.pth``), or
+            ``"torchvision"`` for that file in torch.hub's cache (never downloaded); fills
+            the 13 convolutions and fc6/fc7. Needs ``width=1.0`` and ``in_channels=3``.
+        freeze_encoder: freeze the 13 VGG16 convolutions (fc6/fc7 stay trainable).
+        input_norm: ``"imagenet"`` (subtract ImageNet's mean, divide by its std: what the
+            pretrained weights expect of [0, 1] RGB input) or ``"none"``; default: imagenet
+            with ``encoder_weights``, none without.
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.upscore = self._upsample(64, 32, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.to_pool5(self.to_pool4(self.to_pool3(x)))
+        h = self.to_pool5(self.to_pool4(self.to_pool3(self.normalize(x))))
         h = self.upscore(self.score_fr(self.fc(h)))
         return self._crop(h, 19, x.shape[-2], x.shape[-1])
 
@@ -104,14 +136,17 @@ class FCN16s(_FCNBase):
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.score_pool4 = self._skip_score(self._pool4_channels)
         self.upscore2 = self._upsample(4, 2)
         self.upscore16 = self._upsample(32, 16, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        pool4 = self.to_pool4(self.to_pool3(x))
+        pool4 = self.to_pool4(self.to_pool3(self.normalize(x)))
         up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
         h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
         return self._crop(self.upscore16(h), 27, x.shape[-2], x.shape[-1])
@@ -124,8 +159,11 @@ class FCN8s(_FCNBase):
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.score_pool4 = self._skip_score(self._pool4_channels)
         self.score_pool3 = self._skip_score(self._pool3_channels)
         self.upscore2 = self._upsample(4, 2)
@@ -133,7 +171,7 @@ class FCN8s(_FCNBase):
         self.upscore8 = self._upsample(16, 8, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        pool3 = self.to_pool3(x)
+        pool3 = self.to_pool3(self.normalize(x))
         pool4 = self.to_pool4(pool3)
         up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
         h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
