@@ -433,6 +433,24 @@ def test_train_unfreezes_after_n_epochs_with_its_own_lr(tmp_path):
     assert lrs == pytest.approx([1e-4, 1e-3])  # encoder group, then the rest (constant schedule)
 
 
+def test_resumed_run_unfreezes_where_the_uninterrupted_one_did(tmp_path):
+    """Cut after the frozen epoch and resumed, a run ends with the weights of the run that
+    was not cut: the encoder is unfrozen at the same epoch, with the same learning rates."""
+    from pyseg.engine import train
+
+    opts = dict(freeze_encoder=True, unfreeze_after=1, encoder_lr=1e-4, lr_schedule="cosine")
+    full = train(_cfg(tmp_path / "full", **opts), quiet=True, plots=False)
+
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "cut", **opts), on_epoch_end=stop, quiet=True, plots=False)
+    resumed = train(_cfg(tmp_path / "cut", resume=True, **opts), quiet=True, plots=False)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_of_a_pretrained_run_loads_without_the_file(timm_resnet, tmp_path):
     from pyseg.engine import load_model, train
 
