@@ -14,11 +14,21 @@ to bilinear interpolation (its weight has ``requires_grad=False``; pass
 fresh FCN-16s/8s computes what its coarser parent computes.
 
 ``width`` multiplies every backbone channel count (VGG16 and fc6/fc7 widths at 1.0, the
-paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
+paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled, but
+``encoder_weights`` loads torchvision's VGG16 file: the 13 convolutions from its
+``features`` and fc6/fc7 from its classifier's first two linear layers reshaped into the
+7x7 and 1x1 convolutions (4096x25088 -> 4096x512x7x7, 4096x4096 -> 4096x4096x1x1), which is
+how the paper convolutionalized VGG16. The score and upsampling layers start as above.
+
+With ``encoder="timm:NAME"`` the factories (``fcn32s``/``fcn16s``/``fcn8s``) build a
+:class:`TimmFCN` instead: the same head on a timm feature extractor.
 """
 
 from __future__ import annotations
 
+import itertools
+
+import torch.nn.functional as F
 from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import bilinear_kernel, check_common, scaled
 from torch import Tensor, nn
@@ -178,3 +188,114 @@ class FCN8s(_FCNBase):
         up4 = self.upscore_pool4(h)
         h = up4 + self._crop(self.score_pool3(pool3), 9, up4.shape[-2], up4.shape[-1])
         return self._crop(self.upscore8(h), 31, x.shape[-2], x.shape[-1])
+
+
+class TimmFCN(pre.PretrainedEncoderMixin, nn.Module):
+    """The FCN head on a timm feature extractor (``encoder="timm:NAME"``).
+
+    1x1 score layers on the deepest feature map (FCN-32s) and, with ``skips`` 1 or 2, on the
+    one or two maps before it (FCN-16s/8s, strides 16 and 8 for a ResNet), fused by addition
+    after learned 2x upsamplings (pyseg's ``ConvTranspose2d``, initialized to bilinear);
+    the skip scores start at zero, as in FCN. A fixed bilinear upsampling (pyseg's
+    ``Upsample``) returns to the input size. Inputs are zero-padded (after normalization)
+    to a multiple of the deepest stride and the output cropped back.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        encoder: ``"timm:NAME"``. skips: 0 (32s), 1 (16s) or 2 (8s).
+        encoder_weights, freeze_encoder, input_norm: as :class:`pyseg_plugins.
+            architectures.unet.TimmUNet`.
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3,
+                 encoder: str = "timm:resnet34", skips: int = 2, encoder_weights=None,
+                 freeze_encoder: bool = False, input_norm: str | None = None) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
+        self.encoder = pre.timm_features(encoder, in_channels)
+        chans = list(self.encoder.feature_info.channels())
+        strides = list(self.encoder.feature_info.reduction())
+        if skips not in (0, 1, 2) or skips >= len(chans):
+            raise ValueError(f"skips must be 0, 1 or 2 (and fewer than the encoder's "
+                             f"{len(chans)} feature maps), got {skips}")
+        used = list(range(len(chans) - 1 - skips, len(chans)))  # feature maps, shallow first
+        for a, b in itertools.pairwise(used):
+            if strides[b] != 2 * strides[a]:
+                raise ValueError(f"encoder {encoder!r}: the FCN skips need feature strides "
+                                 f"that double, got {[strides[i] for i in used]}")
+        self.skips = skips
+        self.stride = strides[-1]
+        self.scores = nn.ModuleList(nn.Conv2d(chans[i], num_classes, 1) for i in used)
+        for score in list(self.scores)[:-1]:  # the skips: zero, so they start as a no-op
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+        self.ups = nn.ModuleList()
+        for _ in range(skips):
+            up = pnn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1,
+                                     bias=False)
+            up.weight.data.copy_(bilinear_kernel(num_classes, 4))
+            self.ups.append(up)
+        self.final_up = pnn.Upsample(scale_factor=strides[used[0]], mode="bilinear",
+                                     align_corners=False)
+        if encoder_weights is not None:
+            pre.load_timm(self.encoder, encoder_weights)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = self.normalize(x)
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        feats = self.encoder(x)[-1 - self.skips:]
+        y = self.scores[-1](feats[-1])
+        for up, score, feat in zip(self.ups, reversed(self.scores[:-1]), reversed(feats[:-1])):
+            y = up(y) + score(feat)
+        return self.final_up(y)[..., :h, :w]
+
+
+def _create_fcn(cls: type, skips: int, encoder: str | None, **kwargs) -> nn.Module:
+    if encoder is None:
+        return cls(**kwargs)
+    defaults = dict(width=1.0, dropout=0.5, learn_final_upsample=False)
+    given = [k for k, v in defaults.items() if kwargs.pop(k) != v]
+    if given:
+        raise ValueError(f"with encoder={encoder!r} the VGG16 options do not apply: leave "
+                         f"out {', '.join(given)}")
+    return TimmFCN(encoder=encoder, skips=skips, **kwargs)
+
+
+def create_fcn32s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                  dropout: float = 0.5, learn_final_upsample: bool = False,
+                  encoder_weights=None, freeze_encoder: bool = False,
+                  input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn32s`` architecture: :class:`FCN32s`, or :class:`TimmFCN` (no skips) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN32s, 0, encoder, **{k: v for k, v in locals().items()
+                                              if k != "encoder"})
+
+
+def create_fcn16s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                  dropout: float = 0.5, learn_final_upsample: bool = False,
+                  encoder_weights=None, freeze_encoder: bool = False,
+                  input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn16s`` architecture: :class:`FCN16s`, or :class:`TimmFCN` (one skip) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN16s, 1, encoder, **{k: v for k, v in locals().items()
+                                              if k != "encoder"})
+
+
+def create_fcn8s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn8s`` architecture: :class:`FCN8s`, or :class:`TimmFCN` (two skips) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN8s, 2, encoder, **{k: v for k, v in locals().items()
+                                             if k != "encoder"})

@@ -35,6 +35,15 @@ def _threads():
     torch.set_num_threads(old)
 
 
+@pytest.fixture
+def skip_random_init(monkeypatch):
+    """pyseg's models built without their random initialization (torch.empty memory): the
+    layers a file fills then hold only what the file gave them, and the 100M-parameter
+    fc6 layers cost no sampling."""
+    for name in ("kaiming_uniform_", "kaiming_normal_", "uniform_", "normal_"):
+        monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+
+
 def _randomize_bn(model: nn.Module) -> nn.Module:
     """Non-trivial batch-norm statistics and affine parameters (fresh ones are 0/1)."""
     g = torch.Generator().manual_seed(1)
@@ -112,7 +121,7 @@ def test_layer_map_names_torchvision_layers(batch_norm):
 # ----------------------------------------------------------------------- VGG16 encoders
 
 @pytest.mark.parametrize("batch_norm", [False, True])
-def test_segnet_encoder_features_equal_torchvision(batch_norm, vgg16, vgg16_bn):
+def test_segnet_encoder_features_equal_torchvision(batch_norm, vgg16, vgg16_bn, skip_random_init):
     path, ref = vgg16_bn if batch_norm else vgg16
     model = pyseg.create_model("segnet", batch_norm=batch_norm, encoder_weights=path).eval()
     x = torch.rand(X32)
@@ -128,7 +137,7 @@ def test_segnet_encoder_features_equal_torchvision(batch_norm, vgg16, vgg16_bn):
             assert torch.equal(bn.running_var, ref.state_dict()[f"{bname}.running_var"])
 
 
-def test_deconvnet_encoder_and_fc6_fc7(vgg16_bn):
+def test_deconvnet_encoder_and_fc6_fc7(vgg16_bn, skip_random_init):
     path, ref = vgg16_bn
     model = pyseg.create_model("deconvnet", encoder_weights=path).eval()
     x = torch.rand(X32)
@@ -157,7 +166,7 @@ def _fcn_reference(ref: nn.Module) -> nn.Sequential:
     return features
 
 
-def test_fcn32s_encoder_and_fc6_fc7_equal_torchvision(vgg16):
+def test_fcn32s_encoder_and_fc6_fc7_equal_torchvision(vgg16, skip_random_init):
     path, ref = vgg16
     model = pyseg.create_model("fcn32s", encoder_weights=path).eval()
     x = torch.rand(X32)
@@ -173,11 +182,12 @@ def test_fcn32s_encoder_and_fc6_fc7_equal_torchvision(vgg16):
         p5 = torch.rand(1, 512, 7, 7)
         ours = model.fc(p5).flatten(1)
         torch.testing.assert_close(ours, ref.classifier[:5](ref.avgpool(p5).flatten(1)), **TOL)
+        model.score_fr.weight.zero_()  # not from the file: uninitialized here
         assert model(x).shape == (1, 3, 32, 32)
 
 
 @pytest.mark.parametrize("name", ["fcn16s", "fcn8s"])
-def test_fcn16s_fcn8s_take_the_same_weights(name, vgg16):
+def test_fcn16s_fcn8s_take_the_same_weights(name, vgg16, skip_random_init):
     path, ref = vgg16
     model = pyseg.create_model(name, encoder_weights=path)
     state = ref.state_dict()
@@ -188,7 +198,7 @@ def test_fcn16s_fcn8s_take_the_same_weights(name, vgg16):
     assert torch.equal(model.fc[3].weight.flatten(1), state["classifier.3.weight"])
 
 
-def test_torchvision_uses_the_hub_cache_only(vgg16_bn, tmp_path, monkeypatch):
+def test_torchvision_uses_the_hub_cache_only(vgg16_bn, tmp_path, monkeypatch, skip_random_init):
     path, ref = vgg16_bn
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
@@ -213,7 +223,7 @@ def test_imagenet_normalization_matches_torchvision_transform():
     assert pyseg.create_model("segnet", width=0.125).input_norm == "none"
 
 
-def test_pretrained_model_normalizes_its_input(vgg16):
+def test_pretrained_model_normalizes_its_input(vgg16, skip_random_init):
     path, ref = vgg16
     model = pyseg.create_model("segnet", batch_norm=False, encoder_weights=path).eval()
     assert model.input_norm == "imagenet"
@@ -272,14 +282,14 @@ def test_mismatched_shape_is_named(bn_features, tmp_path):
             r"\[64, 64, 3, 3\]", encoder_weights=tmp_path / "bad.pth")
 
 
-def test_wrong_batch_norm_flavour(vgg16, bn_features, tmp_path):
+def test_wrong_batch_norm_flavour(vgg16, bn_features, tmp_path, skip_random_init):
     _raises("holds VGG16 weights and this encoder is VGG16-BN", encoder_weights=vgg16[0])
     torch.save(bn_features, tmp_path / "bn.pth")
     _raises("holds VGG16-BN weights and this encoder is VGG16", batch_norm=False,
             encoder_weights=tmp_path / "bn.pth")
 
 
-def test_fcn_needs_the_classifier(vgg16, tmp_path):
+def test_fcn_needs_the_classifier(vgg16, tmp_path, skip_random_init):
     torch.save(_features_only(vgg16[1].state_dict()), tmp_path / "features.pth")
     with pytest.raises(pre.EncoderWeightsError, match=r"lacks 4 of .*classifier\.0\.weight"):
         pyseg.create_model("fcn8s", encoder_weights=tmp_path / "features.pth")
@@ -340,6 +350,29 @@ def test_timm_encoder_features_equal_timm(timm_resnet):
         assert model(torch.rand(1, 3, 50, 38)).shape == (1, 2, 50, 38)
 
 
+@pytest.mark.parametrize("name", ["fcn32s", "fcn8s"])
+def test_timm_fcn_head(name, timm_resnet):
+    """The FCN head on a timm encoder: the encoder is timm's; FCN-32s is the deepest map's
+    scores upsampled bilinearly 32x (torch's interpolate) and cropped to the input."""
+    path, ref = timm_resnet
+    model = pyseg.create_model(name, num_classes=2, encoder="timm:resnet18",
+                               encoder_weights=path, input_norm="none").eval()
+    x = torch.rand(1, 3, 50, 38)
+    padded = torch.nn.functional.pad(x, (0, 64 - 38, 0, 64 - 50))
+    with torch.no_grad():
+        for a, b in zip(model.encoder(padded), _resnet_features(ref, padded)):
+            torch.testing.assert_close(a, b, **TOL)
+        out = model(x)
+        assert out.shape == (1, 2, 50, 38)
+        if name == "fcn32s":
+            scores = model.scores[-1](_resnet_features(ref, padded)[-1])
+            expected = torch.nn.functional.interpolate(scores, scale_factor=32,
+                                                       mode="bilinear", align_corners=False)
+            torch.testing.assert_close(out, expected[..., :50, :38], **TOL)
+    with pytest.raises(ValueError, match="leave out width"):
+        pyseg.create_model(name, encoder="timm:resnet18", width=0.5)
+
+
 def test_timm_safetensors_file(timm_resnet, tmp_path):
     safetensors = pytest.importorskip("safetensors.torch")
     ref = timm_resnet[1]
@@ -380,9 +413,10 @@ def _step(model: nn.Module, x: torch.Tensor, lr: float = 0.1) -> None:
     ("deconvnet", dict(width=0.0625)),
     ("fcn8s", dict(width=0.0625)),
     ("unet", dict(encoder="timm:resnet18")),
+    ("fcn16s", dict(encoder="timm:resnet18")),
 ])
 def test_frozen_encoder_gets_no_gradient_and_does_not_change(name, kwargs):
-    if name == "unet":
+    if "encoder" in kwargs:
         pytest.importorskip("timm")
     torch.manual_seed(0)
     model = pyseg.create_model(name, freeze_encoder=True, **kwargs)
@@ -409,7 +443,7 @@ def _cfg(tmp_path, **kwargs):
     from pyseg.engine import TrainConfig
 
     base = dict(arch="segnet", arch_kwargs={"width": 0.125}, img_size=32, epochs=2,
-                batch_size=2, train_samples=4, val_samples=2, out=str(tmp_path / "run"),
+                batch_size=2, train_samples=2, val_samples=2, out=str(tmp_path / "run"),
                 lr_schedule="constant")
     return TrainConfig(**{**base, **kwargs})
 
