@@ -514,3 +514,24 @@ def test_train_flags_errors(argv, match, tmp_path, capsys):
     assert main(["train", *tiny, *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_train_flags_reach_the_run(timm_resnet, tmp_path):
+    from pyseg.engine import load_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "unet", "--arch-kwargs", '{"encoder": "timm:resnet18"}',
+            "--encoder-weights", str(timm_resnet[0]), "--freeze-encoder", "--unfreeze-after",
+            "1", "--encoder-lr", "1e-4", "--img-size", "32", "--epochs", "1", "--batch-size",
+            "2", "--train-samples", "2", "--val-samples", "2", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    state = load_checkpoint(out / "last.pt")
+    config = state["config"]
+    assert (config["freeze_encoder"], config["unfreeze_after"], config["encoder_lr"]) == (
+        True, 1, 1e-4)
+    assert config["arch_kwargs"]["encoder_weights"] == str(timm_resnet[0])
+    assert state["arch_kwargs"] == {"encoder": "timm:resnet18", "input_norm": "imagenet"}
+    # Frozen through its only epoch: the encoder is the file's.
+    ref = timm_resnet[1].state_dict()
+    enc = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    assert enc and all(torch.equal(v, ref[k]) for k, v in enc.items())
