@@ -121,8 +121,13 @@ def torchvision_vgg16_file(batch_norm: bool) -> Path:
 
 # ----------------------------------------------------------------------- filling tensors
 
+def _named(keys: Sequence[str]) -> str:
+    return ", ".join(keys[:_SHOWN]) + (f" and {len(keys) - _SHOWN} more"
+                                       if len(keys) > _SHOWN else "")
+
+
 def fill(targets: Sequence[tuple[Tensor, str, bool]], state: dict[str, Tensor],
-         source: str) -> None:
+         source: str, known: set[str] | None = None) -> None:
     """Copy ``state[key]`` into each target tensor; all are checked before any is written.
 
     Args:
@@ -130,18 +135,25 @@ def fill(targets: Sequence[tuple[Tensor, str, bool]], state: dict[str, Tensor],
             file's tensor may have another shape with as many elements (a linear layer
             becoming a convolution); otherwise the shapes must be equal.
         state: the file's tensors. source: the file, for messages.
+        known: every key the file's network has (the unused ones too, e.g. a classifier
+            head); a key outside it means the file is another network's (a deeper ResNet's
+            extra blocks would otherwise be ignored without a word).
 
     Raises:
         EncoderWeightsError: keys missing from the file (named, up to five, and counted),
-            or a tensor whose shape does not fit (named with both shapes).
+            keys the expected network does not have, or a tensor whose shape does not fit
+            (named with both shapes).
     """
     missing = [key for _, key, _ in targets if key not in state]
     if missing:
-        shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more"
-                                               if len(missing) > _SHOWN else "")
         raise EncoderWeightsError(
             f"encoder_weights: {source} lacks {len(missing)} of the {len(targets)} tensors "
-            f"the encoder needs: {shown}")
+            f"the encoder needs: {_named(missing)}")
+    unknown = sorted(state.keys() - known) if known is not None else []
+    if unknown:
+        raise EncoderWeightsError(
+            f"encoder_weights: {source} holds {len(unknown)} tensors that this network does "
+            f"not have (another network's file?): {_named(unknown)}")
     for tensor, key, reshape in targets:
         found = state[key]
         fits = (found.numel() == tensor.numel()) if reshape else (found.shape == tensor.shape)
@@ -192,6 +204,23 @@ def vgg16_targets(convs: Sequence[tuple[nn.Conv2d, nn.BatchNorm2d | None]],
         if bn is not None and bn_name is not None:
             targets += module_targets(bn, bn_name)
     return targets
+
+
+def torchvision_vgg16_keys(batch_norm: bool) -> set[str]:
+    """Every key of torchvision's ``vgg16(_bn)`` state_dict (features and classifier)."""
+    keys = {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    for conv, bn in torchvision_vgg16_names(batch_norm):
+        keys |= {f"{conv}.weight", f"{conv}.bias"}
+        if bn is not None:
+            keys |= {f"{bn}.{p}" for p in ("weight", "bias", "running_mean", "running_var",
+                                           "num_batches_tracked")}
+    return keys
+
+
+def fill_vgg16(targets: Sequence[tuple[Tensor, str, bool]], state: dict[str, Tensor],
+               source: str, batch_norm: bool) -> None:
+    """:func:`fill` from a torchvision VGG16(-BN) file: no key outside torchvision's."""
+    fill(targets, state, source, torchvision_vgg16_keys(batch_norm))
 
 
 def vgg16_encoder_convs(encoder: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
@@ -261,14 +290,20 @@ def timm_features(encoder: str, in_channels: int) -> nn.Module:
         raise ValueError(f"encoder {encoder!r}: {e}") from None
 
 
-def load_timm(features: nn.Module, encoder_weights: str | os.PathLike) -> None:
-    """Fill a timm feature extractor from a file holding the weights of the same timm model
-    (the classifier's file: its head, absent from the feature extractor, is not used)."""
+def load_timm(features: nn.Module, encoder_weights: str | os.PathLike, encoder: str) -> None:
+    """Fill the feature extractor of ``encoder`` (``"timm:NAME"``) from a file holding the
+    weights of that timm model (the classifier's file: its head, absent from the feature
+    extractor, is not used; a key the model does not have is refused)."""
     if encoder_weights == "torchvision":
         raise ValueError("encoder_weights='torchvision' is for the VGG16 encoders; a timm "
                          "encoder takes the path of a timm weights file")
     state = read_weights(encoder_weights)
-    fill(module_targets(features, ""), state, str(encoder_weights))
+    # The keys of the whole timm model (the feature extractor lacks its head), built on the
+    # meta device: no memory, no random init.
+    with torch.device("meta"):
+        whole = import_timm().create_model(encoder.partition(":")[2], pretrained=False)
+    known = set(whole.state_dict()) | set(features.state_dict())
+    fill(module_targets(features, ""), state, str(encoder_weights), known)
 
 
 # ----------------------------------------------------------------------- models

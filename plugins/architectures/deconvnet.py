@@ -86,7 +86,7 @@ class DeconvNet(pre.PretrainedEncoderMixin, nn.Module):
             targets = pre.vgg16_targets(pre.vgg16_encoder_convs(self.encoder), batch_norm=True)
             targets += [(self.fc[0].weight, "classifier.0.weight", True),
                         (self.fc[4].weight, "classifier.3.weight", True)]
-            pre.fill(targets, state, source)
+            pre.fill_vgg16(targets, state, source, batch_norm=True)
         if freeze_encoder:
             self.set_encoder_frozen(True)
 

@@ -86,10 +86,10 @@ class _FCNBase(pre.PretrainedEncoderMixin, nn.Module):
         state, source = pre.resolve_vgg16(encoder_weights, batch_norm=False)
         convs = [pair for m in self.encoder_modules() for pair in pre.vgg16_encoder_convs(m)]
         fc6, fc7 = self.fc[0], self.fc[3]
-        pre.fill(pre.vgg16_targets(convs, batch_norm=False) + [
+        pre.fill_vgg16(pre.vgg16_targets(convs, batch_norm=False) + [
             (fc6.weight, "classifier.0.weight", True), (fc6.bias, "classifier.0.bias", False),
             (fc7.weight, "classifier.3.weight", True), (fc7.bias, "classifier.3.bias", False),
-        ], state, source)
+        ], state, source, batch_norm=False)
 
     def _upsample(self, kernel_size: int, stride: int, learnable: bool = True) -> nn.Module:
         layer = pnn.ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
@@ -240,7 +240,7 @@ class TimmFCN(pre.PretrainedEncoderMixin, nn.Module):
         self.final_up = pnn.Upsample(scale_factor=strides[used[0]], mode="bilinear",
                                      align_corners=False)
         if encoder_weights is not None:
-            pre.load_timm(self.encoder, encoder_weights)
+            pre.load_timm(self.encoder, encoder_weights, encoder)
         if freeze_encoder:
             self.set_encoder_frozen(True)
 

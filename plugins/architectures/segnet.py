@@ -57,8 +57,8 @@ class SegNet(pre.PretrainedEncoderMixin, nn.Module):
             self.decoder.append(nn.Sequential(*layers))
         if encoder_weights is not None:
             state, source = pre.resolve_vgg16(encoder_weights, batch_norm)
-            pre.fill(pre.vgg16_targets(pre.vgg16_encoder_convs(self.encoder), batch_norm),
-                     state, source)
+            pre.fill_vgg16(pre.vgg16_targets(pre.vgg16_encoder_convs(self.encoder), batch_norm),
+                           state, source, batch_norm)
         if freeze_encoder:
             self.set_encoder_frozen(True)
 

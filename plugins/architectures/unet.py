@@ -182,7 +182,7 @@ class TimmUNet(pre.PretrainedEncoderMixin, nn.Module):
         self.final_conv = DoubleConv(c_out, c_out, batch_norm)
         self.head = nn.Conv2d(c_out, num_classes, 1)
         if encoder_weights is not None:
-            pre.load_timm(self.encoder, encoder_weights)
+            pre.load_timm(self.encoder, encoder_weights, encoder)
         if freeze_encoder:
             self.set_encoder_frozen(True)
 

@@ -282,6 +282,20 @@ def test_mismatched_shape_is_named(bn_features, tmp_path):
             r"\[64, 64, 3, 3\]", encoder_weights=tmp_path / "bad.pth")
 
 
+def test_keys_of_another_network_are_refused(bn_features, timm_resnet, tmp_path):
+    """A file with extra tensors is another network's (VGG19's, a deeper ResNet's): the
+    extra ones would otherwise be left out without a word."""
+    state = {**bn_features, "features.52.weight": torch.zeros(512, 512, 3, 3)}
+    torch.save(state, tmp_path / "vgg19ish.pth")
+    _raises(r"holds 1 tensors that this network does not have.*features\.52\.weight",
+            encoder_weights=tmp_path / "vgg19ish.pth")
+    state = {**timm_resnet[1].state_dict(), "layer1.2.conv1.weight": torch.zeros(64, 64, 3, 3)}
+    torch.save(state, tmp_path / "resnet34ish.pth")
+    with pytest.raises(pre.EncoderWeightsError, match=r"layer1\.2\.conv1\.weight"):
+        pyseg.create_model("unet", encoder="timm:resnet18",
+                           encoder_weights=tmp_path / "resnet34ish.pth")
+
+
 def test_wrong_batch_norm_flavour(vgg16, bn_features, tmp_path, skip_random_init):
     _raises("holds VGG16 weights and this encoder is VGG16-BN", encoder_weights=vgg16[0])
     torch.save(bn_features, tmp_path / "bn.pth")
