@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-weights", default=None, metavar="PATH|torchvision",
                         help="pretrained encoder: a torchvision VGG16 / VGG16-BN state_dict "
                              "(fcn*, deconvnet, segnet), 'torchvision' for torchvision's file "
-                             "in the torch hub cache, or a timm weights file (unet with "
-                             "encoder timm:NAME in --arch-kwargs); never downloads")
+                             "in the torch hub cache, or a timm weights file (unet or fcn* "
+                             "with encoder timm:NAME in --arch-kwargs); never downloads")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train with the encoder frozen (no updates, batch-norm "
                              "statistics kept)")
