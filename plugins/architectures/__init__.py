@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from pyseg_plugins.architectures.classifiers import MiniXception, SmallConvNet
 from pyseg_plugins.architectures.deconvnet import DeconvNet
-from pyseg_plugins.architectures.fcn import FCN8s, FCN16s, FCN32s
+from pyseg_plugins.architectures.fcn import (
+    FCN8s,
+    FCN16s,
+    FCN32s,
+    TimmFCN,
+    create_fcn8s,
+    create_fcn16s,
+    create_fcn32s,
+)
 from pyseg_plugins.architectures.pets import PetsEncoderDecoder
 from pyseg_plugins.architectures.segnet import SegNet
-from pyseg_plugins.architectures.unet import UNet
+from pyseg_plugins.architectures.unet import TimmUNet, UNet, create_unet
 
 import pyseg
 from pyseg.registry import Architecture
@@ -26,6 +34,8 @@ __all__ = [
     "PetsEncoderDecoder",
     "SegNet",
     "SmallConvNet",
+    "TimmFCN",
+    "TimmUNet",
     "UNet",
 ]
 
@@ -38,12 +48,12 @@ def pyseg_architectures() -> list[Architecture]:
             summary="Keras-style conv/transposed-conv encoder-decoder for Oxford Pets "
                     "(Chollet, Deep Learning with Python, ch. 9)",
         ),
-        Architecture("fcn32s", FCN32s,
+        Architecture("fcn32s", create_fcn32s,
                      summary="FCN-32s: VGG16 fully convolutional net, 32x upsampling "
                              "(Long et al. 2015)"),
-        Architecture("fcn16s", FCN16s,
+        Architecture("fcn16s", create_fcn16s,
                      summary="FCN-16s: FCN-32s plus a pool4 skip (Long et al. 2015)"),
-        Architecture("fcn8s", FCN8s,
+        Architecture("fcn8s", create_fcn8s,
                      summary="FCN-8s: FCN-16s plus a pool3 skip (Long et al. 2015)"),
         Architecture("deconvnet", DeconvNet,
                      summary="DeconvNet: VGG16 encoder and mirrored unpool/deconv network "
@@ -51,9 +61,10 @@ def pyseg_architectures() -> list[Architecture]:
         Architecture("segnet", SegNet,
                      summary="SegNet: VGG16 encoder, decoder unpools with the encoder's "
                              "indices (Badrinarayanan et al. 2017)"),
-        Architecture("unet", UNet,
+        Architecture("unet", create_unet,
                      summary="U-Net with skip concatenation; transposed or bilinear "
-                             "upsampling, optional deformable convs (Ronneberger et al. 2015)"),
+                             "upsampling, optional deformable convs, or a timm encoder "
+                             "(Ronneberger et al. 2015)"),
         Architecture("small-convnet", SmallConvNet, tasks="classification", input_size=180,
                      summary="the small cats-vs-dogs convnet (Deep Learning with Python, "
                              "ch. 8)"),

@@ -14,11 +14,22 @@ to bilinear interpolation (its weight has ``requires_grad=False``; pass
 fresh FCN-16s/8s computes what its coarser parent computes.
 
 ``width`` multiplies every backbone channel count (VGG16 and fc6/fc7 widths at 1.0, the
-paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled.
+paper's; e.g. 0.125 trains on a CPU). No ImageNet weights are bundled, but
+``encoder_weights`` loads torchvision's VGG16 file: the 13 convolutions from its
+``features`` and fc6/fc7 from its classifier's first two linear layers reshaped into the
+7x7 and 1x1 convolutions (4096x25088 -> 4096x512x7x7, 4096x4096 -> 4096x4096x1x1), which is
+how the paper convolutionalized VGG16. The score and upsampling layers start as above.
+
+With ``encoder="timm:NAME"`` the factories (``fcn32s``/``fcn16s``/``fcn8s``) build a
+:class:`TimmFCN` instead: the same head on a timm feature extractor.
 """
 
 from __future__ import annotations
 
+import itertools
+
+import torch.nn.functional as F
+from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import bilinear_kernel, check_common, scaled
 from torch import Tensor, nn
 
@@ -27,11 +38,16 @@ import pyseg.nn as pnn
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-class _FCNBase(nn.Module):
+class _FCNBase(pre.PretrainedEncoderMixin, nn.Module):
     def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float,
-                 learn_final_upsample: bool) -> None:
+                 learn_final_upsample: bool, encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
+        if encoder_weights is not None:
+            pre.check_vgg16_options(width, in_channels)
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
         self.num_classes = num_classes
         # VGG16 split into the stages whose outputs feed the skips.
         stages: list[list[nn.Module]] = [[]]
@@ -58,6 +74,22 @@ class _FCNBase(nn.Module):
         self._pool3_channels = scaled(256, width)
         self._pool4_channels = scaled(512, width)
         self._learn_final = learn_final_upsample
+        if encoder_weights is not None:
+            self._load_vgg16(encoder_weights)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.to_pool3, self.to_pool4, self.to_pool5]
+
+    def _load_vgg16(self, encoder_weights) -> None:
+        state, source = pre.resolve_vgg16(encoder_weights, batch_norm=False)
+        convs = [pair for m in self.encoder_modules() for pair in pre.vgg16_encoder_convs(m)]
+        fc6, fc7 = self.fc[0], self.fc[3]
+        pre.fill_vgg16(pre.vgg16_targets(convs, batch_norm=False) + [
+            (fc6.weight, "classifier.0.weight", True), (fc6.bias, "classifier.0.bias", False),
+            (fc7.weight, "classifier.3.weight", True), (fc7.bias, "classifier.3.bias", False),
+        ], state, source, batch_norm=False)
 
     def _upsample(self, kernel_size: int, stride: int, learnable: bool = True) -> nn.Module:
         layer = pnn.ConvTranspose2d(self.num_classes, self.num_classes, kernel_size,
@@ -84,15 +116,25 @@ class FCN32s(_FCNBase):
         num_classes: output channels. in_channels: input channels.
         width: backbone channel multiplier (1.0 = the paper). dropout: after fc6 and fc7.
         learn_final_upsample: train the final upsampling (fixed bilinear by default).
+        encoder_weights: a torchvision VGG16 state_dict file (``vgg16-397923af.pth``), or
+            ``"torchvision"`` for that file in torch.hub's cache (never downloaded); fills
+            the 13 convolutions and fc6/fc7. Needs ``width=1.0`` and ``in_channels=3``.
+        freeze_encoder: freeze the 13 VGG16 convolutions (fc6/fc7 stay trainable).
+        input_norm: ``"imagenet"`` (subtract ImageNet's mean, divide by its std: what the
+            pretrained weights expect of [0, 1] RGB input) or ``"none"``; default: imagenet
+            with ``encoder_weights``, none without.
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.upscore = self._upsample(64, 32, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.to_pool5(self.to_pool4(self.to_pool3(x)))
+        h = self.to_pool5(self.to_pool4(self.to_pool3(self.normalize(x))))
         h = self.upscore(self.score_fr(self.fc(h)))
         return self._crop(h, 19, x.shape[-2], x.shape[-1])
 
@@ -104,14 +146,17 @@ class FCN16s(_FCNBase):
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.score_pool4 = self._skip_score(self._pool4_channels)
         self.upscore2 = self._upsample(4, 2)
         self.upscore16 = self._upsample(32, 16, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        pool4 = self.to_pool4(self.to_pool3(x))
+        pool4 = self.to_pool4(self.to_pool3(self.normalize(x)))
         up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
         h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
         return self._crop(self.upscore16(h), 27, x.shape[-2], x.shape[-1])
@@ -124,8 +169,11 @@ class FCN8s(_FCNBase):
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 dropout: float = 0.5, learn_final_upsample: bool = False) -> None:
-        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample)
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
+        super().__init__(num_classes, in_channels, width, dropout, learn_final_upsample,
+                         encoder_weights, freeze_encoder, input_norm)
         self.score_pool4 = self._skip_score(self._pool4_channels)
         self.score_pool3 = self._skip_score(self._pool3_channels)
         self.upscore2 = self._upsample(4, 2)
@@ -133,10 +181,121 @@ class FCN8s(_FCNBase):
         self.upscore8 = self._upsample(16, 8, learn_final_upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        pool3 = self.to_pool3(x)
+        pool3 = self.to_pool3(self.normalize(x))
         pool4 = self.to_pool4(pool3)
         up2 = self.upscore2(self.score_fr(self.fc(self.to_pool5(pool4))))
         h = up2 + self._crop(self.score_pool4(pool4), 5, up2.shape[-2], up2.shape[-1])
         up4 = self.upscore_pool4(h)
         h = up4 + self._crop(self.score_pool3(pool3), 9, up4.shape[-2], up4.shape[-1])
         return self._crop(self.upscore8(h), 31, x.shape[-2], x.shape[-1])
+
+
+class TimmFCN(pre.PretrainedEncoderMixin, nn.Module):
+    """The FCN head on a timm feature extractor (``encoder="timm:NAME"``).
+
+    1x1 score layers on the deepest feature map (FCN-32s) and, with ``skips`` 1 or 2, on the
+    one or two maps before it (FCN-16s/8s, strides 16 and 8 for a ResNet), fused by addition
+    after learned 2x upsamplings (pyseg's ``ConvTranspose2d``, initialized to bilinear);
+    the skip scores start at zero, as in FCN. A fixed bilinear upsampling (pyseg's
+    ``Upsample``) returns to the input size. Inputs are zero-padded (after normalization)
+    to a multiple of the deepest stride and the output cropped back.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        encoder: ``"timm:NAME"``. skips: 0 (32s), 1 (16s) or 2 (8s).
+        encoder_weights, freeze_encoder, input_norm: as :class:`pyseg_plugins.
+            architectures.unet.TimmUNet`.
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3,
+                 encoder: str = "timm:resnet34", skips: int = 2, encoder_weights=None,
+                 freeze_encoder: bool = False, input_norm: str | None = None) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
+        self.encoder = pre.timm_features(encoder, in_channels)
+        chans = list(self.encoder.feature_info.channels())
+        strides = list(self.encoder.feature_info.reduction())
+        if skips not in (0, 1, 2) or skips >= len(chans):
+            raise ValueError(f"skips must be 0, 1 or 2 (and fewer than the encoder's "
+                             f"{len(chans)} feature maps), got {skips}")
+        used = list(range(len(chans) - 1 - skips, len(chans)))  # feature maps, shallow first
+        for a, b in itertools.pairwise(used):
+            if strides[b] != 2 * strides[a]:
+                raise ValueError(f"encoder {encoder!r}: the FCN skips need feature strides "
+                                 f"that double, got {[strides[i] for i in used]}")
+        self.skips = skips
+        self.stride = strides[-1]
+        self.scores = nn.ModuleList(nn.Conv2d(chans[i], num_classes, 1) for i in used)
+        for score in list(self.scores)[:-1]:  # the skips: zero, so they start as a no-op
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+        self.ups = nn.ModuleList()
+        for _ in range(skips):
+            up = pnn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1,
+                                     bias=False)
+            up.weight.data.copy_(bilinear_kernel(num_classes, 4))
+            self.ups.append(up)
+        self.final_up = pnn.Upsample(scale_factor=strides[used[0]], mode="bilinear",
+                                     align_corners=False)
+        if encoder_weights is not None:
+            pre.load_timm(self.encoder, encoder_weights, encoder)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = self.normalize(x)
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        feats = self.encoder(x)[-1 - self.skips:]
+        y = self.scores[-1](feats[-1])
+        for up, score, feat in zip(self.ups, reversed(self.scores[:-1]), reversed(feats[:-1])):
+            y = up(y) + score(feat)
+        return self.final_up(y)[..., :h, :w]
+
+
+def _create_fcn(cls: type, skips: int, encoder: str | None, **kwargs) -> nn.Module:
+    if encoder is None:
+        return cls(**kwargs)
+    defaults = dict(width=1.0, dropout=0.5, learn_final_upsample=False)
+    given = [k for k, v in defaults.items() if kwargs.pop(k) != v]
+    if given:
+        raise ValueError(f"with encoder={encoder!r} the VGG16 options do not apply: leave "
+                         f"out {', '.join(given)}")
+    return TimmFCN(encoder=encoder, skips=skips, **kwargs)
+
+
+def create_fcn32s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                  dropout: float = 0.5, learn_final_upsample: bool = False,
+                  encoder_weights=None, freeze_encoder: bool = False,
+                  input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn32s`` architecture: :class:`FCN32s`, or :class:`TimmFCN` (no skips) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN32s, 0, encoder, **{k: v for k, v in locals().items()
+                                              if k != "encoder"})
+
+
+def create_fcn16s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                  dropout: float = 0.5, learn_final_upsample: bool = False,
+                  encoder_weights=None, freeze_encoder: bool = False,
+                  input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn16s`` architecture: :class:`FCN16s`, or :class:`TimmFCN` (one skip) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN16s, 1, encoder, **{k: v for k, v in locals().items()
+                                              if k != "encoder"})
+
+
+def create_fcn8s(num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
+                 dropout: float = 0.5, learn_final_upsample: bool = False,
+                 encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None, encoder: str | None = None) -> nn.Module:
+    """The ``fcn8s`` architecture: :class:`FCN8s`, or :class:`TimmFCN` (two skips) with
+    ``encoder="timm:NAME"``. Arguments as those classes."""
+    return _create_fcn(FCN8s, 2, encoder, **{k: v for k, v in locals().items()
+                                             if k != "encoder"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import check_common
 from pyseg_plugins.architectures._vgg import VGG16_STAGES, VGGEncoder, conv_bn_relu
 from torch import Tensor, nn
@@ -9,7 +10,7 @@ from torch import Tensor, nn
 import pyseg.nn as pnn
 
 
-class SegNet(nn.Module):
+class SegNet(pre.PretrainedEncoderMixin, nn.Module):
     """VGG16 encoder (13 conv + BN + ReLU, five 2x2 max pools that keep their indices) and a
     mirrored decoder: each decoder stage max-unpools with the indices of its encoder stage
     (pyseg's ``MaxUnpool2d``), then applies 3x3 conv + BN + ReLU layers; the last decoder
@@ -20,12 +21,25 @@ class SegNet(nn.Module):
         num_classes: output channels. in_channels: input channels.
         width: channel multiplier (1.0 = the paper's VGG16 widths).
         batch_norm: batch norm after every convolution (the paper's choice).
+        encoder_weights: a torchvision state_dict file matching ``batch_norm``: VGG16-BN
+            (``vgg16_bn-6c64b313.pth``) with batch norm, VGG16 (``vgg16-397923af.pth``)
+            without; or ``"torchvision"`` for that file in torch.hub's cache (never
+            downloaded). Fills the 13 encoder convolutions (and batch norms). Needs
+            ``width=1.0`` and ``in_channels=3``.
+        freeze_encoder: freeze the encoder (the decoder stays trainable).
+        input_norm: ``"imagenet"`` (ImageNet mean/std on [0, 1] RGB, what the pretrained
+            weights expect) or ``"none"``; default: imagenet with ``encoder_weights``.
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, width: float = 1.0,
-                 batch_norm: bool = True) -> None:
+                 batch_norm: bool = True, encoder_weights=None, freeze_encoder: bool = False,
+                 input_norm: str | None = None) -> None:
         super().__init__()
         check_common(num_classes, in_channels)
+        if encoder_weights is not None:
+            pre.check_vgg16_options(width, in_channels)
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
         self.encoder = VGGEncoder(in_channels, width, batch_norm)
         self.unpool = pnn.MaxUnpool2d(2, 2)
         channels = self.encoder.channels
@@ -41,9 +55,18 @@ class SegNet(nn.Module):
                     cout = channels[i - 1] if last else channels[i]
                     layers += conv_bn_relu(channels[i], cout, batch_norm)
             self.decoder.append(nn.Sequential(*layers))
+        if encoder_weights is not None:
+            state, source = pre.resolve_vgg16(encoder_weights, batch_norm)
+            pre.fill_vgg16(pre.vgg16_targets(pre.vgg16_encoder_convs(self.encoder), batch_norm),
+                           state, source, batch_norm)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder]
 
     def forward(self, x: Tensor) -> Tensor:
-        h, skips = self.encoder(x)
+        h, skips = self.encoder(self.normalize(x))
         for stage, (idx, size) in zip(self.decoder, reversed(skips)):
             h = stage(self.unpool(h, idx, output_size=size))
         return h

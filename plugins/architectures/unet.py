@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
+from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import check_common
 from torch import Tensor, nn
 
@@ -114,3 +117,118 @@ class UNet(nn.Module):
         for up, conv, skip in zip(self.ups, self.up_convs, reversed(skips)):
             x = conv(torch.cat([skip, up(x)], dim=1))
         return self.head(x)[..., :h, :w]
+
+
+class TimmUNet(pre.PretrainedEncoderMixin, nn.Module):
+    """U-Net decoder on a timm feature extractor (``encoder="timm:NAME"``).
+
+    The encoder is ``timm.create_model(NAME, features_only=True, pretrained=False)``; its
+    feature maps (e.g. strides 2, 4, 8, 16, 32 for a ResNet) are the skips. From the deepest
+    one up, each level upsamples to the next feature's stride (pyseg's ``ConvTranspose2d``,
+    or ``Upsample`` + 1x1 conv), concatenates that feature and applies two 3x3 convs with
+    the feature's channels; a last upsampling to the input resolution, two 3x3 convs and a
+    1x1 score layer give the logits. Inputs are zero-padded (after normalization) to a
+    multiple of the deepest stride and the output cropped back, so every size works.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        encoder: ``"timm:NAME"``, any timm model that supports ``features_only``.
+        encoder_weights: a file with that timm model's state_dict (``.pth``/``.bin`` saved
+            by ``torch.save``, or ``.safetensors``, as timm's hub files are); the
+            classifier head in it is not used. Every tensor of the feature extractor must
+            be there with its shape.
+        freeze_encoder: freeze the timm encoder (its batch norms keep their statistics).
+        batch_norm: batch norm in the decoder's convolutions.
+        upsample: ``"transpose"`` or ``"bilinear"``, as :class:`UNet`.
+        input_norm: ``"imagenet"`` (mean/std on [0, 1] RGB, what ImageNet weights expect)
+            or ``"none"``; default: imagenet with ``encoder_weights``, none without.
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, encoder: str = "timm:resnet34",
+                 encoder_weights=None, freeze_encoder: bool = False, batch_norm: bool = True,
+                 upsample: str = "transpose", input_norm: str | None = None) -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        if upsample not in ("transpose", "bilinear"):
+            raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
+        self.input_norm, self.normalize = pre.input_normalization(input_norm, encoder_weights,
+                                                                  in_channels)
+        self.encoder = pre.timm_features(encoder, in_channels)
+        chans = list(self.encoder.feature_info.channels())
+        strides = [1, *self.encoder.feature_info.reduction()]
+        if any(b % a or b < a for a, b in itertools.pairwise(strides)):
+            raise ValueError(f"encoder {encoder!r}: feature strides {strides[1:]} must each "
+                             "be a multiple of the one before")
+        self.stride = strides[-1]
+
+        def up(cin: int, cout: int, factor: int) -> nn.Module:
+            if factor == 1:
+                return nn.Conv2d(cin, cout, 1)
+            if upsample == "transpose":
+                return pnn.ConvTranspose2d(cin, cout, factor, stride=factor)
+            return nn.Sequential(pnn.Upsample(scale_factor=factor, mode="bilinear",
+                                              align_corners=False), nn.Conv2d(cin, cout, 1))
+
+        # Level i joins feature i (stride strides[i + 1]) with the upsampled deeper map.
+        self.ups = nn.ModuleList()
+        self.up_convs = nn.ModuleList()
+        c_hi = chans[-1]
+        for i in reversed(range(len(chans) - 1)):
+            self.ups.append(up(c_hi, chans[i], strides[i + 2] // strides[i + 1]))
+            self.up_convs.append(DoubleConv(2 * chans[i], chans[i], batch_norm))
+            c_hi = chans[i]
+        c_out = max(16, c_hi // 2)
+        self.final_up = up(c_hi, c_out, strides[1])
+        self.final_conv = DoubleConv(c_out, c_out, batch_norm)
+        self.head = nn.Conv2d(c_out, num_classes, 1)
+        if encoder_weights is not None:
+            pre.load_timm(self.encoder, encoder_weights, encoder)
+        if freeze_encoder:
+            self.set_encoder_frozen(True)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = self.normalize(x)
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        feats = self.encoder(x)
+        y = feats[-1]
+        for up, conv, skip in zip(self.ups, self.up_convs, reversed(feats[:-1])):
+            y = conv(torch.cat([skip, up(y)], dim=1))
+        y = self.final_conv(self.final_up(y))
+        return self.head(y)[..., :h, :w]
+
+
+def create_unet(num_classes: int = 3, in_channels: int = 3, base_channels: int | None = None,
+                depth: int | None = None, batch_norm: bool = True, upsample: str = "transpose",
+                deformable: bool | str = False, deform_levels: int = 1,
+                encoder: str | None = None, encoder_weights=None, freeze_encoder: bool = False,
+                input_norm: str | None = None) -> nn.Module:
+    """The ``unet`` architecture: :class:`UNet` (its own encoder, ``base_channels`` 64 and
+    ``depth`` 4 by default), or with ``encoder="timm:NAME"`` a :class:`TimmUNet`, whose
+    encoder may take pretrained weights (``encoder_weights``), be frozen
+    (``freeze_encoder``) and normalize its input (``input_norm``).
+
+    Raises:
+        ValueError: pretrained options without a timm encoder, or options of the plain
+            U-Net's encoder (``base_channels``, ``depth``, ``deformable``) with one.
+    """
+    if encoder is None:
+        if encoder_weights is not None or freeze_encoder or input_norm not in (None, "none"):
+            raise ValueError("unet's own encoder takes no pretrained weights: pass "
+                             "encoder='timm:NAME' (e.g. 'timm:resnet34') for encoder_weights, "
+                             "freeze_encoder or input_norm")
+        return UNet(num_classes, in_channels, 64 if base_channels is None else base_channels,
+                    4 if depth is None else depth, batch_norm, upsample, deformable,
+                    deform_levels)
+    given = [name for name, v in (("base_channels", base_channels), ("depth", depth),
+                                  ("deformable", deformable or None)) if v is not None]
+    if given:
+        raise ValueError(f"with encoder={encoder!r} the encoder sets the levels and widths: "
+                         f"leave out {', '.join(given)}")
+    return TimmUNet(num_classes, in_channels, encoder, encoder_weights, freeze_encoder,
+                    batch_norm, upsample, input_norm)

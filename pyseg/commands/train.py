@@ -54,6 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation loss")
     parser.add_argument("--ignore-index", type=int, default=255, metavar="LABEL",
                         help="target label left out of the loss and the metrics (default: 255)")
+    parser.add_argument("--encoder-weights", default=None, metavar="PATH|torchvision",
+                        help="pretrained encoder: a torchvision VGG16 / VGG16-BN state_dict "
+                             "(fcn*, deconvnet, segnet), 'torchvision' for torchvision's file "
+                             "in the torch hub cache, or a timm weights file (unet or fcn* "
+                             "with encoder timm:NAME in --arch-kwargs); never downloads")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train with the encoder frozen (no updates, batch-norm "
+                             "statistics kept)")
+    parser.add_argument("--unfreeze-after", type=int, default=None, metavar="N",
+                        help="with --freeze-encoder: fine-tune the encoder too after N epochs")
+    parser.add_argument("--encoder-lr", type=float, default=None, metavar="X",
+                        help="peak learning rate of the encoder (default: --lr), on the "
+                             "same schedule")
     _common.add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     parser.add_argument("--hide-and-seek", action="store_true",
@@ -99,8 +112,14 @@ def run(args: argparse.Namespace) -> int:
         _common.check_range(f"--{opt.replace('_', '-')}", getattr(args, opt))
     _common.check_range("--workers", args.workers, low=0)
     _common.check_img_size("--img-size", args.img_size)
-    if not 0 < args.lr < float("inf"):
-        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    for opt in ("lr", "encoder_lr"):
+        value = getattr(args, opt)
+        if value is not None and not 0 < value < float("inf"):
+            raise UsageError(f"--{opt.replace('_', '-')} must be a positive number, got {value}")
+    if args.unfreeze_after is not None:
+        if not args.freeze_encoder:
+            raise UsageError("--unfreeze-after needs --freeze-encoder")
+        _common.check_range("--unfreeze-after", args.unfreeze_after, low=0)
     _common.output_dir(args.out)
     _common.device(args.device)
     not_an_object = UsageError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}")
@@ -111,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise not_an_object from None
     if not isinstance(arch_kwargs, dict):
         raise not_an_object
+    if args.encoder_weights is not None:
+        arch_kwargs["encoder_weights"] = args.encoder_weights
 
     import torch
 
@@ -131,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
         train_samples=args.train_samples, val_samples=args.val_samples,
         ignore_index=args.ignore_index, best_metric=args.best_metric,
         num_workers=args.workers, accumulate=args.accumulate, sync_bn=args.sync_bn,
+        freeze_encoder=args.freeze_encoder, unfreeze_after=args.unfreeze_after,
+        encoder_lr=args.encoder_lr,
     )
     try:
         result = train(cfg, quiet=args.quiet)
     except NonFiniteLossError as e:
         print(f"pyseg train: error: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # CheckpointError included
+    except (ValueError, ImportError) as e:  # CheckpointError, a missing optional package
         raise UsageError(str(e).splitlines()[0]) from None
 
     if int(os.environ.get("RANK", "0")) == 0:

@@ -79,6 +79,10 @@ class TrainConfig:
     sync_bn: bool = False  # BatchNorm statistics over all ranks (SyncBatchNorm; CUDA only)
     ignore_index: int = 255  # target label left out of the loss and the metrics
     best_metric: str = "val_miou"  # "val_miou" (highest) or "val_loss" (lowest) picks best.pt
+    # Pretrained encoders (models with encoder_parameters()/set_encoder_frozen(), see README):
+    freeze_encoder: bool = False  # the encoder gets no updates...
+    unfreeze_after: int | None = None  # ...until this many epochs are done (None: never)
+    encoder_lr: float | None = None  # the encoder's peak learning rate (None: --lr)
 
 
 # Fields that may differ between a run and its resumption: where and how it runs, not what
@@ -180,6 +184,45 @@ class _WithEpoch(Sampler):
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+# Keyword arguments that say how to initialize a model, not what it is: left out of the
+# checkpoint's arch_kwargs, so that loading a checkpoint never reads the weights file again
+# (the normalization they imply is stored as the model's resolved input_norm instead).
+_INIT_ONLY_KWARGS = ("encoder_weights", "freeze_encoder")
+
+
+def _stored_arch_kwargs(arch_kwargs: dict, net: nn.Module) -> dict:
+    kept = {k: v for k, v in arch_kwargs.items() if k not in _INIT_ONLY_KWARGS}
+    if len(kept) < len(arch_kwargs) and isinstance(getattr(net, "input_norm", None), str):
+        kept["input_norm"] = net.input_norm
+    return kept
+
+
+def _encoder_frozen_at(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether the encoder is frozen during ``epoch`` (0-based): a pure function of the
+    epoch, so that a resumed run freezes and unfreezes where the original did."""
+    return cfg.freeze_encoder and (cfg.unfreeze_after is None or epoch < cfg.unfreeze_after)
+
+
+def _param_groups(cfg: TrainConfig, net: nn.Module):
+    """The optimizer's parameters: one group, or with ``cfg.encoder_lr`` the encoder's and
+    the rest's, each with its ``lr_scale`` (the ratio to ``cfg.lr`` that the schedule keeps).
+
+    Raises ``ValueError`` when an encoder option is given for a model without an encoder.
+    """
+    if (cfg.freeze_encoder or cfg.encoder_lr is not None) and not hasattr(
+            net, "encoder_parameters"):
+        flag = "--freeze-encoder" if cfg.freeze_encoder else "--encoder-lr"
+        raise ValueError(f"{flag}: architecture {cfg.arch!r} has no pretrainable encoder "
+                         "(FCN, DeconvNet, SegNet and U-Net with a timm encoder have one)")
+    if cfg.encoder_lr is None:
+        return net.parameters()
+    encoder = list(net.encoder_parameters())
+    ids = {id(p) for p in encoder}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return [{"params": encoder, "lr": cfg.encoder_lr, "lr_scale": cfg.encoder_lr / cfg.lr},
+            {"params": rest, "lr": cfg.lr, "lr_scale": 1.0}]
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -347,6 +390,13 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.best_metric not in BEST_METRICS:
         raise ValueError(f"--best-metric must be one of {', '.join(BEST_METRICS)}, "
                          f"got {cfg.best_metric!r}")
+    if cfg.encoder_lr is not None and not (cfg.encoder_lr > 0 and math.isfinite(cfg.encoder_lr)):
+        raise ValueError(f"--encoder-lr must be a positive number, got {cfg.encoder_lr}")
+    if cfg.unfreeze_after is not None:
+        if not cfg.freeze_encoder:
+            raise ValueError("--unfreeze-after needs --freeze-encoder")
+        if cfg.unfreeze_after < 0:
+            raise ValueError(f"--unfreeze-after must be >= 0, got {cfg.unfreeze_after}")
     if cfg.resume and cfg.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
                          "choose one")
@@ -558,8 +608,9 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     bar = _progress(groups, steps, f"epoch {epoch + 1}/{cfg.epochs}", not show_progress)
     for step, group in enumerate(bar):
         # A pure function of the step, so a resumed run follows the same schedule.
+        lr = _lr_at(cfg, epoch * steps + step, cfg.epochs * steps)
         for param_group in optimizer.param_groups:
-            param_group["lr"] = _lr_at(cfg, epoch * steps + step, cfg.epochs * steps)
+            param_group["lr"] = lr * param_group.get("lr_scale", 1.0)
         optimizer.zero_grad(set_to_none=True)
         # The step's loss is the mean over all counted targets of the group, as if its
         # batches were one: each batch's summed loss is divided by the group's count.
@@ -605,7 +656,8 @@ def _check_finite(record: dict, cfg: TrainConfig, out: Path) -> None:
 def _checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                       arch_name: str, class_names: list[str], record: dict,
                       history: list[dict], config: dict) -> dict:
-    state = model_fields(arch=arch_name, arch_kwargs=cfg.arch_kwargs, class_names=class_names,
+    state = model_fields(arch=arch_name, arch_kwargs=_stored_arch_kwargs(cfg.arch_kwargs, net),
+                         class_names=class_names,
                          task=cfg.task, img_size=cfg.img_size, weights=net.state_dict())
     state.update(epoch=record["epoch"], optimizer=optimizer.state_dict(), metrics=record,
                  history=history, rng_state=torch.get_rng_state(), config=config)
@@ -725,7 +777,7 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
     torch.manual_seed(cfg.seed)
     model, arch_name = _model(cfg, model, len(class_names), device)
     model = _sync_batchnorm(model, cfg, device)
-    optimizer = _make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    optimizer = _make_optimizer(cfg.optimizer, _param_groups(cfg, model), cfg.lr)
     config = _config_dict(cfg, arch_name, world)
     start_epoch, history = 0, []
     if resuming:
@@ -734,9 +786,18 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
         if not quiet and rank == 0:
             print(f"resuming {out / 'last.pt'} at epoch {start_epoch} of {cfg.epochs}",
                   flush=True)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def wrap(net: nn.Module) -> nn.Module:
+        # DDP reduces the parameters that require gradients when it is built: after the
+        # encoder is frozen or unfrozen it is built again.
+        if world == 1:
+            return net
+        return nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    frozen = None
+    if not cfg.freeze_encoder:
+        model = wrap(model)
     loader, sampler = _train_loader(cfg, train_set, rank, world, device)
     val_loader = _loader(val_set, max(cfg.batch_size, 32), _Shard(len(val_set), rank, world),
                          cfg.num_workers, device, cfg.seed)
@@ -747,6 +808,9 @@ def _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet,
         written.append("metrics.jsonl")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
+        if cfg.freeze_encoder and frozen != _encoder_frozen_at(cfg, epoch):
+            frozen = _encoder_frozen_at(cfg, epoch)
+            model = wrap(_unwrap(model).set_encoder_frozen(frozen))
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(model, loader, optimizer, cfg, epoch, len(class_names), device,
                                   world, show_progress=not quiet and rank == 0)
