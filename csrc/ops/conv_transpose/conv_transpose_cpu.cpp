@@ -55,6 +55,9 @@ using cpu::PackedMatrix;
 constexpr int64_t kWeightChunks = 8;
 // Fewest GEMM columns (pixels) a tile gets when it can: narrower GEMMs waste the micro-kernel.
 constexpr int64_t kMinColumns = 256;
+// Multiply-adds per phase below which the phases' set-up outweighs their GEMMs (measured on
+// FCN's upsampling layers: 64 phases of 52K multiply-adds run 1.7x slower than the scatter form).
+constexpr double kSmallPhaseMacs = 1 << 17;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -146,47 +149,95 @@ double scatter_macs(const Params& p) {
   return double(p.in_h) * p.in_w * p.kernel_h * p.kernel_w;
 }
 
+// The scatter form (below) instead of the phases: when the phases would mostly multiply zeros
+// (inputs much smaller than the kernel), or when each phase's GEMM is too small for the GEMM
+// to pay for itself (the per-phase set-up then dominates), as long as its column matrix
+// (pixels x taps x channels) stays within 2^26 elements.
+bool use_scatter_form(const Params& p) {
+  const double scatter = scatter_macs(p), phase = phase_macs(p);
+  if (scatter * p.batch * p.out_per_group > double(1 << 26)) return false;
+  if (phase > 4 * scatter) return true;
+  const double phases = double(std::min(p.stride_h, p.out_h)) * std::min(p.stride_w, p.out_w);
+  const double per_phase = phase * p.batch * p.in_per_group * p.out_per_group / phases;
+  return phases >= 16 && per_phase < kSmallPhaseMacs;
+}
+
 // The scatter form, for inputs much smaller than the kernel's reach (DeconvNet's 7x7
-// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside):
-//     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
-// one GEMM over the whole batch reading the weight once as stored, then each output gathers
-// its taps in a fixed order (kh, kw): deterministic, no atomics.
+// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside),
+// and for layers whose phases are too small to feed a GEMM (FCN's 64x64 stride-32
+// upsampling of 3 to 21 classes: 1024 phases of a few thousand multiply-adds each):
+//     cols (pixels x (kh, kw, co)) = x (pixels x ci) * w_g (ci x (kh, kw, co)),
+// one GEMM over the whole batch, then each output gathers its taps in a fixed order
+// (kh, kw), a contiguous run of channels per tap: deterministic, no atomics.
 template <typename T>
 void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
   const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
-  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, K = Cog * kHW;
+  const int64_t kW = p.kernel_w, kHW = p.kernel_h * kW, K = Cog * kHW;
   const int64_t NP = p.batch * H * W;
-  std::vector<T> xt(NP * Cig), cols(NP * K);
+  const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
+  const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
+  std::vector<T> xt(NP * Cig), wt(Cig * K), cols(NP * K);
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t q = 0; q < NP; ++q) {
       const int64_t n = q / (H * W), pix = q % (H * W);
       for (int64_t ci = 0; ci < Cig; ++ci)
         xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
     }
-    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
+    for (int64_t ci = 0; ci < Cig; ++ci)
+      for (int64_t co = 0; co < Cog; ++co)
+        for (int64_t t = 0; t < kHW; ++t)
+          wt[ci * K + t * Cog + co] = wd[((g * Cig + ci) * Cog + co) * kHW + t];
+    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wt.data(), Cig, K, K),
                  cols.data(), K);
+    // Output row (n, oh) sums only the tap rows of its phase (oh % stride), in kh order,
+    // after the bias. Within a tap row, input column iw adds its taps (kw, co) to outputs
+    // ow = iw * stride - pad + kw * dilation: with dilation 1 a contiguous run of kW * Cog
+    // values, in iw order; otherwise each w-phase adds its taps in kw order.
     at::parallel_for(0, p.batch * Ho, 1, [&](int64_t b, int64_t e) {
-      std::vector<T> acc(Cog);
+      std::vector<T> acc(Wo * Cog);
       for (int64_t row = b; row < e; ++row) {
-        const int64_t n = row / Ho, oh = row % Ho;
-        for (int64_t ow = 0; ow < Wo; ++ow) {
-          for (int64_t co = 0; co < Cog; ++co) acc[co] = bd ? bd[g * Cog + co] : T(0);
-          for (int64_t kh = 0; kh < kH; ++kh) {
-            const int64_t th = oh + p.pad_h - kh * p.dil_h;
-            if (th < 0 || th % p.stride_h != 0 || th / p.stride_h >= H) continue;
-            for (int64_t kw = 0; kw < kW; ++kw) {
-              const int64_t tw = ow + p.pad_w - kw * p.dil_w;
-              if (tw < 0 || tw % p.stride_w != 0 || tw / p.stride_w >= W) continue;
-              const T* c = cols.data() + ((n * H + th / p.stride_h) * W + tw / p.stride_w) * K +
-                           kh * kW + kw;
-              for (int64_t co = 0; co < Cog; ++co) acc[co] += c[co * kHW];
+        const int64_t n = row / Ho, oh = row % Ho, jh = oh / p.stride_h;
+        const AxisPhase& ah = hp[oh % p.stride_h];
+        for (int64_t ow = 0; ow < Wo; ++ow)
+          for (int64_t co = 0; co < Cog; ++co) acc[ow * Cog + co] = bd ? bd[g * Cog + co] : T(0);
+        for (size_t th = 0; th < ah.k.size(); ++th) {
+          const int64_t ih = jh + ah.off[th];
+          if (ih < 0 || ih >= H) continue;
+          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW * Cog;
+          if (p.dil_w == 1) {
+            for (int64_t iw = 0; iw < W; ++iw) {
+              const int64_t ow0 = iw * p.stride_w - p.pad_w;
+              const int64_t k_lo = std::max<int64_t>(0, -ow0), k_hi = std::min<int64_t>(kW, Wo - ow0);
+              const T* src = cols_row + iw * K + k_lo * Cog;
+              T* d = acc.data() + (ow0 + k_lo) * Cog;
+              for (int64_t i = 0; i < (k_hi - k_lo) * Cog; ++i) d[i] += src[i];
+            }
+            continue;
+          }
+          for (const AxisPhase& aw : wp) {
+            for (size_t tw = 0; tw < aw.k.size(); ++tw) {
+              // Outputs jw of this phase read input column iw = jw + off, when inside.
+              const int64_t off = aw.off[tw];
+              const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(aw.count, W - off);
+              const T* c = cols_row + off * K + aw.k[tw] * Cog;
+              for (int64_t jw = lo; jw < hi; ++jw) {
+                T* d = acc.data() + (aw.phase + p.stride_w * jw) * Cog;
+                const T* s = c + jw * K;
+                for (int64_t co = 0; co < Cog; ++co) d[co] += s[co];
+              }
             }
           }
+        }
+        if (cl) {
+          T* y_row = yd + (n * Ho + oh) * Wo * Cout + g * Cog;
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            std::memcpy(y_row + ow * Cout, acc.data() + ow * Cog, Cog * sizeof(T));
+        } else {
           for (int64_t co = 0; co < Cog; ++co) {
-            const int64_t c = g * Cog + co;
-            yd[cl ? ((n * Ho + oh) * Wo + ow) * Cout + c : ((n * Cout + c) * Ho + oh) * Wo + ow] = acc[co];
+            T* y_row = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo;
+            for (int64_t ow = 0; ow < Wo; ++ow) y_row[ow] = acc[ow * Cog + co];
           }
         }
       }
@@ -567,9 +618,7 @@ at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weigh
       y.zero_();
       if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
     } else {
-      // The scatter form when the phases would mostly multiply zeros (tiny inputs).
-      const bool scatter = phase_macs(p) > 4 * scatter_macs(p) &&
-                           scatter_macs(p) * p.batch * p.out_per_group <= double(1 << 26);
+      const bool scatter = use_scatter_form(p);
       AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d", [&] {
         (scatter ? forward_scatter<scalar_t> : forward<scalar_t>)(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                           b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
