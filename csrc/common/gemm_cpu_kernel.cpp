@@ -140,6 +140,46 @@ void pack_b_all(const MatrixView<T>& b, T* out) {
                    });
 }
 
+// Rows of A up to which a GEMM with B row-contiguous and unpacked streams B instead of
+// packing it: each B row is read once for all rows of A (a matrix-vector product, such as a
+// transposed conv on a 1x1 input, is bound by reading B, which packing would triple).
+constexpr int64_t kSkinnyRows = 4;
+
+// C[0:m, j0:j1] for m <= kSkinnyRows, B read in place. The same arithmetic as the packed
+// path, term for term: per k block of kKC, a sum from zero with one FMA per term in k order,
+// then added to C. So the result is bitwise the packed path's.
+template <typename T>
+void skinny_columns(const GemmArgs<T>& g, int64_t j0, int64_t j1) {
+  constexpr int64_t W = Vec<T>::size();
+  const int64_t m = g.m, k = g.k;
+  for (int64_t j = j0; j < j1; j += W) {
+    const int64_t cols = std::min<int64_t>(W, j1 - j);
+    for (int64_t p0 = 0; p0 < k; p0 += kKC) {
+      const int64_t p1 = std::min(k, p0 + kKC);
+      Vec<T> acc[kSkinnyRows];
+      for (int64_t i = 0; i < m; ++i) acc[i] = Vec<T>(T(0));
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* brow = g.b.data + p * g.b.row_stride + j;
+        const Vec<T> bv = cols == W ? Vec<T>::loadu(brow) : Vec<T>::loadu(brow, cols);
+        for (int64_t i = 0; i < m; ++i) {
+          const Vec<T> av(g.a.data[i * g.a.row_stride + p * g.a.col_stride]);
+          acc[i] = at::vec::fmadd(av, bv, acc[i]);
+        }
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        T* d = g.c + i * g.ldc + j;
+        Vec<T> v = acc[i];
+        if (g.accumulate || p0 > 0) v = v + (cols == W ? Vec<T>::loadu(d) : Vec<T>::loadu(d, cols));
+        if (cols == W) {
+          v.store(d);
+        } else {
+          v.store(d, cols);
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void gemm(const GemmArgs<T>& g) {
   constexpr int64_t MR = kMR, NR = kNR<T>;
@@ -148,6 +188,16 @@ void gemm(const GemmArgs<T>& g) {
   if (k == 0) {
     if (!g.accumulate)
       for (int64_t i = 0; i < m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + n, T(0));
+    return;
+  }
+  if (m <= kSkinnyRows && !g.a_packed && !g.b_packed && g.b.col_stride == 1) {
+    const bool parallel = !at::in_parallel_region() && m * n * k >= (int64_t(1) << 18);
+    // Column chunks of whole vectors, so every thread streams its own part of B.
+    constexpr int64_t chunk = 64 * Vec<T>::size();
+    at::parallel_for(0, ceil_div(n, chunk), parallel ? 1 : ceil_div(n, chunk),
+                     [&](int64_t b, int64_t e) {
+                       skinny_columns(g, b * chunk, std::min(n, e * chunk));
+                     });
     return;
   }
   const int64_t mp = ceil_div(m, MR), np = ceil_div(n, NR);

@@ -166,9 +166,9 @@ bool use_scatter_form(const Params& p) {
 // 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside),
 // and for layers whose phases are too small to feed a GEMM (FCN's 64x64 stride-32
 // upsampling of 3 to 21 classes: 1024 phases of a few thousand multiply-adds each):
-//     cols (pixels x (kh, kw, co)) = x (pixels x ci) * w_g (ci x (kh, kw, co)),
-// one GEMM over the whole batch, then each output gathers its taps in a fixed order
-// (kh, kw), a contiguous run of channels per tap: deterministic, no atomics.
+//     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
+// one GEMM over the whole batch reading the weight once as stored, then each output row
+// gathers its taps in a fixed order (below): deterministic, no atomics.
 template <typename T>
 void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
@@ -178,41 +178,41 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
   const int64_t NP = p.batch * H * W;
   const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
   const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
-  std::vector<T> xt(NP * Cig), wt(Cig * K), cols(NP * K);
+  std::vector<T> xt(NP * Cig), cols(NP * K);
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t q = 0; q < NP; ++q) {
       const int64_t n = q / (H * W), pix = q % (H * W);
       for (int64_t ci = 0; ci < Cig; ++ci)
         xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
     }
-    for (int64_t ci = 0; ci < Cig; ++ci)
-      for (int64_t co = 0; co < Cog; ++co)
-        for (int64_t t = 0; t < kHW; ++t)
-          wt[ci * K + t * Cog + co] = wd[((g * Cig + ci) * Cog + co) * kHW + t];
-    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wt.data(), Cig, K, K),
+    // The weight as stored (it can be large: DeconvNet's fc6-deconv holds 411 MB).
+    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
                  cols.data(), K);
     // Output row (n, oh) sums only the tap rows of its phase (oh % stride), in kh order,
-    // after the bias. Within a tap row, input column iw adds its taps (kw, co) to outputs
-    // ow = iw * stride - pad + kw * dilation: with dilation 1 a contiguous run of kW * Cog
-    // values, in iw order; otherwise each w-phase adds its taps in kw order.
+    // after the bias. Within a tap row, input column iw adds its taps kw to outputs
+    // ow = iw * stride - pad + kw * dilation: with dilation 1 a contiguous run of kW values per
+    // channel, in iw order; otherwise each w-phase adds its taps in kw order.
     at::parallel_for(0, p.batch * Ho, 1, [&](int64_t b, int64_t e) {
-      std::vector<T> acc(Wo * Cog);
+      std::vector<T> acc(Cog * Wo);  // (co, ow)
       for (int64_t row = b; row < e; ++row) {
         const int64_t n = row / Ho, oh = row % Ho, jh = oh / p.stride_h;
         const AxisPhase& ah = hp[oh % p.stride_h];
-        for (int64_t ow = 0; ow < Wo; ++ow)
-          for (int64_t co = 0; co < Cog; ++co) acc[ow * Cog + co] = bd ? bd[g * Cog + co] : T(0);
+        for (int64_t co = 0; co < Cog; ++co)
+          std::fill(acc.data() + co * Wo, acc.data() + (co + 1) * Wo, bd ? bd[g * Cog + co] : T(0));
         for (size_t th = 0; th < ah.k.size(); ++th) {
           const int64_t ih = jh + ah.off[th];
           if (ih < 0 || ih >= H) continue;
-          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW * Cog;
+          // cols[(n, ih, iw)][co][kh][kw]
+          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW;
           if (p.dil_w == 1) {
             for (int64_t iw = 0; iw < W; ++iw) {
               const int64_t ow0 = iw * p.stride_w - p.pad_w;
               const int64_t k_lo = std::max<int64_t>(0, -ow0), k_hi = std::min<int64_t>(kW, Wo - ow0);
-              const T* src = cols_row + iw * K + k_lo * Cog;
-              T* d = acc.data() + (ow0 + k_lo) * Cog;
-              for (int64_t i = 0; i < (k_hi - k_lo) * Cog; ++i) d[i] += src[i];
+              for (int64_t co = 0; co < Cog; ++co) {
+                const T* src = cols_row + iw * K + co * kHW;
+                T* d = acc.data() + co * Wo + ow0;
+                for (int64_t k = k_lo; k < k_hi; ++k) d[k] += src[k];
+              }
             }
             continue;
           }
@@ -221,11 +221,10 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
               // Outputs jw of this phase read input column iw = jw + off, when inside.
               const int64_t off = aw.off[tw];
               const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(aw.count, W - off);
-              const T* c = cols_row + off * K + aw.k[tw] * Cog;
-              for (int64_t jw = lo; jw < hi; ++jw) {
-                T* d = acc.data() + (aw.phase + p.stride_w * jw) * Cog;
-                const T* s = c + jw * K;
-                for (int64_t co = 0; co < Cog; ++co) d[co] += s[co];
+              const T* c = cols_row + off * K + aw.k[tw];
+              for (int64_t co = 0; co < Cog; ++co) {
+                T* d = acc.data() + co * Wo + aw.phase;
+                for (int64_t jw = lo; jw < hi; ++jw) d[p.stride_w * jw] += c[jw * K + co * kHW];
               }
             }
           }
@@ -233,12 +232,11 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
         if (cl) {
           T* y_row = yd + (n * Ho + oh) * Wo * Cout + g * Cog;
           for (int64_t ow = 0; ow < Wo; ++ow)
-            std::memcpy(y_row + ow * Cout, acc.data() + ow * Cog, Cog * sizeof(T));
+            for (int64_t co = 0; co < Cog; ++co) y_row[ow * Cout + co] = acc[co * Wo + ow];
         } else {
-          for (int64_t co = 0; co < Cog; ++co) {
-            T* y_row = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo;
-            for (int64_t ow = 0; ow < Wo; ++ow) y_row[ow] = acc[ow * Cog + co];
-          }
+          for (int64_t co = 0; co < Cog; ++co)
+            std::memcpy(yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo, acc.data() + co * Wo,
+                        Wo * sizeof(T));
         }
       }
     });
