@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/gemm.h"
+#include "common/scratch.h"
 
 namespace pyseg::cpu::CPU_CAPABILITY {
 namespace {
@@ -204,16 +205,15 @@ void gemm(const GemmArgs<T>& g) {
   // One operand is packed whole (once); the tasks pack their share of the other.
   const T* ap = g.a_packed;
   const T* bp = g.b_packed;
-  std::vector<T> whole;
   if (!ap && !bp) {
     if (mp * MR <= np * NR) {
-      whole.resize(mp * MR * k);
-      pack_a_all(g.a, whole.data());
-      ap = whole.data();
+      T* whole = thread_scratch<T, 10>(mp * MR * k);
+      pack_a_all(g.a, whole);
+      ap = whole;
     } else {
-      whole.resize(np * NR * k);
-      pack_b_all(g.b, whole.data());
-      bp = whole.data();
+      T* whole = thread_scratch<T, 10>(np * NR * k);
+      pack_b_all(g.b, whole);
+      bp = whole;
     }
   }
   // Tasks: a grid of (M block, N block). Tiling never changes the result, only the speed.
@@ -235,7 +235,6 @@ void gemm(const GemmArgs<T>& g) {
   tm = ceil_div(mp, mb);
   tn = ceil_div(np, nb);
   at::parallel_for(0, tm * tn, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> buf;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t ib = t / tn, jb = t % tn;
       const int64_t i_lo = ib * mb, i_hi = std::min(mp, i_lo + mb);
@@ -245,16 +244,16 @@ void gemm(const GemmArgs<T>& g) {
       if (ap) {
         a_blk = ap + i_lo * MR * k;
       } else {
-        buf.resize((i_hi - i_lo) * MR * k);
-        for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf.data() + (i - i_lo) * MR * k);
-        a_blk = buf.data();
+        T* buf = thread_scratch<T, 11>((i_hi - i_lo) * MR * k);
+        for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf + (i - i_lo) * MR * k);
+        a_blk = buf;
       }
       if (bp) {
         b_blk = bp + j_lo * NR * k;
       } else {
-        buf.resize((j_hi - j_lo) * NR * k);
-        for (int64_t j = j_lo; j < j_hi; ++j) pack_b_panel(g.b, j * NR, buf.data() + (j - j_lo) * NR * k);
-        b_blk = buf.data();
+        T* buf = thread_scratch<T, 11>((j_hi - j_lo) * NR * k);
+        for (int64_t j = j_lo; j < j_hi; ++j) pack_b_panel(g.b, j * NR, buf + (j - j_lo) * NR * k);
+        b_blk = buf;
       }
       // BLIS loop order: k in blocks of kKC (a B micro-panel of kKC x NR stays in L1); the
       // operand the task packed is walked panel by panel against a block of the other

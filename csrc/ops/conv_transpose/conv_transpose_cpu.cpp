@@ -43,6 +43,7 @@
 
 #include "common/cpu_capability.h"
 #include "common/gemm.h"
+#include "common/scratch.h"
 #include "ops/conv_transpose/conv_transpose.h"
 
 namespace pyseg::conv_transpose {
@@ -255,37 +256,38 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
     const AxisPhase* h;
     const AxisPhase* w;
     int64_t taps_h, taps_w, K, rows, tiles;
-    std::vector<T> weight;                 // per group: NCHW Cog x K, NHWC K x Cog
-    std::vector<PackedMatrix<T>> packed;   // per group
+    std::vector<PackedMatrix<T>> packed;   // per group: NCHW A = Cog x K, NHWC B = K x Cog
   };
   std::vector<Phase> phases;
   bool tapless = false;
   for (const AxisPhase& ah : hp) {
     for (const AxisPhase& aw : wp) {
-      Phase f{&ah, &aw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}, {}};
+      Phase f{&ah, &aw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}};
       f.K = Cig * f.taps_h * f.taps_w;
       if (f.K == 0) {  // no tap reaches this phase (e.g. kernel 1, stride 2): bias only
         tapless = true;
         continue;
       }
-      f.weight.resize(G * Cog * f.K);
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t co = 0; co < Cog; ++co)
-          for (int64_t ci = 0; ci < Cig; ++ci)
-            for (int64_t th = 0; th < f.taps_h; ++th)
-              for (int64_t tw = 0; tw < f.taps_w; ++tw) {
-                const T v = wd[((g * Cig + ci) * Cog + co) * kHW + ah.k[th] * p.kernel_w + aw.k[tw]];
-                const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
-                if (cl) {
-                  f.weight[g * Cog * f.K + kk * Cog + co] = v;
-                } else {
-                  f.weight[(g * Cog + co) * f.K + kk] = v;
-                }
-              }
+      // Weight element of GEMM row/column kk: NCHW kk = (ci, th, tw), NHWC kk = (th, tw, ci);
+      // w[ci][co][kh][kw] = w_g[co * kHW + src[kk]].
+      std::vector<int64_t> src(f.K);
+      for (int64_t ci = 0; ci < Cig; ++ci)
+        for (int64_t th = 0; th < f.taps_h; ++th)
+          for (int64_t tw = 0; tw < f.taps_w; ++tw) {
+            const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
+            src[kk] = ci * Cog * kHW + ah.k[th] * p.kernel_w + aw.k[tw];
+          }
       for (int64_t g = 0; g < G; ++g) {
-        const T* wg = f.weight.data() + g * Cog * f.K;
-        f.packed.push_back(cl ? cpu::pack_b(MatrixView<T>(wg, f.K, Cog, Cog))
-                              : cpu::pack_a(MatrixView<T>(wg, Cog, f.K, f.K)));
+        const T* wg = wd + g * Cig * Cog * kHW;
+        if (cl) {  // B = K x Cog
+          f.packed.push_back(cpu::pack_with<T>(f.K, Cog, false, [&](int64_t kk, int64_t co) {
+            return wg[co * kHW + src[kk]];
+          }));
+        } else {  // A = Cog x K
+          f.packed.push_back(cpu::pack_with<T>(Cog, f.K, true, [&](int64_t co, int64_t kk) {
+            return wg[co * kHW + src[kk]];
+          }));
+        }
       }
       phases.push_back(std::move(f));
     }
@@ -312,7 +314,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
     const AxisPhase &ah = *f.h, &aw = *f.w;
     const int64_t g = tk.group, K = f.K, Jw = aw.count, count = ah.count;
     const int64_t rows = std::min(f.rows, p.batch * count - tk.row0), Jt = rows * Jw;
-    std::vector<T> col(K * Jt);
+    T* col = cpu::thread_scratch<T, 0>(K * Jt);
     // Gather. Tile row r is phase row (n, jh) = divmod(row0 + r, count); output column jw of
     // tap (th, tw) reads x[n, jh + off_h, jw + off_w] (0 outside the input).
     for (int64_t r = 0; r < rows; ++r) {
@@ -327,7 +329,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
           if (cl) {
             // col[(r, jw)][(th, tw, ci)]: a run of Cig channels per pixel.
             const int64_t kk = (th * f.taps_w + tw) * Cig;
-            T* d = col.data() + r * Jw * K + kk;
+            T* d = col + r * Jw * K + kk;
             const T* s = xd + ((n * H + ih) * W + offw) * Cin + g * Cig;
             for (int64_t jw = 0; jw < Jw; ++jw) {
               if (jw >= lo && jw < hi) {
@@ -339,7 +341,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
           } else {
             for (int64_t ci = 0; ci < Cig; ++ci) {
               const int64_t kk = (ci * f.taps_h + th) * f.taps_w + tw;
-              T* d = col.data() + kk * Jt + r * Jw;
+              T* d = col + kk * Jt + r * Jw;
               std::fill(d, d + lo, T(0));
               if (hi > lo)
                 std::memcpy(d + lo, xd + ((n * Cin + g * Cig + ci) * H + ih) * W + lo + offw,
@@ -356,13 +358,13 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       const int64_t oh0 = tk.row0 % count;
       if (cl) {
         T* c = yd + ((n0 * Ho + oh0) * Wo) * Cout + g * Cog;
-        cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], c, Cout);
+        cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), f.packed[g], c, Cout);
         if (bd)
           for (int64_t j = 0; j < Jt; ++j)
             for (int64_t co = 0; co < Cog; ++co) c[j * Cout + co] += bd[g * Cog + co];
       } else {
         T* c = yd + (n0 * Cout + g * Cog) * Ho * Wo + oh0 * Wo;
-        cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), c, Ho * Wo);
+        cpu::gemm<T>(f.packed[g], MatrixView<T>(col, K, Jt, Jt), c, Ho * Wo);
         if (bd)
           for (int64_t co = 0; co < Cog; ++co) {
             const T b = bd[g * Cog + co];
@@ -372,11 +374,11 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       }
       return;
     }
-    std::vector<T> out(Cog * Jt);
+    T* out = cpu::thread_scratch<T, 1>(Cog * Jt);
     if (cl) {
-      cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], out.data(), Cog);
+      cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), f.packed[g], out, Cog);
     } else {
-      cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), out.data(), Jt);
+      cpu::gemm<T>(f.packed[g], MatrixView<T>(col, K, Jt, Jt), out, Jt);
     }
     // Scatter the phase's outputs into their strided places.
     for (int64_t r = 0; r < rows; ++r) {
@@ -385,14 +387,14 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       if (cl) {
         for (int64_t jw = 0; jw < Jw; ++jw) {
           T* d = yd + ((n * Ho + oh) * Wo + aw.phase + p.stride_w * jw) * Cout + g * Cog;
-          const T* s = out.data() + (r * Jw + jw) * Cog;
+          const T* s = out + (r * Jw + jw) * Cog;
           for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + (bd ? bd[g * Cog + co] : T(0));
         }
       } else {
         for (int64_t co = 0; co < Cog; ++co) {
           const T b = bd ? bd[g * Cog + co] : T(0);
           T* d = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + aw.phase;
-          const T* s = out.data() + co * Jt + r * Jw;
+          const T* s = out + co * Jt + r * Jw;
           for (int64_t jw = 0; jw < Jw; ++jw) d[jw * p.stride_w] = s[jw] + b;
         }
       }
@@ -458,10 +460,9 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   run_tasks(G * chunks, [&](int64_t unit) {
     const int64_t g = unit / chunks, c = unit % chunks;
     const int64_t t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks;
-    std::vector<T> col, tmp;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t row0 = tile_rows[t].first, nrows = tile_rows[t].second, Jt = nrows * W;
-      col.resize(K * Jt);
+      T* col = cpu::thread_scratch<T, 2>(K * Jt);
       // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
       // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
       for (int64_t r = 0; r < nrows; ++r) {
@@ -473,7 +474,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
             const int64_t base_w = kw * p.dil_w - p.pad_w;
             if (cl) {
-              T* d = col.data() + r * W * K + (kh * kW + kw) * Cog;
+              T* d = col + r * W * K + (kh * kW + kw) * Cog;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
               for (int64_t iw = 0; iw < W; ++iw) {
                 if (iw >= lo && iw < hi) {
@@ -484,7 +485,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
               }
             } else {
               for (int64_t co = 0; co < Cog; ++co) {
-                T* d = col.data() + ((co * kH + kh) * kW + kw) * Jt + r * W;
+                T* d = col + ((co * kH + kh) * kW + kw) * Jt + r * W;
                 const T* s = gyd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base_w;
                 std::fill(d, d + lo, T(0));
                 if (p.stride_w == 1) {
@@ -502,19 +503,19 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
       const bool one_image = n0 == n_last;
       if (need_gx) {
         if (cl) {
-          cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), wpack[g],
+          cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), wpack[g],
                        gxd + row0 * W * Cin + g * Cig, Cin);
         } else if (one_image) {
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt),
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt),
                        gxd + ((n0 * Cin + g * Cig) * H + ih0) * W, H * W);
         } else {
           // Whole images (a tile only crosses images when it holds whole ones).
-          tmp.resize(Cig * Jt);
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt), tmp.data(), Jt);
+          T* tmp = cpu::thread_scratch<T, 3>(Cig * Jt);
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt), tmp, Jt);
           for (int64_t n = n0; n <= n_last; ++n)
             for (int64_t ci = 0; ci < Cig; ++ci)
               std::memcpy(gxd + (n * Cin + g * Cig + ci) * H * W,
-                          tmp.data() + ci * Jt + (n - n0) * H * W, H * W * sizeof(T));
+                          tmp + ci * Jt + (n - n0) * H * W, H * W * sizeof(T));
         }
       }
       if (need_gw) {
@@ -522,7 +523,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         if (cl) {
           // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (kh, kw, co)).
           cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
-                       MatrixView<T>(col.data(), Jt, K, K), acc, K, true);
+                       MatrixView<T>(col, Jt, K, K), acc, K, true);
         } else {
           const T* xs;
           int64_t ld;
@@ -530,15 +531,15 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             xs = xd + ((n0 * Cin + g * Cig) * H + ih0) * W;
             ld = H * W;
           } else {
-            tmp.resize(Cig * Jt);
+            T* tmp = cpu::thread_scratch<T, 3>(Cig * Jt);
             for (int64_t n = n0; n <= n_last; ++n)
               for (int64_t ci = 0; ci < Cig; ++ci)
-                std::memcpy(tmp.data() + ci * Jt + (n - n0) * H * W,
+                std::memcpy(tmp + ci * Jt + (n - n0) * H * W,
                             xd + (n * Cin + g * Cig + ci) * H * W, H * W * sizeof(T));
-            xs = tmp.data();
+            xs = tmp;
             ld = Jt;
           }
-          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col.data(), K, Jt, Jt).transposed(),
+          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col, K, Jt, Jt).transposed(),
                        acc, K, true);
         }
       }
