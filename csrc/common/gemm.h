@@ -22,6 +22,9 @@
 // PYSEG_GEMM=aten routes gemm() through at::mm instead (for comparison).
 #pragma once
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -104,5 +107,41 @@ template <typename T>
 GemmTile gemm_tile();
 // Whether PYSEG_GEMM=aten asks for at::mm.
 bool gemm_uses_aten();
+
+// Packs the rows x cols operand whose element (i, j) is at(i, j) straight into the layout
+// of pack_a (is_a) or pack_b, for an operand that is not a strided view (a conv weight
+// reordered per phase): one pass instead of a reorder and a pack. Rows of A (columns of B)
+// past the edge are zero, as in pack_a / pack_b. `at` is called once per element, in
+// panel order, so it should be cheap (a table look-up, no division).
+template <typename T, typename F>
+PackedMatrix<T> pack_with(int64_t rows, int64_t cols, bool is_a, const F& at) {
+  PackedMatrix<T> p;
+  p.rows = rows;
+  p.cols = cols;
+  p.is_a = is_a;
+  if (gemm_uses_aten()) {  // at::mm reads a row-major copy
+    p.data.resize(rows * cols);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) p.data[i * cols + j] = at(i, j);
+    p.source = MatrixView<T>(p.data.data(), rows, cols, cols);
+    return p;
+  }
+  p.capability = active_capability();
+  const GemmTile t = gemm_tile<T>();
+  const int64_t step = is_a ? t.mr : t.nr, edge = is_a ? rows : cols, k = is_a ? cols : rows;
+  const int64_t panels = (edge + step - 1) / step;
+  p.data.assign(panels * step * k, T(0));
+  at::parallel_for(0, panels, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, k)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t q = begin; q < end; ++q) {
+                       T* out = p.data.data() + q * step * k;
+                       const int64_t n = std::min(step, edge - q * step);
+                       for (int64_t l = 0; l < k; ++l)
+                         for (int64_t r = 0; r < n; ++r)
+                           out[l * step + r] = is_a ? at(q * step + r, l) : at(l, q * step + r);
+                     }
+                   });
+  return p;
+}
 
 }  // namespace pyseg::cpu

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/gemm.h"
+#include "common/scratch.h"
 
 namespace pyseg::cpu::CPU_CAPABILITY {
 namespace {
@@ -140,6 +141,46 @@ void pack_b_all(const MatrixView<T>& b, T* out) {
                    });
 }
 
+// Rows of A up to which a GEMM with B row-contiguous and unpacked streams B instead of
+// packing it: each B row is read once for all rows of A (a matrix-vector product, such as a
+// transposed conv on a 1x1 input, is bound by reading B, which packing would triple).
+constexpr int64_t kSkinnyRows = 4;
+
+// C[0:m, j0:j1] for m <= kSkinnyRows, B read in place. The same arithmetic as the packed
+// path, term for term: per k block of kKC, a sum from zero with one FMA per term in k order,
+// then added to C. So the result is bitwise the packed path's.
+template <typename T>
+void skinny_columns(const GemmArgs<T>& g, int64_t j0, int64_t j1) {
+  constexpr int64_t W = Vec<T>::size();
+  const int64_t m = g.m, k = g.k;
+  for (int64_t j = j0; j < j1; j += W) {
+    const int64_t cols = std::min<int64_t>(W, j1 - j);
+    for (int64_t p0 = 0; p0 < k; p0 += kKC) {
+      const int64_t p1 = std::min(k, p0 + kKC);
+      Vec<T> acc[kSkinnyRows];
+      for (int64_t i = 0; i < m; ++i) acc[i] = Vec<T>(T(0));
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* brow = g.b.data + p * g.b.row_stride + j;
+        const Vec<T> bv = cols == W ? Vec<T>::loadu(brow) : Vec<T>::loadu(brow, cols);
+        for (int64_t i = 0; i < m; ++i) {
+          const Vec<T> av(g.a.data[i * g.a.row_stride + p * g.a.col_stride]);
+          acc[i] = at::vec::fmadd(av, bv, acc[i]);
+        }
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        T* d = g.c + i * g.ldc + j;
+        Vec<T> v = acc[i];
+        if (g.accumulate || p0 > 0) v = v + (cols == W ? Vec<T>::loadu(d) : Vec<T>::loadu(d, cols));
+        if (cols == W) {
+          v.store(d);
+        } else {
+          v.store(d, cols);
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void gemm(const GemmArgs<T>& g) {
   constexpr int64_t MR = kMR, NR = kNR<T>;
@@ -150,20 +191,29 @@ void gemm(const GemmArgs<T>& g) {
       for (int64_t i = 0; i < m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + n, T(0));
     return;
   }
+  if (m <= kSkinnyRows && !g.a_packed && !g.b_packed && g.b.col_stride == 1) {
+    const bool parallel = !at::in_parallel_region() && m * n * k >= (int64_t(1) << 18);
+    // Column chunks of whole vectors, so every thread streams its own part of B.
+    constexpr int64_t chunk = 64 * Vec<T>::size();
+    at::parallel_for(0, ceil_div(n, chunk), parallel ? 1 : ceil_div(n, chunk),
+                     [&](int64_t b, int64_t e) {
+                       skinny_columns(g, b * chunk, std::min(n, e * chunk));
+                     });
+    return;
+  }
   const int64_t mp = ceil_div(m, MR), np = ceil_div(n, NR);
   // One operand is packed whole (once); the tasks pack their share of the other.
   const T* ap = g.a_packed;
   const T* bp = g.b_packed;
-  std::vector<T> whole;
   if (!ap && !bp) {
     if (mp * MR <= np * NR) {
-      whole.resize(mp * MR * k);
-      pack_a_all(g.a, whole.data());
-      ap = whole.data();
+      T* whole = thread_scratch<T, 10>(mp * MR * k);
+      pack_a_all(g.a, whole);
+      ap = whole;
     } else {
-      whole.resize(np * NR * k);
-      pack_b_all(g.b, whole.data());
-      bp = whole.data();
+      T* whole = thread_scratch<T, 10>(np * NR * k);
+      pack_b_all(g.b, whole);
+      bp = whole;
     }
   }
   // Tasks: a grid of (M block, N block). Tiling never changes the result, only the speed.
@@ -185,7 +235,6 @@ void gemm(const GemmArgs<T>& g) {
   tm = ceil_div(mp, mb);
   tn = ceil_div(np, nb);
   at::parallel_for(0, tm * tn, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> buf;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t ib = t / tn, jb = t % tn;
       const int64_t i_lo = ib * mb, i_hi = std::min(mp, i_lo + mb);
@@ -195,16 +244,16 @@ void gemm(const GemmArgs<T>& g) {
       if (ap) {
         a_blk = ap + i_lo * MR * k;
       } else {
-        buf.resize((i_hi - i_lo) * MR * k);
-        for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf.data() + (i - i_lo) * MR * k);
-        a_blk = buf.data();
+        T* buf = thread_scratch<T, 11>((i_hi - i_lo) * MR * k);
+        for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf + (i - i_lo) * MR * k);
+        a_blk = buf;
       }
       if (bp) {
         b_blk = bp + j_lo * NR * k;
       } else {
-        buf.resize((j_hi - j_lo) * NR * k);
-        for (int64_t j = j_lo; j < j_hi; ++j) pack_b_panel(g.b, j * NR, buf.data() + (j - j_lo) * NR * k);
-        b_blk = buf.data();
+        T* buf = thread_scratch<T, 11>((j_hi - j_lo) * NR * k);
+        for (int64_t j = j_lo; j < j_hi; ++j) pack_b_panel(g.b, j * NR, buf + (j - j_lo) * NR * k);
+        b_blk = buf;
       }
       // BLIS loop order: k in blocks of kKC (a B micro-panel of kKC x NR stays in L1); the
       // operand the task packed is walked panel by panel against a block of the other

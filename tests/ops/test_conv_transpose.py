@@ -327,11 +327,15 @@ def test_docstring_examples():
 # --- CPU: the GEMM-based kernels, their capability variants and layouts -------------------
 
 
-# Inputs much smaller than the kernel's reach: the CPU's scatter form (forward_scatter).
+# The CPU's scatter form (forward_scatter): inputs much smaller than the kernel's reach, and
+# layers of 16 or more phases with few multiply-adds each (FCN's upsampling).
 SCATTER_CASES = [
     (2, 4, 6, 2, 1, 5, 2, 1, 1, 2, 2, True),
     (3, 5, 2, 1, 1, 7, 1, 0, 0, 1, 1, False),
     (1, 2, 3, 1, 2, (4, 6), (1, 3), (0, 2), (0, 1), 1, (1, 2), True),
+    (2, 3, 3, 5, 5, 64, 32, 0, 0, 1, 1, False),  # fcn32s: 32 x 32 phases
+    (1, 4, 6, 3, 4, (9, 12), (4, 6), (2, 3), (1, 5), 2, 1, True),  # 24 phases, padded
+    (1, 2, 3, 3, 3, (8, 5), (4, 4), (1, 0), (0, 1), 1, (1, 2), True),  # dilated columns
 ]
 
 

@@ -71,6 +71,30 @@ def test_transposes_strides_accumulate(cpu_capability, dtype, pack):
     torch.testing.assert_close(out.double(), base[:, :n].double() + reference(a_t, b_s), **tol(dtype, k))
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_few_rows_round_like_many(cpu_capability, dtype):
+    # Up to 4 rows of A stream B instead of packing it (a matrix-vector product is bound by
+    # reading B); every element must still be bitwise what the packed path gives, which is
+    # the same element of a product with many rows. k = 600 spans three k blocks, n = 1100
+    # gives a partial vector at the edge and more than one column chunk.
+    g = torch.Generator().manual_seed(4)
+    k, n = 600, 1100
+    a_many = torch.randn(20, k, generator=g, dtype=dtype)
+    b = torch.randn(k, n, generator=g, dtype=dtype)
+    many = gemm(a_many, b)
+    base = torch.randn(20, n, generator=g, dtype=dtype)
+    many_acc = base.clone()
+    gemm(a_many, b, out=many_acc, accumulate=True)
+    a_t = a_many.t().contiguous().t()  # column-major A: strided reads of its rows
+    for m in (1, 2, 3, 4, 5):
+        for a in (a_many[:m], a_t[:m]):
+            assert torch.equal(gemm(a, b), many[:m]), (m, a.stride())
+            out = base[:m].clone()
+            gemm(a, b, out=out, accumulate=True)
+            assert torch.equal(out, many_acc[:m]), m
+    torch.testing.assert_close(many.double(), reference(a_many, b), **tol(dtype, k))
+
 def test_empty_and_k0():
     a, b = torch.randn(5, 0), torch.randn(0, 6)
     out = torch.full((5, 6), 3.0)

@@ -248,6 +248,27 @@ def test_backward_repeatable_cpu():
         assert torch.equal(a, b)
 
 
+
+def test_cpu_backward_independent_of_thread_count():
+    # Many tiles per image (64 channels x 9 taps), so that chunks share images: every
+    # gradient must round the same way on 1, 2 and 3 threads (the chunk count is fixed).
+    args = _case(2, 64, 8, 40, 41, 3, 3, og=2, pad=(1, 1), dtype=torch.float32)
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            ins = {k: (v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+                   for k, v in args.items()}
+            out = deform_conv2d(**ins)
+            out.square().sum().backward()
+            grads.append([out] + [ins[k].grad for k in ("input", "offset", "weight", "mask")])
+    finally:
+        torch.set_num_threads(threads)
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            assert torch.equal(a, b)
+
 # Edge tiles of the CUDA path's tiled GEMM (64 x 64 outputs, 16-deep k slices, see
 # csrc/common/gemm_kernels.cuh): M, N and K are not multiples of the tile, and with two
 # groups every problem of the batched launch starts mid-tensor.

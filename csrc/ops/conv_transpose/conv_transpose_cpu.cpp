@@ -43,6 +43,7 @@
 
 #include "common/cpu_capability.h"
 #include "common/gemm.h"
+#include "common/scratch.h"
 #include "ops/conv_transpose/conv_transpose.h"
 
 namespace pyseg::conv_transpose {
@@ -55,6 +56,9 @@ using cpu::PackedMatrix;
 constexpr int64_t kWeightChunks = 8;
 // Fewest GEMM columns (pixels) a tile gets when it can: narrower GEMMs waste the micro-kernel.
 constexpr int64_t kMinColumns = 256;
+// Multiply-adds per phase below which the phases' set-up outweighs their GEMMs (measured on
+// FCN's upsampling layers: 64 phases of 52K multiply-adds run 1.7x slower than the scatter form).
+constexpr double kSmallPhaseMacs = 1 << 17;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -146,18 +150,35 @@ double scatter_macs(const Params& p) {
   return double(p.in_h) * p.in_w * p.kernel_h * p.kernel_w;
 }
 
+// The scatter form (below) instead of the phases: when the phases would mostly multiply zeros
+// (inputs much smaller than the kernel), or when each phase's GEMM is too small for the GEMM
+// to pay for itself (the per-phase set-up then dominates), as long as its column matrix
+// (pixels x taps x channels) stays within 2^26 elements.
+bool use_scatter_form(const Params& p) {
+  const double scatter = scatter_macs(p), phase = phase_macs(p);
+  if (scatter * p.batch * p.out_per_group > double(1 << 26)) return false;
+  if (phase > 4 * scatter) return true;
+  const double phases = double(std::min(p.stride_h, p.out_h)) * std::min(p.stride_w, p.out_w);
+  const double per_phase = phase * p.batch * p.in_per_group * p.out_per_group / phases;
+  return phases >= 16 && per_phase < kSmallPhaseMacs;
+}
+
 // The scatter form, for inputs much smaller than the kernel's reach (DeconvNet's 7x7
-// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside):
+// 'fc6-deconv' on a 1x1 input, where a phase would gather 49 taps of which one is inside),
+// and for layers whose phases are too small to feed a GEMM (FCN's 64x64 stride-32
+// upsampling of 3 to 21 classes: 1024 phases of a few thousand multiply-adds each):
 //     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
-// one GEMM over the whole batch reading the weight once as stored, then each output gathers
-// its taps in a fixed order (kh, kw): deterministic, no atomics.
+// one GEMM over the whole batch reading the weight once as stored, then each output row
+// gathers its taps in a fixed order (below): deterministic, no atomics.
 template <typename T>
 void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
   const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
-  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, K = Cog * kHW;
+  const int64_t kW = p.kernel_w, kHW = p.kernel_h * kW, K = Cog * kHW;
   const int64_t NP = p.batch * H * W;
+  const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
+  const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
   std::vector<T> xt(NP * Cig), cols(NP * K);
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t q = 0; q < NP; ++q) {
@@ -165,29 +186,58 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
       for (int64_t ci = 0; ci < Cig; ++ci)
         xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
     }
+    // The weight as stored (it can be large: DeconvNet's fc6-deconv holds 411 MB).
     cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
                  cols.data(), K);
+    // Output row (n, oh) sums only the tap rows of its phase (oh % stride), in kh order,
+    // after the bias. Within a tap row, input column iw adds its taps kw to outputs
+    // ow = iw * stride - pad + kw * dilation: with dilation 1 a contiguous run of kW values per
+    // channel, in iw order; otherwise each w-phase adds its taps in kw order.
     at::parallel_for(0, p.batch * Ho, 1, [&](int64_t b, int64_t e) {
-      std::vector<T> acc(Cog);
+      std::vector<T> acc(Cog * Wo);  // (co, ow)
       for (int64_t row = b; row < e; ++row) {
-        const int64_t n = row / Ho, oh = row % Ho;
-        for (int64_t ow = 0; ow < Wo; ++ow) {
-          for (int64_t co = 0; co < Cog; ++co) acc[co] = bd ? bd[g * Cog + co] : T(0);
-          for (int64_t kh = 0; kh < kH; ++kh) {
-            const int64_t th = oh + p.pad_h - kh * p.dil_h;
-            if (th < 0 || th % p.stride_h != 0 || th / p.stride_h >= H) continue;
-            for (int64_t kw = 0; kw < kW; ++kw) {
-              const int64_t tw = ow + p.pad_w - kw * p.dil_w;
-              if (tw < 0 || tw % p.stride_w != 0 || tw / p.stride_w >= W) continue;
-              const T* c = cols.data() + ((n * H + th / p.stride_h) * W + tw / p.stride_w) * K +
-                           kh * kW + kw;
-              for (int64_t co = 0; co < Cog; ++co) acc[co] += c[co * kHW];
+        const int64_t n = row / Ho, oh = row % Ho, jh = oh / p.stride_h;
+        const AxisPhase& ah = hp[oh % p.stride_h];
+        for (int64_t co = 0; co < Cog; ++co)
+          std::fill(acc.data() + co * Wo, acc.data() + (co + 1) * Wo, bd ? bd[g * Cog + co] : T(0));
+        for (size_t th = 0; th < ah.k.size(); ++th) {
+          const int64_t ih = jh + ah.off[th];
+          if (ih < 0 || ih >= H) continue;
+          // cols[(n, ih, iw)][co][kh][kw]
+          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW;
+          if (p.dil_w == 1) {
+            for (int64_t iw = 0; iw < W; ++iw) {
+              const int64_t ow0 = iw * p.stride_w - p.pad_w;
+              const int64_t k_lo = std::max<int64_t>(0, -ow0), k_hi = std::min<int64_t>(kW, Wo - ow0);
+              for (int64_t co = 0; co < Cog; ++co) {
+                const T* src = cols_row + iw * K + co * kHW;
+                T* d = acc.data() + co * Wo + ow0;
+                for (int64_t k = k_lo; k < k_hi; ++k) d[k] += src[k];
+              }
+            }
+            continue;
+          }
+          for (const AxisPhase& aw : wp) {
+            for (size_t tw = 0; tw < aw.k.size(); ++tw) {
+              // Outputs jw of this phase read input column iw = jw + off, when inside.
+              const int64_t off = aw.off[tw];
+              const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(aw.count, W - off);
+              const T* c = cols_row + off * K + aw.k[tw];
+              for (int64_t co = 0; co < Cog; ++co) {
+                T* d = acc.data() + co * Wo + aw.phase;
+                for (int64_t jw = lo; jw < hi; ++jw) d[p.stride_w * jw] += c[jw * K + co * kHW];
+              }
             }
           }
-          for (int64_t co = 0; co < Cog; ++co) {
-            const int64_t c = g * Cog + co;
-            yd[cl ? ((n * Ho + oh) * Wo + ow) * Cout + c : ((n * Cout + c) * Ho + oh) * Wo + ow] = acc[co];
-          }
+        }
+        if (cl) {
+          T* y_row = yd + (n * Ho + oh) * Wo * Cout + g * Cog;
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            for (int64_t co = 0; co < Cog; ++co) y_row[ow * Cout + co] = acc[co * Wo + ow];
+        } else {
+          for (int64_t co = 0; co < Cog; ++co)
+            std::memcpy(yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo, acc.data() + co * Wo,
+                        Wo * sizeof(T));
         }
       }
     });
@@ -206,37 +256,38 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
     const AxisPhase* h;
     const AxisPhase* w;
     int64_t taps_h, taps_w, K, rows, tiles;
-    std::vector<T> weight;                 // per group: NCHW Cog x K, NHWC K x Cog
-    std::vector<PackedMatrix<T>> packed;   // per group
+    std::vector<PackedMatrix<T>> packed;   // per group: NCHW A = Cog x K, NHWC B = K x Cog
   };
   std::vector<Phase> phases;
   bool tapless = false;
   for (const AxisPhase& ah : hp) {
     for (const AxisPhase& aw : wp) {
-      Phase f{&ah, &aw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}, {}};
+      Phase f{&ah, &aw, (int64_t)ah.k.size(), (int64_t)aw.k.size(), 0, 0, 0, {}};
       f.K = Cig * f.taps_h * f.taps_w;
       if (f.K == 0) {  // no tap reaches this phase (e.g. kernel 1, stride 2): bias only
         tapless = true;
         continue;
       }
-      f.weight.resize(G * Cog * f.K);
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t co = 0; co < Cog; ++co)
-          for (int64_t ci = 0; ci < Cig; ++ci)
-            for (int64_t th = 0; th < f.taps_h; ++th)
-              for (int64_t tw = 0; tw < f.taps_w; ++tw) {
-                const T v = wd[((g * Cig + ci) * Cog + co) * kHW + ah.k[th] * p.kernel_w + aw.k[tw]];
-                const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
-                if (cl) {
-                  f.weight[g * Cog * f.K + kk * Cog + co] = v;
-                } else {
-                  f.weight[(g * Cog + co) * f.K + kk] = v;
-                }
-              }
+      // Weight element of GEMM row/column kk: NCHW kk = (ci, th, tw), NHWC kk = (th, tw, ci);
+      // w[ci][co][kh][kw] = w_g[co * kHW + src[kk]].
+      std::vector<int64_t> src(f.K);
+      for (int64_t ci = 0; ci < Cig; ++ci)
+        for (int64_t th = 0; th < f.taps_h; ++th)
+          for (int64_t tw = 0; tw < f.taps_w; ++tw) {
+            const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
+            src[kk] = ci * Cog * kHW + ah.k[th] * p.kernel_w + aw.k[tw];
+          }
       for (int64_t g = 0; g < G; ++g) {
-        const T* wg = f.weight.data() + g * Cog * f.K;
-        f.packed.push_back(cl ? cpu::pack_b(MatrixView<T>(wg, f.K, Cog, Cog))
-                              : cpu::pack_a(MatrixView<T>(wg, Cog, f.K, f.K)));
+        const T* wg = wd + g * Cig * Cog * kHW;
+        if (cl) {  // B = K x Cog
+          f.packed.push_back(cpu::pack_with<T>(f.K, Cog, false, [&](int64_t kk, int64_t co) {
+            return wg[co * kHW + src[kk]];
+          }));
+        } else {  // A = Cog x K
+          f.packed.push_back(cpu::pack_with<T>(Cog, f.K, true, [&](int64_t co, int64_t kk) {
+            return wg[co * kHW + src[kk]];
+          }));
+        }
       }
       phases.push_back(std::move(f));
     }
@@ -263,7 +314,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
     const AxisPhase &ah = *f.h, &aw = *f.w;
     const int64_t g = tk.group, K = f.K, Jw = aw.count, count = ah.count;
     const int64_t rows = std::min(f.rows, p.batch * count - tk.row0), Jt = rows * Jw;
-    std::vector<T> col(K * Jt);
+    T* col = cpu::thread_scratch<T, 0>(K * Jt);
     // Gather. Tile row r is phase row (n, jh) = divmod(row0 + r, count); output column jw of
     // tap (th, tw) reads x[n, jh + off_h, jw + off_w] (0 outside the input).
     for (int64_t r = 0; r < rows; ++r) {
@@ -278,7 +329,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
           if (cl) {
             // col[(r, jw)][(th, tw, ci)]: a run of Cig channels per pixel.
             const int64_t kk = (th * f.taps_w + tw) * Cig;
-            T* d = col.data() + r * Jw * K + kk;
+            T* d = col + r * Jw * K + kk;
             const T* s = xd + ((n * H + ih) * W + offw) * Cin + g * Cig;
             for (int64_t jw = 0; jw < Jw; ++jw) {
               if (jw >= lo && jw < hi) {
@@ -290,7 +341,7 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
           } else {
             for (int64_t ci = 0; ci < Cig; ++ci) {
               const int64_t kk = (ci * f.taps_h + th) * f.taps_w + tw;
-              T* d = col.data() + kk * Jt + r * Jw;
+              T* d = col + kk * Jt + r * Jw;
               std::fill(d, d + lo, T(0));
               if (hi > lo)
                 std::memcpy(d + lo, xd + ((n * Cin + g * Cig + ci) * H + ih) * W + lo + offw,
@@ -307,13 +358,13 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       const int64_t oh0 = tk.row0 % count;
       if (cl) {
         T* c = yd + ((n0 * Ho + oh0) * Wo) * Cout + g * Cog;
-        cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], c, Cout);
+        cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), f.packed[g], c, Cout);
         if (bd)
           for (int64_t j = 0; j < Jt; ++j)
             for (int64_t co = 0; co < Cog; ++co) c[j * Cout + co] += bd[g * Cog + co];
       } else {
         T* c = yd + (n0 * Cout + g * Cog) * Ho * Wo + oh0 * Wo;
-        cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), c, Ho * Wo);
+        cpu::gemm<T>(f.packed[g], MatrixView<T>(col, K, Jt, Jt), c, Ho * Wo);
         if (bd)
           for (int64_t co = 0; co < Cog; ++co) {
             const T b = bd[g * Cog + co];
@@ -323,11 +374,11 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       }
       return;
     }
-    std::vector<T> out(Cog * Jt);
+    T* out = cpu::thread_scratch<T, 1>(Cog * Jt);
     if (cl) {
-      cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), f.packed[g], out.data(), Cog);
+      cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), f.packed[g], out, Cog);
     } else {
-      cpu::gemm<T>(f.packed[g], MatrixView<T>(col.data(), K, Jt, Jt), out.data(), Jt);
+      cpu::gemm<T>(f.packed[g], MatrixView<T>(col, K, Jt, Jt), out, Jt);
     }
     // Scatter the phase's outputs into their strided places.
     for (int64_t r = 0; r < rows; ++r) {
@@ -336,14 +387,14 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
       if (cl) {
         for (int64_t jw = 0; jw < Jw; ++jw) {
           T* d = yd + ((n * Ho + oh) * Wo + aw.phase + p.stride_w * jw) * Cout + g * Cog;
-          const T* s = out.data() + (r * Jw + jw) * Cog;
+          const T* s = out + (r * Jw + jw) * Cog;
           for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + (bd ? bd[g * Cog + co] : T(0));
         }
       } else {
         for (int64_t co = 0; co < Cog; ++co) {
           const T b = bd ? bd[g * Cog + co] : T(0);
           T* d = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + aw.phase;
-          const T* s = out.data() + co * Jt + r * Jw;
+          const T* s = out + co * Jt + r * Jw;
           for (int64_t jw = 0; jw < Jw; ++jw) d[jw * p.stride_w] = s[jw] + b;
         }
       }
@@ -409,10 +460,9 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   run_tasks(G * chunks, [&](int64_t unit) {
     const int64_t g = unit / chunks, c = unit % chunks;
     const int64_t t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks;
-    std::vector<T> col, tmp;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t row0 = tile_rows[t].first, nrows = tile_rows[t].second, Jt = nrows * W;
-      col.resize(K * Jt);
+      T* col = cpu::thread_scratch<T, 2>(K * Jt);
       // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
       // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
       for (int64_t r = 0; r < nrows; ++r) {
@@ -424,7 +474,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
             const int64_t base_w = kw * p.dil_w - p.pad_w;
             if (cl) {
-              T* d = col.data() + r * W * K + (kh * kW + kw) * Cog;
+              T* d = col + r * W * K + (kh * kW + kw) * Cog;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
               for (int64_t iw = 0; iw < W; ++iw) {
                 if (iw >= lo && iw < hi) {
@@ -435,7 +485,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
               }
             } else {
               for (int64_t co = 0; co < Cog; ++co) {
-                T* d = col.data() + ((co * kH + kh) * kW + kw) * Jt + r * W;
+                T* d = col + ((co * kH + kh) * kW + kw) * Jt + r * W;
                 const T* s = gyd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base_w;
                 std::fill(d, d + lo, T(0));
                 if (p.stride_w == 1) {
@@ -453,19 +503,19 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
       const bool one_image = n0 == n_last;
       if (need_gx) {
         if (cl) {
-          cpu::gemm<T>(MatrixView<T>(col.data(), Jt, K, K), wpack[g],
+          cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), wpack[g],
                        gxd + row0 * W * Cin + g * Cig, Cin);
         } else if (one_image) {
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt),
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt),
                        gxd + ((n0 * Cin + g * Cig) * H + ih0) * W, H * W);
         } else {
           // Whole images (a tile only crosses images when it holds whole ones).
-          tmp.resize(Cig * Jt);
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col.data(), K, Jt, Jt), tmp.data(), Jt);
+          T* tmp = cpu::thread_scratch<T, 3>(Cig * Jt);
+          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt), tmp, Jt);
           for (int64_t n = n0; n <= n_last; ++n)
             for (int64_t ci = 0; ci < Cig; ++ci)
               std::memcpy(gxd + (n * Cin + g * Cig + ci) * H * W,
-                          tmp.data() + ci * Jt + (n - n0) * H * W, H * W * sizeof(T));
+                          tmp + ci * Jt + (n - n0) * H * W, H * W * sizeof(T));
         }
       }
       if (need_gw) {
@@ -473,7 +523,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         if (cl) {
           // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (kh, kw, co)).
           cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
-                       MatrixView<T>(col.data(), Jt, K, K), acc, K, true);
+                       MatrixView<T>(col, Jt, K, K), acc, K, true);
         } else {
           const T* xs;
           int64_t ld;
@@ -481,15 +531,15 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             xs = xd + ((n0 * Cin + g * Cig) * H + ih0) * W;
             ld = H * W;
           } else {
-            tmp.resize(Cig * Jt);
+            T* tmp = cpu::thread_scratch<T, 3>(Cig * Jt);
             for (int64_t n = n0; n <= n_last; ++n)
               for (int64_t ci = 0; ci < Cig; ++ci)
-                std::memcpy(tmp.data() + ci * Jt + (n - n0) * H * W,
+                std::memcpy(tmp + ci * Jt + (n - n0) * H * W,
                             xd + (n * Cin + g * Cig + ci) * H * W, H * W * sizeof(T));
-            xs = tmp.data();
+            xs = tmp;
             ld = Jt;
           }
-          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col.data(), K, Jt, Jt).transposed(),
+          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col, K, Jt, Jt).transposed(),
                        acc, K, true);
         }
       }
@@ -567,9 +617,7 @@ at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weigh
       y.zero_();
       if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
     } else {
-      // The scatter form when the phases would mostly multiply zeros (tiny inputs).
-      const bool scatter = phase_macs(p) > 4 * scatter_macs(p) &&
-                           scatter_macs(p) * p.batch * p.out_per_group <= double(1 << 26);
+      const bool scatter = use_scatter_form(p);
       AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d", [&] {
         (scatter ? forward_scatter<scalar_t> : forward<scalar_t>)(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                           b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,

@@ -9,7 +9,8 @@
 // at::parallel_for, so batch 1 and prime batch sizes use every thread, and no buffer larger
 // than a tile is allocated in the forward pass.
 //
-// Backward runs the same tasks in B contiguous chunks (B = threads). A chunk recomputes the
+// Backward runs the same tasks in kBackwardChunks contiguous chunks (a constant, not the
+// thread count, so that the sums below round the same way on any machine). A chunk recomputes the
 // tile's columns, forms the column gradient W^T * grad with the GEMM, accumulates its private
 // weight gradient and, in one pass over the column gradient, scatters into the input gradient
 // and gathers the offset and mask gradients (which the tile owns outright). Input-gradient
@@ -229,6 +230,10 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& weight, const at::Ten
   });
 }
 
+// Chunks of the backward's tasks, each with private sums reduced in a fixed order: enough for
+// the threads of a usual CPU, few enough that the private weight gradients stay small.
+constexpr int64_t kBackwardChunks = 8;
+
 template <typename T>
 void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
                      const at::Tensor& offset, const at::Tensor& mask, at::Tensor& grad_input,
@@ -242,7 +247,7 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
   const int64_t tile = tile_pixels(s, sizeof(T));
   const int64_t tiles = (P + tile - 1) / tile;
   const int64_t tasks = s.batch * tiles;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(tasks, at::get_num_threads()));
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(tasks, kBackwardChunks));
   // Per group, W_g^T (CgK x Og) packed once for the column gradient.
   std::vector<cpu::PackedMatrix<T>> wt_packed;
   for (int64_t wg = 0; wg < G; ++wg)
