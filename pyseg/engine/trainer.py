@@ -761,7 +761,13 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset |
     check_config(cfg)
     started_dist = _maybe_init_distributed(cfg.device)
     try:
-        return _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet, plots)
+        result = _train(cfg, model, train_set, val_set, class_names, on_epoch_end, quiet, plots)
+        if started_dist:
+            # Rank 0 may still be writing its files: no rank tears its connections down while
+            # another still uses the group (only on success: after an error a barrier could wait
+            # for a rank that is gone).
+            dist.barrier()
+        return result
     finally:
         if started_dist and dist.is_initialized():
             dist.destroy_process_group()

@@ -86,6 +86,8 @@ def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save({"results": results, "state": net.module.state_dict()},
                        Path(out) / "eval.pt")
+        dist.barrier()  # neither rank closes its connections while the other still uses them
+        del net  # the DDP wrapper's reducer goes before its process group
     finally:
         dist.destroy_process_group()
 
