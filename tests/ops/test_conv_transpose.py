@@ -394,6 +394,25 @@ def test_zoo_layer_shapes(layout, case):
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3 * e.abs().max().item())
 
 
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_cpu_bias_gradient_of_cancelling_terms_is_exact(layout):
+    # A bias followed by batch norm gets a gradient whose terms cancel (true value ~0): the
+    # float32 result must be the exact sum rounded once, not a float sum's rounding residue.
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 50, 50, generator=g)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(3, 4, 3, 3, generator=g)
+    bias = torch.zeros(4, requires_grad=True)
+    y = conv_transpose2d(x, weight, bias, stride=2)
+    gy = torch.randn(y.shape, generator=g)
+    gy = gy - gy.double().mean((0, 2, 3), keepdim=True).float()  # per channel: sums near zero
+    (got,) = torch.autograd.grad(y, bias, gy.contiguous(memory_format=torch.channels_last)
+                                 if layout == "nhwc" else gy)
+    exact = gy.double().sum((0, 2, 3))  # float32 terms summed in float64: exact to ~1e-16
+    assert (got.double() - exact).abs().max() <= 1e-6 * exact.abs().max() + 1e-30
+
 def test_cpu_backward_independent_of_thread_count():
     x, weight, bias, kw = _make(ZOO[6], "cpu", dtype=torch.float32)
     results = []

@@ -566,7 +566,9 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
 
 template <typename T>
 void bias_grad(const Params& p, const T* g, T* out, bool cl) {
-  using acc_t = at::opmath_type<T>;
+  // Summed in double: a bias followed by batch norm has a true gradient of zero, and a float
+  // sum of its many cancelling terms would leave a rounding residue far above torch's.
+  using acc_t = double;
   const int64_t plane = p.out_h * p.out_w, C = p.out_channels;
   at::parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
