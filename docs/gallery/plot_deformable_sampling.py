@@ -19,6 +19,9 @@ import torch.nn.functional as F
 import pyseg
 
 torch.manual_seed(0)
+# Tensors this small gain nothing from more threads, and on a busy machine each parallel
+# region waits for the scheduler: one thread is several times faster here.
+torch.set_num_threads(1)
 SHIFT = 3
 
 

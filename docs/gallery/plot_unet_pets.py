@@ -19,6 +19,9 @@ from pyseg.engine.metrics import segmentation_metrics
 from pyseg.palette import colorize_mask
 
 torch.manual_seed(0)
+# Tensors this small gain nothing from more threads, and on a busy machine each parallel
+# region waits for the scheduler: one thread is several times faster here.
+torch.set_num_threads(1)
 
 
 def load(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +37,7 @@ val_x, val_y = load("val", 32)
 model = pyseg.create_model("unet", num_classes=3, base_channels=8, depth=2)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 losses = []
-for step in range(80):
+for step in range(150):
     batch = torch.randint(0, len(train_x), (8,))
     loss = F.cross_entropy(model(train_x[batch]), train_y[batch])
     optimizer.zero_grad()
@@ -72,6 +75,6 @@ for ax, label in zip(axes[:, 0], ("image", "trimap", "prediction")):
 for ax in axes.flatten():
     ax.set_xticks([])
     ax.set_yticks([])
-fig.suptitle(f"U-Net, 80 steps: validation mIoU {scores['miou']:.2f}", fontsize=10)
+fig.suptitle(f"U-Net, 150 steps: validation mIoU {scores['miou']:.2f}", fontsize=10)
 fig.tight_layout()
 plt.show()
