@@ -54,11 +54,11 @@ assert torch.allclose(resize_conv[0, 0, 1:-1, 1:-1], torch.ones(14, 14, dtype=to
 # %%
 # Side by side (the border rows and columns, where fewer inputs reach, are cut off).
 
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
 for ax, (t, title) in zip(axes, (
-    (inner3, "transposed conv, kernel 3, stride 2"),
-    (deconv4[0, 0, 2:-2, 2:-2], "transposed conv, kernel 4, stride 2"),
-    (resize_conv[0, 0, 1:-1, 1:-1], "nearest resize, then 3x3 conv"),
+    (inner3, "transposed conv\nkernel 3, stride 2: 1, 2, 4"),
+    (deconv4[0, 0, 2:-2, 2:-2], "transposed conv\nkernel 4, stride 2: all 4"),
+    (resize_conv[0, 0, 1:-1, 1:-1], "nearest resize, then 3x3 mean\nall 1 (9 taps / 9)"),
 )):
     im = ax.imshow(t.numpy(), cmap="viridis", vmin=0, vmax=4)
     ax.set_title(title, fontsize=9)

@@ -51,7 +51,7 @@ assert torch.allclose(x.grad.flatten(), C.T @ g.flatten())
 # that several outputs share.
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 5), gridspec_kw={"width_ratios": [16, 4]})
-for ax, m, title in ((axes[0], C, "C (conv2d, 4 x 16)"), (axes[1], C.T, "Cᵀ (conv_transpose2d, 16 x 4)")):
+for ax, m, title in ((axes[0], C, "C: conv2d (4 x 16)"), (axes[1], C.T, "Cᵀ: conv_transpose2d\n(16 x 4)")):
     ax.imshow(m.numpy(), cmap="Blues", vmin=0, vmax=10)
     for (r, c), v in zip(torch.nonzero(m).tolist(), m[m != 0].tolist()):
         ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=8)
