@@ -63,7 +63,8 @@ assert scores["miou"] > baseline["miou"] + 0.1
 assert scores["iou"]["foreground"] > 0.3
 
 # %%
-# Held-out images, their true trimaps and the predictions.
+# Held-out images, their true trimaps and the predictions, in the VOC colors: black the
+# animal (class 0), dark red the background (1), green the contour band (2).
 
 fig, axes = plt.subplots(3, 6, figsize=(11, 5.6))
 for j in range(6):
