@@ -27,7 +27,18 @@ IGNORE_INDEX = 255
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
-    """``uint8[n, 3]``: the first ``n`` colors of the PASCAL VOC colormap (``0 <= n <= 256``)."""
+    """``uint8[n, 3]``: the first ``n`` colors of the PASCAL VOC colormap.
+
+    Raises ``ValueError`` unless ``0 <= n <= 256``.
+
+    Example::
+
+        >>> from pyseg.palette import voc_palette
+        >>> voc_palette(4).tolist()
+        [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
+        >>> voc_palette()[255].tolist()     # the ignore label: VOC's cream
+        [224, 224, 192]
+    """
     if not 0 <= n <= 256:
         raise ValueError(f"n must be in [0, 256], got {n}")
     index = np.arange(n)
@@ -76,7 +87,18 @@ def palette_array(palette: Any) -> np.ndarray:
 
 def colorize_mask(mask: Any, palette: Any = None) -> np.ndarray:
     """``uint8[H, W, 3]``: each class index of ``mask`` replaced by its palette color
-    (default: :data:`VOC_PALETTE`, where 255 is the ignore color)."""
+    (default: :data:`VOC_PALETTE`, where 255 is the ignore color).
+
+    ``mask`` is a 2-D array or tensor of class indices. Raises ``ValueError`` for a class the
+    palette has no color for.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from pyseg.palette import colorize_mask
+        >>> colorize_mask(np.array([[0, 1], [2, 255]])).tolist()
+        [[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [224, 224, 192]]]
+    """
     arr = index_array(mask)
     pal = palette_array(palette)
     if arr.size and arr.max() >= len(pal):

@@ -31,7 +31,14 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     ``pred`` and ``target`` are integer class indices of the same shape (e.g. ``(N, H, W)``:
     ``logits.argmax(1)`` and the labels). Pixels whose target is ``ignore_index`` are left
     out; any other target, and any prediction at a counted pixel, must lie in
-    ``[0, num_classes)`` (``ValueError`` otherwise).
+    ``[0, num_classes)`` (``ValueError`` otherwise; ``TypeError`` for floating tensors).
+
+    Example: one pixel of class 1 predicted as 0, and one ignored pixel::
+
+        >>> from pyseg.engine.metrics import confusion_matrix
+        >>> confusion_matrix(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 255]), 2)
+        tensor([[1, 0],
+                [1, 1]])
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")

@@ -19,7 +19,24 @@ __all__ = ["DeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack"]
 
 class DeformConv2d(nn.Module):
     """Drop-in for :class:`torchvision.ops.DeformConv2d`: same arguments, parameters
-    (``weight``, ``bias``) and ``state_dict`` keys; ``forward(input, offset, mask=None)``."""
+    (``weight``, ``bias``) and ``state_dict`` keys; ``forward(input, offset, mask=None)``.
+
+    ``offset`` is ``(N, 2 * offset_groups * kH * kW, H_out, W_out)`` (a ``(dy, dx)`` pair per
+    kernel tap), ``mask`` (v2) ``(N, offset_groups * kH * kW, H_out, W_out)``; see
+    :func:`pyseg.ops.deform_conv2d`. Raises ``ValueError`` when ``in_channels`` or
+    ``out_channels`` is not divisible by ``groups``.
+
+    Example: with zero offsets it is a plain convolution::
+
+        >>> m = pyseg.nn.DeformConv2d(2, 4, 3, padding=1)
+        >>> x = torch.randn(1, 2, 8, 8)
+        >>> y = m(x, torch.zeros(1, 2 * 3 * 3, 8, 8))
+        >>> y.shape
+        torch.Size([1, 4, 8, 8])
+        >>> torch.allclose(y, torch.nn.functional.conv2d(x, m.weight, m.bias, padding=1),
+        ...                atol=1e-5)
+        True
+    """
 
     def __init__(
         self,
@@ -83,7 +100,20 @@ class DeformConv2d(nn.Module):
 class DeformConv2dPack(DeformConv2d):
     """Deformable convolution v1 that predicts its offsets from the input with a regular
     convolution (``conv_offset``, same kernel, stride, padding and dilation) initialised to
-    zero, so training starts from a plain convolution. ``forward(input)``."""
+    zero, so training starts from a plain convolution. ``forward(input)``.
+
+    Takes the arguments of :class:`DeformConv2d` and ``deform_groups`` (offset groups).
+
+    Example: untrained, it equals the convolution with its weight::
+
+        >>> m = pyseg.nn.DeformConv2dPack(3, 8, 3, padding=1)
+        >>> x = torch.randn(2, 3, 16, 16)
+        >>> m.conv_offset(x).shape      # (dy, dx) for each of the 9 taps, per pixel
+        torch.Size([2, 18, 16, 16])
+        >>> torch.allclose(m(x), torch.nn.functional.conv2d(x, m.weight, m.bias, padding=1),
+        ...                atol=1e-5)
+        True
+    """
 
     def __init__(self, *args: Any, deform_groups: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,7 +142,18 @@ class DeformConv2dPack(DeformConv2d):
 
 class ModulatedDeformConv2dPack(DeformConv2dPack):
     """Deformable convolution v2: ``conv_offset`` predicts offsets and a mask logit per
-    sample (the mask is its sigmoid, 0.5 at initialisation). ``forward(input)``."""
+    sample (the mask is its sigmoid, 0.5 at initialisation). ``forward(input)``.
+
+    Example: untrained, every sample is weighted by the mask's 0.5::
+
+        >>> m = pyseg.nn.ModulatedDeformConv2dPack(3, 8, 3, padding=1, bias=False)
+        >>> x = torch.randn(2, 3, 16, 16)
+        >>> m.conv_offset(x).shape      # 18 offsets and 9 mask logits per pixel
+        torch.Size([2, 27, 16, 16])
+        >>> torch.allclose(m(x), 0.5 * torch.nn.functional.conv2d(x, m.weight, padding=1),
+        ...                atol=1e-5)
+        True
+    """
 
     @staticmethod
     def _offset_channels(samples: int) -> int:

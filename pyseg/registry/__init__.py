@@ -118,13 +118,34 @@ def _lookup(cls: type[_S], name: str) -> _S:
 
 def list_architectures(task: str | None = None) -> list[str]:
     """The names of every registered architecture, sorted; ``task`` keeps those of one task
-    (``"segmentation"`` or ``"classification"``)."""
+    (``"segmentation"`` or ``"classification"``).
+
+    Example::
+
+        >>> "unet" in pyseg.list_architectures(task="segmentation")
+        True
+        >>> "unet" in pyseg.list_architectures(task="classification")
+        False
+    """
     return _names(Architecture, task)
 
 
 def get_architecture(name: str) -> Architecture:
-    """The :class:`Architecture` called ``name`` (:class:`UnknownNameError` lists the
-    valid names otherwise)."""
+    """The :class:`Architecture` called ``name``.
+
+    Raises :class:`UnknownNameError` (a ``KeyError``), which lists the valid names, for any
+    other name.
+
+    Example::
+
+        >>> sorted(pyseg.get_architecture("unet").tasks)
+        ['segmentation']
+        >>> try:
+        ...     pyseg.get_architecture("unet2")
+        ... except KeyError as e:
+        ...     print(e.args[0].split(" Valid")[0])
+        unknown architecture 'unet2'. Did you mean 'unet'?
+    """
     return _lookup(Architecture, name)
 
 
@@ -155,7 +176,17 @@ def list_interpreters(task: str | None = None) -> list[str]:
 
 
 def get_interpreter(name: str) -> Interpreter:
-    """The :class:`Interpreter` called ``name`` (callable as ``interp(model, images)``)."""
+    """The :class:`Interpreter` called ``name`` (callable as ``interp(model, images)``).
+
+    Raises :class:`UnknownNameError` for an unknown name.
+
+    Example: a Grad-CAM map per image, in ``[0, 1]``::
+
+        >>> model = pyseg.create_model("unet", num_classes=3, base_channels=4, depth=2)
+        >>> maps = pyseg.get_interpreter("gradcam")(model, torch.rand(2, 3, 32, 32), target=0)
+        >>> maps.shape, bool(maps.min() >= 0), bool(maps.max() <= 1)
+        (torch.Size([2, 32, 32]), True, True)
+    """
     return _lookup(Interpreter, name)
 
 

@@ -95,6 +95,19 @@ class Architecture:
     input size a network built for one size (a classifier with a dense head) is built for
     by default; such an ``fn`` takes ``input_size=``. It is None for fully convolutional
     networks. ``default_kwargs`` go to ``fn`` unless the caller overrides them.
+
+    Raises ``ValueError`` (or ``TypeError``) for an invalid name, a non-callable ``fn``, an
+    unknown task or a bad ``input_size``.
+
+    Example (a plugin's ``pyseg_architectures()`` hook returns a list of these)::
+
+        >>> spec = pyseg.Architecture("tiny", lambda num_classes=3, in_channels=3:
+        ...                           torch.nn.Conv2d(in_channels, num_classes, 1),
+        ...                           summary="a 1x1 convolution")
+        >>> sorted(spec.tasks)
+        ['segmentation']
+        >>> spec.fn(num_classes=2)
+        Conv2d(3, 2, kernel_size=(1, 1), stride=(1, 1))
     """
 
     KIND: ClassVar[str] = "architecture"
