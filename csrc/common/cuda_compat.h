@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <stdexcept>
 #include <type_traits>
 
 #if defined(PYSEG_EMULATOR)
@@ -37,6 +39,14 @@
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// Grid-stride loop over [0, n) with indices of type `index_t`. With int32_t the launch must
+// guarantee n + (threads in the grid) <= INT32_MAX, so that the last step cannot overflow
+// (pyseg::fits_int32 in common/launch_utils.h).
+#define PYSEG_KERNEL_LOOP_T(index_t, i, n)                                                  \
+  for (index_t i = static_cast<index_t>(blockIdx.x) * static_cast<index_t>(blockDim.x) +   \
+                   static_cast<index_t>(threadIdx.x);                                       \
+       i < (n); i += static_cast<index_t>(blockDim.x) * static_cast<index_t>(gridDim.x))
+
 namespace pyseg {
 
 // atomicAdd for every dtype the kernels use; half and bfloat16 go through the native
@@ -61,6 +71,21 @@ __device__ inline void atomic_add(T* address, T value) {
 __device__ inline void report_error_position(int64_t* error_pos, int64_t pos) {
   atomicMin(reinterpret_cast<unsigned long long*>(error_pos),
             static_cast<unsigned long long>(pos));
+}
+
+// The end-of-op check of an error slot when the host cannot read it (CUDA graph capture):
+// one thread traps if any position was reported, which aborts the graph's launch with
+// cudaErrorLaunchFailure instead of naming the culprit. (A template, so that every
+// translation unit can define it.)
+template <typename T = int64_t>
+__global__ void trap_on_error_kernel(const T* __restrict__ error_pos) {
+  if (*error_pos != std::numeric_limits<T>::max()) {
+#if defined(PYSEG_EMULATOR)
+    throw std::runtime_error("device-side trap: an error slot holds a reported position");
+#else
+    __trap();
+#endif
+  }
 }
 
 }  // namespace pyseg

@@ -35,6 +35,15 @@ struct CudaLauncher {
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
 
   int64_t max_blocks() const { return (int64_t{1} << 31) - 1; }
+  // Whether the stream is being captured into a CUDA graph (no host reads allowed).
+  bool capturing() const {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+    return status != cudaStreamCaptureStatusNone;
+  }
+
+  // 32-bit index kernels whenever the sizes allow (launch_utils.h: fits_int32).
+  bool force_int64() const { return false; }
 
   template <class... KernelArgs, class... Args>
   void operator()(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,

@@ -6,11 +6,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <ATen/record_function.h>
 #include <c10/core/Allocator.h>
 #include <c10/util/StringUtil.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
@@ -57,12 +59,86 @@ class AllocationTracker final : public c10::MemoryReportingInfoBase {
   int count_ = 0;
 };
 
+// Whether launches choose the int64 index kernels even where int32 fits (tests).
+inline bool& force_int64_flag() {
+  static bool force = false;
+  return force;
+}
+
+// Whether launchers report a CUDA graph capture in progress (tests of the capture paths).
+inline bool& pretend_capture_flag() {
+  static bool capture = false;
+  return capture;
+}
+
+// What the launch code of the emulated ops did on the host with device memory. On a GPU a
+// host read of a device value (`.item()`, i.e. aten::_local_scalar_dense) waits for the
+// stream, and a host-to-device transfer (aten::to / aten::_to_copy) of a pageable tensor
+// does too; both break CUDA graph capture. A read counts as "mid-op" when the op launches a
+// kernel after it (the stream stalls between kernels); a read after the last launch is the
+// op's final check. Counted through a thread-local RecordFunction callback while an op runs.
+struct HostSyncCounts {
+  int64_t ops = 0;             // emulated ops run
+  int64_t host_reads = 0;      // aten::_local_scalar_dense calls inside them
+  int64_t host_reads_mid_op = 0;  // ... followed by a kernel launch of the same op
+  int64_t transfers = 0;       // aten::to / aten::_to_copy calls inside them
+};
+
+inline HostSyncCounts& host_sync_counts() {
+  static HostSyncCounts counts;
+  return counts;
+}
+
+// Reads of the running op not yet followed by a launch; -1 outside an op.
+inline thread_local int64_t pending_host_reads = -1;
+
+class HostSyncWatch {
+ public:
+  HostSyncWatch() {
+    if (pending_host_reads >= 0) return;  // nested op: the outer watch counts
+    outer_ = true;
+    pending_host_reads = 0;
+    ++host_sync_counts().ops;
+    handle_ = at::addThreadLocalCallback(
+        at::RecordFunctionCallback(&on_op).scopes({at::RecordScope::FUNCTION}));
+  }
+  ~HostSyncWatch() {
+    if (!outer_) return;
+    at::removeCallback(handle_);
+    pending_host_reads = -1;
+  }
+  HostSyncWatch(const HostSyncWatch&) = delete;
+  HostSyncWatch& operator=(const HostSyncWatch&) = delete;
+
+  // Called by EmuLauncher before each launch: earlier reads stalled the stream mid-op.
+  static void on_launch() {
+    if (pending_host_reads <= 0) return;
+    host_sync_counts().host_reads_mid_op += pending_host_reads;
+    pending_host_reads = 0;
+  }
+
+ private:
+  static std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
+    const std::string_view name = fn.name();
+    if (name == "aten::_local_scalar_dense") {
+      ++host_sync_counts().host_reads;
+      ++pending_host_reads;
+    } else if (name == "aten::to" || name == "aten::_to_copy") {
+      ++host_sync_counts().transfers;
+    }
+    return nullptr;
+  }
+  bool outer_ = false;
+  at::CallbackHandle handle_ = 0;
+};
+
 }  // namespace emu
 
 struct EmuLauncher {
   // Registers the op's tensor arguments (the bytes each one spans) and, for the duration of
   // the op, every allocation it makes (with_launcher.h).
   struct OpGuard {
+    emu::HostSyncWatch host_sync;
     c10::DebugInfoGuard tracking{
         c10::DebugInfoKind::PROFILER_STATE,
         std::make_shared<emu::AllocationTracker>(
@@ -100,11 +176,16 @@ struct EmuLauncher {
   };
 
   int64_t max_blocks() const { return emu::max_blocks(); }
+  // _emu.set_pretend_capture(True) takes the CUDA-graph-capture paths (no host reads).
+  bool capturing() const { return emu::pretend_capture_flag(); }
+  // _emu.set_force_int64(True) runs the int64 index kernels at test sizes.
+  bool force_int64() const { return emu::force_int64_flag(); }
 
   template <class... KernelArgs, class... Args>
   void operator()(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,
                   Args&&... args) const {
     if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+    emu::HostSyncWatch::on_launch();
     struct Call {
       void (*kernel)(KernelArgs...);
       std::tuple<std::decay_t<KernelArgs>...> args;

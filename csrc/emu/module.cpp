@@ -40,6 +40,19 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
     });
     return {out};
   }
+  if (name == "sum_then_read" || name == "read_between_launches") {
+    // Two block_sum launches and one host read of the first result (.item()): after both
+    // launches (an end-of-op check) or between them (a stall the host-sync counter reports).
+    at::Tensor partial = at::zeros({grid}, x.options()), again = at::zeros({grid}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "selftest", [&] {
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      launch(st::block_sum<scalar_t>, g, b, 0, xp, partial.data_ptr<scalar_t>(), n);
+      if (name == "read_between_launches") (void)partial[0].item<scalar_t>();
+      launch(st::block_sum<scalar_t>, g, b, 0, xp, again.data_ptr<scalar_t>(), n);
+      if (name == "sum_then_read") (void)partial[0].item<scalar_t>();
+    });
+    return {partial, again};
+  }
   if (name == "block_reverse") {
     at::Tensor y = at::empty_like(x);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "selftest", [&] {
@@ -193,6 +206,26 @@ PYBIND11_MODULE(_emu, m) {
     for (const auto& c : emu::launch_counters()) out.append(counters_dict(c));
     return out;
   }, "Memory counters of every launch since reset_stats() that ran with counters on.");
+  m.def("set_force_int64", [](bool force) { emu::force_int64_flag() = force; },
+        py::arg("force"),
+        "Makes ops launch their int64 index kernels even where the int32 ones fit.");
+  m.def("force_int64", [] { return emu::force_int64_flag(); });
+  m.def("set_pretend_capture", [](bool capture) { emu::pretend_capture_flag() = capture; },
+        py::arg("capture"),
+        "Makes launch code behave as under CUDA graph capture (max_unpool2d then checks its "
+        "indices with a device-side trap instead of a host read).");
+  m.def("host_sync_counts", [](bool reset) {
+    auto& c = emu::host_sync_counts();
+    py::dict d;
+    d["ops"] = c.ops;
+    d["host_reads"] = c.host_reads;
+    d["host_reads_mid_op"] = c.host_reads_mid_op;
+    d["transfers"] = c.transfers;
+    if (reset) c = emu::HostSyncCounts{};
+    return d;
+  }, py::arg("reset") = false,
+     "What emulated ops did on the host with device memory since the last reset: host reads "
+     "(.item()), those followed by a launch of the same op (mid-op), device transfers (.to()).");
   m.def("selftest", &selftest, py::arg("name"), py::arg("x"), py::arg("block"), py::arg("grid") = 1,
         "Runs one of the emulator's self-test kernels (see csrc/emu/selftest_kernels.cuh).");
 }

@@ -215,7 +215,7 @@ def test_coalescing_max_unpool(sanitizer, forward_order):
     g = torch.randn(2, 3, 32, 64)
     r = _ratios(counters_of(sanitizer, lambda: _emulated(lambda: (
         pyseg.ops.max_unpool2d(pooled, idx, 2), torch.ops.pyseg_emu.max_unpool2d_backward(g, idx)))))
-    claim, gather = r["max_unpool::claim_kernel<false>"], r["max_unpool::gather_kernel<float, false>"]
+    claim, gather = r["max_unpool::claim_kernel<false, int>"], r["max_unpool::gather_kernel<float, false, int>"]
     assert claim[0] <= COALESCING_BUDGET and gather[1] <= COALESCING_BUDGET, r
     # The gather reads one cell of each 2x2 window: a warp's 32 reads spread over two output
     # rows of 64 floats (4 sectors each) -- at most 2x the packed 4 sectors, plus the indices.
@@ -228,7 +228,7 @@ def test_coalescing_upsample(sanitizer, forward_order, mode, gather_budget):
     kw = {} if mode == "nearest" else {"align_corners": False}
     r = _ratios(counters_of(sanitizer, lambda: _emulated(
         lambda: pyseg.ops.interpolate(x, scale_factor=2, mode=mode, **kw))))
-    loads, stores = r["upsample::resample_kernel<float, float>"]
+    loads, stores = r["upsample::resample_kernel<float, float, int>"]
     assert stores <= COALESCING_BUDGET, r
     # Loads include the per-tap tables, stored per destination index (CSR): lane j reads
     # entry taps * j + t, so a warp spans `taps` times the bytes it uses.
@@ -272,9 +272,9 @@ def test_bench_emu_profile_command(sanitizer, capsys, tmp_path):
     out = tmp_path / "profile.json"
     assert main(["bench", "--emu-profile", "max_unpool2d", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "max_unpool::claim_kernel<false>" in printed and "ld sectors/req" in printed
+    assert "max_unpool::claim_kernel<false, int>" in printed and "ld sectors/req" in printed
     rows = json.loads(out.read_text())
-    claim = next(r for r in rows if r["kernel"] == "max_unpool::claim_kernel<false>")
+    claim = next(r for r in rows if r["kernel"] == "max_unpool::claim_kernel<false, int>")
     # One claim launch over 2x8x16x16 int64 indices: 4096 atomics, indices read at the ideal.
     assert claim["launches"] == 1 and claim["atomics"] == 2 * 8 * 16 * 16
     assert claim["global_load_sectors"] == claim["global_load_ideal_sectors"]

@@ -1,0 +1,258 @@
+"""Static report on pyseg's CUDA kernels, from the compiler alone (no GPU needed).
+
+Compiles every CUDA translation unit (``csrc/ops/*/*_cuda.cu``) with nvcc for sm_80 and
+sm_90 with ``-Xptxas -v`` and prints, per kernel instantiation and arch: registers, static
+shared memory, spill stores / loads, theoretical occupancy at the kernel's launch
+configuration, and the integer divisions it contains.
+
+Integer divisions are read from the PTX of the same compile (``div`` / ``rem`` instructions
+per entry function, 64-bit and 32-bit counted apart): ptxas lowers a 64-bit division to a
+call of its division subroutine and a 32-bit one to an inline sequence. NVVM guards each
+64-bit division by a 32-bit one taken when both operands fit, so every 64-bit division also
+counts once in the 32-bit column; a kernel with 0 in the 64-bit column calls no division
+routine. When ``cuobjdump``
+sits next to nvcc, the SASS is read too and the calls of division subroutines are counted
+(column ``div calls``); this toolkit install may not have it, then the column is ``-``.
+
+Occupancy: resident warps per SM over the SM's maximum (64), limited by registers (64K per
+SM, allocated per warp in units of 256), static shared memory (sm_80: 164 KiB per SM,
+sm_90: 228 KiB, 1 KiB reserved per block) and 32 blocks per SM; block sizes are those of
+the launch code (256 threads for every kernel today, read from the sources below).
+
+Usage::
+
+    python benchmarks/cuda_static.py [--src csrc] [--arch 80 --arch 90] [--jobs 2]
+        [--markdown] [--tu max_unpool]
+
+``--src`` points at another checkout's ``csrc`` (to compare before / after a change).
+Nothing here enforces a budget: the report is evidence, CI does not fail on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Per-SM limits of compute capability 8.0 and 9.0 (CUDA C Programming Guide, table of
+# technical specifications per compute capability).
+SM_LIMITS = {
+    "80": dict(regs=65536, warps=64, blocks=32, smem=164 * 1024, reg_unit=256),
+    "90": dict(regs=65536, warps=64, blocks=32, smem=228 * 1024, reg_unit=256),
+}
+SMEM_RESERVED_PER_BLOCK = 1024
+
+
+def find_nvcc() -> Path:
+    """The real nvcc: CUDA_HOME, else the toolkit a wrapper script on PATH runs."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and (Path(os.environ[var]) / "bin" / "nvcc").is_file():
+            return Path(os.environ[var]) / "bin" / "nvcc"
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        real = Path(nvcc).resolve()
+        head = real.read_bytes()[:8192]
+        if head.startswith(b"#!"):
+            m = re.search(rb"(/[^\s\"'$]+/bin/nvcc)", head)
+            if m:
+                return Path(m.group(1).decode())
+        return real
+    for p in sorted(Path("/usr/local").glob("cuda*"), reverse=True):
+        if (p / "bin" / "nvcc").is_file():
+            return p / "bin" / "nvcc"
+    raise SystemExit("cuda_static: no nvcc found (set CUDA_HOME)")
+
+
+def block_sizes(src: Path) -> dict[str, int]:
+    """Threads per block of each kernel, by name, from the launch code's constants."""
+    def const(path: Path, name: str, default: int) -> int:
+        m = re.search(rf"constexpr int {name} = (\d+)", path.read_text()) if path.exists() else None
+        return int(m.group(1)) if m else default
+
+    common = const(src / "common" / "launch_utils.h", "kThreadsPerBlock", 256)
+    gemm = const(src / "common" / "gemm_kernels.cuh", "kGemmThreads", 256)
+    ct = const(src / "ops" / "conv_transpose" / "conv_transpose_kernels.cuh", "kGemmThreads", 256)
+    return {"__default__": common, "gemm_kernel": gemm, "implicit_gemm_kernel": ct,
+            "bias_grad_kernel": ct, "trap_on_error_kernel": 1}
+
+
+@dataclass
+class Kernel:
+    mangled: str
+    arch: str
+    name: str = ""
+    registers: int = 0
+    smem: int = 0
+    stack: int = 0
+    spill_stores: int = 0
+    spill_loads: int = 0
+    div64: int = 0
+    div32: int = 0
+    div_calls: int | None = None
+    block: int = 256
+    extra: dict = field(default_factory=dict)
+
+    def occupancy(self) -> float:
+        lim = SM_LIMITS[self.arch]
+        warps = -(-self.block // 32)
+        regs_per_warp = -(-max(self.registers, 1) * 32 // lim["reg_unit"]) * lim["reg_unit"]
+        by_regs = (lim["regs"] // regs_per_warp) // warps
+        by_smem = lim["smem"] // (self.smem + SMEM_RESERVED_PER_BLOCK)
+        by_warps = lim["warps"] // warps
+        blocks = min(by_regs, by_smem, by_warps, lim["blocks"])
+        return blocks * warps / lim["warps"]
+
+
+def demangle(names: list[str]) -> dict[str, str]:
+    tool = shutil.which("c++filt")
+    if not tool or not names:
+        return {n: n for n in names}
+    out = subprocess.run([tool], check=False, input="\n".join(names), capture_output=True, text=True).stdout
+    return dict(zip(names, out.splitlines()))
+
+
+def short(name: str) -> str:
+    """`void pyseg::op::kernel<float, int>(args)` -> `op::kernel<float, int>`."""
+    name = name.split("(")[0].removeprefix("void ").removeprefix("pyseg::")
+    return name.replace("c10::Half", "half").replace("c10::BFloat16", "bf16").replace(
+        "long", "int64").replace("int>", "int32>").replace("int, ", "int32, ")
+
+
+PTXAS_ENTRY = re.compile(r"Compiling entry function '(\S+)' for 'sm_(\d+)'")
+PTXAS_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+PTXAS_USED = re.compile(r"Used (\d+) registers(?:.*?, (\d+) bytes smem)?")
+
+
+def parse_ptxas(text: str) -> list[Kernel]:
+    kernels: list[Kernel] = []
+    current: Kernel | None = None
+    for line in text.splitlines():
+        if m := PTXAS_ENTRY.search(line):
+            current = Kernel(m.group(1), m.group(2))
+            kernels.append(current)
+        elif current and (m := PTXAS_STACK.search(line)):
+            current.stack, current.spill_stores, current.spill_loads = map(int, m.groups())
+        elif current and (m := PTXAS_USED.search(line)):
+            current.registers = int(m.group(1))
+            current.smem = int(m.group(2) or 0)
+    return kernels
+
+
+def ptx_divisions(ptx: str) -> dict[str, tuple[int, int]]:
+    """(64-bit, 32-bit) integer div/rem instructions per .entry of a PTX file."""
+    out: dict[str, tuple[int, int]] = {}
+    for m in re.finditer(r"\.entry (\S+)\((.*?)\n}\n", ptx, re.DOTALL):
+        body = m.group(2)
+        d64 = len(re.findall(r"\b(?:div|rem)\.[su]64\b", body))
+        d32 = len(re.findall(r"\b(?:div|rem)\.[su]32\b", body))
+        out[m.group(1)] = (d64, d32)
+    return out
+
+
+def sass_division_calls(cuobjdump: Path, cubin: Path) -> dict[str, int]:
+    text = subprocess.run([str(cuobjdump), "-sass", str(cubin)], check=False, capture_output=True,
+                          text=True).stdout
+    out: dict[str, int] = {}
+    for part in text.split("Function : ")[1:]:
+        name = part.split()[0]
+        out[name] = len(re.findall(r"CALL\.\S*\s.*(?:div|rem)_[su]?\d+", part))
+    return out
+
+
+def compile_tu(nvcc: Path, src: Path, tu: Path, archs: list[str], tmp: Path) -> list[Kernel]:
+    import torch.utils.cpp_extension as ce
+
+    includes = [str(src)] + ce.include_paths() + [str(nvcc.parent.parent / "include"),
+                                                  sysconfig.get_paths()["include"]]
+    flags = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-DPYSEG_WITH_CUDA",
+             "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+             "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__",
+             "-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=_C",
+             "-D_GLIBCXX_USE_CXX11_ABI=1", "-Xcompiler", "-fPIC"]
+    flags += [f"-I{i}" for i in includes]
+    kernels: list[Kernel] = []
+    cuobjdump = nvcc.parent / "cuobjdump"
+    for arch in archs:
+        stem = tmp / f"{tu.stem}_sm{arch}"
+        gen = [f"-gencode=arch=compute_{arch},code=sm_{arch}"]
+        keep = tmp / f"{tu.stem}_sm{arch}_keep"
+        keep.mkdir()
+        # --keep leaves the PTX that ptxas compiled: one front-end pass gives both.
+        res = subprocess.run([str(nvcc), *flags, *gen, "-Xptxas", "-v", "-cubin", "--keep",
+                              f"--keep-dir={keep}", "-o", f"{stem}.cubin", str(tu)],
+                             check=False, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"cuda_static: nvcc failed on {tu}:\n{res.stderr[-4000:]}")
+        found = [k for k in parse_ptxas(res.stderr) if k.arch == arch]
+        divs: dict[str, tuple[int, int]] = {}
+        for ptx in keep.glob("*.ptx"):
+            divs.update(ptx_divisions(ptx.read_text()))
+        calls = (sass_division_calls(cuobjdump, Path(f"{stem}.cubin"))
+                 if cuobjdump.is_file() else {})
+        for k in found:
+            k.div64, k.div32 = divs.get(k.mangled, (0, 0))
+            k.div_calls = calls.get(k.mangled) if calls else None
+            k.extra["tu"] = tu.relative_to(src).as_posix()
+        kernels += found
+    return kernels
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", type=Path, default=ROOT / "csrc", help="the csrc tree to compile")
+    p.add_argument("--arch", action="append", choices=sorted(SM_LIMITS), help="(repeatable)")
+    p.add_argument("--tu", action="append", help="only translation units whose path has this")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = p.parse_args(argv)
+    archs = args.arch or ["80", "90"]
+    src = args.src.resolve()
+    tus = sorted(src.glob("ops/*/*_cuda.cu"))
+    if args.tu:
+        tus = [t for t in tus if any(s in str(t) for s in args.tu)]
+    if not tus:
+        raise SystemExit(f"cuda_static: no CUDA translation units under {src}")
+    nvcc = find_nvcc()
+    sizes = block_sizes(src)
+    with tempfile.TemporaryDirectory() as d, concurrent.futures.ThreadPoolExecutor(args.jobs) as ex:
+        results = list(ex.map(lambda t: compile_tu(nvcc, src, t, archs, Path(d)), tus))
+    kernels = [k for r in results for k in r]
+    names = demangle([k.mangled for k in kernels])
+    for k in kernels:
+        k.name = short(names[k.mangled])
+        base = k.name.split("<")[0].split("::")[-1]
+        k.block = sizes.get(base, sizes["__default__"])
+    kernels.sort(key=lambda k: (k.name, k.arch))
+
+    head = ["kernel", "sm", "regs", "smem B", "spill st/ld B", "block", "occupancy",
+            "div/rem 64", "div/rem 32", "div calls"]
+    rows = [[k.name, k.arch, str(k.registers), str(k.smem), f"{k.spill_stores}/{k.spill_loads}",
+             str(k.block), f"{k.occupancy():.0%}", str(k.div64), str(k.div32),
+             "-" if k.div_calls is None else str(k.div_calls)] for k in kernels]
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            print("| `" + r[0] + "` | " + " | ".join(r[1:]) + " |")
+    else:
+        widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+        for r in [head] + rows:
+            print("  ".join(x.ljust(w) for x, w in zip(r, widths)))
+    print(f"\n{len(kernels)} kernels; nvcc {nvcc}; cuobjdump "
+          f"{'used' if (nvcc.parent / 'cuobjdump').is_file() else 'not found: div calls not read'}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
