@@ -17,8 +17,10 @@
 //
 // Layouts: NCHW and channels_last are each computed in their own layout. In NCHW a column
 // matrix is (taps x channels) x pixels and the GEMM is weight x columns; in channels_last it
-// is pixels x (taps x channels) with the channels contiguous (each gather is a copy of
-// channel runs) and the GEMM is columns x weight, written straight into NHWC rows.
+// is pixels x (taps x channels) and the GEMM is columns x weight, written straight into NHWC
+// rows. The forward's channels_last columns keep each tap's channels contiguous (a gather
+// copies channel runs); the backward's order K = (co, kh, kw) in both layouts, the weight's
+// own order, so that its GEMMs use the weight as stored.
 //
 // Tiles: a task is a range of phase rows across the batch (so small images share a GEMM),
 // sized so its column matrix takes about half the L2 but never fewer than kMinColumns
@@ -422,22 +424,15 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
     lo_w[kw] = lo;
     hi_w[kw] = hi;
   }
-  // grad_input's GEMM operand per group: NCHW A = w_g (Cig x K, K = (co, kh, kw)) as stored;
-  // NHWC B (K x Cig, K = (kh, kw, co)).
-  std::vector<T> wt;
+  // grad_input's GEMM operand per group, the weight as stored (w_g = Cig x K, K = (co, kh, kw)):
+  // NCHW A = w_g, NHWC B = w_g^T. Both layouts order K the same way, so the weight is never
+  // reordered (DeconvNet's fc6-deconv holds 411 MB).
   std::vector<PackedMatrix<T>> wpack;
   if (need_gx) {
-    if (cl) {
-      wt.resize(G * K * Cig);
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t ci = 0; ci < Cig; ++ci)
-          for (int64_t co = 0; co < Cog; ++co)
-            for (int64_t t = 0; t < kHW; ++t)
-              wt[g * K * Cig + (t * Cog + co) * Cig + ci] = wd[((g * Cig + ci) * Cog + co) * kHW + t];
+    for (int64_t g = 0; g < G; ++g) {
+      const MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
+      wpack.push_back(cl ? cpu::pack_b(wg.transposed()) : cpu::pack_a(wg));
     }
-    for (int64_t g = 0; g < G; ++g)
-      wpack.push_back(cl ? cpu::pack_b(MatrixView<T>(wt.data() + g * K * Cig, K, Cig, Cig))
-                         : cpu::pack_a(MatrixView<T>(wd + g * Cig * K, Cig, K, K)));
   }
   // Tiles of input rows. channels_last: any run of rows (pixels are contiguous across the
   // batch). NCHW: rows of one image, or whole images.
@@ -474,13 +469,16 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
             const int64_t base_w = kw * p.dil_w - p.pad_w;
             if (cl) {
-              T* d = col + r * W * K + (kh * kW + kw) * Cog;
+              // Channel co of this tap goes to column co * kHW + (kh, kw) of the pixel's row.
+              T* d = col + r * W * K + kh * kW + kw;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
               for (int64_t iw = 0; iw < W; ++iw) {
+                T* drow = d + iw * K;
                 if (iw >= lo && iw < hi) {
-                  std::memcpy(d + iw * K, s + iw * p.stride_w * Cout, Cog * sizeof(T));
+                  const T* src = s + iw * p.stride_w * Cout;
+                  for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = src[co];
                 } else {
-                  std::fill(d + iw * K, d + iw * K + Cog, T(0));
+                  for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = T(0);
                 }
               }
             } else {
@@ -521,7 +519,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
       if (need_gw) {
         T* acc = partial.data() + unit * Cig * K;
         if (cl) {
-          // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (kh, kw, co)).
+          // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (co, kh, kw)).
           cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
                        MatrixView<T>(col, Jt, K, K), acc, K, true);
         } else {
@@ -553,12 +551,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         const int64_t g = i / per, j = i % per;
         T s = partial[(g * chunks) * per + j];
         for (int64_t c = 1; c < chunks; ++c) s += partial[(g * chunks + c) * per + j];
-        if (cl) {  // j = ci * K + (kh, kw, co)
-          const int64_t ci = j / K, t = (j % K) / Cog, co = j % Cog;
-          gwd[((g * Cig + ci) * Cog + co) * kHW + t] = s;
-        } else {
-          gwd[i] = s;
-        }
+        gwd[i] = s;  // j = ci * K + (co, kh, kw): the weight's own order
       }
     });
   }
