@@ -19,12 +19,13 @@ its batch norms keep their statistics: they stay in eval mode) and ``input_norm`
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from pyseg.engine.checkpoint import load_failure, open_regular_file
 
 # The normalization ImageNet-trained weights expect, on RGB images in [0, 1]
 # (torchvision's and timm's default; pyseg's datasets give [0, 1] RGB).
@@ -47,6 +48,13 @@ class EncoderWeightsError(ValueError):
     """A weights file that cannot fill an encoder (missing, unreadable, wrong keys/shapes)."""
 
 
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """``x`` padded with zeros at the bottom and right to a multiple of ``multiple`` in height
+    and width (the encoder's total stride); the models crop their output back."""
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    return torch.nn.functional.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
 # ----------------------------------------------------------------------- reading files
 
 def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -59,17 +67,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
             not a dict of tensors.
     """
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise EncoderWeightsError(f"encoder_weights: file not found: {path}") from None
-    except OSError as e:
-        raise EncoderWeightsError(f"encoder_weights: cannot open {path}: {e.strerror}") from None
-    # A FIFO or a device would hang or never end.
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise EncoderWeightsError(f"encoder_weights: {path} is not a regular file")
-    with os.fdopen(fd, "rb") as f:
+    with open_regular_file(path, EncoderWeightsError, "encoder_weights: file") as f:
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load as load_safetensors
@@ -82,10 +80,8 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
                 f"encoder_weights: {path} is a .safetensors file and the safetensors package "
                 "is not installed (pip install safetensors)") from None
         except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-            from pyseg.engine.checkpoint import _load_failure
-
             raise EncoderWeightsError(
-                f"encoder_weights: cannot read {path}: {_load_failure(e)}") from None
+                f"encoder_weights: cannot read {path}: {load_failure(e)}") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 
-import torch.nn.functional as F
 from pyseg_plugins.architectures import _pretrained as pre
 from pyseg_plugins.architectures._common import bilinear_kernel, check_common, scaled
 from torch import Tensor, nn
@@ -249,10 +248,7 @@ class TimmFCN(pre.PretrainedEncoderMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        x = self.normalize(x)
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+        x = pre.pad_to_multiple(self.normalize(x), self.stride)
         feats = self.encoder(x)[-1 - self.skips:]
         y = self.scores[-1](feats[-1])
         for up, score, feat in zip(self.ups, reversed(self.scores[:-1]), reversed(feats[:-1])):

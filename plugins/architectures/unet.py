@@ -104,10 +104,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        m = 2**self.depth
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+        x = pre.pad_to_multiple(x, 2**self.depth)
         skips = []
         for block in self.down:
             x = block(x)
@@ -191,10 +188,7 @@ class TimmUNet(pre.PretrainedEncoderMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        x = self.normalize(x)
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+        x = pre.pad_to_multiple(self.normalize(x), self.stride)
         feats = self.encoder(x)
         y = feats[-1]
         for up, conv, skip in zip(self.ups, self.up_convs, reversed(feats[:-1])):

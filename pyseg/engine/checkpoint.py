@@ -24,7 +24,7 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -94,25 +94,32 @@ def model_fields(*, arch: str, arch_kwargs: dict, class_names, task: str, img_si
     }
 
 
-def _read(path: Path, map_location) -> Any:
-    """``torch.load(weights_only=True)`` of a regular file, opened without blocking."""
+def open_regular_file(path: Path, error: type[Exception], name: str) -> BinaryIO:
+    """``path`` opened for binary reading, refusing anything but a regular file (a FIFO or a
+    device would block or never end): ``error`` naming ``name`` when it is missing, cannot be
+    opened or is not a regular file. Shared by every loader of a user's file."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
+        raise error(f"{name} not found: {path}") from None
     except OSError as e:
-        raise CheckpointError(f"cannot open checkpoint {path}: {e.strerror}") from None
+        raise error(f"cannot open {name} {path}: {e.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise CheckpointError(f"checkpoint {path} is not a regular file")
-    with os.fdopen(fd, "rb") as f:
+        raise error(f"{name} {path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read(path: Path, map_location) -> Any:
+    """``torch.load(weights_only=True)`` of a regular file, opened without blocking."""
+    with open_regular_file(path, CheckpointError, "checkpoint") as f:
         try:
             return torch.load(f, map_location=map_location, weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-            raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(e)}") from None
+            raise CheckpointError(f"cannot read checkpoint {path}: {load_failure(e)}") from None
 
 
-def _load_failure(e: Exception) -> str:
+def load_failure(e: Exception) -> str:
     """One line on why ``torch.load(weights_only=True)`` failed (torch's own message for a
     pickled object is many lines long and suggests turning the protection off)."""
     text = str(e).strip()
