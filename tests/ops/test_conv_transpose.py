@@ -339,8 +339,21 @@ SCATTER_CASES = [
 ]
 
 
+# The CPU's disjoint form (forward_disjoint): every output reads at most one tap per axis
+# ((kernel - 1) * dilation < stride), so the layer is one GEMM over all taps.
+DISJOINT_CASES = [
+    (2, 4, 6, 5, 6, 2, 2, 0, 0, 1, 1, True),  # U-Net's 2x2 stride 2
+    (2, 4, 6, 5, 6, 2, 2, 1, 1, 2, 1, True),  # padded: border taps fall outside
+    (1, 3, 4, 4, 3, 2, 3, 0, 2, 1, 1, True),  # stride > kernel: outputs no tap reaches
+    (2, 2, 4, 3, 4, 2, 3, 1, 0, 2, 2, False),  # dilated, (k - 1) * d = 2 < 3
+    (1, 3, 3, 5, 4, (1, 2), (1, 2), 0, 0, 1, 1, True),  # stride 1 along h
+    (2, 6, 6, 4, 5, (3, 2), (3, 2), (1, 0), (2, 1), 3, 1, True),
+    (4, 8, 8, 20, 24, 2, 2, 0, 0, 1, 1, True),  # several tiles, NCHW tiles within images
+]
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("case", CASES + SCATTER_CASES, ids=_case_ids)
+@pytest.mark.parametrize("case", CASES + SCATTER_CASES + DISJOINT_CASES, ids=_case_ids)
 def test_cpu_capability_variants(cpu_capability, layout, case):
     # Every variant this CPU runs, both layouts, against float64 torch (forward and backward).
     x, weight, bias, kw = _make(case, "cpu")

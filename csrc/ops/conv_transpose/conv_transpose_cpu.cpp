@@ -246,6 +246,122 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
   }
 }
 
+// Whether every output reads at most one tap per axis: (kernel - 1) * dilation < stride,
+// with a stride above 1 (U-Net's 2x2 stride-2 layers). Then all taps read the same input
+// pixels, so the whole layer is one GEMM of the input with the weight as stored (the
+// disjoint form below) instead of one GEMM per phase on gathered copies of the input.
+bool taps_are_disjoint(const Params& p) {
+  return (p.kernel_h - 1) * p.dil_h < p.stride_h && (p.kernel_w - 1) * p.dil_w < p.stride_w &&
+         (p.stride_h > 1 || p.stride_w > 1);
+}
+
+// For each tap k along one axis, the input indices [lo, hi) whose output index
+// i * stride - pad + k * dilation falls inside [0, out); and whether every output is reached.
+struct AxisReach {
+  std::vector<int64_t> lo, hi;
+  bool covers_all = true;
+};
+
+AxisReach axis_reach(int64_t stride, int64_t pad, int64_t dil, int64_t kernel, int64_t in,
+                     int64_t out) {
+  AxisReach r{std::vector<int64_t>(kernel), std::vector<int64_t>(kernel), true};
+  int64_t reached = 0;
+  for (int64_t k = 0; k < kernel; ++k) {
+    const int64_t base = k * dil - pad;  // o = i * stride + base
+    int64_t lo = base >= 0 ? 0 : (-base + stride - 1) / stride;
+    const int64_t lim = out - 1 - base;
+    const int64_t hi = std::min(in, lim < 0 ? 0 : lim / stride + 1);
+    lo = std::min(lo, hi);
+    r.lo[k] = lo;
+    r.hi[k] = hi;
+    reached += hi - lo;  // distinct outputs: the taps are disjoint
+  }
+  r.covers_all = reached == out;
+  return r;
+}
+
+// The disjoint form (taps_are_disjoint): per tile of input rows and group,
+//     cols = x_tile (pixels x ci) * w_g (ci x (tap, co))    channels_last, or
+//     cols = w_g^T ((co, tap) x ci) * x_tile (ci x pixels)  NCHW, x read in place,
+// then every column value is copied (plus the bias) to the one output it belongs to. Each
+// output is written once; outputs no tap reaches (stride > kernel) hold the bias. The sums
+// are those of the phase form (one term per input channel, in order).
+template <typename T>
+void forward_disjoint(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
+  const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
+  const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
+  const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const int64_t kH = p.kernel_h, kW = p.kernel_w, kHW = kH * kW, N = kHW * Cog;
+  const AxisReach rh = axis_reach(p.stride_h, p.pad_h, p.dil_h, kH, H, Ho);
+  const AxisReach rw = axis_reach(p.stride_w, p.pad_w, p.dil_w, kW, W, Wo);
+  if (!rh.covers_all || !rw.covers_all) fill_bias(p, bd, yd, cl);
+  // Per group: channels_last B = ci x (tap, co) (each tap's channels contiguous, as in y);
+  // NCHW A = (co, tap) x ci, the stored weight transposed.
+  std::vector<int64_t> src(N);  // column (tap, co) -> co * kHW + tap
+  for (int64_t t = 0; t < kHW; ++t)
+    for (int64_t co = 0; co < Cog; ++co) src[t * Cog + co] = co * kHW + t;
+  std::vector<PackedMatrix<T>> wpack;
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = wd + g * Cig * N;
+    wpack.push_back(cl ? cpu::pack_with<T>(Cig, N, false,
+                                           [&](int64_t ci, int64_t j) { return wg[ci * N + src[j]]; })
+                       : cpu::pack_a(MatrixView<T>(wg, Cig, N, N).transposed()));
+  }
+  // Tiles of input rows: channels_last any run of rows (pixels are contiguous across the
+  // batch), NCHW rows of one image (x is read in place).
+  const int64_t rows = rows_per_tile(p.batch * H, W, Cig + N, sizeof(T), G);
+  std::vector<std::pair<int64_t, int64_t>> tiles;  // (first global row, rows)
+  if (cl) {
+    for (int64_t r = 0; r < p.batch * H; r += rows) tiles.push_back({r, std::min(rows, p.batch * H - r)});
+  } else {
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t r = 0; r < H; r += rows) tiles.push_back({n * H + r, std::min(rows, H - r)});
+  }
+  const int64_t ntiles = tiles.size();
+  run_tasks(ntiles * G, [&](int64_t task) {
+    const int64_t g = task / ntiles, row0 = tiles[task % ntiles].first;
+    const int64_t nrows = tiles[task % ntiles].second, Jt = nrows * W;
+    T* cols = cpu::thread_scratch<T, 1>(N * Jt);
+    if (cl) {
+      cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Jt, Cig, Cin), wpack[g], cols, N);
+    } else {
+      const int64_t n = row0 / H, ih0 = row0 % H;
+      cpu::gemm<T>(wpack[g], MatrixView<T>(xd + ((n * Cin + g * Cig) * H + ih0) * W, Cig, Jt, H * W),
+                   cols, Jt);
+    }
+    for (int64_t r = 0; r < nrows; ++r) {
+      const int64_t n = (row0 + r) / H, ih = (row0 + r) % H;
+      for (int64_t kh = 0; kh < kH; ++kh) {
+        if (ih < rh.lo[kh] || ih >= rh.hi[kh]) continue;
+        const int64_t oh = ih * p.stride_h - p.pad_h + kh * p.dil_h;
+        for (int64_t kw = 0; kw < kW; ++kw) {
+          const int64_t t = kh * kW + kw, base = kw * p.dil_w - p.pad_w;
+          if (cl) {
+            T* yrow = yd + (n * Ho + oh) * Wo * Cout + g * Cog;
+            for (int64_t iw = rw.lo[kw]; iw < rw.hi[kw]; ++iw) {
+              const T* s = cols + (r * W + iw) * N + t * Cog;
+              T* d = yrow + (iw * p.stride_w + base) * Cout;
+              if (bd) {
+                const T* b = bd + g * Cog;
+                for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + b[co];
+              } else {
+                std::memcpy(d, s, Cog * sizeof(T));
+              }
+            }
+          } else {
+            for (int64_t co = 0; co < Cog; ++co) {
+              const T b = bd ? bd[g * Cog + co] : T(0);
+              const T* s = cols + (co * kHW + t) * Jt + r * W;
+              T* yrow = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base;
+              for (int64_t iw = rw.lo[kw]; iw < rw.hi[kw]; ++iw) yrow[iw * p.stride_w] = s[iw] + b;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
@@ -612,9 +728,11 @@ at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weigh
       y.zero_();
       if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
     } else {
-      const bool scatter = use_scatter_form(p);
+      const bool disjoint = taps_are_disjoint(p), scatter = !disjoint && use_scatter_form(p);
       AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d", [&] {
-        (scatter ? forward_scatter<scalar_t> : forward<scalar_t>)(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+        auto* form = disjoint ? forward_disjoint<scalar_t>
+                     : scatter ? forward_scatter<scalar_t> : forward<scalar_t>;
+        form(p, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                           b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
                           y.data_ptr<scalar_t>(), p.channels_last);
       });
@@ -635,11 +753,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose2d_backward_cpu(
   at::Tensor w = weight.to(ctype).contiguous();
   const auto opts = x.options();
   at::Tensor gx, gw, gb;
-  if (output_mask[0])
-    gx = at::empty({p.batch, p.in_channels, p.in_h, p.in_w}, opts, layout(p)).zero_();
+  const bool work = gy.numel() > 0 && x.numel() > 0 && w.numel() > 0;
+  // With work, the GEMMs write every element of grad_input (no zero fill first).
+  if (output_mask[0]) {
+    gx = at::empty({p.batch, p.in_channels, p.in_h, p.in_w}, opts, layout(p));
+    if (!work) gx.zero_();
+  }
   if (output_mask[1]) gw = at::zeros(p.weight_sizes(), opts);
   if (output_mask[2]) gb = at::zeros({p.out_channels}, opts);
-  const bool work = gy.numel() > 0 && x.numel() > 0 && w.numel() > 0;
   if (work && (gx.defined() || gw.defined())) {
     AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d_backward", [&] {
       backward<scalar_t>(p, gy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
