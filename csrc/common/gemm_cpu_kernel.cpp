@@ -33,10 +33,13 @@ using Vec = at::vec::Vectorized<T>;
 template <typename T>
 constexpr int64_t kNR = kNV * Vec<T>::size();
 
-// c[0:MR, 0:NR] (=|+=) sum_p a[p, 0:MR]^T b[p, 0:NR]: packed panels, k in order.
-template <typename T>
-void micro_kernel(int64_t k, const T* __restrict a, const T* __restrict b, T* __restrict c,
-                  int64_t ldc, bool accumulate) {
+// c[0:MR, 0:NR] (=|+=) sum_p a[p, 0:MR]^T b[p, 0:NR], k in order. B is a packed panel; A
+// is a packed panel (kRowsA false: the MR values of step p at a + p * MR) or MR rows of a
+// row-major matrix read in place (kRowsA: row r at a + r * lda, step p at + p). Both read
+// the same values in the same order, so the results are bitwise the same.
+template <typename T, bool kRowsA = false>
+void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __restrict b,
+                  T* __restrict c, int64_t ldc, bool accumulate) {
   constexpr int W = Vec<T>::size();
   Vec<T> acc[kMR][kNV];
 #pragma GCC unroll 32
@@ -49,11 +52,11 @@ void micro_kernel(int64_t k, const T* __restrict a, const T* __restrict b, T* __
     for (int j = 0; j < kNV; ++j) bv[j] = Vec<T>::loadu(b + j * W);
 #pragma GCC unroll 32
     for (int i = 0; i < kMR; ++i) {
-      const Vec<T> av(a[i]);
+      const Vec<T> av(kRowsA ? a[i * lda] : a[i]);
 #pragma GCC unroll 4
       for (int j = 0; j < kNV; ++j) acc[i][j] = at::vec::fmadd(av, bv[j], acc[i][j]);
     }
-    a += kMR;
+    a += kRowsA ? 1 : kMR;
     b += kNR<T>;
   }
 #pragma GCC unroll 32
@@ -70,18 +73,19 @@ void micro_kernel(int64_t k, const T* __restrict a, const T* __restrict b, T* __
 
 // A tile of C that may be cut by the matrix edge: full tiles go straight to C, edge tiles
 // through a small buffer (the packed panels are zero-padded, so the kernel is the same).
-template <typename T>
-void tile(int64_t k, const T* a, const T* b, T* c, int64_t ldc, int64_t rows, int64_t cols,
-          bool accumulate) {
+// (kRowsA: a holds kMR full rows of a row-major A, lda apart; see micro_kernel.)
+template <typename T, bool kRowsA = false>
+void tile(int64_t k, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int64_t rows,
+          int64_t cols, bool accumulate) {
   constexpr int64_t NR = kNR<T>;
   if (rows == kMR && cols == NR) {
-    micro_kernel<T>(k, a, b, c, ldc, accumulate);
+    micro_kernel<T, kRowsA>(k, a, lda, b, c, ldc, accumulate);
     return;
   }
   alignas(64) T buf[kMR * NR];
   if (accumulate)
     for (int64_t i = 0; i < rows; ++i) std::memcpy(buf + i * NR, c + i * ldc, cols * sizeof(T));
-  micro_kernel<T>(k, a, b, buf, NR, accumulate);
+  micro_kernel<T, kRowsA>(k, a, lda, b, buf, NR, accumulate);
   for (int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, buf + i * NR, cols * sizeof(T));
 }
 
@@ -202,11 +206,20 @@ void gemm(const GemmArgs<T>& g) {
     return;
   }
   const int64_t mp = ceil_div(m, MR), np = ceil_div(n, NR);
-  // One operand is packed whole (once); the tasks pack their share of the other.
+  // A row-major A is read in place by the micro-kernel (only a last partial panel of fewer
+  // than MR rows is packed): packing it would transpose every element, which costs about as
+  // much as the GEMM itself when B is a few panels wide (a conv's im2col rows times a weight
+  // of 64 output channels). One operand is packed whole (once); the tasks pack their share
+  // of the other.
+  const bool a_rows = !g.a_packed && g.a.col_stride == 1;
   const T* ap = g.a_packed;
   const T* bp = g.b_packed;
   if (!ap && !bp) {
-    if (mp * MR <= np * NR) {
+    if (a_rows) {
+      T* whole = thread_scratch<T, 10>(np * NR * k);
+      pack_b_all(g.b, whole);
+      bp = whole;
+    } else if (mp * MR <= np * NR) {
       T* whole = thread_scratch<T, 10>(mp * MR * k);
       pack_a_all(g.a, whole);
       ap = whole;
@@ -241,8 +254,16 @@ void gemm(const GemmArgs<T>& g) {
       const int64_t j_lo = jb * nb, j_hi = std::min(np, j_lo + nb);
       const T* a_blk;  // panels i_lo.. of A
       const T* b_blk;  // panels j_lo.. of B
+      const bool partial_last = a_rows && i_hi == mp && m % MR != 0;
       if (ap) {
         a_blk = ap + i_lo * MR * k;
+      } else if (a_rows) {
+        a_blk = nullptr;  // read in place; the partial last panel packed alone
+        if (partial_last) {
+          T* buf = thread_scratch<T, 11>(MR * k);
+          pack_a_panel(g.a, (mp - 1) * MR, buf);
+          a_blk = buf;
+        }
       } else {
         T* buf = thread_scratch<T, 11>((i_hi - i_lo) * MR * k);
         for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf + (i - i_lo) * MR * k);
@@ -262,9 +283,16 @@ void gemm(const GemmArgs<T>& g) {
         const int64_t kc = std::min(kKC, k - p0);
         const bool acc = g.accumulate || p0 > 0;
         auto run = [&](int64_t i, int64_t j) {
-          tile<T>(kc, a_blk + (i - i_lo) * MR * k + p0 * MR, b_blk + (j - j_lo) * NR * k + p0 * NR,
-                  g.c + i * MR * g.ldc + j * NR, g.ldc, std::min(MR, m - i * MR),
-                  std::min(NR, n - j * NR), acc);
+          const T* b_tile = b_blk + (j - j_lo) * NR * k + p0 * NR;
+          T* c_tile = g.c + i * MR * g.ldc + j * NR;
+          const int64_t rows = std::min(MR, m - i * MR), cols = std::min(NR, n - j * NR);
+          if (a_rows && rows == MR) {
+            tile<T, true>(kc, g.a.data + i * MR * g.a.row_stride + p0, g.a.row_stride, b_tile,
+                          c_tile, g.ldc, rows, cols, acc);
+          } else {
+            const T* a_tile = a_rows ? a_blk + p0 * MR : a_blk + (i - i_lo) * MR * k + p0 * MR;
+            tile<T>(kc, a_tile, 0, b_tile, c_tile, g.ldc, rows, cols, acc);
+          }
         };
         if (ap) {
           for (int64_t i0 = i_lo; i0 < i_hi; i0 += l2_panels_a)

@@ -653,8 +653,10 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             xs = tmp;
             ld = Jt;
           }
-          cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col, K, Jt, Jt).transposed(),
-                       acc, K, true);
+          // Transposed, (K x Cig) += col (K x Jt) * x^T: the column matrix is read in place
+          // as rows and only the smaller x is repacked (the sums are the same, pixel by pixel).
+          cpu::gemm<T>(MatrixView<T>(col, K, Jt, Jt), MatrixView<T>(xs, Cig, Jt, ld).transposed(),
+                       acc, Cig, true);
         }
       }
     }
@@ -665,9 +667,11 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
     at::parallel_for(0, G * per, 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const int64_t g = i / per, j = i % per;
-        T s = partial[(g * chunks) * per + j];
-        for (int64_t c = 1; c < chunks; ++c) s += partial[(g * chunks + c) * per + j];
-        gwd[i] = s;  // j = ci * K + (co, kh, kw): the weight's own order
+        // j = ci * K + (co, kh, kw): the weight's own order; NCHW partial sums are K x Cig.
+        const int64_t at = cl ? j : (j % K) * Cig + j / K;
+        T s = partial[(g * chunks) * per + at];
+        for (int64_t c = 1; c < chunks; ++c) s += partial[(g * chunks + c) * per + at];
+        gwd[i] = s;
       }
     });
   }
