@@ -662,18 +662,44 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
     }
   });
   if (need_gw) {
-    // Fixed-order reduction of the partial sums, into gw[g * Cig + ci][co][kh][kw].
+    // Fixed-order reduction of the partial sums, into gw[g * Cig + ci][co][kh][kw] (the
+    // weight's own order). channels_last partial sums are Cig x K like gw, NCHW ones K x Cig:
+    // read in blocks of 16 channels x 256 taps so that the transposed reads stay in cache.
     const int64_t per = Cig * K;
-    at::parallel_for(0, G * per, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t g = i / per, j = i % per;
-        // j = ci * K + (co, kh, kw): the weight's own order; NCHW partial sums are K x Cig.
-        const int64_t at = cl ? j : (j % K) * Cig + j / K;
-        T s = partial[(g * chunks) * per + at];
-        for (int64_t c = 1; c < chunks; ++c) s += partial[(g * chunks + c) * per + at];
-        gwd[i] = s;
-      }
-    });
+    if (cl) {
+      at::parallel_for(0, G * per, 4096, [&](int64_t b, int64_t e) {
+        const int64_t g0 = b / per, g1 = (e - 1) / per;
+        for (int64_t g = g0; g <= g1; ++g) {
+          const T* part = partial.data() + g * chunks * per;
+          const int64_t lo = std::max(b, g * per) - g * per, hi = std::min(e, (g + 1) * per) - g * per;
+          T* out = gwd + g * per;
+          for (int64_t j = lo; j < hi; ++j) out[j] = part[j];
+          for (int64_t c = 1; c < chunks; ++c)
+            for (int64_t j = lo; j < hi; ++j) out[j] += part[c * per + j];
+        }
+      });
+    } else {
+      constexpr int64_t kCiBlock = 16, kKBlock = 256;
+      const int64_t ci_blocks = ceil_div(Cig, kCiBlock);
+      at::parallel_for(0, G * ci_blocks, 1, [&](int64_t b, int64_t e) {
+        for (int64_t blk = b; blk < e; ++blk) {
+          const int64_t g = blk / ci_blocks, ci0 = (blk % ci_blocks) * kCiBlock;
+          const int64_t ci1 = std::min(Cig, ci0 + kCiBlock);
+          const T* part = partial.data() + g * chunks * per;
+          T* out = gwd + g * per;
+          for (int64_t k0 = 0; k0 < K; k0 += kKBlock) {
+            const int64_t k1 = std::min(K, k0 + kKBlock);
+            for (int64_t ci = ci0; ci < ci1; ++ci) {
+              for (int64_t k = k0; k < k1; ++k) {
+                T s = part[k * Cig + ci];
+                for (int64_t c = 1; c < chunks; ++c) s += part[c * per + k * Cig + ci];
+                out[ci * K + k] = s;
+              }
+            }
+          }
+        }
+      });
+    }
   }
 }
 
