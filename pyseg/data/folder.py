@@ -73,7 +73,7 @@ def read_class_names(path: str | os.PathLike, max_classes: int = 256) -> list[st
         >>> from pyseg.data.folder import read_class_names
         >>> path = os.path.join(tempfile.mkdtemp(), "classes.txt")
         >>> with open(path, "w") as f:
-        ...     _ = f.write("background\ncat\ndog\n\n")
+        ...     _ = f.write("background\\ncat\\ndog\\n\\n")
         >>> read_class_names(path)
         ['background', 'cat', 'dog']
         >>> read_class_names(path, max_classes=2)
@@ -131,11 +131,11 @@ class SegmentationFolder(torch.utils.data.Dataset):
         >>> for sub in ("images", "masks"):
         ...     os.makedirs(os.path.join(root, sub))
         >>> with open(os.path.join(root, "classes.txt"), "w") as f:
-        ...     _ = f.write("background\ncat\n")
+        ...     _ = f.write("background\\ncat\\n")
         >>> for stem in "abcde":
         ...     Image.new("RGB", (8, 8), (200, 0, 0)).save(f"{root}/images/{stem}.png")
         ...     save_index_png(f"{root}/masks/{stem}.png", np.eye(8, dtype=np.uint8))
-        >>> from pyseg.data import SegmentationFolder
+        >>> from pyseg.data.folder import SegmentationFolder
         >>> ds = SegmentationFolder(root, split="train", img_size=4)
         >>> len(ds), ds.class_names, ds[0][0].shape, ds[0][1].dtype
         (4, ['background', 'cat'], torch.Size([3, 4, 4]), torch.int64)

@@ -29,7 +29,8 @@ def build_model(arch: str, num_classes: int, arch_kwargs: dict | None = None,
         >>> net = build_model("unet", 2, {"base_channels": 4, "depth": 2})
         >>> net(torch.rand(1, 3, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
-        >>> build_model("unet", 2, {"depth": 2}, in_channels=1)(torch.rand(1, 1, 16, 16)).shape
+        >>> build_model("unet", 2, {"base_channels": 4, "depth": 2}, in_channels=1)(
+        ...     torch.rand(1, 1, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
         >>> build_model("unett", 2)
         Traceback (most recent call last):

@@ -474,7 +474,7 @@ def combine_layer_maps(maps: Sequence[Tensor], images: Tensor, normalize: bool =
         >>> from pyseg.interpret import combine_layer_maps
         >>> coarse, fine = torch.tensor([[[0., 1.]]]), torch.tensor([[[0., 0., 5., 5.]]])
         >>> combine_layer_maps([coarse, fine], torch.zeros(1, 3, 1, 4))
-        tensor([[[0.0000, 0.0833, 0.9167, 1.0000]]])
+        tensor([[[0.0000, 0.1250, 0.8750, 1.0000]]])
     """
     if len(maps) == 1:
         return finish_map(maps[0], images, normalize)

@@ -52,14 +52,17 @@ class ConvertedConvTranspose2d(ConvTranspose2d):
     ``nn.ConvTranspose2d``. Built with the arguments of its base class (or by
     :func:`convert`, from an existing module); ``forward(input, output_size=None)`` as torch's.
 
-    Example: a double-precision input is not pyseg's, so torch computes it::
+    Example: pyseg computes the call, and agrees with torch::
 
         >>> from pyseg.nn.convert import ConvertedConvTranspose2d
-        >>> up = ConvertedConvTranspose2d(2, 1, 2, stride=2).double()
+        >>> up = ConvertedConvTranspose2d(2, 1, 2, stride=2)
+        >>> x = torch.rand(1, 2, 3, 3)
         >>> with pyseg.kernels() as mode:
-        ...     y = up(torch.rand(1, 2, 3, 3, dtype=torch.float64))
+        ...     y = up(x)
         >>> y.shape, mode.stats.to_pyseg
-        (torch.Size([1, 1, 6, 6]), {})
+        (torch.Size([1, 1, 6, 6]), {'conv_transpose2d': 1})
+        >>> torch.allclose(y, F.conv_transpose2d(x, up.weight, up.bias, stride=2), atol=1e-6)
+        True
     """
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:

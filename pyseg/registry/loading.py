@@ -319,7 +319,16 @@ _loading = False
 
 def loaded() -> _LoadedPlugins:
     """The loaded plugins, loading them on first use (raises :class:`PluginError` in
-    strict mode when any failed)."""
+    strict mode when any failed; warns :class:`PluginWarning` for each failure otherwise).
+    No arguments; the same object until :func:`reload`.
+
+    Example::
+
+        >>> from pyseg.registry import loaded
+        >>> state = loaded()
+        >>> state is loaded(), state.pm is pyseg.registry.get_plugin_manager()
+        (True, True)
+    """
     global _loaded, _loading
     with _lock:
         if _loaded is not None:

@@ -59,8 +59,8 @@ class PluginInfo:
         'demo_plugin'
         >>> PluginInfo("demo", "demo_plugin", "entrypoint", "demo-dist", "1.0").describe()
         'demo-dist 1.0 (demo_plugin)'
-        >>> pyseg.get_architecture("unet").plugin.distribution
-        'pyseg'
+        >>> pyseg.get_architecture("unet").plugin.source
+        'builtin'
     """
 
     name: str
