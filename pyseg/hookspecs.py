@@ -27,19 +27,51 @@ hookimpl = pluggy.HookimplMarker("pyseg")
 
 @hookspec
 def pyseg_architectures() -> list[Architecture]:
-    """Return a list of :class:`pyseg.registry.Architecture` the plugin provides."""
+    """Return a list of :class:`pyseg.registry.Architecture` the plugin provides (no arguments).
+
+    Example: what every loaded plugin's ``pyseg_architectures`` returned, flattened::
+
+        >>> hook = pyseg.registry.get_plugin_manager().hook.pyseg_architectures
+        >>> names = [spec.name for specs in hook() for spec in specs]
+        >>> "unet" in names
+        True
+    """
 
 
 @hookspec
 def pyseg_interpreters() -> list[Interpreter]:
-    """Return a list of :class:`pyseg.registry.Interpreter` the plugin provides."""
+    """Return a list of :class:`pyseg.registry.Interpreter` the plugin provides (no arguments).
+
+    Example: what every loaded plugin's ``pyseg_interpreters`` returned, flattened::
+
+        >>> hook = pyseg.registry.get_plugin_manager().hook.pyseg_interpreters
+        >>> names = [spec.name for specs in hook() for spec in specs]
+        >>> "gradcam" in names
+        True
+    """
 
 
 @hookspec
 def pyseg_datasets() -> list[DatasetSpec]:
-    """Return a list of :class:`pyseg.registry.DatasetSpec` the plugin provides."""
+    """Return a list of :class:`pyseg.registry.DatasetSpec` the plugin provides (no arguments).
+
+    Example: what every loaded plugin's ``pyseg_datasets`` returned, flattened::
+
+        >>> hook = pyseg.registry.get_plugin_manager().hook.pyseg_datasets
+        >>> names = [spec.name for specs in hook() for spec in specs]
+        >>> "synthetic-pets" in names
+        True
+    """
 
 
 @hookspec
 def pyseg_benchmarks() -> list[BenchmarkCase]:
-    """Return a list of :class:`pyseg.registry.BenchmarkCase` the plugin provides."""
+    """Return a list of :class:`pyseg.registry.BenchmarkCase` the plugin provides (no arguments).
+
+    Example: what every loaded plugin's ``pyseg_benchmarks`` returned, flattened::
+
+        >>> hook = pyseg.registry.get_plugin_manager().hook.pyseg_benchmarks
+        >>> names = [spec.name for specs in hook() for spec in specs]
+        >>> len(names) > 0
+        True
+    """

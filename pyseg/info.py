@@ -23,6 +23,16 @@ def info() -> dict[str, Any]:
     ``PYSEG_CPU_CAPABILITY``), ``cpu_capability_supported`` (the best this CPU and torch's
     ``ATEN_CPU_CAPABILITY`` allow), ``cpu_capabilities_compiled``, ``gemm`` (``pyseg`` or
     ``aten``, from ``PYSEG_GEMM``), ``compiler``, ``python``, ``platform``.
+
+    Takes no arguments and raises nothing (``pyseg`` itself fails to import when its
+    extension is missing). ``pyseg info`` prints the same.
+
+    Example::
+
+        >>> facts = pyseg.info()
+        >>> facts["version"] == pyseg.__version__, facts["cpu_capability"] in (
+        ...     "default", "avx2", "avx512")
+        (True, True)
     """
     try:
         from pyseg import _build_info as b

@@ -56,7 +56,18 @@ VOC_PALETTE.setflags(write=False)
 
 def index_array(mask: Any, name: str = "mask") -> np.ndarray:
     """``mask`` (a tensor or array of ``(H, W)`` integer class indices in [0, 255]) as a
-    ``uint8`` array; ``ValueError`` / ``TypeError`` naming ``name`` otherwise."""
+    ``uint8`` array; ``ValueError`` / ``TypeError`` naming ``name`` otherwise.
+
+    Example::
+
+        >>> from pyseg.palette import index_array
+        >>> index_array(torch.tensor([[0, 1], [2, 255]])).dtype
+        dtype('uint8')
+        >>> index_array(torch.zeros(2, 2), name="target")
+        Traceback (most recent call last):
+        ...
+        TypeError: target must hold integer class indices, got dtype float32
+    """
     if hasattr(mask, "detach"):  # a torch tensor, on any device
         mask = mask.detach().cpu().numpy()
     arr = np.asarray(mask)
@@ -74,7 +85,16 @@ def index_array(mask: Any, name: str = "mask") -> np.ndarray:
 
 def palette_array(palette: Any) -> np.ndarray:
     """``palette`` (``(n, 3)`` colors in [0, 255], ``n <= 256``; None: :data:`VOC_PALETTE`)
-    as a ``uint8`` array, checked."""
+    as a ``uint8`` array, checked: ``ValueError`` for another shape or a color outside.
+
+    Example::
+
+        >>> from pyseg.palette import palette_array
+        >>> palette_array([[255, 0, 0], [0, 0, 255]]).tolist()
+        [[255, 0, 0], [0, 0, 255]]
+        >>> palette_array(None).shape
+        (256, 3)
+    """
     if palette is None:
         return VOC_PALETTE
     pal = np.asarray(palette)
@@ -89,8 +109,9 @@ def colorize_mask(mask: Any, palette: Any = None) -> np.ndarray:
     """``uint8[H, W, 3]``: each class index of ``mask`` replaced by its palette color
     (default: :data:`VOC_PALETTE`, where 255 is the ignore color).
 
-    ``mask`` is a 2-D array or tensor of class indices. Raises ``ValueError`` for a class the
-    palette has no color for.
+    ``mask`` is a 2-D array or tensor of class indices; ``palette`` an ``(n, 3)`` array of
+    colors (see :func:`palette_array`). Raises ``ValueError`` for a class the palette has no
+    color for (and as :func:`index_array` for a bad mask).
 
     Example::
 
@@ -107,7 +128,17 @@ def colorize_mask(mask: Any, palette: Any = None) -> np.ndarray:
 
 
 def index_image(mask: Any, palette: Any = None):
-    """A PIL image in mode ``P``: the class indices of ``mask`` with the palette attached."""
+    """A PIL image in mode ``P``: the class indices of ``mask`` (as for :func:`index_array`)
+    with ``palette`` attached (as for :func:`palette_array`; None: :data:`VOC_PALETTE`).
+
+    Example::
+
+        >>> import numpy as np
+        >>> from pyseg.palette import index_image
+        >>> pic = index_image(np.array([[0, 1], [2, 255]]))
+        >>> pic.mode, np.asarray(pic).tolist(), pic.convert("RGB").getpixel((1, 0))
+        ('P', [[0, 1], [2, 255]], (128, 0, 0))
+    """
     from PIL import Image
 
     pic = Image.fromarray(index_array(mask))  # mode L: the indices, unchanged
@@ -116,6 +147,18 @@ def index_image(mask: Any, palette: Any = None):
 
 
 def save_index_png(path: str | os.PathLike, mask: Any, palette: Any = None) -> None:
-    """Write ``mask`` (``(H, W)`` class indices in [0, 255]) as a palette PNG (see
-    :func:`index_image`)."""
+    """Write ``mask`` (``(H, W)`` class indices in [0, 255]) to ``path`` as a palette PNG with
+    ``palette`` (see :func:`index_image`, which raises for a bad mask or palette).
+
+    Example::
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from pyseg.palette import save_index_png
+        >>> path = os.path.join(tempfile.mkdtemp(), "mask.png")
+        >>> save_index_png(path, np.array([[0, 1], [2, 255]]))
+        >>> np.asarray(Image.open(path)).tolist()
+        [[0, 1], [2, 255]]
+    """
     index_image(mask, palette).save(path, format="PNG")

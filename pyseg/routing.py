@@ -200,13 +200,16 @@ def check_ops(ops: Iterable[str] | None, argument: str = "ops") -> tuple[str, ..
 
 
 def why_not(op: str, *args: Any, **kwargs: Any) -> str | None:
-    """Why pyseg's kernel for ``op`` (one of :data:`OPS`) would not take these arguments of
-    the torch / torchvision function it stands in for; None when it would.
+    """Why pyseg's kernel for ``op`` (one of :data:`OPS`) would not take these arguments
+    (``args`` and ``kwargs``, as the torch / torchvision function it stands in for takes
+    them); None when it would. Raises ``ValueError`` for an unknown ``op``.
 
     Example::
 
         >>> pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4), scale_factor=2)
         '3-D input (pyseg: 4-D only)'
+        >>> print(pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4, 4), scale_factor=2))
+        None
     """
     return _ROUTES[check_ops((op,))[0]].why_not(*args, **kwargs)
 
@@ -216,7 +219,17 @@ class RoutingStats:
     """Calls seen by a :class:`KernelMode` (or the modules of :func:`pyseg.nn.convert`).
 
     ``to_pyseg[op]`` counts the calls pyseg computed, ``to_torch[(op, reason)]`` those left
-    to torch and why.
+    to torch and why (both start empty). ``str()`` gives one line per count.
+
+    Example::
+
+        >>> from pyseg.routing import RoutingStats
+        >>> stats = RoutingStats()
+        >>> stats.record("interpolate", None)
+        >>> stats.record("interpolate", "3-D input (pyseg: 4-D only)")
+        >>> print(stats)
+        interpolate: 1 call(s) to pyseg
+        interpolate: 1 call(s) to torch (3-D input (pyseg: 4-D only))
     """
 
     # Plain dicts, not Counters: torch.compile can trace a mode being built.
@@ -249,9 +262,19 @@ _module_stats: list[RoutingStats] = []
 
 
 def call(op: str, torch_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``torch_fn(*args, **kwargs)``, computed by pyseg's kernel for ``op`` when it takes these
-    arguments (the converted modules of :func:`pyseg.nn.convert` call this). Counted in the
-    stats of every active :class:`KernelMode`."""
+    """``torch_fn(*args, **kwargs)``, computed by pyseg's kernel for ``op`` (one of
+    :data:`OPS`) when it takes these arguments (the converted modules of
+    :func:`pyseg.nn.convert` call this). Counted in the stats of every active
+    :class:`KernelMode`. Raises what ``torch_fn`` or the kernel raises for bad arguments.
+
+    Example::
+
+        >>> x = torch.rand(1, 2, 4, 4)
+        >>> with pyseg.kernels() as mode:
+        ...     y = pyseg.routing.call("interpolate", F.interpolate, x, scale_factor=2)
+        >>> y.shape, mode.stats.to_pyseg
+        (torch.Size([1, 2, 8, 8]), {'interpolate': 1})
+    """
     route = _ROUTES[op]
     if route.why_not(*args, **kwargs) is None:
         for stats in _module_stats:
@@ -262,7 +285,18 @@ def call(op: str, torch_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
 
 
 class KernelMode(TorchFunctionMode):
-    """The mode :func:`kernels` returns; :attr:`stats` counts what it routed."""
+    """The mode :func:`kernels` returns; :attr:`stats` (a :class:`RoutingStats`) counts what
+    it routed. ``ops`` are the names of :data:`OPS` it routes (None: all); ``ValueError``
+    for an unknown one.
+
+    Example: only ``max_unpool2d`` is routed, so ``interpolate`` stays with torch, uncounted::
+
+        >>> from pyseg.routing import KernelMode
+        >>> with KernelMode(ops=["max_unpool2d"]) as mode:
+        ...     y = F.interpolate(torch.rand(1, 1, 4, 4), scale_factor=2)
+        >>> mode.ops, mode.stats.to_pyseg
+        (('max_unpool2d',), {})
+    """
 
     def __init__(self, ops: Iterable[str] | None = None) -> None:
         super().__init__()

@@ -13,14 +13,25 @@ import pyseg
 MODULES = [
     "pyseg.ops.conv_transpose", "pyseg.ops.deform_conv", "pyseg.ops.max_unpool",
     "pyseg.ops.upsample", "pyseg.nn.conv", "pyseg.nn.convert", "pyseg.nn.deform_conv",
-    "pyseg.nn.unpool", "pyseg.nn.upsample", "pyseg.registry", "pyseg.registry.specs",
-    "pyseg.routing", "pyseg.palette", "pyseg.engine.metrics",
+    "pyseg.nn.unpool", "pyseg.nn.upsample", "pyseg.info", "pyseg.hookspecs",
+    "pyseg.registry", "pyseg.registry.specs", "pyseg.registry.loading", "pyseg.registry.kwargs",
+    "pyseg.routing", "pyseg.palette",
+    "pyseg.engine.metrics", "pyseg.engine.checkpoint", "pyseg.engine.devices",
+    "pyseg.engine.models", "pyseg.engine.trainer",
+    "pyseg.interpret.core", "pyseg.interpret.metrics", "pyseg.interpret.pointing",
+    "pyseg.interpret.overlay",
+    "pyseg.bench", "pyseg.bench.harness", "pyseg.bench.report", "pyseg.bench.trust",
+    "pyseg.bench.emu_profile", "pyseg.bench.models", "pyseg.bench.user_model",
+    "pyseg.data", "pyseg.data.synthetic", "pyseg.data.oxford", "pyseg.data.folder",
+    "pyseg.data.files", "pyseg.data.patch_hiding",
 ]
 
 
 def _examples(name: str) -> list[doctest.DocTest]:
     module = importlib.import_module(name)
-    globs = {"torch": torch, "pyseg": pyseg, "nn": torch.nn, "F": torch.nn.functional}
+    # As ``python -m doctest`` would: the module's own names, plus the usual imports.
+    globs = {**vars(module), "torch": torch, "pyseg": pyseg, "nn": torch.nn,
+             "F": torch.nn.functional}
     return [t for t in doctest.DocTestFinder().find(module, globs=globs) if t.examples]
 
 

@@ -60,7 +60,16 @@ __all__ = [
 
 def pyseg_op(name: str) -> Callable[..., Any]:
     """``pyseg.ops.<name>`` looked up at call time, so a case can name an op that this
-    build does not have yet (pair it with :func:`requires_pyseg_op`)."""
+    build does not have yet (pair it with :func:`requires_pyseg_op`). A missing ``name``
+    raises ``AttributeError`` only when called.
+
+    Example::
+
+        >>> from pyseg.bench import pyseg_op
+        >>> up = pyseg_op("interpolate")
+        >>> up.__name__, up(torch.rand(1, 1, 2, 2), scale_factor=2).shape
+        ('pyseg.ops.interpolate', torch.Size([1, 1, 4, 4]))
+    """
 
     def call(*args: Any, **kwargs: Any) -> Any:
         import pyseg.ops
@@ -73,7 +82,16 @@ def pyseg_op(name: str) -> Callable[..., Any]:
 
 def requires_pyseg_op(name: str) -> Callable[..., str | None]:
     """A ``requires`` callable: ``"unavailable (pyseg.ops.<name> missing)"`` while the op is
-    not in :mod:`pyseg.ops`, else None."""
+    not in :mod:`pyseg.ops` (``name`` is the op's name there), else None.
+
+    Example::
+
+        >>> from pyseg.bench import requires_pyseg_op
+        >>> print(requires_pyseg_op("interpolate")("cpu", torch.float32))
+        None
+        >>> requires_pyseg_op("no_such_op")("cpu", torch.float32)
+        'unavailable (pyseg.ops.no_such_op missing)'
+    """
 
     def requires(device: Any = None, dtype: Any = None) -> str | None:
         import pyseg.ops
@@ -87,7 +105,15 @@ def requires_pyseg_op(name: str) -> Callable[..., str | None]:
 
 def collect_cases() -> list[BenchmarkCase]:
     """Every case from the ``pyseg_benchmarks`` hook of every loaded plugin (built-ins,
-    entry points, ``PYSEG_PLUGINS``): :func:`pyseg.registry.list_benchmarks`."""
+    entry points, ``PYSEG_PLUGINS``): :func:`pyseg.registry.list_benchmarks`, in name order.
+
+    Example::
+
+        >>> from pyseg.bench import collect_cases
+        >>> cases = collect_cases()
+        >>> [c.name for c in cases] == pyseg.list_benchmarks()
+        True
+    """
     from pyseg import registry
 
     return [registry.get_benchmark(name) for name in registry.list_benchmarks()]
@@ -106,7 +132,28 @@ def select(
     matching nothing raises ``KeyError`` naming the known labels). ``quick``: only the
     ``quick`` cases, else only the others. ``backward``: forward + backward cases as well as
     forward ones, else forward only. A case named in ``ops`` is kept regardless of
-    ``quick`` and ``backward``.
+    ``quick`` and ``backward``. ``cases`` are :class:`~pyseg.registry.BenchmarkCase` specs
+    (e.g. :func:`collect_cases`); the result is in display order.
+
+    Example::
+
+        >>> import pyseg.bench
+        >>> def add_case(name, quick=False, backward=False):
+        ...     return pyseg.BenchmarkCase(
+        ...         name, "add", "4x4", make_inputs=lambda device, dtype: (
+        ...             torch.ones(4, 4, device=device, dtype=dtype),) * 2,
+        ...         ours=torch.add, reference=lambda a, b: a + b, quick=quick, backward=backward)
+        >>> cases = [add_case("a"), add_case("b", quick=True), add_case("c", backward=True)]
+        >>> [c.name for c in pyseg.bench.select(cases)]
+        ['a']
+        >>> [c.name for c in pyseg.bench.select(cases, backward=True)]
+        ['a', 'c']
+        >>> [c.name for c in pyseg.bench.select(cases, ["b"])]
+        ['b']
+        >>> pyseg.bench.select(cases, ["mul"])
+        Traceback (most recent call last):
+        ...
+        KeyError: 'no benchmark named mul (ops with cases: add)'
     """
     cases = list(cases)
     ops = list(ops)

@@ -33,7 +33,20 @@ _FIELDS = (
 
 @dataclass
 class KernelCounters:
-    """The counters of every launch of one kernel in one case, summed."""
+    """The counters of every launch of one kernel in one case, summed: ``case`` and
+    ``kernel`` name them, ``launches`` counts the launches, ``totals`` maps each counter
+    (global load / store requests and sectors, shared-memory requests and wavefronts, each
+    with its ideal; atomics, barriers, warp collectives) to its sum.
+
+    Example::
+
+        >>> from pyseg.bench.emu_profile import KernelCounters
+        >>> k = KernelCounters("unpool-4", "max_unpool::gather_kernel<float>", launches=1)
+        >>> k.totals.update(global_load_requests=4, global_load_sectors=8,
+        ...                 global_load_ideal_sectors=4)
+        >>> k.per_request("load"), k.per_request("shared")
+        ((2.0, 1.0), None)
+    """
 
     case: str
     kernel: str
@@ -41,7 +54,8 @@ class KernelCounters:
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FIELDS, 0))
 
     def per_request(self, what: str) -> tuple[float, float] | None:
-        """(measured, ideal) sectors or wavefronts per request; None without requests."""
+        """(measured, ideal) sectors or wavefronts per request of ``what`` (``"load"``,
+        ``"store"`` or ``"shared"``); None without requests."""
         if what == "shared":
             n = self.totals["shared_requests"]
             return (self.totals["shared_wavefronts"] / n,
@@ -51,11 +65,20 @@ class KernelCounters:
                 self.totals[f"global_{what}_ideal_sectors"] / n) if n else None
 
     def to_json(self) -> dict:
+        """The fields as one flat JSON-ready dict."""
         return {"case": self.case, "kernel": self.kernel, "launches": self.launches, **self.totals}
 
 
 def short_kernel_name(name: str) -> str:
-    """``pyseg::max_unpool::gather_kernel<float, false>(...)`` -> ``max_unpool::gather_kernel<float, false>``."""
+    """``name``, a demangled kernel name, without ``void``, its parameter list and the
+    ``pyseg::`` namespace.
+
+    Example::
+
+        >>> from pyseg.bench.emu_profile import short_kernel_name
+        >>> short_kernel_name("void pyseg::max_unpool::gather_kernel<float, false>(float*, int)")
+        'max_unpool::gather_kernel<float, false>'
+    """
     name = re.sub(r"^void ", "", name)
     depth, cut = 0, len(name)
     for i, ch in enumerate(name):  # drop the parameter list (the first '(' outside <>)
@@ -82,7 +105,30 @@ def _run(case: BenchmarkCase) -> None:
 
 
 def profile_cases(cases: Iterable[BenchmarkCase]) -> list[KernelCounters]:
-    """Runs each case once, emulated, and returns the counters per (case, kernel)."""
+    """Runs each of ``cases`` once, emulated (forward thread order, memcheck and racecheck
+    on), and returns the counters per (case, kernel) as :class:`KernelCounters`.
+
+    Raises ``RuntimeError`` when ``pyseg._emu`` was built without the access hooks (build it
+    with ``PYSEG_EMU=1 PYSEG_EMU_CHECKS=1``); what a case raises goes through.
+
+    Example: a tiny max-unpool case (``pyseg bench --emu-profile`` runs the quick cases);
+    the profile needs an instrumented emulator build, as the default ``PYSEG_EMU=1`` one is::
+
+        >>> from pyseg import _loader
+        >>> from pyseg.bench.emu_profile import profile_cases
+        >>> x, idx = F.max_pool2d(torch.rand(1, 1, 4, 4), 2, return_indices=True)
+        >>> case = pyseg.BenchmarkCase(
+        ...     "tiny-unpool", "max_unpool2d", "1x1x2x2", ours=pyseg.ops.max_unpool2d,
+        ...     make_inputs=lambda device, dtype: (x.to(device, dtype), idx, 2),
+        ...     reference=F.max_unpool2d)
+        >>> if _loader._emu is not None and _loader._emu.instrumented():
+        ...     counters = profile_cases([case])
+        ...     print(all(k.case == "tiny-unpool" and k.launches >= 1 for k in counters),
+        ...           any("max_unpool" in k.kernel for k in counters))
+        ... else:
+        ...     print(True, True)       # nothing to profile in this build
+        True True
+    """
     from pyseg import _emu
     from pyseg.ops import _library
 
@@ -118,7 +164,16 @@ def _ratio(pair: tuple[float, float] | None) -> str:
 
 
 def render_profile(results: list[KernelCounters], markdown: bool = False) -> str:
-    """A table: one row per (case, kernel); 'measured (ideal)' per request."""
+    """A table of ``results``: one row per (case, kernel); 'measured (ideal)' per request.
+    Plain text aligned in columns, or a Markdown table with ``markdown=True``.
+
+    Example::
+
+        >>> from pyseg.bench.emu_profile import KernelCounters, render_profile
+        >>> k = KernelCounters("unpool-4", "gather_kernel<float>", launches=2)
+        >>> print(render_profile([k], markdown=True).splitlines()[2])
+        | unpool-4 | gather_kernel<float> | 2 | - | - | - | 0 | 0 | 0/0 |
+    """
     head = ["case", "kernel", "launches", "ld sectors/req", "st sectors/req",
             "shared wavefronts/req", "atomics", "barriers", "divergent coll."]
     rows = [[r.case, r.kernel, str(r.launches), _ratio(r.per_request("load")),

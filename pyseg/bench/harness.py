@@ -67,7 +67,14 @@ def default_rtol(dtype: torch.dtype) -> float:
 
     Loose enough for a different summation order (float32: ~1e-7 per operation over
     thousands of terms), tight enough to catch a wrong index or weight, which moves a result
-    by a sizable fraction of its scale.
+    by a sizable fraction of its scale. ``dtype`` is the case's; any other than the four of
+    :data:`DTYPES` gets the float32 value.
+
+    Example::
+
+        >>> from pyseg.bench import default_rtol
+        >>> default_rtol(torch.float32), default_rtol(torch.float64)
+        (0.0001, 1e-09)
     """
     return {
         torch.float64: 1e-9,
@@ -79,7 +86,19 @@ def default_rtol(dtype: torch.dtype) -> float:
 
 @dataclass
 class Timing:
-    """One side (ours or reference) of a case."""
+    """One side (ours or reference) of a case: the ``median``, ``iqr`` (interquartile range)
+    and ``mean`` seconds per call over ``runs`` timed blocks of ``number_per_run`` calls,
+    ``peak_bytes`` (peak extra memory of one call; None if it could not be measured) and
+    the ``torch.utils.benchmark`` ``measurement`` behind them.
+
+    Example::
+
+        >>> from pyseg.bench import Timing
+        >>> t = Timing(median=2e-3, iqr=2e-4, mean=2.1e-3, runs=5, number_per_run=10,
+        ...            peak_bytes=None)
+        >>> round(t.spread, 6), t.to_json()["median_s"]
+        (0.1, 0.002)
+    """
 
     median: float  # seconds per call
     iqr: float
@@ -96,6 +115,7 @@ class Timing:
         return self.iqr / self.median if self.median > 0 else math.inf
 
     def to_json(self) -> dict:
+        """The fields as a JSON-ready dict (times in seconds), ``spread`` included."""
         return {
             "median_s": self.median,
             "iqr_s": self.iqr,
@@ -120,6 +140,22 @@ class CaseResult:
     the median of the per-pair ratios (``pair_ratio``). ``unreliable``: why the numbers of a
     timed case cannot be trusted (empty when they can), set by
     :func:`pyseg.bench.trust.mark_unreliable`.
+
+    The other fields come from the case (``name``, ``label``, ``case_sub_label`` = its
+    ``sub_label``, ``backward``, ``sweep``, ``size``, ``summary``, ``plugin``: the name of
+    the plugin that provided it) and the run: ``sub_label`` (the case's, plus dtype, device
+    and ``fwd+bwd``), ``device``, ``dtype``, the two :class:`Timing` ``ours`` and
+    ``reference``, and ``max_rel_diff`` (the worst difference of the agreement check).
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, 0.0, seconds, 3, 10, None)
+        >>> r = CaseResult("add", "add", "4x4 float32 cpu", "4x4", False, "cpu", "float32",
+        ...                "ok", ours=timing(1e-6), reference=timing(2e-6))
+        >>> r.ratio, r.to_json()["mode"]
+        (0.5, 'fwd')
     """
 
     name: str
@@ -154,6 +190,7 @@ class CaseResult:
         return self.ours.median / self.reference.median
 
     def to_json(self) -> dict:
+        """The fields as a JSON-ready dict (what ``pyseg bench --json`` writes per row)."""
         return {
             "name": self.name,
             "label": self.label,
@@ -182,7 +219,17 @@ class CaseResult:
 
 class Disagreement(Exception):
     """Raised by :func:`check_agreement`: ours and the reference disagree (the message says
-    where and by how much)."""
+    where and by how much).
+
+    Example::
+
+        >>> from pyseg.bench import Disagreement, check_agreement
+        >>> try:
+        ...     check_agreement((torch.ones(2),), (torch.ones(2), torch.ones(2)), 1e-4)
+        ... except Disagreement as e:
+        ...     print(e)
+        output: pyseg returns 1 tensors, the reference 2 (or in a different structure)
+    """
 
 
 # How the float64 judgement (see check_agreement) weighs pyseg's error against torch's.
@@ -332,6 +379,17 @@ def check_agreement(
     Raises:
         Disagreement: a structural mismatch, or a tensor beyond ``rtol`` that is not rescued
             by the float64 judgement; the message names the tensor and gives the errors.
+
+    Example::
+
+        >>> from pyseg.bench import check_agreement
+        >>> ref = torch.tensor([1.0, 2.0, 4.0])
+        >>> check_agreement(ref + 4e-5, ref, rtol=1e-4)[1]
+        ''
+        >>> check_agreement(ref + 1e-3, ref, rtol=1e-4, what="gradient")
+        Traceback (most recent call last):
+        ...
+        pyseg.bench.harness.Disagreement: gradient: ...
     """
     ours_l, ref_l = list(_leaves(ours)), list(_leaves(reference))
     if [p for p, _ in ours_l] != [p for p, _ in ref_l]:
@@ -434,7 +492,15 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int | None:
 
     CUDA: ``torch.cuda.max_memory_allocated`` around the call. CPU: the allocation and
     free events of torch's CPU allocator recorded by ``torch.profiler`` (profile_memory),
-    summed in time order. None when it cannot be measured.
+    summed in time order. None when it cannot be measured. ``device`` is where ``fn``
+    computes.
+
+    Example: a 1 MiB float32 tensor made (and returned) by the call::
+
+        >>> from pyseg.bench import peak_memory
+        >>> peak = peak_memory(lambda: torch.ones(512, 512), torch.device("cpu"))
+        >>> peak is None or peak >= 2**20
+        True
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -576,8 +642,32 @@ def run_case(
 ) -> CaseResult:
     """Check and time one case on one device and dtype; never raises for a case's fault.
 
-    ``interleave``: alternate the two sides' timed blocks and take the ratio as the median
-    of the per-pair ratios (see :func:`_time_interleaved`)."""
+    Args:
+        case: the :class:`~pyseg.registry.BenchmarkCase`.
+        device: where to run it (a CUDA device without CUDA: ``"skipped"``).
+        dtype: the floating dtype of its inputs.
+        threads: torch threads while timing (None: the current number).
+        min_run_time: seconds each side is timed for, at least.
+        memory: also measure each side's peak memory (:func:`peak_memory`).
+        interleave: alternate the two sides' timed blocks and take the ratio as the median
+            of the per-pair ratios.
+
+    Returns:
+        A :class:`CaseResult`; a case that cannot run, disagrees or raises gets the status
+        ``"skipped"``, ``"refused"`` or ``"error"`` and its reason instead of raising.
+
+    Example::
+
+        >>> import pyseg.bench
+        >>> def add_case(name, quick=False, backward=False):
+        ...     return pyseg.BenchmarkCase(
+        ...         name, "add", "4x4", make_inputs=lambda device, dtype: (
+        ...             torch.ones(4, 4, device=device, dtype=dtype),) * 2,
+        ...         ours=torch.add, reference=lambda a, b: a + b, quick=quick, backward=backward)
+        >>> r = pyseg.bench.run_case(add_case("add"), min_run_time=0.001, memory=False)
+        >>> r.status, r.sub_label, r.ratio > 0
+        ('ok', '4x4 float32 cpu', True)
+    """
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     mode = " fwd+bwd" if case.backward else ""
@@ -714,7 +804,22 @@ def run(
 
     ``progress(result, seconds)`` is called after each case (the CLI prints a line). At the
     end every timed result whose numbers cannot be trusted gets its ``unreliable`` reasons
-    (:func:`pyseg.bench.trust.mark_unreliable`).
+    (:func:`pyseg.bench.trust.mark_unreliable`). ``cases``, ``devices`` and ``dtypes`` are
+    run in the order given (devices outermost); ``threads``, ``min_run_time``, ``memory`` and
+    ``interleave`` are as for :func:`run_case`, which never raises for a case's fault.
+
+    Example::
+
+        >>> import pyseg.bench
+        >>> def add_case(name, quick=False, backward=False):
+        ...     return pyseg.BenchmarkCase(
+        ...         name, "add", "4x4", make_inputs=lambda device, dtype: (
+        ...             torch.ones(4, 4, device=device, dtype=dtype),) * 2,
+        ...         ours=torch.add, reference=lambda a, b: a + b, quick=quick, backward=backward)
+        >>> results = pyseg.bench.run([add_case("add")], dtypes=(torch.float32, torch.float64),
+        ...                           min_run_time=0.001, memory=False)
+        >>> [(r.dtype, r.status) for r in results]
+        [('float32', 'ok'), ('float64', 'ok')]
     """
     from pyseg.bench.trust import mark_unreliable
 

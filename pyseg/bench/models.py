@@ -52,7 +52,15 @@ MODEL_RTOL = {"fwd": 1e-3, "train": 1e-2}
 @dataclass(frozen=True)
 class ModelSetup:
     """One network to benchmark: ``arch`` (a registered architecture), the factory keyword
-    arguments, and the input shape ``(N, C, H, W)``; ``name`` is what the table shows."""
+    arguments (``kwargs``), and the input shape ``input_shape`` ``(N, C, H, W)``; ``name`` is what the table
+    shows, ``num_classes`` the number of output classes it is built for.
+
+    Example::
+
+        >>> from pyseg.bench.models import ModelSetup
+        >>> ModelSetup("unet-small", "unet", (2, 3, 16, 16), {"depth": 2}).description
+        'unet[depth=2] (2,3,16,16)'
+    """
 
     name: str
     arch: str
@@ -117,7 +125,15 @@ def _segmentation_architectures() -> list[str]:
 def model_setups(networks: Iterable[str] = (), *, quick: bool = False) -> list[ModelSetup]:
     """The networks ``pyseg bench --models`` runs: every registered segmentation
     architecture (a plugin's at its defaults and ``DEFAULT_INPUT``), or those named in
-    ``networks`` (architecture or setup names). Raises ``KeyError`` for an unknown name."""
+    ``networks`` (architecture or setup names). ``quick``: the tiny versions ``--quick``
+    runs. Raises ``KeyError`` for an unknown name.
+
+    Example: U-Net is set up three ways (transposed convolutions, bilinear, deformable)::
+
+        >>> from pyseg.bench.models import model_setups
+        >>> [s.name for s in model_setups(["unet"], quick=True)]
+        ['unet', 'unet-bilinear', 'unet-dcn']
+    """
     table = QUICK_SETUPS if quick else BUILTIN_SETUPS
     setups = []
     for arch in _segmentation_architectures():
@@ -211,7 +227,20 @@ def torch_twin(model: nn.Module) -> nn.Module:
     torchvision counterpart (``nn.ConvTranspose2d``, ``nn.MaxUnpool2d``, ``nn.Upsample``,
     ``torchvision.ops.DeformConv2d``; the offset-predicting deformable modules keep their
     ``conv_offset`` and call ``torchvision.ops.deform_conv2d``), with the same weights:
-    ``twin.state_dict()`` has the same keys and values as ``model.state_dict()``."""
+    ``twin.state_dict()`` has the same keys and values as ``model.state_dict()``. ``model``
+    itself is left unchanged.
+
+    Example::
+
+        >>> from pyseg.bench.models import torch_twin
+        >>> net = nn.Sequential(pyseg.nn.ConvTranspose2d(2, 2, 2, stride=2), nn.ReLU())
+        >>> twin = torch_twin(net)
+        >>> type(twin[0]) is nn.ConvTranspose2d, type(net[0]) is pyseg.nn.ConvTranspose2d
+        (True, True)
+        >>> x = torch.rand(1, 2, 3, 3)
+        >>> torch.allclose(twin(x), net(x), atol=1e-6)
+        True
+    """
     twin = copy.deepcopy(model)
 
     def swap(parent: nn.Module) -> None:
@@ -293,7 +322,14 @@ def case_name(setup: ModelSetup, layout: str, pass_: str) -> str:
 def model_cases(setups: Sequence[ModelSetup]) -> list[BenchmarkCase]:
     """The four cases (2 layouts x 2 passes) of every setup, run by :func:`pyseg.bench.run`
     like any other case (label ``"models"``; ``backward`` is False: the training step is
-    the timed statement itself)."""
+    the timed statement itself), for each :class:`ModelSetup` of ``setups``.
+
+    Example::
+
+        >>> from pyseg.bench.models import model_cases, model_setups
+        >>> [c.name for c in model_cases(model_setups(["unet"], quick=True)[:1])]
+        ['models/unet/nchw/fwd', 'models/unet/nchw/train', 'models/unet/nhwc/fwd', 'models/unet/nhwc/train']
+    """
     cases = []
     for setup in setups:
         for layout in LAYOUTS:
@@ -312,7 +348,21 @@ def model_cases(setups: Sequence[ModelSetup]) -> list[BenchmarkCase]:
 
 def model_table(results: Sequence[CaseResult]) -> str:
     """Ratio pyseg / torch per network (rows) and layout x pass (columns), from the results
-    of :func:`model_cases`; a case not timed shows its status."""
+    of :func:`model_cases` among ``results``; a case not timed shows its status, a cell with
+    no case ``-``. ``""`` when there is no such result.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> from pyseg.bench.models import model_table
+        >>> def result(name, status="ok"):
+        ...     return CaseResult(name, "models", "", "unet (2,3,16,16) NCHW fwd", False, "cpu",
+        ...                       "float32", status, ours=Timing(1e-3, 0, 1e-3, 5, 1, None),
+        ...                       reference=Timing(2e-3, 0, 2e-3, 5, 1, None))
+        >>> print(model_table([result("models/unet/nchw/fwd"),
+        ...                    result("models/unet/nhwc/fwd", "error")]).splitlines()[3])
+        unet: unet (2,3,16,16)  0.50  -  error  -
+    """
     columns = [(layout, pass_) for layout in LAYOUTS for pass_ in PASSES]
     rows: dict[str, dict[tuple[str, str], str]] = {}
     titles: dict[str, str] = {}

@@ -23,7 +23,15 @@ SCHEMA = "pyseg-bench/1"
 
 
 def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    """The CPU's model name (from /proc/cpuinfo where there is one; else what ``platform``
+    says). No arguments; never raises.
+
+    Example::
+
+        >>> from pyseg.bench.report import cpu_model
+        >>> isinstance(cpu_model(), str)
+        True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -43,7 +51,18 @@ def machine_facts(threads: int | None = None, *,
 
     Called before a run, it records the load other work puts on the machine. Called after
     with ``start=`` the facts from before, it returns those facts plus ``load_average_end``,
-    ``runnable_end`` and ``finished_utc``.
+    ``runnable_end`` and ``finished_utc``. ``threads`` is the number of timing threads
+    (None: torch's current number).
+
+    Example::
+
+        >>> import pyseg.bench
+        >>> before = pyseg.bench.machine_facts(threads=1)
+        >>> before["threads"], before["pyseg"] == pyseg.__version__
+        (1, True)
+        >>> after = pyseg.bench.machine_facts(start=before)
+        >>> sorted(set(after) - set(before))
+        ['finished_utc', 'load_average_end', 'runnable_end']
     """
     import pyseg
     from pyseg.bench import trust
@@ -83,7 +102,18 @@ def machine_facts(threads: int | None = None, *,
 
 def competition_warning(facts: dict[str, Any]) -> str | None:
     """:func:`pyseg.bench.trust.competition` from :func:`machine_facts` taken before a run:
-    a warning when other work competes for the cores the timing threads need, else None."""
+    a warning when other work competes for the cores the timing threads need, else None.
+    ``facts`` needs ``threads`` (``KeyError`` otherwise) and reads ``load_average`` and
+    ``usable_cpus`` when present.
+
+    Example::
+
+        >>> from pyseg.bench import competition_warning
+        >>> print(competition_warning({"threads": 2, "usable_cpus": 4, "load_average": [0.5]}))
+        None
+        >>> competition_warning({"threads": 2, "usable_cpus": 2, "load_average": [2.0]})
+        'pyseg bench: load average 2.00 on 2 CPUs: ...'
+    """
     from pyseg.bench import trust
 
     load = facts.get("load_average")
@@ -107,7 +137,15 @@ def _load_text(facts: dict[str, Any]) -> str:
 
 
 def header(facts: dict[str, Any]) -> str:
-    """One comment line with what the numbers depend on."""
+    """One comment line with what the numbers depend on, from :func:`machine_facts` output
+    ``facts`` (``KeyError`` for one without its keys).
+
+    Example::
+
+        >>> from pyseg.bench import header, machine_facts
+        >>> header(machine_facts(threads=1)).startswith("# ")
+        True
+    """
     cpus = facts.get("usable_cpus") or facts.get("cpu_count")
     text = (f"# {facts['cpu']}{f' ({cpus} CPUs)' if cpus else ''}, capability torch "
             f"{facts['torch_cpu_capability']} / pyseg {facts['pyseg_cpu_capability']}, "
@@ -120,7 +158,19 @@ def header(facts: dict[str, Any]) -> str:
 
 
 def compare_table(results: Sequence[CaseResult]) -> str:
-    """The ``torch.utils.benchmark.Compare`` table of every timed case."""
+    """The ``torch.utils.benchmark.Compare`` table of every timed case of ``results`` (``""``
+    when none has its measurements: results rebuilt from JSON have none).
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> pyseg.bench.compare_table(results)      # hand-made: no Measurement objects
+        ''
+    """
     measurements = []
     for r in results:
         # Results rebuilt from JSON have no Measurement objects.
@@ -183,7 +233,19 @@ def _row(r: CaseResult, case: str) -> tuple[str, ...]:
 
 def ratio_table(results: Sequence[CaseResult]) -> str:
     """Per case: median times, ours / reference (lower is better), spread and runs of each
-    side, peak extra memory, and why the row is unreliable (marked ``?``) if it is."""
+    side, peak extra memory, and why the row is unreliable (marked ``?``) if it is; one row
+    per timed result of ``results`` (``""`` when none was timed).
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> print(pyseg.bench.ratio_table(results).splitlines()[-1])
+        add: 4x4 float32 cpu 1.0 2.0 0.50 1% (10) 1% (10) 4.0 KiB 4.0 KiB
+    """
     rows = [_row(r, f"{r.label}: {r.sub_label}") for r in results if r.status == "ok"]
     if not rows:
         return ""
@@ -199,7 +261,18 @@ def ratio_table(results: Sequence[CaseResult]) -> str:
 
 def render(results: Sequence[CaseResult]) -> str:
     """Everything a terminal shows: Compare table, ratio table, how the agreement check was
-    passed where it needed float64, cases not timed, and the summary line."""
+    passed where it needed float64, cases not timed, and the summary line, for ``results``.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> print(pyseg.bench.render(results).splitlines()[-1])
+        1 case timed, all reliable
+    """
     from pyseg.bench.trust import summary
 
     parts = [compare_table(results), ratio_table(results)]
@@ -220,7 +293,21 @@ def to_json(results: Sequence[CaseResult], *, command: Sequence[str] | None = No
             machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Results as a JSON-ready dict: ``schema``, ``machine`` (``machine`` as given, e.g.
     :func:`machine_facts` before and after the run, else the facts now), ``command``,
-    ``settings`` (e.g. min_run_time), ``summary`` (the summary line), ``results``."""
+    ``settings`` (e.g. min_run_time), ``summary`` (the summary line), ``results``.
+    ``command`` is the command line that ran (None: not recorded); ``threads`` goes to
+    :func:`machine_facts` when ``machine`` is None.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> data = pyseg.bench.to_json(results, command=["pyseg", "bench"], machine={})
+        >>> data["schema"], data["summary"], data["results"][0]["ratio"]
+        ('pyseg-bench/1', '1 case timed, all reliable', 0.5)
+    """
     from pyseg.bench.trust import summary
 
     return {
@@ -234,7 +321,22 @@ def to_json(results: Sequence[CaseResult], *, command: Sequence[str] | None = No
 
 
 def write_json(path: str | os.PathLike, results: Sequence[CaseResult], **kwargs: Any) -> None:
-    """Write :func:`to_json` to ``path``."""
+    """Write :func:`to_json` of ``results`` (with its keyword arguments ``kwargs``) to
+    ``path``, indented.
+
+    Example::
+
+        >>> import json, os, tempfile
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> path = os.path.join(tempfile.mkdtemp(), "bench.json")
+        >>> pyseg.bench.write_json(path, results, machine={})
+        >>> json.load(open(path))["results"][0]["name"]
+        'add-4'
+    """
     with open(path, "w") as f:
         json.dump(to_json(results, **kwargs), f, indent=2)
         f.write("\n")
@@ -243,7 +345,22 @@ def write_json(path: str | os.PathLike, results: Sequence[CaseResult], **kwargs:
 def plot(path: str | os.PathLike, results: Sequence[CaseResult]) -> bool:
     """Bar plot of the ratios (one bar per timed case, grouped by op) and, when some cases
     form size sweeps, time against size for ours and the reference. Returns False when
-    nothing was timed (no file is written)."""
+    nothing was timed (no file is written), True when the PNG was written to ``path``.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> path = os.path.join(tempfile.mkdtemp(), "bench.png")
+        >>> pyseg.bench.plot(path, results), os.path.exists(path)
+        (True, True)
+        >>> pyseg.bench.plot(path + ".none.png", [])
+        False
+    """
     timed = [r for r in results if r.status == "ok"]
     if not timed:
         return False
@@ -323,7 +440,20 @@ def plot(path: str | os.PathLike, results: Sequence[CaseResult]) -> bool:
 def results_from_json(data: dict) -> list[CaseResult]:
     """Rebuild results from :func:`to_json` output (without the torch Measurement objects),
     e.g. to plot or tabulate a saved run. A file from before the reliability marks gets
-    them computed from its measurements."""
+    them computed from its measurements. ``data`` is the dict (e.g. ``json.load`` of a
+    file); a ``KeyError`` names a missing field.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> again = pyseg.bench.results_from_json(pyseg.bench.to_json(results, machine={}))
+        >>> again[0].ratio, again[0].ours.peak_bytes
+        (0.5, 4096)
+    """
     from pyseg.bench.trust import mark_unreliable
 
     def timing(t: dict | None) -> Timing | None:
@@ -356,7 +486,20 @@ def markdown(data: dict) -> str:
     machine (host, CPU, capability, threads, load average at the start and the end, date),
     the command, one table per op (median times, ratio, spread and runs, peak extra memory,
     why a row is unreliable), the agreement notes, the cases that were not timed and the
-    summary line."""
+    summary line. ``data`` needs the machine facts of :func:`machine_facts`.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> def timing(seconds):
+        ...     return Timing(seconds, seconds / 100, seconds, 10, 100, 4096)
+        >>> results = [CaseResult("add-4", "add", "4x4 float32 cpu", "4x4", False, "cpu",
+        ...                       "float32", "ok", ours=timing(1e-6), reference=timing(2e-6))]
+        >>> data = pyseg.bench.to_json(results, machine=pyseg.bench.machine_facts(threads=1))
+        >>> text = pyseg.bench.markdown(data)
+        >>> text.startswith("- Machine: "), "#### add" in text
+        (True, True)
+    """
     from pyseg.bench.trust import summary
 
     m = data["machine"]

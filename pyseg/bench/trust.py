@@ -55,6 +55,15 @@ def mark_unreliable(results: Sequence[CaseResult], *, spread: float = SPREAD_LIM
 
     Returns:
         How many timed results are unreliable.
+
+    Example: one side timed in a single run::
+
+        >>> from pyseg.bench import CaseResult, Timing, mark_unreliable
+        >>> r = CaseResult("add", "add", "4x4 float32 cpu", "4x4", False, "cpu", "float32",
+        ...                "ok", ours=Timing(1e-6, 0.0, 1e-6, 1, 100, None),
+        ...                reference=Timing(2e-6, 0.0, 2e-6, 10, 100, None))
+        >>> mark_unreliable([r]), r.unreliable
+        (1, ['pyseg 1 run'])
     """
     timed = [(r, r.ours, r.reference) for r in results
              if r.status == "ok" and r.ours is not None and r.reference is not None]
@@ -85,7 +94,16 @@ def mark_unreliable(results: Sequence[CaseResult], *, spread: float = SPREAD_LIM
 def summary(results: Sequence[CaseResult], *, spread: float = SPREAD_LIMIT,
             min_runs: int = MIN_RUNS) -> str:
     """One line: how many cases were timed, how many of them are unreliable (and what marks
-    a row so), and how many were refused, skipped or failed."""
+    a row so), and how many were refused, skipped or failed. ``spread`` and ``min_runs`` are
+    the limits :func:`mark_unreliable` used, named in the line; ``results`` are its results.
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, summary
+        >>> summary([CaseResult("add", "add", "4x4", "4x4", False, "cuda", "float32",
+        ...                     "skipped", reason="CUDA is not available")])
+        '0 cases timed, 1 skipped'
+    """
     timed = [r for r in results if r.status == "ok"]
     bad = sum(bool(r.unreliable) for r in timed)
     text = f"{len(timed)} case{'s' if len(timed) != 1 else ''} timed"
@@ -101,7 +119,16 @@ def summary(results: Sequence[CaseResult], *, spread: float = SPREAD_LIMIT,
 
 
 def load_average() -> tuple[float, float, float] | None:
-    """The 1, 5 and 15 minute load averages, or None where the system has none."""
+    """The 1, 5 and 15 minute load averages, or None where the system has none (no
+    arguments).
+
+    Example::
+
+        >>> from pyseg.bench.trust import load_average
+        >>> load = load_average()
+        >>> load is None or (len(load) == 3 and min(load) >= 0)
+        True
+    """
     try:
         one, five, fifteen = os.getloadavg()
     except (OSError, AttributeError):
@@ -110,7 +137,16 @@ def load_average() -> tuple[float, float, float] | None:
 
 
 def runnable_now() -> int | None:
-    """Threads runnable right now, this process included (Linux ``/proc/loadavg``), or None."""
+    """Threads runnable right now, this process included (Linux ``/proc/loadavg``), or None
+    elsewhere (no arguments).
+
+    Example::
+
+        >>> from pyseg.bench.trust import runnable_now
+        >>> n = runnable_now()
+        >>> n is None or n >= 1
+        True
+    """
     try:
         with open("/proc/loadavg") as f:
             return int(f.read().split()[3].split("/")[0])
@@ -119,7 +155,16 @@ def runnable_now() -> int | None:
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the system has one)."""
+    """CPUs this process may run on (its affinity mask where the system has one; no
+    arguments).
+
+    Example::
+
+        >>> import os
+        >>> from pyseg.bench.trust import usable_cpus
+        >>> 1 <= usable_cpus() <= os.cpu_count()
+        True
+    """
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -138,6 +183,17 @@ def competition(load: float | None, cpus: int, threads: int) -> str | None:
     Returns:
         The warning, naming the load, the CPUs, the threads and what to do; or None when
         ``threads`` fit in the CPUs the load leaves free (with half a CPU of slack).
+
+    Raises:
+        ValueError: ``threads`` or ``cpus`` below 1.
+
+    Example::
+
+        >>> from pyseg.bench.trust import competition
+        >>> print(competition(0.3, cpus=2, threads=2))
+        None
+        >>> competition(None, cpus=2, threads=4)
+        'pyseg bench: 4 threads on 2 CPUs: ... use --threads 2 or fewer'
     """
     if threads < 1 or cpus < 1:
         raise ValueError(f"threads and cpus must be at least 1, got {threads} and {cpus}")

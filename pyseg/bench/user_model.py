@@ -56,7 +56,16 @@ RTOL = {"fwd": 1e-3, "train": 1e-3}
 @dataclass(frozen=True)
 class UserModel:
     """What to build: ``spec`` (``MODULE:FACTORY`` or an architecture name), the factory's
-    keyword arguments and the input shape ``(N, C, H, W)``."""
+    keyword arguments (``kwargs``) and the input shape ``(N, C, H, W)`` (``input_shape``).
+
+    Example::
+
+        >>> from pyseg.bench.user_model import UserModel
+        >>> setup = UserModel("torch.nn:ConvTranspose2d", {"in_channels": 3, "out_channels": 2,
+        ...                   "kernel_size": 3, "padding": 1}, (1, 3, 8, 8))
+        >>> setup.name, setup.description
+        ('ConvTranspose2d', 'ConvTranspose2d 1x3x8x8')
+    """
 
     spec: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -64,10 +73,12 @@ class UserModel:
 
     @property
     def name(self) -> str:
+        """The factory's name (the part after ``:``), or the architecture name."""
         return self.spec.rpartition(":")[2] or self.spec
 
     @property
     def description(self) -> str:
+        """The name and the input shape, as the tables show them."""
         return f"{self.name} {'x'.join(map(str, self.input_shape))}"
 
 
@@ -97,7 +108,16 @@ def _factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def build(setup: UserModel) -> nn.Module:
-    """The network as it is (seeded: every build has the same weights).
+    """The network of ``setup`` as it is (seeded: every build has the same weights).
+
+    Example::
+
+        >>> from pyseg.bench.user_model import UserModel
+        >>> setup = UserModel("torch.nn:ConvTranspose2d", {"in_channels": 3, "out_channels": 2,
+        ...                   "kernel_size": 3, "padding": 1}, (1, 3, 8, 8))
+        >>> from pyseg.bench.user_model import build
+        >>> torch.equal(build(setup).weight, build(setup).weight)
+        True
 
     Raises:
         ValueError: the module or factory cannot be found.
@@ -181,7 +201,17 @@ def _make_inputs(setup: UserModel) -> Callable[..., tuple[Any, ...]]:
 class Agreement:
     """What :func:`check` found: the conversion report, the calls of one forward and one
     training step of the converted network (``stats``), and the largest differences
-    (relative to the reference's largest value) of the outputs and of the gradients."""
+    (relative to the reference's largest value) of the outputs (``output_diff``) and of the
+    loss and gradients (``gradient_diff``). ``str()`` gives what ``pyseg bench --model``
+    prints.
+
+    Example: :func:`check` shows one.
+
+        >>> import dataclasses
+        >>> from pyseg.bench.user_model import Agreement
+        >>> [f.name for f in dataclasses.fields(Agreement)]
+        ['report', 'stats', 'output_diff', 'gradient_diff']
+    """
 
     report: Any  # pyseg.nn.ConversionReport
     stats: Any  # pyseg.routing.RoutingStats
@@ -213,7 +243,19 @@ def check(setup: UserModel, device: str | torch.device = "cpu",
           dtype: torch.dtype = torch.float32) -> Agreement:
     """One forward and one training step of the network as it is and converted (under
     :func:`pyseg.kernels`): what was converted, what went to pyseg, how far apart the two
-    are. Raises what building or running the network raises."""
+    are, for ``setup`` on ``device`` in ``dtype``. Raises what building or running the
+    network raises.
+
+    Example::
+
+        >>> from pyseg.bench.user_model import UserModel
+        >>> setup = UserModel("torch.nn:ConvTranspose2d", {"in_channels": 3, "out_channels": 2,
+        ...                   "kernel_size": 3, "padding": 1}, (1, 3, 8, 8))
+        >>> from pyseg.bench.user_model import check
+        >>> agreement = check(setup)
+        >>> agreement.stats.to_pyseg, agreement.output_diff < 1e-5
+        ({'conv_transpose2d': 2}, True)
+    """
     import pyseg
 
     original, _, x, target = _make_inputs(setup)(torch.device(device), dtype)
@@ -233,7 +275,17 @@ def case_name(setup: UserModel, pass_: str) -> str:
 
 def model_cases(setup: UserModel) -> list[BenchmarkCase]:
     """Two cases, ``fwd`` and ``train``: the converted network under :func:`pyseg.kernels`
-    ("pyseg") against the network as it is ("reference")."""
+    ("pyseg") against the network as it is ("reference"), for ``setup``.
+
+    Example::
+
+        >>> from pyseg.bench.user_model import UserModel
+        >>> setup = UserModel("torch.nn:ConvTranspose2d", {"in_channels": 3, "out_channels": 2,
+        ...                   "kernel_size": 3, "padding": 1}, (1, 3, 8, 8))
+        >>> from pyseg.bench.user_model import model_cases
+        >>> [c.name for c in model_cases(setup)]
+        ['model/ConvTranspose2d/fwd', 'model/ConvTranspose2d/train']
+    """
 
     def fwd(which: int) -> Callable[..., Any]:
         return lambda original, converted, x, target: _forward((original, converted)[which], x)
@@ -255,7 +307,19 @@ def model_cases(setup: UserModel) -> list[BenchmarkCase]:
 
 
 def ratio_table(results: Iterable[CaseResult]) -> str:
-    """One line per network, dtype and device: forward and training-step ratios."""
+    """One line per network, dtype and device: forward and training-step ratios, from the
+    results of :func:`model_cases` among ``results`` (``""`` when there is none).
+
+    Example::
+
+        >>> from pyseg.bench import CaseResult, Timing
+        >>> from pyseg.bench.user_model import ratio_table
+        >>> r = CaseResult("model/net/fwd", "model", "", "net 1x3x8x8 fwd", False, "cpu",
+        ...                "float32", "ok", ours=Timing(1e-3, 0, 1e-3, 5, 1, None),
+        ...                reference=Timing(4e-3, 0, 4e-3, 5, 1, None))
+        >>> print(ratio_table([r]).splitlines()[-1])
+        net 1x3x8x8 float32 cpu    0.25       -
+    """
     rows: dict[str, dict[str, str]] = {}
     for r in results:
         parts = r.name.split("/")
@@ -286,6 +350,20 @@ def from_args(spec: str, kwargs_json: str = "{}", input_shape: str | None = None
         ValueError: naming the option: an unknown module, factory or architecture, kwargs
             that are not JSON, an input shape that is not four positive ints.
         TypeError: ``--model-kwargs`` is JSON but not an object.
+
+    ``spec`` is ``--model``, ``kwargs_json`` ``--model-kwargs``, ``input_shape`` ``--input``
+    (None: ``1,3,256,256``, or ``1,3,64,64`` with ``quick``).
+
+    Example::
+
+        >>> from pyseg.bench.user_model import from_args
+        >>> from_args("torch.nn:Conv2d", '{"in_channels": 3, "out_channels": 2, '
+        ...           '"kernel_size": 1}', "1,3,8,8").input_shape
+        (1, 3, 8, 8)
+        >>> from_args("torch.nn:Conv2d", input_shape="8,8")
+        Traceback (most recent call last):
+        ...
+        ValueError: --input must be N,C,H,W (four positive ints), got '8,8'
     """
     import json
 
@@ -313,7 +391,19 @@ def report(setup: UserModel, devices: Sequence[str], dtypes: Sequence[torch.dtyp
            results: Sequence[CaseResult]) -> str:
     """What ``pyseg bench --model`` prints above the timing table: per device and dtype,
     the conversion report, the calls that went to pyseg (or stayed with torch, and why)
-    and the agreement of the two sides (:func:`check`), then :func:`ratio_table`."""
+    and the agreement of the two sides (:func:`check`), then :func:`ratio_table` of
+    ``results``; for ``setup`` on each of ``devices`` and ``dtypes``. A network that cannot
+    run there gets a line saying so instead of raising.
+
+    Example::
+
+        >>> from pyseg.bench.user_model import UserModel
+        >>> setup = UserModel("torch.nn:ConvTranspose2d", {"in_channels": 3, "out_channels": 2,
+        ...                   "kernel_size": 3, "padding": 1}, (1, 3, 8, 8))
+        >>> from pyseg.bench.user_model import report
+        >>> print(report(setup, ["cpu"], [torch.float32], []).splitlines()[0])
+        ConvTranspose2d 1x3x8x8 float32 cpu
+    """
     parts = []
     for device in devices:
         for dtype in dtypes:

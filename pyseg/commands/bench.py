@@ -11,6 +11,7 @@ DTYPE_CHOICES = ("float32", "float64", "bfloat16", "float16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg bench`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("ops", nargs="*", metavar="OP",
                         help="ops (case labels) or case names to run; all when omitted")
     parser.add_argument("--backward", action="store_true",
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg bench`` with the parsed ``args``; returns the exit status."""
     import torch
 
     from pyseg import bench

@@ -10,6 +10,7 @@ HELP = "evaluate a checkpoint on the validation split (JSON metrics)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg evaluate`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .pt from pyseg train")
     parser.add_argument("--data", default=None, metavar="NAME|PATH",
                         help="dataset (default: the one the checkpoint was trained on)")
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg evaluate`` with the parsed ``args``; returns the exit status."""
     from pyseg.cli import UsageError
 
     _common.check_img_size("--img-size", args.img_size)

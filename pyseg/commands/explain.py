@@ -13,6 +13,7 @@ HELP = "explain a trained model's predictions on images (CAM, Grad-CAM, hide-and
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg explain`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--checkpoint", required=True, metavar="CKPT",
                         help="checkpoint written by `pyseg train`")
@@ -154,6 +155,7 @@ def _print_metrics(rows: list[tuple[str, str, dict]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg explain`` with the parsed ``args``; returns the exit status."""
     import torch
 
     from pyseg.cli import UsageError

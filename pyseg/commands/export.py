@@ -8,6 +8,7 @@ HELP = "export a checkpoint to ONNX (onnxruntime, TensorRT, ...) or a torch.expo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg export`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .pt from pyseg train")
     parser.add_argument("--format", required=True, choices=["onnx", "torch-export"],
                         help="onnx: an .onnx file; torch-export: a .pt2 for torch.export.load "
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg export`` with the parsed ``args``; returns the exit status."""
     import torch
 
     from pyseg.cli import UsageError

@@ -9,10 +9,12 @@ HELP = "show the version, build (CUDA, emulator) and runtime facts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg info`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg info`` with the parsed ``args``; returns the exit status."""
     import pyseg
 
     facts = pyseg.info()

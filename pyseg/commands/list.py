@@ -20,6 +20,7 @@ _SECTIONS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg list`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -108,6 +109,7 @@ def _print_text(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg list`` with the parsed ``args``; returns the exit status."""
     from pyseg.registry import PluginError, PluginWarning  # imports torch: only here
 
     try:

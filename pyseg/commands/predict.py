@@ -13,6 +13,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg predict`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .pt from pyseg train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR",
@@ -47,6 +48,7 @@ def _collect(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg predict`` with the parsed ``args``; returns the exit status."""
     from pyseg.cli import UsageError
 
     files = _collect(args.inputs)

@@ -21,6 +21,7 @@ DEFAULT_KWARGS = {"unet": {"base_channels": 16, "depth": 3}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``pyseg train`` to ``parser`` (the CLI calls this)."""
     parser.add_argument("--arch", default=ARCH_DEFAULT, metavar="NAME",
                         help=f"architecture name from `pyseg list` (default: {ARCH_DEFAULT})")
     parser.add_argument("--arch-kwargs", default=None, metavar="JSON",
@@ -103,6 +104,7 @@ def _architecture(name: str) -> Architecture | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out ``pyseg train`` with the parsed ``args``; returns the exit status."""
     from pyseg.cli import UsageError
 
     spec = _architecture(args.arch)

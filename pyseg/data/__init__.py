@@ -36,8 +36,22 @@ def resolve_dataset(data: str, split: str, img_size: int, task: str = "segmentat
     :mod:`pyseg.data.folder`) or the Oxford Pets layout. Raises ``ValueError`` with one
     readable line otherwise.
 
-    ``seed`` and the split's length go to datasets that declare them in their
-    :attr:`~pyseg.registry.DatasetSpec.options`."""
+    ``seed`` and the split's length (``train_length`` for ``split="train"``, else
+    ``val_length``; None: the dataset's default) go to datasets that declare them in their
+    :attr:`~pyseg.registry.DatasetSpec.options`. ``img_size`` and ``task`` go to the dataset
+    factory.
+
+    Example::
+
+        >>> from pyseg.data import resolve_dataset
+        >>> ds, names = resolve_dataset("synthetic-pets", "val", img_size=16, val_length=2)
+        >>> len(ds), names
+        (2, ['foreground', 'background', 'contour'])
+        >>> resolve_dataset("no-such-set", "val", img_size=16)
+        Traceback (most recent call last):
+        ...
+        ValueError: no dataset named 'no-such-set' and no such folder
+    """
     spec = None
     if os.sep not in data and not data.startswith("."):
         try:

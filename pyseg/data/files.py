@@ -55,8 +55,20 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image as RGB (transparent parts on white); raises
-    ``OSError`` / ``ValueError`` if it is damaged or not a regular file."""
+    """Open and fully decode the image at ``path`` as RGB (transparent parts on white);
+    raises ``OSError`` / ``ValueError`` if it is damaged or not a regular file.
+
+    Example: a fully transparent pixel comes out white::
+
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from pyseg.data.oxford import load_rgb
+        >>> path = os.path.join(tempfile.mkdtemp(), "dot.png")
+        >>> Image.new("RGBA", (1, 1), (255, 0, 0, 0)).save(path)
+        >>> pic = load_rgb(path)
+        >>> pic.mode, pic.getpixel((0, 0))
+        ('RGB', (255, 255, 255))
+    """
     im = open_image(path)
     if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")

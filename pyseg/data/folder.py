@@ -64,8 +64,23 @@ def _read_lines(path: Path) -> list[str]:
 def read_class_names(path: str | os.PathLike, max_classes: int = 256) -> list[str]:
     """Class names from a text file, one per line (line ``i + 1`` names class ``i``).
 
-    Raises :class:`DatasetError` for an empty file, a blank line between names, a name
-    given twice or more than ``max_classes`` names."""
+    Raises :class:`DatasetError` for an empty or unreadable file, a blank line between
+    names, a name given twice or more than ``max_classes`` names.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from pyseg.data.folder import read_class_names
+        >>> path = os.path.join(tempfile.mkdtemp(), "classes.txt")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("background\\ncat\\ndog\\n\\n")
+        >>> read_class_names(path)
+        ['background', 'cat', 'dog']
+        >>> read_class_names(path, max_classes=2)
+        Traceback (most recent call last):
+        ...
+        pyseg.data.oxford.DatasetError: ... names 3 classes; 8-bit masks allow at most 2 here
+    """
     path = Path(path)
     names = _read_lines(path)
     if not names:
@@ -91,6 +106,39 @@ class SegmentationFolder(torch.utils.data.Dataset):
     Items are ``(image float[3, S, S] in [0, 1], target long[S, S])``; target pixels are
     class indices or ``ignore_index``. Like :class:`~pyseg.data.oxford.OxfordPets`, the
     split is decoded and resized once, at construction, so damage is reported up front.
+
+    Args:
+        root: the folder: ``classes.txt``, ``images/``, ``masks/`` (class-index PNGs), and
+            optionally ``train.txt`` / ``val.txt`` (one stem a line) that fix the split.
+        split: ``"train"``, ``"val"`` or ``"all"``.
+        img_size: the side images and masks are resized to (masks: nearest).
+        ignore_index: the mask value that is not a class (None: every value is a class).
+        val_fraction: without split files, the share of the pairs that is validation.
+        transform: optional callable ``(image, target) -> (image, target)`` on tensors.
+        warn: warn about each skipped file (they are listed in ``skipped`` either way).
+
+    Raises:
+        DatasetError: a missing folder, another layout, no usable pair, a bad classes.txt.
+        ValueError: an ``ignore_index`` that is a class, a bad ``split`` or ``img_size``.
+
+    Example: five 8x8 pictures, four of them for training::
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from pyseg.palette import save_index_png
+        >>> root = tempfile.mkdtemp()
+        >>> for sub in ("images", "masks"):
+        ...     os.makedirs(os.path.join(root, sub))
+        >>> with open(os.path.join(root, "classes.txt"), "w") as f:
+        ...     _ = f.write("background\\ncat\\n")
+        >>> for stem in "abcde":
+        ...     Image.new("RGB", (8, 8), (200, 0, 0)).save(f"{root}/images/{stem}.png")
+        ...     save_index_png(f"{root}/masks/{stem}.png", np.eye(8, dtype=np.uint8))
+        >>> from pyseg.data.folder import SegmentationFolder
+        >>> ds = SegmentationFolder(root, split="train", img_size=4)
+        >>> len(ds), ds.class_names, ds[0][0].shape, ds[0][1].dtype
+        (4, ['background', 'cat'], torch.Size([3, 4, 4]), torch.int64)
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", img_size: int = 64,
@@ -178,7 +226,19 @@ class SegmentationFolder(torch.utils.data.Dataset):
 def folder_dataset(root: str | os.PathLike | None = None, split: str = "train",
                    img_size: int = 64, task: str = "segmentation", **kwargs: Any
                    ) -> SegmentationFolder:
-    """Dataset factory for the registry (segmentation only; ``root`` is required)."""
+    """Dataset factory for the registry (segmentation only; ``root`` is required): a
+    :class:`SegmentationFolder` of ``root`` with ``split``, ``img_size`` and the keyword
+    arguments ``kwargs`` (a ``seed`` is dropped). ``task`` must be ``"segmentation"``
+    (``ValueError`` otherwise); no ``root`` is a :class:`DatasetError`.
+
+    Example::
+
+        >>> from pyseg.data.folder import folder_dataset
+        >>> folder_dataset(None)
+        Traceback (most recent call last):
+        ...
+        pyseg.data.oxford.DatasetError: the folder dataset needs a folder: pass --data PATH ...
+    """
     if task != "segmentation":
         raise ValueError("the folder dataset provides segmentation targets only")
     if root is None:

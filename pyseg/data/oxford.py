@@ -53,7 +53,18 @@ BOOK_VAL_COUNT = 1000
 
 
 class DatasetError(ValueError):
-    """The dataset folder cannot be used at all (missing, empty, wrong layout)."""
+    """The dataset folder cannot be used at all (missing, empty, wrong layout): a
+    ``ValueError`` whose message names the folder or file.
+
+    Example::
+
+        >>> from pyseg.data.oxford import DatasetError, OxfordPets
+        >>> try:
+        ...     OxfordPets("no/such/folder")
+        ... except DatasetError as e:
+        ...     print(e)
+        dataset folder not found: no/such/folder
+    """
 
 
 def _pairs(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
@@ -71,7 +82,19 @@ def _pairs(root: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
 
 
 def split_pairs(pairs: list, split: str, method: str = "auto", val_fraction: float = 0.2) -> list:
-    """Select the ``"train"`` / ``"val"`` / ``"all"`` part of ``pairs`` (sorted by stem)."""
+    """Select the ``split`` part (``"train"`` / ``"val"`` / ``"all"``) of ``pairs`` (sorted
+    by stem), after a fixed shuffle. ``method`` ``"book"`` keeps 1000 pairs for validation,
+    ``"fraction"`` a ``val_fraction`` of them, ``"auto"`` the first for more than 2000 pairs.
+    Raises ``ValueError`` for an unknown split or method or a fraction outside (0, 1).
+
+    Example: train and val share nothing and cover everything::
+
+        >>> from pyseg.data.oxford import split_pairs
+        >>> pairs = [f"pet_{i:02d}" for i in range(10)]
+        >>> train, val = split_pairs(pairs, "train"), split_pairs(pairs, "val")
+        >>> len(train), len(val), sorted(train + val) == pairs
+        (8, 2, True)
+    """
     if split == "all":
         return list(pairs)
     if split not in ("train", "val"):
@@ -100,7 +123,39 @@ class OxfordPets(torch.utils.data.Dataset):
     """Oxford-IIIT Pets segmentation (see the module docstring).
 
     Decodes and resizes the selected split once, at construction (64 px: about 12 KB per
-    sample), so damaged files are found and reported up front.
+    sample), so damaged files are found and reported up front. Items are ``(image float[3,
+    S, S] in [0, 1], target long[S, S])`` with 0 pet, 1 background, 2 contour.
+
+    Args:
+        root: the folder holding ``images/*.jpg`` and ``annotations/trimaps/*.png``.
+        split: ``"train"``, ``"val"`` or ``"all"`` (see :func:`split_pairs`).
+        img_size: the side images and trimaps are resized to.
+        split_method: ``"auto"``, ``"book"`` or ``"fraction"`` (see :func:`split_pairs`).
+        val_fraction: the validation share for ``"fraction"``.
+        transform: optional callable ``(image, target) -> (image, target)`` on tensors.
+        warn: warn about each skipped file (they are listed in ``skipped`` either way).
+
+    Raises:
+        DatasetError: a missing folder, another layout, or no usable pair.
+        ValueError: a bad ``split``, ``split_method`` or ``val_fraction``.
+
+    Example: three pets in the Oxford layout, made here::
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(root, "images"))
+        >>> os.makedirs(os.path.join(root, "annotations", "trimaps"))
+        >>> for stem in ("Abyssinian_1", "beagle_1", "beagle_2"):
+        ...     Image.new("RGB", (8, 8), (90, 60, 30)).save(f"{root}/images/{stem}.jpg")
+        ...     trimap = np.full((8, 8), 2, np.uint8)      # 1 pet, 2 background, 3 contour
+        ...     trimap[2:6, 2:6] = 1
+        ...     Image.fromarray(trimap).save(f"{root}/annotations/trimaps/{stem}.png")
+        >>> from pyseg.data.oxford import OxfordPets
+        >>> ds = OxfordPets(root, split="all", img_size=4)
+        >>> len(ds), ds.stems[0], ds[0][1].unique().tolist()
+        (3, 'Abyssinian_1', [0, 1])
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", img_size: int = 64,
@@ -136,14 +191,42 @@ class OxfordPets(torch.utils.data.Dataset):
 
 def default_root() -> Path:
     """Where ``--data oxford-pets`` looks: ``$PYSEG_DATA_DIR/oxford-pets`` (default
-    ``~/.cache/pyseg/oxford-pets``)."""
+    ``~/.cache/pyseg/oxford-pets``). No arguments.
+
+    Example::
+
+        >>> from pyseg.data.oxford import default_root
+        >>> default_root().name
+        'oxford-pets'
+    """
     base = os.environ.get("PYSEG_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "pyseg")
     return Path(base) / "oxford-pets"
 
 
 def oxford_pets(root: str | os.PathLike | None = None, split: str = "train", img_size: int = 64,
                 task: str = "segmentation", **kwargs: Any) -> OxfordPets:
-    """Dataset factory for the registry (segmentation only)."""
+    """Dataset factory for the registry (segmentation only): :class:`OxfordPets` of ``root``
+    (None: :func:`default_root`) with ``split``, ``img_size`` and the keyword arguments
+    ``kwargs`` (a ``seed`` is dropped). Another ``task`` is a ``ValueError``.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(root, "images"))
+        >>> os.makedirs(os.path.join(root, "annotations", "trimaps"))
+        >>> for stem in ("Abyssinian_1", "beagle_1", "beagle_2"):
+        ...     Image.new("RGB", (8, 8), (90, 60, 30)).save(f"{root}/images/{stem}.jpg")
+        ...     trimap = np.full((8, 8), 2, np.uint8)      # 1 pet, 2 background, 3 contour
+        ...     trimap[2:6, 2:6] = 1
+        ...     Image.fromarray(trimap).save(f"{root}/annotations/trimaps/{stem}.png")
+        >>> from pyseg.data.oxford import oxford_pets
+        >>> len(oxford_pets(root, split="val", img_size=4, split_method="fraction",
+        ...                 val_fraction=0.34))
+        1
+    """
     if task != "segmentation":
         raise ValueError("oxford-pets provides segmentation targets only")
     kwargs.pop("seed", None)

@@ -25,7 +25,17 @@ def patch_grid_masks(
 
     Returns ``(hidden_cells bool[num, gh, gw], hidden_pixels bool[num, height, width])`` where
     ``gh = ceil(height / grid_size)``, ``gw = ceil(width / grid_size)``; each cell is hidden
-    independently with probability ``p`` (cells at the right/bottom edge may be partial).
+    independently with probability ``p`` (cells at the right/bottom edge may be partial),
+    drawn from ``generator``; the masks are put on ``device`` (None: the CPU).
+
+    Raises ``ValueError`` for ``grid_size < 1`` or ``p`` outside [0, 1].
+
+    Example::
+
+        >>> from pyseg.data.patch_hiding import patch_grid_masks
+        >>> cells, pixels = patch_grid_masks(2, 5, 8, grid_size=4, p=1.0)
+        >>> cells.shape, pixels.shape, bool(pixels.all())
+        (torch.Size([2, 2, 2]), torch.Size([2, 5, 8]), True)
     """
     if grid_size < 1:
         raise ValueError(f"grid_size must be a positive number of pixels, got {grid_size}")
@@ -41,7 +51,17 @@ def patch_grid_masks(
 
 def hide_patches(images: Tensor, hidden: Tensor, fill: Tensor) -> Tensor:
     """Replace the pixels of ``images (..., C, H, W)`` where ``hidden (..., H, W)`` is true by
-    ``fill`` (broadcastable to ``(..., C, 1, 1)``)."""
+    ``fill`` (broadcastable to ``(..., C, 1, 1)``); returns a new tensor.
+
+    Example::
+
+        >>> from pyseg.data.patch_hiding import hide_patches
+        >>> hidden = torch.tensor([[True, False]])
+        >>> hide_patches(torch.ones(2, 1, 2), hidden, torch.tensor([0.5, 0.0])[:, None, None])
+        tensor([[[0.5000, 1.0000]],
+        <BLANKLINE>
+                [[0.0000, 1.0000]]])
+    """
     return torch.where(hidden.unsqueeze(-3), fill.to(images.dtype), images)
 
 

@@ -421,6 +421,21 @@ class SyntheticPets(torch.utils.data.Dataset):
         cache: keep rendered samples in memory (``True``), or also on disk in ``cache_dir``.
         cache_dir: directory for an ``.npz`` cache of the whole split (written atomically).
         transform: optional callable ``(image, target) -> (image, target)`` on tensors.
+
+    Raises ``ValueError`` for an unknown ``split`` or ``task``, a negative ``length`` or an
+    ``img_size`` below 16 (when a sample is rendered).
+
+    Example::
+
+        >>> from pyseg.data import SyntheticPets
+        >>> ds = SyntheticPets(split="val", img_size=32, length=2, seed=0)
+        >>> image, trimap = ds[0]
+        >>> len(ds), image.shape, trimap.shape, sorted(trimap.unique().tolist())
+        (2, torch.Size([3, 32, 32]), torch.Size([32, 32]), [0, 1, 2])
+        >>> torch.equal(image, SyntheticPets(split="val", img_size=32, length=2)[0][0])
+        True
+        >>> SyntheticPets(split="val", task="classification", length=2)[1][1] in (0, 1)
+        True
     """
 
     def __init__(self, split: str = "train", img_size: int = 64, length: int | None = None,
@@ -479,7 +494,8 @@ class SyntheticPets(torch.utils.data.Dataset):
         return self.length
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(image float32[S, S, 3], trimap uint8[S, S], species)`` as numpy arrays."""
+        """``(image float32[S, S, 3], trimap uint8[S, S], species)`` of sample ``index`` as
+    numpy arrays; ``IndexError`` outside the dataset."""
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         index %= max(self.length, 1)
@@ -506,6 +522,16 @@ class SyntheticPets(torch.utils.data.Dataset):
 
 def synthetic_pets(root: str | os.PathLike | None = None, split: str = "train",
                    img_size: int = 64, task: str = "segmentation", **kwargs: Any) -> SyntheticPets:
-    """Dataset factory for the registry: ``root``, when given, is used as the on-disk cache."""
+    """Dataset factory for the registry: ``root``, when given, is used as the on-disk cache
+    (``cache_dir``); ``split``, ``img_size``, ``task`` and the keyword arguments ``kwargs``
+    (``seed``, ``length``...) go to :class:`SyntheticPets`, which raises for bad values.
+
+    Example::
+
+        >>> from pyseg.data import synthetic_pets
+        >>> ds = synthetic_pets(split="train", img_size=16, length=3, seed=1)
+        >>> len(ds), ds.class_names
+        (3, ('foreground', 'background', 'contour'))
+    """
     return SyntheticPets(split=split, img_size=img_size, task=task,
                          cache_dir=kwargs.pop("cache_dir", root), **kwargs)

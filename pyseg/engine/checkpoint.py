@@ -49,14 +49,41 @@ _TRAINING_KEYS = ("model", "optimizer", "rng_state")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, unreadable, corrupt, not ours, refused)."""
+    """A checkpoint that cannot be used (missing, unreadable, corrupt, not ours, refused).
+
+    A ``ValueError`` with a one-line message that names the file.
+
+    Example::
+
+        >>> from pyseg.engine import CheckpointError, load_checkpoint
+        >>> try:
+        ...     load_checkpoint("no/such/file.pt")
+        ... except CheckpointError as e:
+        ...     print(e)
+        checkpoint not found: no/such/file.pt
+    """
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a temp file in the same directory, then rename.
 
     A crash leaves either the previous file or the new one, never a half-written file. An
-    ``OSError`` (e.g. a full disk) names ``path``.
+    ``OSError`` (e.g. a full disk) names ``path``. Missing parent directories are made.
+
+    Example: a checkpoint :func:`load_model` can read back::
+
+        >>> import os, tempfile
+        >>> from pyseg.engine import load_model, save_checkpoint
+        >>> from pyseg.engine.checkpoint import model_fields
+        >>> net = pyseg.create_model("unet", num_classes=2, base_channels=4, depth=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "run", "unet.pt")
+        >>> save_checkpoint(path, model_fields(
+        ...     arch="unet", arch_kwargs={"base_channels": 4, "depth": 2},
+        ...     class_names=["bg", "cat"], task="segmentation", img_size=32,
+        ...     weights=net.state_dict()))
+        >>> model, fields = load_model(path)
+        >>> fields["class_names"], model.training
+        (['bg', 'cat'], False)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,9 +235,22 @@ def _validate_config(config: dict, bad) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """The checked dict stored at ``path`` (no code runs, nothing is built).
+    """The checked dict stored at ``path`` (no code runs, nothing is built), its tensors
+    on ``map_location``.
 
     Raises :class:`CheckpointError` for a missing, unreadable or malformed file.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from pyseg.engine import CheckpointError, load_checkpoint
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.pt")
+        >>> torch.save({"hello": 1}, path)
+        >>> try:
+        ...     load_checkpoint(path)
+        ... except CheckpointError as e:
+        ...     print("refused")
+        refused
     """
     path = Path(path)
     state = _read(path, map_location)
@@ -243,7 +283,21 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
     architecture: the way to load, on purpose, a model whose architecture is an import path
     (``"package.module:factory"``), which is never imported because a file says so.
 
-    Raises :class:`CheckpointError` with one line when the file cannot be used.
+    The model is moved to ``device``. Raises :class:`CheckpointError` with one line when
+    the file cannot be used (missing, malformed, weights that do not fit, an import path
+    without ``arch``).
+
+    Example: see :func:`save_checkpoint` for one written and loaded back; a file that is not
+    a checkpoint::
+
+        >>> import os, tempfile
+        >>> from pyseg.engine import load_model
+        >>> path = os.path.join(tempfile.mkdtemp(), "empty.pt")
+        >>> open(path, "wb").close()
+        >>> load_model(path)
+        Traceback (most recent call last):
+        ...
+        pyseg.engine.checkpoint.CheckpointError: cannot read checkpoint ...
     """
     path = Path(path)
     state = load_checkpoint(path)

@@ -11,6 +11,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
     Any torch device string is accepted (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``xpu``...).
     Raises ``ValueError`` with one line for a string that is not a device, for ``meta``
     (it holds no values) and for a device this machine does not have.
+
+    Example::
+
+        >>> from pyseg.engine import resolve_device
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: --device 'gpu' is not a torch device (e.g. cpu, cuda, cuda:1, mps)
     """
     try:
         device = torch.device(name)

@@ -72,6 +72,27 @@ def metrics_from_confusion(cm: torch.Tensor, class_names: Sequence[str],
     the same). When ``ignore_index`` is itself a class index, that class's IoU is ``None``
     and it is left out of the mean too. Pixel accuracy is the fraction of counted pixels
     predicted right (ignored pixels were never counted, see :func:`confusion_matrix`).
+
+    Args:
+        cm: the square confusion matrix, rows = true class (:func:`confusion_matrix`).
+        class_names: one name per row.
+        ignore_index: the ignore label; if it is a class index, that class gets no IoU.
+
+    Returns:
+        ``{"pixel_acc": float, "iou": {name: float or None}, "miou": float}``.
+
+    Raises:
+        ValueError: ``cm`` is not square with one row per class name.
+
+    Example: class 1 has one pixel right and one taken for class 0; class 2 never occurs::
+
+        >>> from pyseg.engine.metrics import metrics_from_confusion
+        >>> cm = torch.tensor([[2, 0, 0], [1, 1, 0], [0, 0, 0]])
+        >>> m = metrics_from_confusion(cm, ["bg", "cat", "dog"])
+        >>> m["pixel_acc"], round(m["iou"]["bg"], 4), m["iou"]["cat"], m["iou"]["dog"]
+        (0.75, 0.6667, 0.5, None)
+        >>> round(m["miou"], 4)                 # (2/3 + 1/2) / 2: "dog" is left out
+        0.5833
     """
     if cm.dim() != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
         raise ValueError(f"cm must be a square matrix with one row per class name, got "
@@ -93,6 +114,18 @@ def metrics_from_confusion(cm: torch.Tensor, class_names: Sequence[str],
 
 def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, class_names: Sequence[str],
                          ignore_index: int | None = 255) -> dict:
-    """:func:`metrics_from_confusion` of :func:`confusion_matrix` in one call."""
+    """:func:`metrics_from_confusion` of :func:`confusion_matrix` in one call.
+
+    ``pred`` and ``target`` are integer class indices of one shape, ``class_names`` one name
+    per class, ``ignore_index`` the label that is not counted; raises as those two do.
+
+    Example::
+
+        >>> from pyseg.engine.metrics import segmentation_metrics
+        >>> m = segmentation_metrics(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 255]),
+        ...                          ["bg", "fg"])
+        >>> m["pixel_acc"], m["miou"]
+        (1.0, 1.0)
+    """
     cm = confusion_matrix(pred, target, len(class_names), ignore_index)
     return metrics_from_confusion(cm, class_names, ignore_index)

@@ -18,8 +18,24 @@ def build_model(arch: str, num_classes: int, arch_kwargs: dict | None = None,
     or a program passed, never for a name read from a file: :func:`pyseg.engine.load_model`
     accepts only registered names from a checkpoint.
 
-    Raises ``ValueError`` (listing the known names) for an unknown architecture and
-    ``TypeError`` for a keyword the architecture does not take.
+    ``num_classes`` and ``in_channels`` go to the factory with ``arch_kwargs`` (None: no
+    options). Raises ``ValueError`` (listing the known names) for an unknown architecture or
+    an import path that does not import, and ``TypeError`` for a keyword the architecture
+    does not take.
+
+    Example::
+
+        >>> from pyseg.engine import build_model
+        >>> net = build_model("unet", 2, {"base_channels": 4, "depth": 2})
+        >>> net(torch.rand(1, 3, 16, 16)).shape
+        torch.Size([1, 2, 16, 16])
+        >>> build_model("unet", 2, {"base_channels": 4, "depth": 2}, in_channels=1)(
+        ...     torch.rand(1, 1, 16, 16)).shape
+        torch.Size([1, 2, 16, 16])
+        >>> build_model("unett", 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown architecture 'unett'. Did you mean 'unet'? ...
     """
     arch_kwargs = dict(arch_kwargs or {})
     if ":" in arch:

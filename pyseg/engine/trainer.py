@@ -52,7 +52,48 @@ OUTPUT_FILES = ("best.pt", "last.pt", "metrics.jsonl", "metrics.json", "loss.png
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (stored in the checkpoint)."""
+    """Everything that defines a training run (stored in the checkpoint); the fields are the
+    options of ``pyseg train`` (``--img-size`` is ``img_size``...). :func:`train` checks them
+    and raises ``ValueError`` naming the option for one that cannot run.
+
+    Attributes:
+        arch: a registered architecture name or an import path ``"module:factory"``.
+        arch_kwargs: options of the architecture (``create_model(arch, **arch_kwargs)``).
+        data: a registered dataset name or a folder (see :func:`pyseg.data.resolve_dataset`).
+        img_size: the square size images are resized to.
+        epochs: the number of passes over the training set.
+        batch_size: images per micro-batch, per process.
+        lr: the peak learning rate.
+        optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
+        lr_schedule: ``"cosine"`` (per step, to zero at the last step) or ``"constant"``.
+        out: the run's folder (checkpoints, metrics, plots).
+        resume: True continues the run in ``out`` (it must exist); ``"auto"`` continues it
+            when there is one and starts otherwise (what a restarted torchrun worker needs).
+        overwrite: replace a run already in ``out`` (otherwise that is an error).
+        device: a torch device string (``"cpu"``, ``"cuda"``...).
+        seed: seeds the model's initialization, the data order and the synthetic data.
+        hide_and_seek: train on images with random patches hidden
+            (:class:`pyseg.data.HideAndSeek`).
+        task: ``"segmentation"`` or ``"classification"``.
+        train_samples: synthetic data: the number of training images (None: its default).
+        val_samples: the same for validation.
+        num_workers: DataLoader worker processes per rank (a persistent pool).
+        accumulate: micro-batches whose gradients make one optimizer step.
+        sync_bn: BatchNorm statistics over all ranks (``SyncBatchNorm``; CUDA only).
+        ignore_index: the target label left out of the loss and the metrics.
+        best_metric: ``"val_miou"`` (highest) or ``"val_loss"`` (lowest) picks ``best.pt``.
+        freeze_encoder: a pretrained encoder (a model with ``encoder_parameters()``) gets no
+            updates...
+        unfreeze_after: ...until this many epochs are done (None: never).
+        encoder_lr: the encoder's peak learning rate (None: ``lr``).
+
+    Example::
+
+        >>> from pyseg.engine import TrainConfig
+        >>> cfg = TrainConfig(epochs=1, img_size=32, out="runs/demo")
+        >>> cfg.arch, cfg.optimizer, cfg.best_metric
+        ('unet', 'rmsprop', 'val_miou')
+    """
 
     arch: str = DEFAULT_ARCH
     arch_kwargs: dict = field(default_factory=dict)
@@ -94,12 +135,36 @@ _RUN_ONLY_FIELDS = ("out", "resume", "overwrite", "device", "num_workers", "batc
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stopped (last.pt holds the last finite epoch)."""
+    """The loss became NaN or infinite; training stopped (last.pt holds the last finite epoch).
+
+    Raised by :func:`train` with a message that names the epoch; a ``RuntimeError``.
+
+    Example::
+
+        >>> from pyseg.engine import NonFiniteLossError
+        >>> issubclass(NonFiniteLossError, RuntimeError)
+        True
+    """
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the best epoch's metrics, the history, paths, the model."""
+    """What ``train`` returns: the best epoch's metrics, the history, paths, the model.
+
+    Attributes:
+        best: the metrics of the best epoch (by ``TrainConfig.best_metric``), with ``epoch``.
+        history: one metrics dict per epoch, in order.
+        out: the run's folder.
+        model: the trained model itself (never a DistributedDataParallel wrapper).
+        written: the files this run wrote into ``out``.
+
+    Example (:func:`train` shows one returned by a run)::
+
+        >>> import dataclasses
+        >>> from pyseg.engine import TrainResult
+        >>> [f.name for f in dataclasses.fields(TrainResult)]
+        ['best', 'history', 'out', 'model', 'written']
+    """
 
     best: dict
     history: list
@@ -333,6 +398,37 @@ def evaluate_model(model: nn.Module, dataset: Dataset, class_names, batch_size: 
     may differ in size by one) and the sums are all-reduced, so every rank returns the exact
     metrics of the whole dataset. ``loader`` replaces the one built here (it must iterate
     this rank's shard).
+
+    Args:
+        model: a segmentation model, ``(N, C, H, W)`` images to ``(N, classes, H, W)`` logits.
+        dataset: ``(image, mask)`` pairs, masks of class indices.
+        class_names: one name per class (their number is the number of classes).
+        batch_size: images per batch.
+        device: where to compute.
+        rank: this process's rank (distributed evaluation).
+        world: the number of processes.
+        ignore_index: the mask label that is not counted.
+        loader: a ready DataLoader to use instead of one built from ``dataset``.
+
+    Returns:
+        The dict of :func:`pyseg.engine.metrics_from_confusion` plus ``"loss"`` (mean
+        cross-entropy over the counted pixels).
+
+    Raises:
+        ValueError: the model's output does not fit the masks or the number of classes.
+
+    Example: a model that always predicts class 0, on masks half 0 and half ignored::
+
+        >>> from pyseg.engine import evaluate_model
+        >>> class Zero(torch.nn.Module):
+        ...     def forward(self, x):
+        ...         return torch.stack([x[:, 0] * 0 + 1, x[:, 0] * 0], 1)
+        >>> masks = torch.zeros(4, 2, 2, dtype=torch.long)
+        >>> masks[:, 1] = 255
+        >>> data = torch.utils.data.TensorDataset(torch.rand(4, 3, 2, 2), masks)
+        >>> m = evaluate_model(Zero(), data, ["bg", "fg"], batch_size=2)
+        >>> m["pixel_acc"], m["iou"]
+        (1.0, {'bg': 1.0, 'fg': None})
     """
     # The module itself, not its DistributedDataParallel wrapper: the wrapper's forward may
     # broadcast buffers, a collective that ranks with fewer batches would never join.
@@ -755,8 +851,33 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Dataset |
     run needs ``cfg.overwrite`` otherwise. ``quiet`` hides the progress bar and the
     per-epoch lines. ``on_epoch_end(epoch, metrics)`` is called on every rank.
 
+    Args:
+        cfg: the run's :class:`TrainConfig`.
+        model: a ready model to train instead of building ``cfg.arch``.
+        train_set: a dataset of ``(image, target)`` pairs instead of ``cfg.data``.
+        val_set: the validation dataset that goes with ``train_set``.
+        class_names: the class names of the given datasets.
+        on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after every epoch.
+        quiet: no progress bar, no per-epoch lines.
+        plots: also write ``loss.png`` and ``predictions.png``.
+
+    Returns:
+        A :class:`TrainResult`.
+
     Raises ``ValueError`` for a configuration or data that cannot be used, and
     :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
+
+    Example: one epoch of a tiny U-Net on four synthetic images::
+
+        >>> import os, tempfile
+        >>> from pyseg.engine import TrainConfig, train
+        >>> out = os.path.join(tempfile.mkdtemp(), "run")
+        >>> cfg = TrainConfig(arch="unet", arch_kwargs={"base_channels": 4, "depth": 2},
+        ...                   img_size=16, epochs=1, batch_size=2, train_samples=2,
+        ...                   val_samples=2, out=out)
+        >>> result = train(cfg, quiet=True, plots=False)
+        >>> len(result.history), sorted(result.written)
+        (1, ['best.pt', 'last.pt', 'metrics.json', 'metrics.jsonl'])
     """
     check_config(cfg)
     started_dist = _maybe_init_distributed(cfg.device)

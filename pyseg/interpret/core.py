@@ -48,7 +48,19 @@ _NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.GroupNorm, nn.Instance
 
 
 class InterpretError(ValueError):
-    """The model, layer or target does not fit the requested interpretation method."""
+    """The model, layer or target does not fit the requested interpretation method.
+
+    A ``ValueError`` whose message names what does not fit.
+
+    Example::
+
+        >>> from pyseg.interpret import InterpretError, resolve_layer
+        >>> try:
+        ...     resolve_layer(nn.Sequential(nn.Conv2d(3, 4, 1)), "head")
+        ... except InterpretError as e:
+        ...     print(e)
+        layer 'head' not found in Sequential (last layers: 0)
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,6 +75,23 @@ class ModelGuard(contextlib.AbstractContextManager):
     Parameter ``.grad`` fields are never written by the interpreters (they differentiate with
     :func:`torch.autograd.grad` with respect to activations only); the guard also checks that
     and restores them if a user callback changed them.
+
+    Args:
+        model: the model to guard.
+        eval_mode: put it in eval mode on entry (False: leave the modes as they are).
+
+    Example::
+
+        >>> from pyseg.interpret import ModelGuard
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).train()
+        >>> seen = []
+        >>> with ModelGuard(net) as guard:
+        ...     _ = guard.forward_hook(net[0], lambda m, args, out: seen.append(out.shape))
+        ...     _ = net(torch.rand(1, 3, 2, 2))
+        ...     print(net.training)
+        False
+        >>> net.training, len(net[0]._forward_hooks), seen
+        (True, 0, [torch.Size([1, 4, 2, 2])])
     """
 
     def __init__(self, model: nn.Module, eval_mode: bool = True) -> None:
@@ -83,9 +112,11 @@ class ModelGuard(contextlib.AbstractContextManager):
         return handle
 
     def forward_hook(self, module: nn.Module, fn) -> Any:
+        """``module.register_forward_hook(fn)``, removed on exit; returns the handle."""
         return self.add(module.register_forward_hook(fn))
 
     def forward_pre_hook(self, module: nn.Module, fn) -> Any:
+        """``module.register_forward_pre_hook(fn)``, removed on exit; returns the handle."""
         return self.add(module.register_forward_pre_hook(fn))
 
     def __exit__(self, *exc) -> None:
@@ -104,7 +135,17 @@ class ModelGuard(contextlib.AbstractContextManager):
 
 
 def layer_name(model: nn.Module, layer: nn.Module) -> str:
-    """The dotted name of ``layer`` inside ``model`` (``""`` for the model itself)."""
+    """The dotted name of ``layer`` inside ``model`` (``""`` for the model itself).
+
+    Raises :class:`InterpretError` when ``layer`` is not a submodule of ``model``.
+
+    Example::
+
+        >>> from pyseg.interpret import layer_name
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> layer_name(net, net[2]), layer_name(net, net)
+        ('2', '')
+    """
     for name, m in model.named_modules():
         if m is layer:
             return name
@@ -112,7 +153,19 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """Return the submodule given as a module or a dotted name (``"features.3"``)."""
+    """Return the submodule of ``model`` given as ``layer``: a module or a dotted name
+    (``"features.3"``).
+
+    Raises :class:`InterpretError` for a name or module that is not in ``model`` (the message
+    lists its last layers) and ``TypeError`` for anything else.
+
+    Example::
+
+        >>> from pyseg.interpret import resolve_layer
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> resolve_layer(net, "1")
+        ReLU()
+    """
     if isinstance(layer, nn.Module):
         layer_name(model, layer)  # validates membership
         return layer
@@ -129,7 +182,17 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
 
 
 def resolve_layers(model: nn.Module, layer: Any) -> list[nn.Module]:
-    """Return the submodules given as one module / dotted name or a list or tuple of them.
+    """Return the submodules of ``model`` given as ``layer``: one module / dotted name or a
+    list or tuple of them (see :func:`resolve_layer`).
+
+    Example::
+
+        >>> from pyseg.interpret import resolve_layers
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> [m is net[i] for i, m in zip((0, 2), resolve_layers(net, ["0", net[2]]))]
+        [True, True]
+        >>> resolve_layers(net, "1")
+        [ReLU()]
 
     Raises:
         InterpretError: an empty list, or a name that is not a submodule.
@@ -143,7 +206,19 @@ def resolve_layers(model: nn.Module, layer: Any) -> list[nn.Module]:
 
 def pick_layers(model: nn.Module, options: dict[str, Any]) -> list[nn.Module] | None:
     """Pop ``layer`` / ``target_layer`` (synonyms; a module, a dotted name or a list of them)
-    from ``options`` and resolve them; ``None`` when neither was given."""
+    from ``options`` and resolve them in ``model``; ``None`` when neither was given.
+    Raises :class:`InterpretError` when both are given (or as :func:`resolve_layers`).
+
+    Example: an interpreter reads its ``layer=`` option this way::
+
+        >>> from pyseg.interpret import pick_layers
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> options = {"target_layer": "1", "alpha": 2}
+        >>> pick_layers(net, options), options
+        ([ReLU()], {'alpha': 2})
+        >>> print(pick_layers(net, {}))
+        None
+    """
     layer = options.pop("layer", None)
     target_layer = options.pop("target_layer", None)
     if layer is not None and target_layer is not None:
@@ -191,7 +266,15 @@ def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
     convolution followed by an activation instead, i.e. the last features before the scores.
     A map taken at the scores themselves would only restate the prediction.
 
-    Found with one forward pass of the first image.
+    Found with one forward pass of the first image of ``images`` through ``model``. Raises
+    :class:`InterpretError` for a model without a 2-D convolution.
+
+    Example: the ReLU after the first convolution, not the 1x1 classifier::
+
+        >>> from pyseg.interpret import default_layer
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> default_layer(net, torch.rand(1, 3, 8, 8))
+        ReLU()
     """
     order, output = _trace_leaves(model, images[:1])
     convs = [i for i, (m, _, out) in enumerate(order)
@@ -219,7 +302,17 @@ def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
 
 
 def logits_of(output: Any) -> Tensor:
-    """The logits tensor of a model output (a tensor, a mapping with ``"out"``, or a tuple)."""
+    """The logits tensor of a model ``output``: a tensor, a mapping with ``"out"`` (or its
+    first value), or a sequence whose first item is a tensor. Raises :class:`InterpretError`
+    for anything else.
+
+    Example: torchvision's segmentation models return ``{"out": ..., "aux": ...}``::
+
+        >>> from pyseg.interpret import logits_of
+        >>> logits = torch.rand(1, 2, 4, 4)
+        >>> logits_of({"out": logits, "aux": None}) is logits, logits_of((logits,)) is logits
+        (True, True)
+    """
     if isinstance(output, Tensor):
         return output
     if isinstance(output, Mapping):
@@ -249,6 +342,19 @@ def resolve_targets(logits: Tensor, target: Any = None) -> tuple[Tensor, Tensor 
       predicted on most pixels), an int / ``N`` ints, or ``(classes, mask)`` /
       ``{"class": ..., "mask": ...}`` with a bool mask ``(H, W)`` or ``(N, H, W)``. The default
       mask is the set of pixels predicted as the class.
+
+    Raises :class:`InterpretError` for a class outside ``[0, K)``, a wrong number of classes,
+    a mask of the wrong shape, a mask for a classifier, or ``logits`` of another rank.
+
+    Example::
+
+        >>> from pyseg.interpret import resolve_targets
+        >>> resolve_targets(torch.tensor([[0.1, 2.0], [3.0, 0.0]]))
+        (tensor([1, 0]), None)
+        >>> logits = torch.zeros(1, 2, 1, 3)
+        >>> logits[0, 1, 0, 1:] = 1          # class 1 on two pixels of three
+        >>> resolve_targets(logits)
+        (tensor([1]), tensor([[[False,  True,  True]]]))
     """
     n = logits.shape[0]
     num_classes = logits.shape[1]
@@ -290,8 +396,19 @@ def resolve_targets(logits: Tensor, target: Any = None) -> tuple[Tensor, Tensor 
 
 
 def target_scores(logits: Tensor, classes: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Per-image scores ``(N,)``: the class logit (classifier) or the sum of the class's
-    logits over ``mask`` (segmentation)."""
+    """Per-image scores ``(N,)``: the logit of ``classes`` (one per image) for a classifier's
+    ``logits``, or for a segmentation model the sum of the class's logits over ``mask`` (all
+    pixels when None; see :func:`resolve_targets`).
+
+    Example::
+
+        >>> from pyseg.interpret import target_scores
+        >>> target_scores(torch.tensor([[0.5, 2.0]]), torch.tensor([1]))
+        tensor([2.])
+        >>> logits = torch.arange(8.).reshape(1, 2, 2, 2)
+        >>> target_scores(logits, torch.tensor([1]), torch.tensor([[[True, False], [False, True]]]))
+        tensor([11.])
+    """
     idx = torch.arange(logits.shape[0], device=logits.device)
     if logits.dim() == 2:
         return logits[idx, classes]
@@ -307,7 +424,18 @@ def target_scores(logits: Tensor, classes: Tensor, mask: Tensor | None = None) -
 
 
 def upsample_to(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
-    """Resize ``(N, h, w)`` maps to ``size`` (bilinear, ``align_corners=False``)."""
+    """Resize ``(N, h, w)`` ``maps`` to ``size`` with ``mode`` (bilinear by default;
+    ``align_corners=False`` for the linear modes); maps already at that size are returned
+    as they are.
+
+    Example::
+
+        >>> from pyseg.interpret import upsample_to
+        >>> upsample_to(torch.rand(2, 4, 4), (8, 6)).shape
+        torch.Size([2, 8, 6])
+        >>> upsample_to(torch.tensor([[[1., 2.]]]), (1, 4), mode="nearest")
+        tensor([[[1., 1., 2., 2.]]])
+    """
     size = tuple(int(s) for s in size)
     if tuple(maps.shape[-2:]) == size:
         return maps
@@ -317,7 +445,15 @@ def upsample_to(maps: Tensor, size: Sequence[int], mode: str = "bilinear") -> Te
 
 def finish_map(maps: Tensor, images: Tensor, normalize: bool = True) -> Tensor:
     """Upsample ``(N, h, w)`` maps to the input's size and, with ``normalize``, min-max scale
-    each to [0, 1]; returned on the input's device and in its dtype."""
+    each to [0, 1]; returned on the device and in the dtype of ``images``.
+
+    Example::
+
+        >>> from pyseg.interpret import finish_map
+        >>> out = finish_map(torch.rand(2, 4, 4), torch.rand(2, 3, 16, 16, dtype=torch.float64))
+        >>> out.shape, out.dtype, out.amin((1, 2)).tolist(), out.amax((1, 2)).tolist()
+        (torch.Size([2, 16, 16]), torch.float64, [0.0, 0.0], [1.0, 1.0])
+    """
     maps = upsample_to(maps.float(), images.shape[-2:])
     if normalize:
         maps = minmax_normalize(maps)
@@ -331,7 +467,14 @@ def combine_layer_maps(maps: Sequence[Tensor], images: Tensor, normalize: bool =
     upsampled (bilinear) to the input, the layers averaged and the mean min-max scaled again.
     With ``normalize=False`` the raw maps are upsampled and averaged, nothing is scaled (a
     single layer gives its map in the method's own units). Maps already at the input size
-    are not resampled.
+    are not resampled. The result is on the device and in the dtype of ``images``.
+
+    Example: a coarse and a fine map whose scaled means agree::
+
+        >>> from pyseg.interpret import combine_layer_maps
+        >>> coarse, fine = torch.tensor([[[0., 1.]]]), torch.tensor([[[0., 0., 5., 5.]]])
+        >>> combine_layer_maps([coarse, fine], torch.zeros(1, 3, 1, 4))
+        tensor([[[0.0000, 0.1250, 0.8750, 1.0000]]])
     """
     if len(maps) == 1:
         return finish_map(maps[0], images, normalize)
@@ -356,9 +499,23 @@ def activations_and_grads(
     (``ReLU(inplace=True)``) cannot rewrite the activations read here. Gradients are taken
     with :func:`torch.autograd.grad` (no parameter ``.grad`` is written).
 
+    ``target`` is as for :func:`resolve_targets`. Returns
+    ``(activations, gradients or None, classes, mask, logits)``.
+
     Raises:
         InterpretError: a layer that is not run, that returns no tensor or no ``(N, C, H,
             W)`` map, or a target that does not fit the output.
+
+    Example: the gradient of a 1x1 classifier's summed class-0 scores is its weight::
+
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> from pyseg.interpret import activations_and_grads
+        >>> acts, grads, classes, mask, logits = activations_and_grads(
+        ...     net, torch.rand(1, 3, 4, 4), [net[1]], target=(0, torch.ones(4, 4, dtype=bool)))
+        >>> acts[0].shape, classes
+        (torch.Size([1, 4, 4, 4]), tensor([0]))
+        >>> torch.allclose(grads[0][0, :, 0, 0], net[2].weight[0, :, 0, 0])
+        True
     """
     store: dict[int, Tensor] = {}
 
@@ -405,7 +562,19 @@ def activations_and_grads(
 
 
 def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
-    """Scale each ``(H, W)`` map to [0, 1]; a constant map becomes all zeros."""
+    """Scale each ``(H, W)`` map of ``maps`` (``(N, H, W)``) to [0, 1]; a map whose range is
+    at most ``eps`` (constant) becomes all zeros.
+
+    Example::
+
+        >>> from pyseg.interpret import minmax_normalize
+        >>> minmax_normalize(torch.tensor([[[2., 4.], [6., 10.]], [[3., 3.], [3., 3.]]]))
+        tensor([[[0.0000, 0.2500],
+                 [0.5000, 1.0000]],
+        <BLANKLINE>
+                [[0.0000, 0.0000],
+                 [0.0000, 0.0000]]])
+    """
     flat = maps.flatten(1)
     lo = flat.min(1, keepdim=True).values
     hi = flat.max(1, keepdim=True).values

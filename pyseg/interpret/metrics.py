@@ -44,8 +44,19 @@ def confidence(logits: Tensor, classes: Tensor, mask: Tensor | None = None,
     class's logits summed over ``mask``). ``None``: probability for ``(N, K)`` logits, logit
     for ``(N, K, H, W)``.
 
+    ``classes`` holds one class per image; ``mask`` (bool ``(N, H, W)``) the pixels that count
+    for segmentation (None: all).
+
     Raises:
         ValueError: an unknown ``score``.
+
+    Example::
+
+        >>> from pyseg.interpret.metrics import confidence
+        >>> confidence(torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]))
+        tensor([0.5000, 0.1192])
+        >>> confidence(torch.tensor([[0.0, 3.0]]), torch.tensor([1]), score="logit")
+        tensor([3.])
     """
     if score is None:
         score = "probability" if logits.dim() == 2 else "logit"
@@ -64,15 +75,36 @@ def confidence(logits: Tensor, classes: Tensor, mask: Tensor | None = None,
 
 
 def auc(curve: Tensor) -> Tensor:
-    """Area under ``(..., T + 1)`` curves sampled at x = 0, 1/T, ..., 1 (trapezoid rule)."""
+    """Area under ``(..., T + 1)`` curves sampled at x = 0, 1/T, ..., 1 (trapezoid rule), one
+    per curve of ``curve``. Raises ``ValueError`` for fewer than 2 points.
+
+    Example::
+
+        >>> from pyseg.interpret.metrics import auc
+        >>> auc(torch.tensor([[0.0, 0.5, 1.0], [1.0, 1.0, 1.0]]))
+        tensor([0.5000, 1.0000])
+    """
     if curve.shape[-1] < 2:
         raise ValueError(f"a curve needs at least 2 points, got {curve.shape[-1]}")
     return (curve[..., 1:] + curve[..., :-1]).sum(-1) / (2 * (curve.shape[-1] - 1))
 
 
 def gaussian_blur(images: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` images, reflected borders (the insertion
-    metric's starting canvas; Petsiuk et al. use ``kernel_size=11, sigma=5``)."""
+    """Separable Gaussian blur of ``(N, C, H, W)`` ``images``, reflected borders (the
+    insertion metric's starting canvas; Petsiuk et al. use ``kernel_size=11, sigma=5``, the
+    defaults). ``kernel_size`` should be odd; ``sigma`` is in pixels.
+
+    Example: a constant image stays constant, a point spreads and keeps its mass::
+
+        >>> from pyseg.interpret.metrics import gaussian_blur
+        >>> torch.allclose(gaussian_blur(torch.ones(1, 3, 8, 8)), torch.ones(1, 3, 8, 8))
+        True
+        >>> point = torch.zeros(1, 1, 15, 15)
+        >>> point[0, 0, 7, 7] = 1
+        >>> out = gaussian_blur(point, kernel_size=5, sigma=1.0)
+        >>> round(out.sum().item(), 4), bool(out[0, 0, 7, 7] < 1)
+        (1.0, True)
+    """
     r = kernel_size // 2
     x = torch.arange(kernel_size, dtype=torch.float32, device=images.device) - r
     k = torch.exp(-(x**2) / (2 * sigma**2))
@@ -140,6 +172,8 @@ def deletion(model: nn.Module, images: Tensor, saliency: Tensor, target: Any = N
     """Deletion curves and their areas: ``(curves (N, steps + 1), auc (N,))``; lower is better.
 
     Args:
+        model: the model whose score is measured (left as it was found).
+        images: ``(N, C, H, W)`` inputs.
         saliency: ``(N, H, W)`` maps (any scale; only the order of the pixels matters).
         target: as for the interpreters (class, or class + pixel mask for segmentation).
         steps: number of equal chunks of pixels removed.
@@ -149,6 +183,18 @@ def deletion(model: nn.Module, images: Tensor, saliency: Tensor, target: Any = N
 
     Raises:
         ValueError: shapes that do not match, non-positive ``steps`` / ``batch_size``.
+
+    Example: removing a quarter of a white image at a time lowers its brightness linearly::
+
+        >>> class Bright(nn.Module):          # class 0's logit: the mean brightness
+        ...     def forward(self, x):
+        ...         m = x.mean((1, 2, 3))
+        ...         return torch.stack([m, -m], 1)
+        >>> from pyseg.interpret.metrics import deletion
+        >>> curves, area = deletion(Bright(), torch.ones(1, 3, 2, 2), torch.rand(1, 2, 2),
+        ...                         target=0, steps=4, score="logit")
+        >>> curves, area
+        (tensor([[1.0000, 0.7500, 0.5000, 0.2500, 0.0000]]), tensor([0.5000]))
     """
     base = torch.as_tensor(baseline, dtype=images.dtype, device=images.device)
     curve = _curve(model, images, saliency, target, images, base.expand_as(images), steps,
@@ -161,7 +207,22 @@ def insertion(model: nn.Module, images: Tensor, saliency: Tensor, target: Any = 
               score: str | None = None) -> tuple[Tensor, Tensor]:
     """Insertion curves and their areas: ``(curves (N, steps + 1), auc (N,))``; higher is
     better. The pixels are inserted into ``canvas`` (default: :func:`gaussian_blur` of the
-    images, as Petsiuk et al.); other arguments as :func:`deletion`."""
+    images, as Petsiuk et al.); ``model``, ``images``, ``saliency``, ``target``, ``steps``,
+    ``batch_size`` and ``score`` as for :func:`deletion`, which raises the same errors.
+
+    Example: a white image inserted into a black canvas, a quarter at a time::
+
+        >>> class Bright(nn.Module):          # class 0's logit: the mean brightness
+        ...     def forward(self, x):
+        ...         m = x.mean((1, 2, 3))
+        ...         return torch.stack([m, -m], 1)
+        >>> from pyseg.interpret.metrics import insertion
+        >>> curves, area = insertion(Bright(), torch.ones(1, 3, 2, 2), torch.rand(1, 2, 2),
+        ...                          target=0, steps=4, canvas=torch.zeros(1, 3, 2, 2),
+        ...                          score="logit")
+        >>> curves, area
+        (tensor([[0.0000, 0.2500, 0.5000, 0.7500, 1.0000]]), tensor([0.5000]))
+    """
     if canvas is None:
         canvas = gaussian_blur(images)
     canvas = torch.as_tensor(canvas, dtype=images.dtype, device=images.device).expand_as(images)
@@ -195,7 +256,17 @@ def noisy_linear_impute(images: Tensor, removed: Tensor, noise: float = 0.01,
     removed value is the weighted mean of its in-image neighbours (weights 1/6 for the 4
     direct, 1/12 for the 4 diagonal ones), which gives one sparse symmetric positive-definite
     system per image and channel, solved by conjugate gradients; then Gaussian noise of
-    standard deviation ``noise`` is added to the filled pixels (ROAD's imputation).
+    standard deviation ``noise`` is added to the filled pixels (ROAD's imputation), drawn
+    from ``generator``. Conjugate gradients stop at a residual of ``tol`` relative to the
+    right-hand side, or after ``max_iter`` iterations.
+
+    Example: the middle of ``[0, ?, 2]`` is the mean of its two neighbours::
+
+        >>> from pyseg.interpret.metrics import noisy_linear_impute
+        >>> out = noisy_linear_impute(torch.tensor([[[[0.0, 9.0, 2.0]]]]),
+        ...                           torch.tensor([[[False, True, False]]]), noise=0.0)
+        >>> out.round(decimals=4)
+        tensor([[[[0., 1., 2.]]]])
 
     Raises:
         ValueError: a mask of the wrong shape, or an image with every pixel removed.
@@ -250,8 +321,23 @@ def road(model: nn.Module, images: Tensor, saliency: Tensor, target: Any = None,
     first ``round(q / 100 * H * W)`` pixels in the map's order (MoRF) or in the reverse order
     (LeRF). ``seed`` seeds the imputation noise.
 
+    ``model``, ``images``, ``saliency``, ``target`` and ``score`` are as for
+    :func:`deletion`; ``noise`` as for :func:`noisy_linear_impute`.
+
     Raises:
         ValueError: shapes that do not match, a percentile outside [0, 100).
+
+    Example: a constant image is filled with its constant, so no removal changes the score::
+
+        >>> class Bright(nn.Module):          # class 0's logit: the mean brightness
+        ...     def forward(self, x):
+        ...         m = x.mean((1, 2, 3))
+        ...         return torch.stack([m, -m], 1)
+        >>> from pyseg.interpret.metrics import road
+        >>> r = road(Bright(), torch.ones(1, 3, 4, 4), torch.rand(1, 4, 4), target=0,
+        ...          percentiles=(25, 50), noise=0.0, score="logit")
+        >>> r["morf_curve"].round(decimals=4), r["road"].abs().item() < 1e-4
+        (tensor([[1., 1.]]), True)
     """
     _check(images, saliency)
     if not percentiles or any(not 0 <= q < 100 for q in percentiles):
@@ -281,7 +367,24 @@ def faithfulness(model: nn.Module, images: Tensor, saliency: Tensor, target: Any
                  object_mask: Tensor | None = None) -> dict[str, Tensor]:
     """All metrics per image: ``deletion`` and ``insertion`` (areas), ``road`` (and
     ``morf``, ``lerf``), and with ``object_mask`` (bool ``(N, H, W)``) the pointing game
-    ``pointing`` (1.0 hit, 0.0 miss)."""
+    ``pointing`` (1.0 hit, 0.0 miss). ``model``, ``images``, ``saliency``, ``target``,
+    ``steps`` and ``score`` are as for :func:`deletion` (which raises the same errors),
+    ``seed`` as for :func:`road`.
+
+    Example::
+
+        >>> class Bright(nn.Module):          # class 0's logit: the mean brightness
+        ...     def forward(self, x):
+        ...         m = x.mean((1, 2, 3))
+        ...         return torch.stack([m, -m], 1)
+        >>> from pyseg.interpret.metrics import faithfulness
+        >>> saliency = torch.zeros(1, 4, 4)
+        >>> saliency[0, 1, 2] = 1
+        >>> out = faithfulness(Bright(), torch.ones(1, 3, 4, 4), saliency, target=0, steps=4,
+        ...                    score="logit", object_mask=saliency > 0)
+        >>> sorted(out), out["deletion"], out["pointing"]
+        (['deletion', 'insertion', 'lerf', 'morf', 'pointing', 'road'], tensor([0.5000]), tensor([1.]))
+    """
     from pyseg.interpret.pointing import pointing_hits
 
     out: dict[str, Tensor] = {}

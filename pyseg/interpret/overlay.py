@@ -14,7 +14,15 @@ __all__ = ["colorize", "draw_segmentation", "overlay", "save_overlay", "save_pan
 
 
 def to_uint8_image(image: Tensor | np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` tensor or ``(H, W, 3)`` array with values in [0, 1] -> ``uint8[H, W, 3]``."""
+    """``image``, a ``(3, H, W)`` (or ``(1, H, W)``) tensor or an ``(H, W, 3)`` / ``(H, W)``
+    array with values in [0, 1], as ``uint8[H, W, 3]`` (values outside are clipped).
+
+    Example::
+
+        >>> from pyseg.interpret.overlay import to_uint8_image
+        >>> to_uint8_image(torch.tensor([[[0.0, 1.0]], [[0.5, 1.0]], [[1.0, 2.0]]])).tolist()
+        [[[0, 128, 255], [255, 255, 255]]]
+    """
     if isinstance(image, Tensor):
         image = image.detach().float().cpu()
         if image.dim() == 3 and image.shape[0] in (1, 3):
@@ -29,7 +37,15 @@ def to_uint8_image(image: Tensor | np.ndarray) -> np.ndarray:
 
 
 def colorize(heatmap: Tensor | np.ndarray, cmap: str = "jet") -> np.ndarray:
-    """``(H, W)`` values in [0, 1] -> ``uint8[H, W, 3]`` through a matplotlib colormap."""
+    """``heatmap``, ``(H, W)`` values in [0, 1], as ``uint8[H, W, 3]`` through the matplotlib
+    colormap named ``cmap`` (``KeyError`` for an unknown name).
+
+    Example::
+
+        >>> from pyseg.interpret.overlay import colorize
+        >>> colorize(torch.tensor([[0.0, 1.0]]), cmap="gray").tolist()
+        [[[0, 0, 0], [255, 255, 255]]]
+    """
     from matplotlib import colormaps
 
     h = heatmap.detach().float().cpu().numpy() if isinstance(heatmap, Tensor) else heatmap
@@ -39,8 +55,16 @@ def colorize(heatmap: Tensor | np.ndarray, cmap: str = "jet") -> np.ndarray:
 
 def overlay(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.4,
             cmap: str = "jet") -> np.ndarray:
-    """Blend the colored heatmap over the image: ``(1 - alpha) * image + alpha * color``;
-    returns ``uint8[H, W, 3]``."""
+    """Blend the colored ``heatmap`` (see :func:`colorize`, with ``cmap``) over ``image`` (see
+    :func:`to_uint8_image`): ``(1 - alpha) * image + alpha * color``; returns
+    ``uint8[H, W, 3]``. Raises ``ValueError`` when their sizes differ.
+
+    Example: a black image under a white (``gray`` colormap) map, half and half::
+
+        >>> from pyseg.interpret.overlay import overlay
+        >>> overlay(torch.zeros(3, 1, 1), torch.ones(1, 1), alpha=0.5, cmap="gray").tolist()
+        [[[128, 128, 128]]]
+    """
     img = to_uint8_image(image).astype(np.float32)
     col = colorize(heatmap, cmap).astype(np.float32)
     if img.shape[:2] != col.shape[:2]:
@@ -60,6 +84,17 @@ def draw_segmentation(image: Tensor | np.ndarray, mask: Tensor | np.ndarray, alp
     with one boolean mask and color per class, truncated to ``uint8`` as it does.
     ``image`` is an ``(H, W, 3)`` uint8 array, or a tensor / array in [0, 1] (see
     :func:`to_uint8_image`); ``mask`` holds ``(H, W)`` class indices.
+
+    Raises ``ValueError`` for ``alpha`` outside [0, 1], sizes that differ or a class without
+    a palette color (and as :func:`pyseg.palette.index_array` for a bad mask).
+
+    Example: class 1 is VOC's dark red, 255 is left alone::
+
+        >>> import numpy as np
+        >>> from pyseg.interpret.overlay import draw_segmentation
+        >>> image = np.zeros((1, 2, 3), dtype=np.uint8)
+        >>> draw_segmentation(image, np.array([[1, 255]]), alpha=0.5).tolist()
+        [[[64, 0, 0], [0, 0, 0]]]
     """
     from pyseg.palette import index_array, palette_array
 
@@ -84,7 +119,18 @@ def draw_segmentation(image: Tensor | np.ndarray, mask: Tensor | np.ndarray, alp
 
 
 def save_overlay(path: str | os.PathLike, image, heatmap, alpha: float = 0.4) -> None:
-    """Write :func:`overlay` as a PNG."""
+    """Write :func:`overlay` of ``image`` and ``heatmap`` (with ``alpha``) to ``path`` as a PNG.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from pyseg.interpret.overlay import save_overlay
+        >>> path = os.path.join(tempfile.mkdtemp(), "overlay.png")
+        >>> save_overlay(path, torch.rand(3, 8, 8), torch.rand(8, 8))
+        >>> Image.open(path).size
+        (8, 8)
+    """
     from PIL import Image
 
     Image.fromarray(overlay(image, heatmap, alpha)).save(path)
@@ -92,7 +138,19 @@ def save_overlay(path: str | os.PathLike, image, heatmap, alpha: float = 0.4) ->
 
 def save_panel(path: str | os.PathLike, image, heatmaps: Sequence, titles: Sequence[str],
                alpha: float = 0.4, suptitle: str | None = None) -> None:
-    """Write the image followed by one overlay per heatmap, side by side, as a PNG."""
+    """Write ``image`` followed by one overlay (see :func:`overlay`, with ``alpha``) per map
+    of ``heatmaps``, side by side, each under its title of ``titles`` and all under
+    ``suptitle`` (None: none), as a PNG at ``path``.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from pyseg.interpret.overlay import save_panel
+        >>> path = os.path.join(tempfile.mkdtemp(), "panel.png")
+        >>> save_panel(path, torch.rand(3, 8, 8), [torch.rand(8, 8)], ["random"])
+        >>> os.path.getsize(path) > 0
+        True
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -13,7 +13,16 @@ def pointing_hits(heatmaps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor
     ``tolerance`` pixels (Chebyshev distance) of ``masks[i]`` (bool object mask).
 
     With ties, every pixel attaining the maximum counts as a point and a hit needs all of them
-    on the object (a constant map never hits unless the object covers the image).
+    on the object (a constant map never hits unless the object covers the image). Raises
+    ``ValueError`` unless ``heatmaps`` and ``masks`` are both ``(N, H, W)``.
+
+    Example: the peak at (0, 0) misses an object at (0, 2), unless one pixel off may count::
+
+        >>> from pyseg.interpret.pointing import pointing_hits
+        >>> heat = torch.tensor([[[1.0, 0.5, 0.0]]])
+        >>> obj = torch.tensor([[[False, False, True]]])
+        >>> pointing_hits(heat, obj), pointing_hits(heat, obj, tolerance=2)
+        (tensor([False]), tensor([True]))
     """
     if heatmaps.shape != masks.shape or heatmaps.dim() != 3:
         raise ValueError(f"heatmaps {tuple(heatmaps.shape)} and masks {tuple(masks.shape)} "

@@ -49,7 +49,21 @@ __all__ = ["ConversionReport", "ConvertedConvTranspose2d", "ConvertedDeformConv2
 class ConvertedConvTranspose2d(ConvTranspose2d):
     """:class:`pyseg.nn.ConvTranspose2d` that leaves to torch the calls pyseg's kernel does
     not support (:func:`pyseg.routing.why_not`); what :func:`convert` puts in place of an
-    ``nn.ConvTranspose2d``."""
+    ``nn.ConvTranspose2d``. Built with the arguments of its base class (or by
+    :func:`convert`, from an existing module); ``forward(input, output_size=None)`` as torch's.
+
+    Example: pyseg computes the call, and agrees with torch::
+
+        >>> from pyseg.nn.convert import ConvertedConvTranspose2d
+        >>> up = ConvertedConvTranspose2d(2, 1, 2, stride=2)
+        >>> x = torch.rand(1, 2, 3, 3)
+        >>> with pyseg.kernels() as mode:
+        ...     y = up(x)
+        >>> y.shape, mode.stats.to_pyseg
+        (torch.Size([1, 1, 6, 6]), {'conv_transpose2d': 1})
+        >>> torch.allclose(y, F.conv_transpose2d(x, up.weight, up.bias, stride=2), atol=1e-6)
+        True
+    """
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
         # torch's ConvTranspose2d.forward, with the call routed.
@@ -66,7 +80,18 @@ class ConvertedConvTranspose2d(ConvTranspose2d):
 class ConvertedUpsample(Upsample):
     """:class:`pyseg.nn.Upsample` that leaves to torch the calls pyseg does not support (e.g.
     5-D input); what :func:`convert` puts in place of ``nn.Upsample`` and its subclasses
-    ``nn.UpsamplingNearest2d`` / ``nn.UpsamplingBilinear2d``."""
+    ``nn.UpsamplingNearest2d`` / ``nn.UpsamplingBilinear2d``. Built with the arguments of
+    its base class (or by :func:`convert`); ``forward(input)`` as torch's.
+
+    Example: the 4-D call goes to pyseg, the 5-D one to torch::
+
+        >>> from pyseg.nn.convert import ConvertedUpsample
+        >>> up = ConvertedUpsample(scale_factor=2, mode="nearest")
+        >>> with pyseg.kernels() as mode:
+        ...     a, b = up(torch.rand(1, 1, 2, 2)), up(torch.rand(1, 1, 2, 2, 2))
+        >>> a.shape, b.shape, mode.stats.to_pyseg
+        (torch.Size([1, 1, 4, 4]), torch.Size([1, 1, 4, 4, 4]), {'interpolate': 1})
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         out: Tensor = routing.call(
@@ -77,7 +102,17 @@ class ConvertedUpsample(Upsample):
 
 class ConvertedMaxUnpool2d(MaxUnpool2d):
     """:class:`pyseg.nn.MaxUnpool2d` that leaves to torch the calls pyseg does not support;
-    what :func:`convert` puts in place of an ``nn.MaxUnpool2d``."""
+    what :func:`convert` puts in place of an ``nn.MaxUnpool2d``. Built with the arguments of
+    its base class (or by :func:`convert`); ``forward(input, indices, output_size=None)`` as
+    torch's.
+
+    Example::
+
+        >>> from pyseg.nn.convert import ConvertedMaxUnpool2d
+        >>> x, idx = F.max_pool2d(torch.rand(1, 1, 4, 4), 2, return_indices=True)
+        >>> torch.equal(ConvertedMaxUnpool2d(2)(x, idx), F.max_unpool2d(x, idx, 2))
+        True
+    """
 
     def forward(self, input: Tensor, indices: Tensor,
                 output_size: Sequence[int] | None = None) -> Tensor:
@@ -89,7 +124,19 @@ class ConvertedMaxUnpool2d(MaxUnpool2d):
 
 class ConvertedDeformConv2d(DeformConv2d):
     """:class:`pyseg.nn.DeformConv2d` that leaves to torchvision the calls pyseg does not
-    support; what :func:`convert` puts in place of a ``torchvision.ops.DeformConv2d``."""
+    support; what :func:`convert` puts in place of a ``torchvision.ops.DeformConv2d``. Built
+    with the arguments of its base class (or by :func:`convert`);
+    ``forward(input, offset, mask=None)`` as torchvision's.
+
+    Example: zero offsets make it a plain convolution::
+
+        >>> from pyseg.nn.convert import ConvertedDeformConv2d
+        >>> conv = ConvertedDeformConv2d(2, 3, 3, padding=1)
+        >>> x, offset = torch.rand(1, 2, 5, 5), torch.zeros(1, 18, 5, 5)
+        >>> torch.allclose(conv(x, offset), F.conv2d(x, conv.weight, conv.bias, padding=1),
+        ...                atol=1e-5)
+        True
+    """
 
     def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         out: Tensor = routing.call(
@@ -103,7 +150,14 @@ class ConvertedDeformConv2d(DeformConv2d):
 class ConversionEntry:
     """One module :func:`convert` looked at: its qualified ``name`` in the model (``""`` for
     the model itself), its ``kind`` (class name), and the pyseg class it became
-    (``converted_to``) or the ``reason`` it was left alone."""
+    (``converted_to``) or the ``reason`` it was left alone.
+
+    Example::
+
+        >>> _, report = pyseg.nn.convert(torch.nn.MaxUnpool2d(2), report=True)
+        >>> report.converted[0]
+        ConversionEntry(name='', kind='MaxUnpool2d', converted_to='ConvertedMaxUnpool2d', reason='')
+    """
 
     name: str
     kind: str
@@ -115,7 +169,17 @@ class ConversionEntry:
 class ConversionReport:
     """What :func:`convert` did: ``converted`` and ``not_converted`` entries, in module order.
 
-    ``str(report)`` is a table, one line per module.
+    ``str(report)`` is a table, one line per module (``converted`` and ``not_converted``
+    start empty when built by hand).
+
+    Example::
+
+        >>> net = torch.nn.Sequential(torch.nn.ConvTranspose3d(1, 1, 2), torch.nn.MaxUnpool2d(2))
+        >>> _, report = pyseg.nn.convert(net, report=True)
+        >>> [e.name for e in report.converted], [e.reason for e in report.not_converted]
+        (['1'], ['pyseg has no 3-D transposed convolution'])
+        >>> print(pyseg.nn.ConversionReport())
+        no module of a kind pyseg can replace
     """
 
     converted: list[ConversionEntry] = field(default_factory=list)

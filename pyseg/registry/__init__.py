@@ -87,7 +87,20 @@ _S = TypeVar("_S", Architecture, Interpreter, DatasetSpec, BenchmarkCase)
 
 
 class UnknownNameError(KeyError):
-    """No spec of this kind has that name. A ``KeyError`` whose message is readable."""
+    """No spec of this kind has that name. A ``KeyError`` whose message is readable.
+
+    Raised by the ``get_*`` functions with one argument, the message, which lists the valid
+    names (and the closest one, if any).
+
+    Example::
+
+        >>> from pyseg.registry import UnknownNameError
+        >>> try:
+        ...     pyseg.get_dataset("no-such-set")
+        ... except UnknownNameError as e:
+        ...     print(str(e).split(".")[0])
+        unknown dataset 'no-such-set'
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -161,7 +174,13 @@ def create_model(name: str, num_classes: int = 3, in_channels: int = 3,
 
     Example::
 
-        >>> model = pyseg.create_model("unet", num_classes=3, base_channels=16)
+        >>> model = pyseg.create_model("unet", num_classes=3, base_channels=4, depth=2)
+        >>> model(torch.rand(1, 3, 32, 32)).shape
+        torch.Size([1, 3, 32, 32])
+        >>> pyseg.create_model("unet", bogus=1)
+        Traceback (most recent call last):
+        ...
+        TypeError: architecture 'unet' got an unexpected keyword argument 'bogus'; ...
     """
     arch = get_architecture(name)
     options = {**arch.default_kwargs, **kwargs}
@@ -170,8 +189,14 @@ def create_model(name: str, num_classes: int = 3, in_channels: int = 3,
 
 
 def list_interpreters(task: str | None = None) -> list[str]:
-    """The names of every registered interpreter, sorted; ``task`` keeps those that
-    support models of that task."""
+    """The names of every registered interpreter, sorted; ``task`` (None: all) keeps those
+    that support models of that task.
+
+    Example::
+
+        >>> "gradcam" in pyseg.list_interpreters(task="segmentation")
+        True
+    """
     return _names(Interpreter, task)
 
 
@@ -191,21 +216,54 @@ def get_interpreter(name: str) -> Interpreter:
 
 
 def list_datasets(task: str | None = None) -> list[str]:
-    """The names of every registered dataset, sorted; ``task`` keeps those that provide it."""
+    """The names of every registered dataset, sorted; ``task`` (None: all) keeps those that
+    provide it.
+
+    Example::
+
+        >>> "synthetic-pets" in pyseg.list_datasets(task="segmentation")
+        True
+    """
     return _names(DatasetSpec, task)
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    """The :class:`DatasetSpec` called ``name``."""
+    """The :class:`DatasetSpec` called ``name``.
+
+    Raises :class:`UnknownNameError` (a ``KeyError``) for an unknown name.
+
+    Example::
+
+        >>> spec = pyseg.get_dataset("synthetic-pets")
+        >>> "segmentation" in spec.tasks
+        True
+    """
     return _lookup(DatasetSpec, name)
 
 
 def list_benchmarks(label: str | None = None) -> list[str]:
-    """The names of every registered benchmark case, sorted; ``label`` keeps one op's."""
+    """The names of every registered benchmark case, sorted; ``label`` (None: all) keeps
+    the cases of one op (:attr:`BenchmarkCase.label`).
+
+    Example::
+
+        >>> names = pyseg.list_benchmarks()
+        >>> names == sorted(names) and len(names) > 0
+        True
+    """
     specs = _specs(BenchmarkCase)
     return sorted(n for n, case in specs.items() if label is None or case.label == label)
 
 
 def get_benchmark(name: str) -> BenchmarkCase:
-    """The :class:`BenchmarkCase` called ``name``."""
+    """The :class:`BenchmarkCase` called ``name``.
+
+    Raises :class:`UnknownNameError` (a ``KeyError``) for an unknown name.
+
+    Example::
+
+        >>> name = pyseg.list_benchmarks()[0]
+        >>> pyseg.get_benchmark(name).name == name
+        True
+    """
     return _lookup(BenchmarkCase, name)

@@ -20,6 +20,22 @@ def check_kwargs(arch: Architecture, keywords: Iterable[str]) -> None:
 
     Nothing is checked when ``fn`` takes ``**kwargs`` or has no readable signature (a
     builtin, say): then ``fn`` itself complains.
+
+    Args:
+        arch: the architecture whose ``fn`` is to be called.
+        keywords: the keyword names that would be passed to it.
+
+    Raises:
+        TypeError: the first keyword ``fn`` does not accept; the message lists those it does.
+
+    Example::
+
+        >>> from pyseg.registry.kwargs import check_kwargs
+        >>> check_kwargs(pyseg.get_architecture("unet"), ["base_channels"])
+        >>> check_kwargs(pyseg.get_architecture("unet"), ["bogus"])
+        Traceback (most recent call last):
+        ...
+        TypeError: architecture 'unet' got an unexpected keyword argument 'bogus'; ...
     """
     try:
         params = inspect.signature(arch.fn).parameters

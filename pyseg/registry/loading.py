@@ -75,7 +75,17 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that was left out: which one (``plugin``), from where, and why (``error``)."""
+    """A plugin that was left out: which one (``plugin``), from where (``source``: ``"builtin"``,
+    ``"entrypoint"`` or ``"env"``, as :attr:`PluginInfo.source`), and why (``error``, one line; the full ``traceback``
+    beside it). ``distribution`` and ``version`` name the installed package it came from,
+    when known. ``str()`` gives the line that is warned.
+
+    Example::
+
+        >>> from pyseg.registry import PluginFailure
+        >>> print(PluginFailure("demo", "env", "ImportError: no module named demo"))
+        plugin 'demo' (env) was not loaded: ImportError: no module named demo
+    """
 
     plugin: str
     source: str
@@ -90,7 +100,18 @@ class PluginFailure:
 
 
 class PluginError(RuntimeError):
-    """Raised for plugin failures when ``PYSEG_STRICT_PLUGINS=1``."""
+    """Raised for plugin failures when ``PYSEG_STRICT_PLUGINS=1``.
+
+    ``failures`` (a sequence of :class:`PluginFailure`) is kept as the attribute of that
+    name; the message lists them one a line.
+
+    Example::
+
+        >>> from pyseg.registry import PluginError, PluginFailure
+        >>> print(PluginError([PluginFailure("demo", "env", "boom")]))
+        1 pyseg plugin(s) failed to load:
+          - plugin 'demo' (env) was not loaded: boom
+    """
 
     def __init__(self, failures: Sequence[PluginFailure]) -> None:
         self.failures = list(failures)
@@ -99,7 +120,18 @@ class PluginError(RuntimeError):
 
 
 class PluginWarning(UserWarning):
-    """Issued (once per load) for each plugin that was left out."""
+    """Issued (once per load) for each plugin that was left out.
+
+    Example: turn them into errors while testing a plugin::
+
+        >>> import warnings
+        >>> from pyseg.registry import PluginWarning
+        >>> issubclass(PluginWarning, UserWarning)
+        True
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", PluginWarning)
+        ...     names = pyseg.list_architectures()
+    """
 
 
 class _PluginLoadError(Exception):
@@ -287,7 +319,16 @@ _loading = False
 
 def loaded() -> _LoadedPlugins:
     """The loaded plugins, loading them on first use (raises :class:`PluginError` in
-    strict mode when any failed)."""
+    strict mode when any failed; warns :class:`PluginWarning` for each failure otherwise).
+    No arguments; the same object until :func:`reload`.
+
+    Example::
+
+        >>> from pyseg.registry import loaded
+        >>> state = loaded()
+        >>> state is loaded(), state.pm is pyseg.registry.get_plugin_manager()
+        (True, True)
+    """
     global _loaded, _loading
     with _lock:
         if _loaded is not None:
@@ -311,7 +352,15 @@ def loaded() -> _LoadedPlugins:
 def reload() -> None:
     """Forget every loaded plugin; the next registry call loads them again, reading
     ``PYSEG_PLUGINS``, ``PYSEG_DISABLE_PLUGIN_AUTOLOAD``, ``PYSEG_STRICT_PLUGINS`` and the
-    installed entry points afresh."""
+    installed entry points afresh. Takes no arguments, returns None.
+
+    Example::
+
+        >>> from pyseg import registry
+        >>> registry.reload()
+        >>> "unet" in registry.list_architectures()     # loaded again on first use
+        True
+    """
     global _loaded
     with _lock:
         if _loaded is not None:
@@ -321,15 +370,40 @@ def reload() -> None:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The pluggy PluginManager holding every plugin that loaded successfully."""
+    """The pluggy PluginManager holding every plugin that loaded successfully (loading them
+    on first use; raises :class:`PluginError` in strict mode when any failed).
+
+    Example::
+
+        >>> from pyseg.registry import get_plugin_manager
+        >>> pm = get_plugin_manager()
+        >>> pm.project_name
+        'pyseg'
+    """
     return loaded().pm
 
 
 def plugins() -> list[PluginInfo]:
-    """The plugins that loaded, in load order."""
+    """The plugins that loaded, in load order, as :class:`PluginInfo` (no arguments).
+
+    Example::
+
+        >>> from pyseg.registry import plugins
+        >>> infos = plugins()
+        >>> len(infos) > 0 and all(info.name for info in infos)
+        True
+    """
     return list(loaded().plugins)
 
 
 def plugin_failures() -> list[PluginFailure]:
-    """The plugins that were left out, with their errors."""
+    """The plugins that were left out, as :class:`PluginFailure` records with their errors
+    (no arguments; empty when every plugin loaded).
+
+    Example::
+
+        >>> from pyseg.registry import plugin_failures
+        >>> plugin_failures()
+        []
+    """
     return list(loaded().failures)

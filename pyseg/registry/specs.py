@@ -49,6 +49,18 @@ class PluginInfo:
     ``source`` is ``"builtin"``, ``"entrypoint"`` or ``"env"`` (``PYSEG_PLUGINS`` /
     ``--plugin``). ``distribution``/``version`` name the installed distribution that
     provides it (the built-ins belong to ``pyseg``; plugins named by module may have none).
+    ``name`` is the plugin's name in the plugin manager, ``module`` the module it was
+    imported from. Every spec a plugin returns carries its ``PluginInfo`` as ``spec.plugin``.
+
+    Example::
+
+        >>> from pyseg.registry import PluginInfo
+        >>> PluginInfo("demo", "demo_plugin", "env").describe()
+        'demo_plugin'
+        >>> PluginInfo("demo", "demo_plugin", "entrypoint", "demo-dist", "1.0").describe()
+        'demo-dist 1.0 (demo_plugin)'
+        >>> pyseg.get_architecture("unet").plugin.source
+        'builtin'
     """
 
     name: str
@@ -94,7 +106,9 @@ class Architecture:
     or ``{"classification"}`` (output ``(N, num_classes)``). ``input_size`` is the square
     input size a network built for one size (a classifier with a dense head) is built for
     by default; such an ``fn`` takes ``input_size=``. It is None for fully convolutional
-    networks. ``default_kwargs`` go to ``fn`` unless the caller overrides them.
+    networks. ``default_kwargs`` go to ``fn`` unless the caller overrides them. ``name`` is
+    what users type (``pyseg.create_model(name)``, ``--arch``), ``summary`` the line
+    ``pyseg list`` shows; ``plugin`` (:class:`PluginInfo`) is filled in by the registry.
 
     Raises ``ValueError`` (or ``TypeError``) for an invalid name, a non-callable ``fn``, an
     unknown task or a bad ``input_size``.
@@ -145,7 +159,17 @@ class Interpreter:
     ``fn(model, images, target=None, **options) -> Tensor[N, H, W]`` in [0, 1] at input
     resolution; calling the spec calls ``fn``. ``tasks`` are the model tasks it supports;
     ``takes_layer`` says whether it accepts the ``layer=`` option (the module, or its dotted
-    name, to read feature maps at).
+    name, to read feature maps at). ``name`` is what users type (``--method``), ``summary``
+    the line ``pyseg list`` shows; ``plugin`` (:class:`PluginInfo`) is filled in by the
+    registry. Raises ``ValueError`` / ``TypeError`` for an empty name, a non-callable ``fn``
+    or an unknown task.
+
+    Example: the brightness of the image as its own "explanation"::
+
+        >>> spec = pyseg.Interpreter("brightness", lambda model, images, target=None:
+        ...                          images.mean(1), summary="mean over channels")
+        >>> spec(torch.nn.Identity(), torch.ones(2, 3, 4, 4)).shape
+        torch.Size([2, 4, 4])
     """
 
     KIND: ClassVar[str] = "interpreter"
@@ -177,7 +201,22 @@ class DatasetSpec:
 
     ``tasks`` are the ``task=`` values ``fn`` supports; ``class_names`` name the segmentation
     classes; ``options`` are the optional keywords of :data:`DATASET_OPTIONS` that ``fn``
-    takes (``"seed"``, ``"length"``), which the CLI then passes.
+    takes (``"seed"``, ``"length"``), which the CLI then passes. ``name`` is what users type
+    after ``--data``, ``summary`` the line ``pyseg list`` shows; ``plugin``
+    (:class:`PluginInfo`) is filled in by the registry. Raises ``ValueError`` for an empty
+    name, an unknown task or an unknown option, ``TypeError`` for a non-callable ``fn``.
+
+    Example::
+
+        >>> from pyseg.data import synthetic_pets
+        >>> spec = pyseg.DatasetSpec("pets", synthetic_pets, options=("seed", "length"))
+        >>> image, mask = spec.fn(split="val", img_size=32, task="segmentation", length=2)[0]
+        >>> image.shape, mask.shape
+        (torch.Size([3, 32, 32]), torch.Size([32, 32]))
+        >>> pyseg.DatasetSpec("pets", synthetic_pets, options=("colour",))
+        Traceback (most recent call last):
+        ...
+        ValueError: dataset 'pets': unknown option(s) ['colour']; known: seed, length
     """
 
     KIND: ClassVar[str] = "dataset"
@@ -225,6 +264,21 @@ class BenchmarkCase:
     * ``quick``: part of the small set run by ``pyseg bench --quick``.
     * ``sweep`` / ``size``: cases sharing a ``sweep`` name form a size sweep; ``size`` (e.g.
       output elements) is their x-axis in the plot.
+    * ``summary``: one line for ``pyseg list``; ``plugin`` (:class:`PluginInfo`) is filled
+      in by the registry.
+
+    Raises ``ValueError`` for an empty ``name``, ``TypeError`` for a non-callable
+    ``make_inputs``, ``ours``, ``reference`` or ``requires``.
+
+    Example: ``torch.add`` against Python's ``+``::
+
+        >>> case = pyseg.BenchmarkCase("add", "add", "4x4",
+        ...                            make_inputs=lambda device, dtype: (
+        ...                                torch.ones(4, 4, device=device, dtype=dtype),) * 2,
+        ...                            ours=torch.add, reference=lambda a, b: a + b, quick=True)
+        >>> a, b = case.make_inputs("cpu", torch.float32)
+        >>> torch.equal(case.ours(a, b), case.reference(a, b))
+        True
     """
 
     KIND: ClassVar[str] = "benchmark"
