@@ -10,9 +10,9 @@ per entry function, 64-bit and 32-bit counted apart): ptxas lowers a 64-bit divi
 call of its division subroutine and a 32-bit one to an inline sequence. NVVM guards each
 64-bit division by a 32-bit one taken when both operands fit, so every 64-bit division also
 counts once in the 32-bit column; a kernel with 0 in the 64-bit column calls no division
-routine. When ``cuobjdump``
-sits next to nvcc, the SASS is read too and the calls of division subroutines are counted
-(column ``div calls``); this toolkit install may not have it, then the column is ``-``.
+routine. When ``cuobjdump`` is found (see below), the SASS is read too and the calls of
+subroutines are counted (column ``div calls``: 64-bit division and float-division slow
+paths); without it the column is ``-``.
 
 Occupancy: resident warps per SM over the SM's maximum (64), limited by registers (64K per
 SM, allocated per warp in units of 256), static shared memory (sm_80: 164 KiB per SM,
@@ -76,14 +76,21 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("gemm_registers", r"^gemm_kernel<double,"):
         "double accumulators take two registers each: the 8x4 sub-tile alone is 64, and at "
         "128 registers the kernel spills 376 B; one block per SM for double",
-    ("div64_loop", r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<"):
-        "one (image, channel, tap, pixel) decomposition of the flat int64 index per element of "
-        "the grid-stride loop; these kernels have no int32 variant yet",
-    ("occupancy", r"^deform_conv::(coord_grad)_kernel<double>"):
-        "80 registers for the double coordinate gradient (38%); float / half / bf16 reach 50%",
     ("mma", r"^gemm_kernel<(half|bf16),"):
         "the tensor-core (wmma) path of the GEMM is not written yet: SIMT FMA with float "
         "accumulation",
+    ("div64_loop", r"^max_unpool::\w+<.*int64>$"):
+        "the int64 index variant, launched only when an offset or the grid exceeds int32 "
+        "(fits_int32); the int32 variant that every smaller call runs has none",
+    ("div64_loop", r"^upsample::nails_table_kernel<"):
+        "builds the per-axis index table (out_h + out_w entries) once per call: one division "
+        "per table entry, not per output element",
+    ("div64_loop", r"^conv_transpose::(implicit_gemm|bias_grad)_kernel<"):
+        "conv_transpose2d's own implicit GEMM (not on common/gemm_kernels.cuh yet) splits "
+        "each staged k into (channel, tap) and the bias gradient each index into (image, "
+        "pixel) with 64-bit divisions; to move to the GEMM core",
+    ("mma", r"^conv_transpose::implicit_gemm_kernel<(half|bf16),"):
+        "conv_transpose2d's own implicit GEMM: SIMT FMA, no tensor cores yet",
 }
 
 GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|implicit_gemm_kernel)<")
@@ -262,15 +269,21 @@ def find_cuobjdump(nvcc: Path) -> Path | None:
 
 
 def sass_facts(cuobjdump: Path, cubin: Path) -> dict[str, tuple[int, int]]:
-    """(calls of a division subroutine, HMMA instructions) per function of a cubin."""
+    """(calls of a subroutine, HMMA instructions) per function of a cubin. ptxas appends
+    its subroutines (64-bit integer division, float division slow paths) after the kernel's
+    last ``EXIT``; a ``CALL`` to an address before that is a loop-exit idiom, not counted."""
     env = dict(os.environ, PATH=f"{cuobjdump.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     text = subprocess.run([str(cuobjdump), "-sass", str(cubin)], check=False, capture_output=True,
                           text=True, env=env).stdout
     out: dict[str, tuple[int, int]] = {}
     for part in text.split("Function : ")[1:]:
         name = part.split()[0]
-        out[name] = (len(re.findall(r"CALL\.\S*\s.*(?:div|rem)_[su]?\d+", part)),
-                     len(re.findall(r"\bHMMA\.", part)))
+        exits = [int(m.group(1), 16)
+                 for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?P\d+\s+)?EXIT\b", part)]
+        last_exit = max(exits, default=0)
+        calls = sum(1 for m in re.finditer(r"\bCALL\.\S+\s+0x([0-9a-f]+)", part)
+                    if int(m.group(1), 16) > last_exit)
+        out[name] = (calls, len(re.findall(r"\bHMMA\.", part)))
     return out
 
 

@@ -19,8 +19,9 @@
 // rows stay 16-byte aligned for the vector loads, and a warp's staging stores (8 k x 4 f when
 // k is the unit-stride index) fall on 32 different banks (bank = 4 k + f mod 32). Two buffers
 // alternate: while the block computes on one slice the next one is in flight, through
-// cp.async (float, sm_80+: global -> shared without registers) or through registers (the
-// loads are issued before the FMAs and stored after them), one barrier per slice.
+// cp.async (float, sm_80+: global -> shared without registers; two barriers per slice) or
+// through registers (the loads are issued before the FMAs and stored after them; one
+// barrier per slice).
 //
 // Split-K: the z grid dimension runs over (problem, split) pairs; split s sums k in
 // [s * split_len, (s + 1) * split_len) and writes its partial product to its own slice of
