@@ -79,6 +79,11 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("mma", r"^gemm_kernel<(half|bf16),"):
         "the tensor-core (wmma) path of the GEMM is not written yet: SIMT FMA with float "
         "accumulation",
+    ("div64_loop", r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<"):
+        "one (image, channel, tap, pixel) decomposition of the flat int64 index per element of "
+        "the grid-stride loop; these kernels have no int32 variant yet",
+    ("occupancy", r"^deform_conv::coord_grad_kernel<double>"):
+        "80 registers for the double coordinate gradient (38%); float / half / bf16 reach 50%",
     ("div64_loop", r"^max_unpool::\w+<.*int64>$"):
         "the int64 index variant, launched only when an offset or the grid exceeds int32 "
         "(fits_int32); the int32 variant that every smaller call runs has none",
