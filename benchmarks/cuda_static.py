@@ -10,22 +10,32 @@ per entry function, 64-bit and 32-bit counted apart): ptxas lowers a 64-bit divi
 call of its division subroutine and a 32-bit one to an inline sequence. NVVM guards each
 64-bit division by a 32-bit one taken when both operands fit, so every 64-bit division also
 counts once in the 32-bit column; a kernel with 0 in the 64-bit column calls no division
-routine. When ``cuobjdump``
-sits next to nvcc, the SASS is read too and the calls of division subroutines are counted
-(column ``div calls``); this toolkit install may not have it, then the column is ``-``.
+routine. When ``cuobjdump`` is found (see below), the SASS is read too and the calls of
+subroutines are counted (column ``div calls``: 64-bit division and float-division slow
+paths); without it the column is ``-``.
 
 Occupancy: resident warps per SM over the SM's maximum (64), limited by registers (64K per
 SM, allocated per warp in units of 256), static shared memory (sm_80: 164 KiB per SM,
 sm_90: 228 KiB, 1 KiB reserved per block) and 32 blocks per SM; block sizes are those of
 the launch code (256 threads for every kernel today, read from the sources below).
 
+Main loop: the innermost loop (a backward branch in the PTX) that holds at least 75% of
+the kernel's multiply-add instructions (``fma``, ``mma``, ``wmma.mma``); a kernel without
+them (elementwise, gathers) has its outermost loop, the grid-stride loop, as main loop.
+Columns ``div 64 loop`` (PTX 64-bit div/rem in the main loop) and ``mma`` (tensor-core
+instructions: ``mma`` / ``wmma.mma`` in the PTX, ``HMMA`` in the SASS when cuobjdump is found)
+come from the same PTX. cuobjdump is looked for next to nvcc and in the ``nvidia/cu13/bin``
+of the Python packages (``pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``).
+
+``--check`` enforces the budgets of ``BUDGETS`` below and exits 1 naming every kernel over
+one (``ALLOWED`` lists the exceptions, each with its reason).
+
 Usage::
 
     python benchmarks/cuda_static.py [--src csrc] [--arch 80 --arch 90] [--jobs 2]
-        [--markdown] [--tu max_unpool]
+        [--markdown] [--tu max_unpool] [--check]
 
 ``--src`` points at another checkout's ``csrc`` (to compare before / after a change).
-Nothing here enforces a budget: the report is evidence, CI does not fail on it.
 """
 
 from __future__ import annotations
@@ -51,6 +61,45 @@ SM_LIMITS = {
     "90": dict(regs=65536, warps=64, blocks=32, smem=228 * 1024, reg_unit=256),
 }
 SMEM_RESERVED_PER_BLOCK = 1024
+
+# What --check enforces, per kernel instantiation and arch.
+BUDGETS = {
+    "spills": "no spill stores or loads in a float / half / bfloat16 kernel",
+    "div64_loop": "no 64-bit integer division (div/rem .s64/.u64) in the main loop",
+    "gemm_registers": "a GEMM uses at most 128 registers (two 256-thread blocks per SM)",
+    "occupancy": "every other kernel reaches at least 50% theoretical occupancy",
+    "mma": "the half / bfloat16 GEMMs use tensor-core instructions",
+}
+
+# Exceptions: (budget, regular expression on the short kernel name) -> reason.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("gemm_registers", r"^gemm_kernel<double,"):
+        "double accumulators take two registers each: the 8x4 sub-tile alone is 64, and at "
+        "128 registers the kernel spills 376 B; one block per SM for double",
+    ("mma", r"^gemm_kernel<(half|bf16),"):
+        "the tensor-core (wmma) path of the GEMM is not written yet: SIMT FMA with float "
+        "accumulation",
+    ("div64_loop", r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<"):
+        "one (image, channel, tap, pixel) decomposition of the flat int64 index per element of "
+        "the grid-stride loop; these kernels have no int32 variant yet",
+    ("occupancy", r"^deform_conv::coord_grad_kernel<double>"):
+        "80 registers for the double coordinate gradient (38%); float / half / bf16 reach 50%",
+    ("div64_loop", r"^max_unpool::\w+<.*int64>$"):
+        "the int64 index variant, launched only when an offset or the grid exceeds int32 "
+        "(fits_int32); the int32 variant that every smaller call runs has none",
+    ("div64_loop", r"^upsample::nails_table_kernel<"):
+        "builds the per-axis index table (out_h + out_w entries) once per call: one division "
+        "per table entry, not per output element",
+    ("div64_loop", r"^conv_transpose::(implicit_gemm|bias_grad)_kernel<"):
+        "conv_transpose2d's own implicit GEMM (not on common/gemm_kernels.cuh yet) splits "
+        "each staged k into (channel, tap) and the bias gradient each index into (image, "
+        "pixel) with 64-bit divisions; to move to the GEMM core",
+    ("mma", r"^conv_transpose::implicit_gemm_kernel<(half|bf16),"):
+        "conv_transpose2d's own implicit GEMM: SIMT FMA, no tensor cores yet",
+}
+
+GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|implicit_gemm_kernel)<")
+LOW_PRECISION = re.compile(r"<(float|half|bf16)\b")
 
 
 def find_nvcc() -> Path:
@@ -99,6 +148,9 @@ class Kernel:
     div64: int = 0
     div32: int = 0
     div_calls: int | None = None
+    div64_loop: int = 0
+    mma: int = 0
+    hmma: int | None = None
     block: int = 256
     extra: dict = field(default_factory=dict)
 
@@ -159,13 +211,84 @@ def ptx_divisions(ptx: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def sass_division_calls(cuobjdump: Path, cubin: Path) -> dict[str, int]:
+FMA_PTX = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:fma|mma|wmma\.mma)\.")
+DIV64_PTX = re.compile(r"\b(?:div|rem)\.[su]64\b")
+MMA_PTX = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:mma\.sync|wmma\.mma\.sync)\b")
+
+
+def ptx_loops(body: str) -> list[tuple[int, int]]:
+    """(first line, last line) of every loop of one PTX function: a branch to a label above."""
+    lines = body.splitlines()
+    labels: dict[str, int] = {}
+    loops = []
+    for i, line in enumerate(lines):
+        if m := re.match(r"^(\$\w+):", line.strip()):
+            labels[m.group(1)] = i
+        elif (m := re.search(r"\bbra(?:\.uni)?\s+(\$\w+);", line)) and m.group(1) in labels:
+            loops.append((labels[m.group(1)], i))
+    return loops
+
+
+def main_loop(body: str) -> tuple[int, int] | None:
+    """The main loop of a PTX function body (see the module's docstring), or None."""
+    lines = body.splitlines()
+    loops = ptx_loops(body)
+    if not loops:
+        return None
+
+    def fmas(loop: tuple[int, int]) -> int:
+        return sum(1 for line in lines[loop[0]:loop[1] + 1] if FMA_PTX.match(line))
+
+    total = sum(1 for line in lines if FMA_PTX.match(line))
+    if total == 0:
+        return max(loops, key=lambda lp: lp[1] - lp[0])
+    hot = [lp for lp in loops if fmas(lp) >= 0.75 * total]
+    return min(hot, key=lambda lp: lp[1] - lp[0]) if hot else max(loops, key=fmas)
+
+
+def ptx_main_loop_facts(ptx: str) -> dict[str, tuple[int, int]]:
+    """(64-bit div/rem in the main loop, tensor-core instructions) per .entry of a PTX file."""
+    out: dict[str, tuple[int, int]] = {}
+    for m in re.finditer(r"\.entry (\S+)\((.*?)\n}\n", ptx, re.DOTALL):
+        body = m.group(2)
+        loop = main_loop(body)
+        lines = body.splitlines()
+        in_loop = lines[loop[0]:loop[1] + 1] if loop else []
+        out[m.group(1)] = (sum(len(DIV64_PTX.findall(line)) for line in in_loop),
+                           sum(1 for line in lines if MMA_PTX.match(line)))
+    return out
+
+
+def find_cuobjdump(nvcc: Path) -> Path | None:
+    """cuobjdump next to nvcc, else the one of the nvidia-cuda-cuobjdump wheel."""
+    if (nvcc.parent / "cuobjdump").is_file():
+        return nvcc.parent / "cuobjdump"
+    try:
+        import nvidia  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for cand in sorted(Path(root).glob("cu*/bin/cuobjdump"), reverse=True):
+            return cand
+    return None
+
+
+def sass_facts(cuobjdump: Path, cubin: Path) -> dict[str, tuple[int, int]]:
+    """(calls of a subroutine, HMMA instructions) per function of a cubin. ptxas appends
+    its subroutines (64-bit integer division, float division slow paths) after the kernel's
+    last ``EXIT``; a ``CALL`` to an address before that is a loop-exit idiom, not counted."""
+    env = dict(os.environ, PATH=f"{cuobjdump.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     text = subprocess.run([str(cuobjdump), "-sass", str(cubin)], check=False, capture_output=True,
-                          text=True).stdout
-    out: dict[str, int] = {}
+                          text=True, env=env).stdout
+    out: dict[str, tuple[int, int]] = {}
     for part in text.split("Function : ")[1:]:
         name = part.split()[0]
-        out[name] = len(re.findall(r"CALL\.\S*\s.*(?:div|rem)_[su]?\d+", part))
+        exits = [int(m.group(1), 16)
+                 for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?P\d+\s+)?EXIT\b", part)]
+        last_exit = max(exits, default=0)
+        calls = sum(1 for m in re.finditer(r"\bCALL\.\S+\s+0x([0-9a-f]+)", part)
+                    if int(m.group(1), 16) > last_exit)
+        out[name] = (calls, len(re.findall(r"\bHMMA\.", part)))
     return out
 
 
@@ -181,7 +304,7 @@ def compile_tu(nvcc: Path, src: Path, tu: Path, archs: list[str], tmp: Path) -> 
              "-D_GLIBCXX_USE_CXX11_ABI=1", "-Xcompiler", "-fPIC"]
     flags += [f"-I{i}" for i in includes]
     kernels: list[Kernel] = []
-    cuobjdump = nvcc.parent / "cuobjdump"
+    cuobjdump = find_cuobjdump(nvcc)
     for arch in archs:
         stem = tmp / f"{tu.stem}_sm{arch}"
         gen = [f"-gencode=arch=compute_{arch},code=sm_{arch}"]
@@ -195,16 +318,49 @@ def compile_tu(nvcc: Path, src: Path, tu: Path, archs: list[str], tmp: Path) -> 
             raise SystemExit(f"cuda_static: nvcc failed on {tu}:\n{res.stderr[-4000:]}")
         found = [k for k in parse_ptxas(res.stderr) if k.arch == arch]
         divs: dict[str, tuple[int, int]] = {}
+        facts: dict[str, tuple[int, int]] = {}
         for ptx in keep.glob("*.ptx"):
-            divs.update(ptx_divisions(ptx.read_text()))
-        calls = (sass_division_calls(cuobjdump, Path(f"{stem}.cubin"))
-                 if cuobjdump.is_file() else {})
+            text = ptx.read_text()
+            divs.update(ptx_divisions(text))
+            facts.update(ptx_main_loop_facts(text))
+        sass = sass_facts(cuobjdump, Path(f"{stem}.cubin")) if cuobjdump else {}
         for k in found:
             k.div64, k.div32 = divs.get(k.mangled, (0, 0))
-            k.div_calls = calls.get(k.mangled) if calls else None
+            k.div64_loop, k.mma = facts.get(k.mangled, (0, 0))
+            if sass:
+                k.div_calls, k.hmma = sass.get(k.mangled, (0, 0))
             k.extra["tu"] = tu.relative_to(src).as_posix()
         kernels += found
     return kernels
+
+
+def allowed(budget: str, name: str) -> str | None:
+    for (b, pattern), reason in ALLOWED.items():
+        if b == budget and re.search(pattern, name):
+            return reason
+    return None
+
+
+def violations(kernels: list[Kernel]) -> list[str]:
+    """Every budget a kernel breaks and that ALLOWED does not excuse, one line each."""
+    out = []
+    for k in kernels:
+        gemm = bool(GEMM_KERNELS.search(k.name))
+        broken = []
+        if LOW_PRECISION.search(k.name) and (k.spill_stores or k.spill_loads):
+            broken.append(("spills", f"{k.spill_stores}/{k.spill_loads} B spilled"))
+        if k.div64_loop:
+            broken.append(("div64_loop", f"{k.div64_loop} 64-bit div/rem in the main loop"))
+        if gemm and k.registers > 128:
+            broken.append(("gemm_registers", f"{k.registers} registers"))
+        if not gemm and k.name != "trap_on_error_kernel<int64>" and k.occupancy() < 0.5:
+            broken.append(("occupancy", f"{k.occupancy():.0%} occupancy"))
+        if gemm and re.search(r"<(half|bf16),", k.name) and not (k.hmma or k.mma):
+            broken.append(("mma", "no tensor-core instruction"))
+        for budget, what in broken:
+            if not allowed(budget, k.name):
+                out.append(f"{k.name} sm_{k.arch}: {what} ({BUDGETS[budget]})")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tu", action="append", help="only translation units whose path has this")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--check", action="store_true", help="exit 1 if a kernel breaks a budget")
     args = p.parse_args(argv)
     archs = args.arch or ["80", "90"]
     src = args.src.resolve()
@@ -235,10 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     kernels.sort(key=lambda k: (k.name, k.arch))
 
     head = ["kernel", "sm", "regs", "smem B", "spill st/ld B", "block", "occupancy",
-            "div/rem 64", "div/rem 32", "div calls"]
+            "div/rem 64", "div/rem 32", "div 64 loop", "div calls", "mma", "HMMA"]
     rows = [[k.name, k.arch, str(k.registers), str(k.smem), f"{k.spill_stores}/{k.spill_loads}",
-             str(k.block), f"{k.occupancy():.0%}", str(k.div64), str(k.div32),
-             "-" if k.div_calls is None else str(k.div_calls)] for k in kernels]
+             str(k.block), f"{k.occupancy():.0%}", str(k.div64), str(k.div32), str(k.div64_loop),
+             "-" if k.div_calls is None else str(k.div_calls), str(k.mma),
+             "-" if k.hmma is None else str(k.hmma)] for k in kernels]
     if args.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
@@ -248,9 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         for r in [head] + rows:
             print("  ".join(x.ljust(w) for x, w in zip(r, widths)))
+    cuobjdump = find_cuobjdump(nvcc)
     print(f"\n{len(kernels)} kernels; nvcc {nvcc}; cuobjdump "
-          f"{'used' if (nvcc.parent / 'cuobjdump').is_file() else 'not found: div calls not read'}",
+          f"{cuobjdump if cuobjdump else 'not found: div calls and HMMA not read'}",
           file=sys.stderr)
+    if args.check:
+        broken = violations(kernels)
+        for line in broken:
+            print(f"over budget: {line}", file=sys.stderr)
+        print(f"budgets: {len(broken)} violation(s) in {len(kernels)} kernels", file=sys.stderr)
+        return 1 if broken else 0
     return 0
 
 

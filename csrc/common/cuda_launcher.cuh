@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -44,6 +45,15 @@ struct CudaLauncher {
 
   // 32-bit index kernels whenever the sizes allow (launch_utils.h: fits_int32).
   bool force_int64() const { return false; }
+
+  // The current device's major * 10 + minor (kernels chosen by architecture).
+  int compute_capability() const {
+    const int device = c10::cuda::current_device();
+    int major = 0, minor = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    return major * 10 + minor;
+  }
 
   template <class... KernelArgs, class... Args>
   void operator()(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,

@@ -12,35 +12,100 @@
 // (image, pixel) pairs, e.g. the columns of an im2col matrix against the output tensor
 // (column b * P + p lives at b * C_out * P + p).
 //
-// A block owns a 64x64 tile of C; its 256 threads each accumulate a 4x4 sub-tile (rows
-// ty + 16 i, columns tx + 16 j) in at::opmath_type (float for half/bfloat16, double for
-// double) while 16-deep slices of A and B are staged in shared memory. Each C element is
-// written by one thread after a fixed-order sum over k, so results are deterministic and
-// the += form can accumulate over successive launches without atomics. The grid is 3-D
-// (n tiles, m tiles, problems), each dimension a grid-stride loop, so any launcher cap works.
+// Core: a block owns a 128 x 64 tile of C; its 256 threads (16 x 16) each accumulate an 8 x 4
+// sub-tile (rows 4 ty + i and 64 + 4 ty + i, columns 4 tx + j) in at::opmath_type (float for
+// half/bfloat16, double for double), 32 FMAs per three 128-bit shared loads. 8-deep k slices
+// of A and B are staged in shared memory as [k][m] and [k][n] rows padded by 4 elements: the
+// rows stay 16-byte aligned for the vector loads, and a warp's staging stores (8 k x 4 f when
+// k is the unit-stride index) fall on 32 different banks (bank = 4 k + f mod 32). Two buffers
+// alternate: while the block computes on one slice the next one is in flight, through
+// cp.async (float, sm_80+: global -> shared without registers; two barriers per slice) or
+// through registers (the loads are issued before the FMAs and stored after them; one
+// barrier per slice).
+//
+// Split-K: the z grid dimension runs over (problem, split) pairs; split s sums k in
+// [s * split_len, (s + 1) * split_len) and writes its partial product to its own slice of
+// C (split_stride apart), so a long-K small-output product (a weight gradient) fills the
+// device; gemm_sum_splits_kernel then adds the slices in split order. Each element is
+// written by one thread after a fixed-order sum over k, so results are deterministic and the
+// += form can accumulate over successive launches without atomics. The grid is 3-D
+// (n tiles, m tiles, problem x split), each dimension a grid-stride loop, so any launcher
+// cap works.
 #pragma once
 
 #include <ATen/OpMathType.h>
+
+#include <initializer_list>
+#include <limits>
 
 #include "common/cuda_compat.h"
 
 namespace pyseg {
 
-constexpr int kGemmTileM = 64;
+constexpr int kGemmTileM = 128;
 constexpr int kGemmTileN = 64;
-constexpr int kGemmTileK = 16;
-constexpr int kGemmThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
-constexpr int kGemmSlots = kGemmTileK * kGemmTileM / kGemmThreads;  // staged elements per thread
-static_assert(kGemmTileM == kGemmTileN && kGemmTileM == 16 * 4 && kGemmSlots == 4,
-              "the staging and the 4x4 sub-tiles assume 64x64 tiles of 256 threads");
+constexpr int kGemmTileK = 8;
+constexpr int kGemmThreads = 256;  // 16 x 16 threads, 8 x 4 outputs each
+constexpr int kGemmPad = 4;        // keeps 16-byte rows and conflict-free staging stores
+constexpr int kGemmLdA = kGemmTileM + kGemmPad;
+constexpr int kGemmLdB = kGemmTileN + kGemmPad;
+static_assert(kGemmTileM == 16 * 8 && kGemmTileN == 16 * 4 && kGemmThreads == 256 &&
+                  kGemmTileK * kGemmTileM % kGemmThreads == 0 &&
+                  kGemmTileK * kGemmTileN % kGemmThreads == 0,
+              "the staging and the 8x4 sub-tiles assume 128x64 tiles of 256 threads");
 
 // Where index i of one matrix dimension lives, relative to the matrix's base pointer.
+// Indices and runs are below 2^31 (gemm_sizes_fit checks it on the host: offsets are 64-bit,
+// but the division by the run is a 32-bit one, inline, instead of a 64-bit division
+// subroutine whose calls make ptxas save registers around them).
 struct GemmIndex {
   int64_t stride;      // step between consecutive indices of a run
-  int64_t run;         // indices come in runs of this length (> 0)
+  int64_t run;         // indices come in runs of this length (0 < run <= INT32_MAX)
   int64_t run_stride;  // step from the start of one run to the next
   __device__ __forceinline__ int64_t offset(int64_t i) const {
-    return (i / run) * run_stride + (i % run) * stride;
+    const uint32_t q = static_cast<uint32_t>(i) / static_cast<uint32_t>(run);
+    const uint32_t r = static_cast<uint32_t>(i) - q * static_cast<uint32_t>(run);
+    return static_cast<int64_t>(q) * run_stride + static_cast<int64_t>(r) * stride;
+  }
+  __device__ __forceinline__ int64_t remainder(int64_t i) const {
+    return static_cast<uint32_t>(i) % static_cast<uint32_t>(run);
+  }
+};
+
+// A plain strided dimension (one run longer than any index).
+inline GemmIndex gemm_dense_index(int64_t stride) {
+  return GemmIndex{stride, std::numeric_limits<int32_t>::max(), 0};
+}
+
+// Whether a product fits the kernel's 32-bit index arithmetic: every index (and every grid
+// stride step past it) below 2^31 and every run at most INT32_MAX.
+inline bool gemm_sizes_fit(int64_t batches_x_splits, int64_t M, int64_t N, int64_t K,
+                           std::initializer_list<GemmIndex> indices) {
+  constexpr int64_t kLimit = std::numeric_limits<int32_t>::max() - 2 * kGemmTileM;
+  bool ok = batches_x_splits < kLimit && M < kLimit && N < kLimit && K < kLimit;
+  for (const GemmIndex& idx : indices)
+    ok = ok && idx.run > 0 && idx.run <= std::numeric_limits<int32_t>::max();
+  return ok;
+}
+
+// A position along a GemmIndex that moves forward without dividing: start() divides once,
+// step() adds and wraps (a loop bounded by d / run + 1). Divisions are 64-bit subroutine
+// calls on the GPU, and every register live across one is saved around it.
+struct GemmCursor {
+  int64_t offset;  // idx.offset(i) of the current i
+  uint32_t inner;  // i % idx.run (run <= INT32_MAX, so inner + d below fits)
+  __device__ __forceinline__ void start(const GemmIndex& idx, int64_t i) {
+    offset = idx.offset(i);
+    inner = static_cast<uint32_t>(idx.remainder(i));
+  }
+  __device__ __forceinline__ void step(const GemmIndex& idx, int d) {
+    const uint32_t run = static_cast<uint32_t>(idx.run);
+    inner += d;
+    offset += d * idx.stride;
+    while (inner >= run) {
+      inner -= run;
+      offset += idx.run_stride - idx.run * idx.stride;
+    }
   }
 };
 
@@ -53,138 +118,264 @@ struct GemmOperand {
   GemmIndex fixed, depth;
 };
 
-// C: element (m, n) of problem z at data[z * batch_stride + rows.offset(m) + cols.offset(n)].
-template <typename scalar_t>
+// C: element (m, n) of problem z at data[z * batch_stride + rows.offset(m) + cols.offset(n)]
+// (+ s * split_stride for split s). With split_k > 1 each split writes its partial sum
+// (accumulate and row_bias must then be off: gemm_sum_splits_kernel applies them).
+template <typename out_t>
 struct GemmResult {
-  scalar_t* data;
+  out_t* data;
   int64_t batch_stride;
   GemmIndex rows, cols;
-  const scalar_t* row_bias;  // may be null; row m of problem z adds row_bias[z * bias_batch_stride + m]
+  const out_t* row_bias;  // may be null; row m of problem z adds row_bias[z * bias_batch_stride + m]
   int64_t bias_batch_stride;
   bool accumulate;  // C += A B instead of C = A B
+  int64_t split_k = 1;       // splits of the k range
+  int64_t split_len = 0;     // k per split, a multiple of kGemmTileK (split_k > 1)
+  int64_t split_stride = 0;  // from one split's C to the next
 };
 
 namespace detail {
 
-// One thread's share of staging a kGemmTileK x 64 slice of an operand into shared memory.
-// The slots a thread loads are the same for every k slice, so the f part of their offsets is
-// computed once per tile and the k part is advanced incrementally (no division per load).
-template <typename scalar_t>
+// One thread's share of staging a kGemmTileK x kWidth slice of an operand. Thread t loads
+// one k and the f's fb + 32 i of that k: k = t % 8, fb = t / 8 when k is the unit-stride
+// index (a row of W, a pixel run of grad_output: 8 lanes read 32 contiguous bytes), else
+// k = t / 32, fb = t % 32 (a warp reads 32 consecutive f). All slots share k, so the k part
+// of the address is one offset, computed with divisions once per tile and then advanced by
+// kGemmTileK per slice with additions and a bounded wrap loop (no division in the k loop).
+template <typename scalar_t, int kWidth>
 struct GemmStager {
   using acc_t = at::opmath_type<scalar_t>;
-  const scalar_t* base;
-  GemmIndex depth;
-  int64_t fixed_offset[kGemmSlots];
-  int64_t outer[kGemmSlots], inner[kGemmSlots];  // k = outer * run + inner for this slot
-  int slot_f[kGemmSlots], slot_k[kGemmSlots];
-  bool f_ok[kGemmSlots];
+  static constexpr int kSlots = kGemmTileK * kWidth / kGemmThreads;
+  static_assert(kSlots * 32 == kWidth, "slots are 32 apart along f");
+  const scalar_t* row[kSlots];  // the slot's f, at k = 0
+  GemmCursor depth;             // the current k
+  int k, fb;                    // the thread's k in the slice, its first f
+  unsigned f_ok;                // bit i: slot i's f is inside the matrix
 
-  __device__ void init(const GemmOperand<scalar_t>& op, int64_t z, int64_t f0, int64_t F) {
-    base = op.data + z * op.batch_stride;
-    depth = op.depth;
-    // Consecutive threads take consecutive addresses: along k when k is the unit-stride
-    // index (a row of W, a pixel run of grad_output), along f otherwise.
-    const bool k_fastest = depth.stride == 1;
+  __device__ __forceinline__ void init(const GemmOperand<scalar_t>& op, int64_t z, int64_t f0,
+                                       int64_t F, int k_begin) {
+    const bool k_fastest = op.depth.stride == 1;
+    const int t = static_cast<int>(threadIdx.x);
+    k = k_fastest ? t % kGemmTileK : t / 32;
+    fb = k_fastest ? t / kGemmTileK : t % 32;
+    depth.start(op.depth, k_begin + k);
+    f_ok = 0;
+    const scalar_t* base = op.data + z * op.batch_stride;
+    GemmCursor f;
+    f.start(op.fixed, f0 + fb);
 #pragma unroll
-    for (int i = 0; i < kGemmSlots; ++i) {
-      const int e = static_cast<int>(threadIdx.x) + i * kGemmThreads;
-      slot_k[i] = k_fastest ? e % kGemmTileK : e / kGemmTileM;
-      slot_f[i] = k_fastest ? e / kGemmTileK : e % kGemmTileM;
-      const int64_t f = f0 + slot_f[i];
-      f_ok[i] = f < F;
-      fixed_offset[i] = f_ok[i] ? op.fixed.offset(f) : 0;
-      outer[i] = slot_k[i] / depth.run;
-      inner[i] = slot_k[i] % depth.run;
+    for (int i = 0; i < kSlots; ++i) {
+      if (f0 + fb + 32 * i < F) f_ok |= 1u << i;
+      row[i] = base + f.offset;  // (not read when f is outside the matrix)
+      if (i + 1 < kSlots) f.step(op.fixed, 32);
     }
   }
 
-  // Stages the slice starting at k0 (zeros outside the matrix), then steps to the next one.
-  __device__ void stage(acc_t (*tile)[kGemmTileM + 1], int64_t k0, int64_t K) {
+  __device__ __forceinline__ bool valid(int i, int k0, int k_end) const {
+    return ((f_ok >> i) & 1u) && k0 + k < k_end;
+  }
+
+  // The slice at k0 (zeros outside the matrix) into registers.
+  __device__ __forceinline__ void load(acc_t (&regs)[kSlots], int k0, int k_end) const {
 #pragma unroll
-    for (int i = 0; i < kGemmSlots; ++i) {
-      const bool ok = f_ok[i] && k0 + slot_k[i] < K;
-      tile[slot_k[i]][slot_f[i]] =
-          ok ? static_cast<acc_t>(
-                   base[fixed_offset[i] + outer[i] * depth.run_stride + inner[i] * depth.stride])
-             : acc_t(0);
-      inner[i] += kGemmTileK;
-      if (inner[i] >= depth.run) {
-        outer[i] += inner[i] / depth.run;
-        inner[i] %= depth.run;
-      }
+    for (int i = 0; i < kSlots; ++i)
+      regs[i] = valid(i, k0, k_end) ? static_cast<acc_t>(row[i][depth.offset]) : acc_t(0);
+  }
+
+  template <int kLd>
+  __device__ __forceinline__ void store(acc_t* tile, const acc_t (&regs)[kSlots]) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) tile[k * kLd + fb + 32 * i] = regs[i];
+  }
+
+  // The slice at k0 straight into shared memory (scalar_t == acc_t == float).
+  template <int kLd>
+  __device__ __forceinline__ void copy_async(acc_t* tile, int k0, int k_end) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const bool ok = valid(i, k0, k_end);
+      cp_async_4(tile + k * kLd + fb + 32 * i, ok ? row[i] + depth.offset : row[i], ok);
     }
   }
+
+  // Steps kGemmTileK further along k. `d` is the kernel parameter's depth index, read in
+  // place (constant memory) rather than copied into registers.
+  __device__ __forceinline__ void advance(const GemmIndex& d) { depth.step(d, kGemmTileK); }
 };
+
+// Four consecutive elements of a shared-memory row (16-byte aligned for float).
+template <typename acc_t>
+__device__ __forceinline__ void load4(const acc_t* p, acc_t (&v)[4]) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    const float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  } else {
+    const double2 q0 = *reinterpret_cast<const double2*>(p);
+    const double2 q1 = *reinterpret_cast<const double2*>(p + 2);
+    v[0] = q0.x, v[1] = q0.y, v[2] = q1.x, v[3] = q1.y;
+  }
+}
 
 }  // namespace detail
 
+// cp.async staging applies when the operand is already float (no conversion on the way).
 template <typename scalar_t>
-__global__ void __launch_bounds__(kGemmThreads)
-    gemm_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<scalar_t> c,
+constexpr bool gemm_can_copy_async = std::is_same_v<scalar_t, float>;
+
+// Two blocks per SM (at most 128 registers) for float accumulators; double accumulators
+// need twice the registers for the same sub-tile, so one block.
+template <typename scalar_t>
+constexpr int gemm_min_blocks = sizeof(at::opmath_type<scalar_t>) == 8 ? 1 : 2;
+
+template <typename scalar_t, typename out_t, bool kAsync>
+__global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
+    gemm_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
                 int64_t batches, int64_t M, int64_t N, int64_t K) {
   using acc_t = at::opmath_type<scalar_t>;
-  // +1 column: the loads of a k-fastest operand write down a column of these.
-  __shared__ acc_t a_tile[kGemmTileK][kGemmTileM + 1];
-  __shared__ acc_t b_tile[kGemmTileK][kGemmTileN + 1];
+  static_assert(!kAsync || gemm_can_copy_async<scalar_t>, "cp.async copies float operands");
+  static_assert(std::is_same_v<out_t, scalar_t> || std::is_same_v<out_t, acc_t>,
+                "C holds the operands' type or the accumulator's (split-K partial sums)");
+  using StagerA = detail::GemmStager<scalar_t, kGemmTileM>;
+  using StagerB = detail::GemmStager<scalar_t, kGemmTileN>;
+  alignas(16) __shared__ acc_t a_tile[2][kGemmTileK * kGemmLdA];
+  alignas(16) __shared__ acc_t b_tile[2][kGemmTileK * kGemmLdB];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t tiles_m = (M + kGemmTileM - 1) / kGemmTileM;
-  const int64_t tiles_n = (N + kGemmTileN - 1) / kGemmTileN;
+  // 32-bit tile and problem counters (gemm_sizes_fit): fewer registers live across the loop.
+  const int tiles_m = static_cast<int>((M + kGemmTileM - 1) / kGemmTileM);
+  const int tiles_n = static_cast<int>((N + kGemmTileN - 1) / kGemmTileN);
+  const int splits = static_cast<int>(c.split_k);
+  const int64_t split_len = splits > 1 ? c.split_len : K;
   // Every loop bound below is the same for all threads of the block, so they all reach the
   // same __syncthreads.
-  for (int64_t z = blockIdx.z; z < batches; z += gridDim.z) {
-    for (int64_t tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
-      for (int64_t tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
-        const int64_t m0 = tm * kGemmTileM, n0 = tn * kGemmTileN;
-        detail::GemmStager<scalar_t> sa, sb;
-        sa.init(a, z, m0, M);
-        sb.init(b, z, n0, N);
-        acc_t acc[4][4];
+  const int problem_splits = static_cast<int>(batches) * splits;
+  for (int zs = blockIdx.z; zs < problem_splits; zs += gridDim.z) {
+    const int z = zs / splits, split = zs - z * splits;
+    // k positions are 32-bit (K < 2^31 - 2 kGemmTileM, gemm_sizes_fit), so k0 + kGemmTileK
+    // cannot overflow.
+    const int k_begin = static_cast<int>(split * split_len);
+    const int k_end = static_cast<int>(K < k_begin + split_len ? K : k_begin + split_len);
+    for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
+      for (int tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
+        const int64_t m0 = int64_t{tm} * kGemmTileM, n0 = int64_t{tn} * kGemmTileN;
+        StagerA sa;
+        StagerB sb;
+        sa.init(a, z, m0, M, k_begin);
+        sb.init(b, z, n0, N, k_begin);
+        acc_t acc[8][4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < 8; ++i) {
 #pragma unroll
           for (int j = 0; j < 4; ++j) acc[i][j] = acc_t(0);
         }
-        for (int64_t k0 = 0; k0 < K; k0 += kGemmTileK) {
-          sa.stage(a_tile, k0, K);
-          sb.stage(b_tile, k0, K);
-          __syncthreads();
-#pragma unroll
-          for (int kk = 0; kk < kGemmTileK; ++kk) {
-            acc_t av[4], bv[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              av[i] = a_tile[kk][ty + 16 * i];
-              bv[i] = b_tile[kk][tx + 16 * i];
+        acc_t ra[StagerA::kSlots], rb[StagerB::kSlots];  // the register-staged next slice
+        // Slice 0 into buffer 0 (the previous tile's readers are past its closing barrier).
+        if (k_begin >= k_end) {
+          // Nothing to sum (K == 0): C = bias, and no copy left in flight.
+        } else if constexpr (kAsync) {
+          sa.template copy_async<kGemmLdA>(a_tile[0], k_begin, k_end);
+          sb.template copy_async<kGemmLdB>(b_tile[0], k_begin, k_end);
+          cp_async_commit();
+        } else {
+          sa.load(ra, k_begin, k_end);
+          sb.load(rb, k_begin, k_end);
+          sa.template store<kGemmLdA>(a_tile[0], ra);
+          sb.template store<kGemmLdB>(b_tile[0], rb);
+        }
+        int cur = 0;
+        for (int k0 = k_begin; k0 < k_end; k0 += kGemmTileK) {
+          const bool more = k0 + kGemmTileK < k_end;
+          if (more) {
+            sa.advance(a.depth);
+            sb.advance(b.depth);
+          }
+          if constexpr (kAsync) {
+            // The other buffer was last read before the previous slice's closing barrier.
+            if (more) {
+              sa.template copy_async<kGemmLdA>(a_tile[cur ^ 1], k0 + kGemmTileK, k_end);
+              sb.template copy_async<kGemmLdB>(b_tile[cur ^ 1], k0 + kGemmTileK, k_end);
+              cp_async_commit();
+              cp_async_wait<1>();  // this slice's group has landed, the next may fly
+            } else {
+              cp_async_wait<0>();
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-#pragma unroll
-              for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+            __syncthreads();
+          } else {
+            __syncthreads();  // this slice's stores are visible
+            if (more) {
+              sa.load(ra, k0 + kGemmTileK, k_end);  // in flight during the FMAs below
+              sb.load(rb, k0 + kGemmTileK, k_end);
             }
           }
-          __syncthreads();  // the tiles are overwritten by the next slice
-        }
-        scalar_t* out = c.data + z * c.batch_stride;
+          const acc_t* at_ = a_tile[cur];
+          const acc_t* bt_ = b_tile[cur];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int64_t m = m0 + ty + 16 * i;
+          for (int kk = 0; kk < kGemmTileK; ++kk) {
+            acc_t lo[4], hi[4], bv[4];
+            detail::load4(at_ + kk * kGemmLdA + 4 * ty, lo);
+            detail::load4(at_ + kk * kGemmLdA + 64 + 4 * ty, hi);
+            detail::load4(bt_ + kk * kGemmLdB + 4 * tx, bv);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                acc[i][j] += lo[i] * bv[j];
+                acc[4 + i][j] += hi[i] * bv[j];
+              }
+            }
+          }
+          if constexpr (kAsync) {
+            __syncthreads();  // the next copy into this buffer waits for every reader
+          } else if (more) {
+            // The other buffer's readers finished before this slice's opening barrier.
+            sa.template store<kGemmLdA>(a_tile[cur ^ 1], ra);
+            sb.template store<kGemmLdB>(b_tile[cur ^ 1], rb);
+          }
+          cur ^= 1;
+        }
+        if constexpr (!kAsync) __syncthreads();  // the next tile's first stores wait for readers
+        out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
+        int64_t col[4];  // the thread's four column offsets
+        GemmCursor cur_n, cur_m;
+        cur_n.start(c.cols, n0 + 4 * tx);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          col[j] = cur_n.offset;
+          if (j < 3) cur_n.step(c.cols, 1);
+        }
+        cur_m.start(c.rows, m0 + 4 * ty);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int64_t m = m0 + (i < 4 ? 0 : 64) + 4 * ty + i % 4;
+          const int64_t row = cur_m.offset;
+          if (i < 7) cur_m.step(c.rows, i == 3 ? 61 : 1);  // rows 4 ty + 0..3, then 64 + 4 ty + 0..3
           if (m >= M) continue;
-          const int64_t row = c.rows.offset(m);
           const acc_t bias = c.row_bias != nullptr
                                  ? static_cast<acc_t>(c.row_bias[z * c.bias_batch_stride + m])
                                  : acc_t(0);
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n >= N) continue;
-            scalar_t* dst = out + row + c.cols.offset(n);
+            if (n0 + 4 * tx + j >= N) continue;
+            out_t* dst = out + row + col[j];
             acc_t v = acc[i][j] + bias;
             if (c.accumulate) v = static_cast<acc_t>(*dst) + v;
-            *dst = static_cast<scalar_t>(v);
+            *dst = static_cast<out_t>(v);
           }
         }
       }
     }
+  }
+}
+
+// out[i] (= or +=) sum over s of partial[s * numel + i], s in increasing order (the split-K
+// reduction: fixed order, no atomics). out is contiguous.
+template <typename scalar_t, typename acc_t>
+__global__ void gemm_sum_splits_kernel(const acc_t* __restrict__ partial,
+                                       scalar_t* __restrict__ out, int64_t splits, int64_t numel,
+                                       bool accumulate) {
+  PYSEG_KERNEL_LOOP(i, numel) {
+    acc_t v = accumulate ? static_cast<acc_t>(out[i]) : acc_t(0);
+    for (int64_t s = 0; s < splits; ++s) v += partial[s * numel + i];
+    out[i] = static_cast<scalar_t>(v);
   }
 }
 

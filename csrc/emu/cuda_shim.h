@@ -8,6 +8,9 @@
 #include <cstring>
 #include <type_traits>
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #define __global__
 #define __device__
 #define __host__
@@ -34,6 +37,22 @@ extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
 extern thread_local dim3 gridDim;
 constexpr int warpSize = 32;
+
+// The vector types the kernels load 128 bits at a time (one 16-byte access, as on the GPU).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(16) double2 {
+  double x, y;
+};
+
+// The packed 16-bit pairs of cuda_fp16.h / cuda_bf16.h: one 32-bit word, .x the low half.
+struct alignas(4) __half2 {
+  c10::Half x, y;
+};
+struct alignas(4) __nv_bfloat162 {
+  c10::BFloat16 x, y;
+};
 
 namespace pyseg::emu {
 
@@ -99,6 +118,22 @@ PYSEG_EMU_ATOMIC_(atomicMax, if (static_cast<T>(value) > old) *address = static_
 PYSEG_EMU_ATOMIC_(atomicMin, if (static_cast<T>(value) < old) *address = static_cast<T>(value))
 PYSEG_EMU_ATOMIC_(atomicExch, *address = static_cast<T>(value))
 #undef PYSEG_EMU_ATOMIC_
+// The packed 16-bit atomicAdd: one 32-bit atomic access; each half is added and rounded
+// to its 16-bit type on its own, as RED.ADD.F16x2 / .BF16x2 do.
+#define PYSEG_EMU_PACKED_ATOMIC_ADD_(T)                                        \
+  inline T atomicAdd(T* address, T value) {                                     \
+    ::pyseg::emu::atomic_begin(address, sizeof(T));                             \
+    T old = *address;                                                           \
+    *address = T{static_cast<decltype(old.x)>(static_cast<float>(old.x) +       \
+                                              static_cast<float>(value.x)),     \
+                 static_cast<decltype(old.y)>(static_cast<float>(old.y) +       \
+                                              static_cast<float>(value.y))};    \
+    ::pyseg::emu::atomic_end();                                                 \
+    return old;                                                                 \
+  }
+PYSEG_EMU_PACKED_ATOMIC_ADD_(__half2)
+PYSEG_EMU_PACKED_ATOMIC_ADD_(__nv_bfloat162)
+#undef PYSEG_EMU_PACKED_ATOMIC_ADD_
 template <typename T, typename U, typename V>
 inline T atomicCAS(T* address, U compare, V value) {
   ::pyseg::emu::atomic_begin(address, sizeof(T));

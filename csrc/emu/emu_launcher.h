@@ -65,6 +65,13 @@ inline bool& force_int64_flag() {
   return force;
 }
 
+// The compute capability the emulated device reports (major * 10 + minor), for launch code
+// that picks kernels by architecture.
+inline int& compute_capability_flag() {
+  static int cc = 80;
+  return cc;
+}
+
 // Whether launchers report a CUDA graph capture in progress (tests of the capture paths).
 inline bool& pretend_capture_flag() {
   static bool capture = false;
@@ -180,6 +187,8 @@ struct EmuLauncher {
   bool capturing() const { return emu::pretend_capture_flag(); }
   // _emu.set_force_int64(True) runs the int64 index kernels at test sizes.
   bool force_int64() const { return emu::force_int64_flag(); }
+  // _emu.set_compute_capability(cc); 80 unless a test says otherwise.
+  int compute_capability() const { return emu::compute_capability_flag(); }
 
   template <class... KernelArgs, class... Args>
   void operator()(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,

@@ -40,6 +40,18 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
     });
     return {out};
   }
+  if (name == "atomic_scatter" || name == "atomic_scatter_shifted") {
+    // shifted: out starts one element into its buffer, so its first element is the high half
+    // of a 32-bit word whose low half lies outside out.
+    const bool shifted = name == "atomic_scatter_shifted";
+    at::Tensor buffer = at::zeros({n + (shifted ? 1 : 0)}, x.options());
+    at::Tensor out = buffer.narrow(0, shifted ? 1 : 0, n);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "selftest", [&] {
+      launch(st::atomic_scatter<scalar_t>, g, b, 0, x.const_data_ptr<scalar_t>(),
+             out.data_ptr<scalar_t>(), n);
+    });
+    return {out, buffer};
+  }
   if (name == "sum_then_read" || name == "read_between_launches") {
     // Two block_sum launches and one host read of the first result (.item()): after both
     // launches (an end-of-op check) or between them (a stall the host-sync counter reports).
@@ -214,6 +226,13 @@ PYBIND11_MODULE(_emu, m) {
         py::arg("capture"),
         "Makes launch code behave as under CUDA graph capture (max_unpool2d then checks its "
         "indices with a device-side trap instead of a host read).");
+  m.def("set_compute_capability", [](int cc) {
+    TORCH_CHECK(cc >= 50 && cc < 200, "set_compute_capability: cc must be like 80 for sm_80, got ", cc);
+    emu::compute_capability_flag() = cc;
+  }, py::arg("cc"),
+        "The compute capability the emulated device reports to launch code (default 80): "
+        "the GEMM copies float tiles with cp.async from 80 on and through registers below.");
+  m.def("compute_capability", [] { return emu::compute_capability_flag(); });
   m.def("host_sync_counts", [](bool reset) {
     auto& c = emu::host_sync_counts();
     py::dict d;

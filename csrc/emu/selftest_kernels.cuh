@@ -49,6 +49,17 @@ __global__ void warp_sum(const T* x, T* partial, int64_t n) {
   }
 }
 
+// out[i] += x[i] and out[n - 1 - i] += x[i] through the indexed atomic_add (the packed
+// 32-bit path for half / bfloat16, the scalar one at the buffer's ends): neighbouring
+// elements are updated by different threads, each element twice.
+template <typename T>
+__global__ void atomic_scatter(const T* x, T* out, int64_t n) {
+  PYSEG_KERNEL_LOOP(i, n) {
+    pyseg::atomic_add(out, i, n, x[i]);
+    pyseg::atomic_add(out, n - 1 - i, n, x[i]);
+  }
+}
+
 // Every element added into one cell with atomics (float, double, half, bfloat16).
 template <typename T>
 __global__ void atomic_sum(const T* x, T* out, int64_t n) {

@@ -337,8 +337,9 @@ def test_gemm_runs_every_tile_with_one_block(emu_backend):
 
 
 def test_gemm_is_the_tiled_kernel(emu_backend):
-    # The only kernel of this op with __syncthreads is the GEMM, two barriers per 16-deep k
-    # slice of each 64 x 64 tile; counting them shows each product went through it.
+    # The only kernel of this op with __syncthreads is the GEMM: for double (staged through
+    # registers, double-buffered) one barrier per 8-deep k slice of each 128 x 64 tile plus
+    # one closing the tile; counting them shows each product went through it.
     backend = emu_backend
     from pyseg import _emu
 
@@ -350,7 +351,7 @@ def test_gemm_is_the_tiled_kernel(emu_backend):
     M, N, K = o // gr, n * P, c // gr * kh * kw  # forward, per group
 
     def barriers(m, nn, k):
-        return gr * -(-m // 64) * -(-nn // 64) * 2 * -(-k // 16)
+        return gr * -(-m // 128) * -(-nn // 64) * (-(-k // 8) + 1)
 
     _emu.reset_stats()
     out = deform_conv2d(**args)

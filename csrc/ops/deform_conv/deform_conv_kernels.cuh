@@ -117,7 +117,7 @@ __global__ void col2im_atomic_kernel(const scalar_t* __restrict__ gcols,
     const acc_t gm = m * static_cast<acc_t>(gcols[idx]);
     scalar_t* plane = grad_input + (b * g.channels + c) * HW;
     for (int i = 0; i < 4; ++i)
-      if (q.w[i] != acc_t(0)) atomic_add(plane + q.pos[i], static_cast<scalar_t>(q.w[i] * gm));
+      if (q.w[i] != acc_t(0)) atomic_add(plane, q.pos[i], HW, static_cast<scalar_t>(q.w[i] * gm));
   }
 }
 

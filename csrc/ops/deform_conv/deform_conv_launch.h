@@ -44,26 +44,83 @@ inline KernelGeometry kernel_geometry(const Shape& s, const Params& p, int64_t c
 }
 
 // A plain strided dimension (a single run) and one that runs over (image, pixel) pairs.
-inline GemmIndex dense_index(int64_t stride) {
-  return GemmIndex{stride, std::numeric_limits<int64_t>::max(), 0};
-}
+inline GemmIndex dense_index(int64_t stride) { return gemm_dense_index(stride); }
 inline GemmIndex image_pixel_index(int64_t pixels, int64_t image_stride) {
   return GemmIndex{1, pixels, image_stride};
 }
 
 // C = A B (+ bias) for `batches` problems (the weight groups) on the launcher's stream. The
 // grid covers the tiles up to the launcher's cap (the emulator's is small, so the kernel's
-// grid-stride loops run in tests too).
-template <class Launcher, typename scalar_t>
+// grid-stride loops run in tests too). float operands are staged with cp.async on sm_80+,
+// everything else through registers.
+template <class Launcher, typename scalar_t, typename out_t>
 void gemm(const Launcher& launch, const GemmOperand<scalar_t>& a, const GemmOperand<scalar_t>& b,
-          const GemmResult<scalar_t>& c, int64_t batches, int64_t M, int64_t N, int64_t K) {
+          const GemmResult<out_t>& c, int64_t batches, int64_t M, int64_t N, int64_t K) {
+  TORCH_CHECK(gemm_sizes_fit(batches * c.split_k, M, N, K,
+                              {a.fixed, a.depth, b.fixed, b.depth, c.rows, c.cols}),
+              "deform_conv2d: a GEMM dimension of 2^31 or more (M=", M, ", N=", N, ", K=", K,
+              ") is not supported");
   const int64_t cap_x = launch.max_blocks(), cap_yz = std::min<int64_t>(cap_x, 65535);
   const int64_t tiles_m = (M + kGemmTileM - 1) / kGemmTileM;
   const int64_t tiles_n = (N + kGemmTileN - 1) / kGemmTileN;
   const dim3 grid(static_cast<unsigned>(std::min(tiles_n, cap_x)),
                   static_cast<unsigned>(std::min(tiles_m, cap_yz)),
-                  static_cast<unsigned>(std::min(batches, cap_yz)));
-  launch(gemm_kernel<scalar_t>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M, N, K);
+                  static_cast<unsigned>(std::min(batches * c.split_k, cap_yz)));
+  if constexpr (gemm_can_copy_async<scalar_t>) {
+    if (launch.compute_capability() >= 80) {
+      launch(gemm_kernel<scalar_t, out_t, true>, grid, dim3(kGemmThreads), 0, a, b, c, batches,
+             M, N, K);
+      return;
+    }
+  }
+  launch(gemm_kernel<scalar_t, out_t, false>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M,
+         N, K);
+}
+
+// Split-K for a product with few output tiles and a long k: enough splits to give the device
+// about kSplitTargetBlocks blocks, each split at least kMinSplitK long. The count depends on
+// the shapes alone, so the summation order (and the result) is the same on every run and
+// every device.
+constexpr int64_t kSplitTargetBlocks = 256;
+constexpr int64_t kMinSplitK = 256;
+constexpr int64_t kMaxSplits = 64;
+
+inline int64_t split_count(int64_t batches, int64_t M, int64_t N, int64_t K) {
+  const int64_t tiles = batches * ((M + kGemmTileM - 1) / kGemmTileM) *
+                        ((N + kGemmTileN - 1) / kGemmTileN);
+  int64_t splits = std::clamp<int64_t>(kSplitTargetBlocks / std::max<int64_t>(1, tiles), 1,
+                                       kMaxSplits);
+  return std::max<int64_t>(1, std::min(splits, K / kMinSplitK));
+}
+
+// out += A B for contiguous out ([batches, M, N] with rows.stride == N): split-K when
+// split_count says so (partial sums in the accumulator type, added in split order by
+// gemm_sum_splits_kernel), a single accumulating GEMM otherwise.
+template <class Launcher, typename scalar_t>
+void gemm_accumulate(const Launcher& launch, const GemmOperand<scalar_t>& a,
+                     const GemmOperand<scalar_t>& b, const at::Tensor& out, int64_t batches,
+                     int64_t M, int64_t N, int64_t K) {
+  using acc_t = at::opmath_type<scalar_t>;
+  scalar_t* c = out.data_ptr<scalar_t>();
+  int64_t splits = split_count(batches, M, N, K);
+  if (splits == 1) {
+    gemm(launch, a, b,
+         GemmResult<scalar_t>{c, M * N, dense_index(N), dense_index(1), nullptr, 0, true}, batches,
+         M, N, K);
+    return;
+  }
+  int64_t split_len = (K + splits - 1) / splits;
+  split_len = (split_len + kGemmTileK - 1) / kGemmTileK * kGemmTileK;
+  splits = (K + split_len - 1) / split_len;  // no empty split
+  const int64_t numel = batches * M * N;
+  at::Tensor partial =
+      at::empty({splits, numel}, out.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  gemm(launch, a, b,
+       GemmResult<acc_t>{partial.data_ptr<acc_t>(), M * N, dense_index(N), dense_index(1), nullptr,
+                         0, false, splits, split_len, numel},
+       batches, M, N, K);
+  launch(gemm_sum_splits_kernel<scalar_t, acc_t>, grid_for(launch, numel),
+         dim3(kThreadsPerBlock), 0, partial.const_data_ptr<acc_t>(), c, splits, numel, true);
 }
 
 template <class Launcher>
@@ -164,15 +221,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
                                   dense_index(1), nullptr, 0, false},
              G, CgK, nb * P, Og);
         // gw_g [Og x CgK] += gout_g [Og x nb*P] @ cols_g^T [nb*P x CgK], summed over this
-        // chunk's images in a fixed order and added to the previous chunks' sum.
-        gemm(launch,
-             GemmOperand<scalar_t>{gout, Og * P, dense_index(P),
-                                   image_pixel_index(P, s.out_channels * P)},
-             GemmOperand<scalar_t>{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
-                                   dense_index(nb * P), dense_index(1)},
-             GemmResult<scalar_t>{gw.data_ptr<scalar_t>(), Og * CgK, dense_index(CgK),
-                                  dense_index(1), nullptr, 0, true},
-             G, Og, CgK, nb * P);
+        // chunk's images in a fixed order and added to the previous chunks' sum (split-K:
+        // few output tiles, k = nb * P long).
+        gemm_accumulate(launch,
+                        GemmOperand<scalar_t>{gout, Og * P, dense_index(P),
+                                              image_pixel_index(P, s.out_channels * P)},
+                        GemmOperand<scalar_t>{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
+                                              dense_index(nb * P), dense_index(1)},
+                        gw, G, Og, CgK, nb * P);
         launch(coord_grad_kernel<scalar_t>,
                grid_for(launch, nb * s.offset_groups * K * P), dim3(kThreadsPerBlock), 0,
                gcols.const_data_ptr<scalar_t>(), in, off, mk,
