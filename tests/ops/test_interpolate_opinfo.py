@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyseg.ops import interpolate
+from pyseg.ops._library import op
 
 common_methods_invocations = pytest.importorskip(
     "torch.testing._internal.common_methods_invocations"
@@ -20,7 +21,14 @@ _VARIANTS = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trili
 
 
 def _upsample_bilinear_aa(input: torch.Tensor, output_size: Any = None, align_corners: bool = False,
-                          scale_factors: Any = None) -> torch.Tensor:
+                          scale_factors: Any = None, scales_h: float | None = None,
+                          scales_w: float | None = None) -> torch.Tensor:
+    if output_size is not None and (scales_h is not None or scales_w is not None):
+        # The overload with a size and per-axis scales, which interpolate cannot express: the
+        # operator itself (a scale <= 0 counts as absent, as in ATen's compute_scales_value).
+        out: torch.Tensor = op("upsample")(input, list(output_size), "bilinear", align_corners,
+                                           True, [scales_h or 0.0, scales_w or 0.0])
+        return out
     return interpolate(input, size=output_size, scale_factor=scale_factors, mode="bilinear",
                        align_corners=align_corners, antialias=True)
 
@@ -92,6 +100,6 @@ def _compare(info, dtype: torch.dtype, gradients: bool) -> tuple[int, list[str]]
 def test_opinfo_samples_match_torch(info, check):
     dtype = torch.float32 if check == "float32" else torch.float64
     passed, failures = _compare(info, dtype, gradients=check.endswith("grad"))
-    print(f"{info.name}.{info.variant_test_name} {check}: {passed} passed, "
+    print(f"{info.name} {info.variant_test_name} {check}: {passed} passed, "
           f"{len(failures)} failed")
     assert not failures, "\n".join(failures)
