@@ -355,3 +355,20 @@ def test_upsample_module_every_mode():
             ours, ref = pyseg.nn.Upsample(**kwargs), torch.nn.Upsample(**kwargs)
             assert repr(ours) == repr(ref)
             torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_autocast_follows_torch():
+    # torch: CUDA runs every upsample_* in float32 and leaves adaptive_avg_pool alone; CPU
+    # autocast touches only adaptive_avg_pool3d (float32). pyseg_emu gets the CUDA rules.
+    cases = [((1, 2, 4, 4, 4), dict(size=2, mode="area")), ((1, 2, 4), dict(size=2, mode="area")),
+             ((1, 2, 4, 4, 4), dict(size=3, mode="trilinear")), ((1, 2, 5), dict(size=3, mode="linear"))]
+    for shape, kw in cases:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(shape).to(dtype)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert interpolate(x, **kw).dtype == F.interpolate(x, **kw).dtype
+    if "pyseg_emu" in pyseg.ops._library.NAMESPACES:
+        x = torch.randn(1, 2, 4, 4, 4, dtype=torch.float16)
+        with pyseg.ops.emulated(), torch.autocast("cpu", dtype=torch.float16):
+            assert interpolate(x, size=2, mode="trilinear").dtype == torch.float32
+            assert interpolate(x, size=2, mode="area").dtype == torch.float16
