@@ -97,7 +97,8 @@ def interpolate(
             messages, for the same bad arguments (size and scale_factor both or neither,
             lengths that do not match the rank, align_corners with a non-interpolating mode,
             antialias outside bilinear / bicubic 4-D, a mode that does not fit the rank,
-            sizes of 0).
+            sizes of 0). ``mode="lanczos"`` (torch's antialiased Lanczos) raises
+            ``NotImplementedError``: pyseg does not implement it.
 
     Example::
 
@@ -176,6 +177,13 @@ def interpolate(
 
     # torch's own errors for mode / rank mismatches.
     rank = input.dim()
+    if mode == "lanczos":
+        if not antialias:
+            raise ValueError("Lanczos mode requires antialias=True")
+        raise NotImplementedError(
+            "pyseg.ops.interpolate does not implement mode='lanczos' (use "
+            "torch.nn.functional.interpolate)"
+        )
     if (rank, mode) in _MISMATCH:
         raise NotImplementedError(_MISMATCH[(rank, mode)])
     if rank not in (3, 4, 5) or mode not in _KERNEL_MODES.get(rank, ()):
