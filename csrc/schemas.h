@@ -40,6 +40,13 @@ inline void define_schemas(torch::Library& m) {
         "Tensor mask, Tensor bias, SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, "
         "SymInt dilation_h, SymInt dilation_w, SymInt groups, SymInt offset_groups, "
         "bool use_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)", tags);
+  // upsample: every torch.nn.functional.interpolate mode on (N, C, W), (N, C, H, W) and
+  // (N, C, D, H, W); mode is torch's name, scales one per spatial dimension or None (derived
+  // from the sizes), see pyseg/ops/upsample.py.
+  m.def("upsample(Tensor input, SymInt[] output_size, str mode, bool align_corners, "
+        "bool antialias, float[]? scales) -> Tensor", tags);
+  m.def("upsample_backward(Tensor grad_output, SymInt[] input_size, str mode, "
+        "bool align_corners, bool antialias, float[]? scales) -> Tensor", tags);
 }
 
 }  // namespace pyseg

@@ -261,6 +261,53 @@ def _interpolate_cases() -> Iterator[BenchmarkCase]:
             yield from shape(1, 64, s, s, mode, False, sweep=f"{label} {mode}",
                              size=64 * 4 * s * s)
         yield from shape(2, 8, 32, 32, mode, False, quick=True)
+    yield from _interpolate_nd_cases(label, ours, ref, kw)
+
+
+def _interp_nd_inputs(shape: tuple[int, ...], kwargs: dict[str, Any],
+                      channels_last: bool) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> dict:
+        x = _randn(*shape, seed=0).to(device=device, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=CL if x.dim() == 4 else torch.channels_last_3d)
+        return {"input": x, **kwargs}
+
+    return make
+
+
+def _interpolate_nd_cases(label: str, ours: Any, ref: Any, kw: dict) -> Iterator[BenchmarkCase]:
+    """The modes and ranks beyond 4-D nearest / bilinear / bicubic (the N-d operator)."""
+
+    def case(shape: tuple[int, ...], mode: str, scale: float, cl: bool = False,
+             antialias: bool = False, **extra: Any) -> Iterator[BenchmarkCase]:
+        kwargs: dict[str, Any] = {"scale_factor": scale, "mode": mode}
+        if mode in ("linear", "bilinear", "bicubic", "trilinear"):
+            kwargs["align_corners"] = False
+        if antialias:
+            kwargs["antialias"] = True
+        tag = f"{mode}{'-aa' if antialias else ''}"
+        dims = "x".join(map(str, shape))
+        yield from _both(f"{label}/{tag}-{dims}-s{scale:g}{'-cl' if cl else ''}", label,
+                         f"{tag} {_shape(*shape)} x{scale:g}{' channels_last' if cl else ''}",
+                         _interp_nd_inputs(shape, kwargs, cl), ours, ref, **kw, **extra)
+
+    big4 = (8, 64, 128, 128)
+    yield from case(big4, "nearest-exact", 2)
+    yield from case(big4, "area", 0.5)
+    yield from case(big4, "area", 0.5, cl=True)
+    for mode in ("bilinear", "bicubic"):
+        yield from case(big4, mode, 0.5, antialias=True)
+        yield from case(big4, mode, 0.5, cl=True, antialias=True)
+        yield from case(big4, mode, 0.3, antialias=True)
+    yield from case((8, 64, 4096), "linear", 2)
+    yield from case((8, 64, 4096), "nearest", 2)
+    big5 = (2, 32, 32, 64, 64)
+    for mode in ("trilinear", "nearest"):
+        yield from case(big5, mode, 2)
+    yield from case(big5, "trilinear", 2, cl=True)
+    yield from case(big5, "area", 0.5)
+    yield from case((2, 8, 32, 32), "bilinear", 0.5, antialias=True, quick=True)
+    yield from case((1, 4, 8, 16, 16), "trilinear", 2, quick=True)
 
 
 # --- deform_conv2d -----------------------------------------------------------------------

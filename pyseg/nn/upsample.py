@@ -15,14 +15,27 @@ __all__ = ["Upsample"]
 class Upsample(nn.Module):
     """Drop-in for :class:`torch.nn.Upsample` backed by :func:`pyseg.ops.interpolate`.
 
-    Same constructor arguments, attributes and repr as torch's module; modes ``"nearest"``,
-    ``"bilinear"`` and ``"bicubic"`` on 4-D inputs (others raise ``NotImplementedError``).
+    Same constructor arguments, attributes and repr as torch's module, and every mode of
+    :func:`pyseg.ops.interpolate` (``"nearest"``, ``"nearest-exact"``, ``"linear"``,
+    ``"bilinear"``, ``"bicubic"``, ``"trilinear"``, ``"area"``) on 3-D, 4-D and 5-D input.
+
+    Args:
+        size: the output's spatial size (int or one per spatial dimension).
+        scale_factor: the multiplier of the spatial size (float or one per dimension).
+        mode: the interpolation mode (default ``"nearest"``).
+        align_corners: for the interpolating modes only, as torch.
+        recompute_scale_factor: as torch.
+
+    Forward returns ``pyseg.ops.interpolate(input, ...)`` with these arguments and raises
+    what it raises (torch's errors for bad arguments or a mode that does not fit the rank).
 
     Example::
 
         >>> up = pyseg.nn.Upsample(scale_factor=2, mode="bilinear")
         >>> up(torch.randn(1, 3, 8, 8)).shape
         torch.Size([1, 3, 16, 16])
+        >>> pyseg.nn.Upsample(size=(2, 3, 4), mode="trilinear")(torch.randn(1, 1, 4, 4, 4)).shape
+        torch.Size([1, 1, 2, 3, 4])
     """
 
     def __init__(

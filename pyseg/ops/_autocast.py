@@ -12,6 +12,9 @@ conv_transpose2d   aten::conv_transpose2d                autocast dtype      aut
 max_unpool2d       aten::max_unpool2d                    float32             input dtype
 upsample2d         aten::upsample_{nearest,bilinear,     input dtype         float32
                    bicubic}2d
+upsample           aten::upsample_*{1,2,3}d, _upsample_   input dtype;        float32; area:
+                   nearest_exact*, _upsample_*2d_aa,     area 5-D: float32   input dtype
+                   adaptive_avg_pool{1,2,3}d (area)
 bed_of_nails       (zero insertion; no arithmetic)       input dtype         input dtype
 deform_conv2d      torchvision::deform_conv2d            float32, output     float32, output
                                                          cast back           cast back
@@ -45,16 +48,19 @@ from torch import Tensor
 __all__ = ["CPU_RULES", "CUDA_RULES", "register_autocast_rules"]
 
 # A rule: "lower" (the autocast dtype), "float32", or "float32_cast_back" (run in float32,
-# return the input's dtype, as torchvision's deform_conv2d autocast does). Ops without an
-# entry run in the dtype they are given.
+# return the input's dtype, as torchvision's deform_conv2d autocast does), or upsample's
+# per-mode "float32_unless_area" / "float32_if_area_5d" (float32 or untouched). Ops without
+# an entry run in the dtype they are given.
 CPU_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
     "max_unpool2d": "float32",
+    "upsample": "float32_if_area_5d",
     "deform_conv2d": "float32_cast_back",
 }
 CUDA_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
     "upsample2d": "float32",
+    "upsample": "float32_unless_area",
     "deform_conv2d": "float32_cast_back",
 }
 
@@ -68,6 +74,16 @@ def _cast(value: Any, dtype: torch.dtype) -> Any:
     return value
 
 
+def _upsample_casts(rule: str, args: tuple[Any, ...]) -> bool:
+    # upsample stands in for several aten ops: area is adaptive_avg_pool*d, which torch's
+    # CUDA autocast leaves alone and its CPU autocast runs in float32 for 3-D pooling only.
+    if rule == "float32_unless_area":
+        return bool(args[2] != "area")
+    if rule == "float32_if_area_5d":
+        return bool(args[2] == "area" and args[0].dim() == 5)
+    return True
+
+
 def _autocast_kernel(op: Any, key: str, rule: str, dtype_device: str) -> Callable[..., Any]:
     """The Autocast kernel of ``op``: cast the floating inputs, then run ``op`` below the
     Autocast key (the same mechanism as ``torch.library.register_autocast``)."""
@@ -75,6 +91,9 @@ def _autocast_kernel(op: Any, key: str, rule: str, dtype_device: str) -> Callabl
 
     def kernel(_keyset: Any, *args: Any) -> Any:
         dtype = torch.get_autocast_dtype(dtype_device) if rule == "lower" else torch.float32
+        if not _upsample_casts(rule, args):
+            with torch._C._ExcludeDispatchKeyGuard(exclude):
+                return op(*args)
         with torch._C._ExcludeDispatchKeyGuard(exclude):
             out = op(*(_cast(a, dtype) for a in args))
         if rule == "float32_cast_back" and out.dtype != args[0].dtype:

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -23,8 +24,11 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 #include <c10/util/safe_numerics.h>
+
+#include "ops/upsample/upsample_taps.h"
 
 namespace pyseg::upsample {
 
@@ -41,12 +45,11 @@ inline int64_t checked_numel(const char* op, std::initializer_list<int64_t> size
   return numel;
 }
 
-enum class Mode { Nearest, Bilinear, Bicubic };
-
-inline Mode parse_mode(std::string_view mode) {
-  if (mode == "nearest") return Mode::Nearest;
-  if (mode == "bilinear") return Mode::Bilinear;
-  if (mode == "bicubic") return Mode::Bicubic;
+// upsample2d's modes (the N-d op takes torch's mode names, see parse_nd_mode).
+inline TapMode parse_mode(std::string_view mode) {
+  if (mode == "nearest") return TapMode::Nearest;
+  if (mode == "bilinear") return TapMode::Linear;
+  if (mode == "bicubic") return TapMode::Cubic;
   TORCH_CHECK(false, "upsample2d: mode must be one of 'nearest', 'bilinear', 'bicubic', got '",
               mode, "'");
 }
@@ -143,86 +146,59 @@ T area_pixel_compute_source_index(T scale, int64_t dst, bool align_corners, bool
   return (!cubic && src < static_cast<T>(0)) ? T(0) : src;
 }
 
-// ATen's guard_index_and_lambda (floorf as in ATen, then clamped).
+// The rule of one axis (upsample_taps.h): scales and the number of taps per output index.
 template <typename T>
-void guard_index_and_lambda(T real, int64_t in, int64_t& index, T& lambda) {
-  index = std::min(static_cast<int64_t>(floorf(real)), in - 1);
-  lambda = std::min(std::max(real - static_cast<T>(index), static_cast<T>(0)), static_cast<T>(1));
-}
-
-// ATen's nearest_idx: always in float, with exact shortcuts for scale 1 and 2.
-inline int64_t nearest_idx(int64_t o, int64_t in, int64_t out, std::optional<double> scale) {
-  if (out == in) return o;
-  if (out == 2 * in) return o >> 1;
-  const float s = compute_scales_value<float>(scale, in, out);
-  return std::min(static_cast<int64_t>(floorf(o * s)), in - 1);
-}
-
-template <typename T>
-void cubic_coefficients(T coeffs[4], T t) {
-  // Keys' cubic convolution with A = -0.75, written as ATen writes it.
-  const T A = -0.75;
-  auto conv1 = [A](T x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
-  auto conv2 = [A](T x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
-  const T x1 = t;
-  coeffs[0] = conv2(x1 + T(1.0));
-  coeffs[1] = conv1(x1);
-  const T x2 = T(1.0) - t;
-  coeffs[2] = conv1(x2);
-  coeffs[3] = conv2(x2 + T(1.0));
+TapRule<T> make_rule(TapMode mode, int64_t in, int64_t out, bool align_corners,
+                     std::optional<double> scale) {
+  TapRule<T> r{mode, in, out, align_corners,
+               area_pixel_compute_scale<T>(in, out, align_corners, scale),
+               compute_scales_value<float>(scale, in, out), T(0), 1};
+  switch (mode) {
+    case TapMode::Nearest:
+    case TapMode::NearestFloor:
+    case TapMode::NearestExact: r.taps = 1; break;
+    case TapMode::Linear: r.taps = 2; break;
+    case TapMode::Cubic: r.taps = 4; break;
+    case TapMode::Area:
+      for (int64_t o = 0; o < out; ++o) {
+        const int64_t len = ((o + 1) * in + out - 1) / out - (o * in) / out;
+        r.taps = std::max<int>(r.taps, static_cast<int>(len));
+      }
+      break;
+    case TapMode::LinearAA:
+    case TapMode::CubicAA: {
+      if (in == out) {  // ATen's antialiased kernels skip an axis that keeps its size
+        r.mode = TapMode::Nearest;
+        break;
+      }
+      // _compute_index_ranges_weights: support and max_interp_size, in the op-math type.
+      const int interp_size = mode == TapMode::LinearAA ? 2 : 4;
+      r.support = r.ratio >= T(1) ? static_cast<T>((interp_size * 0.5) * r.ratio)
+                                  : static_cast<T>(interp_size * 0.5);
+      r.taps = static_cast<int>(std::ceil(r.support)) * 2 + 1;
+      break;
+    }
+  }
+  return r;
 }
 
 // Taps of every output index of one axis (forward direction).
 template <typename T>
-Table<T> forward_table(Mode mode, int64_t in, int64_t out, bool align_corners,
-                       std::optional<double> scale) {
+Table<T> forward_table(const TapRule<T>& r) {
   Table<T> t;
-  const int taps = mode == Mode::Nearest ? 1 : mode == Mode::Bilinear ? 2 : 4;
-  t.offsets.resize(out + 1);
-  t.index.resize(out * taps);
-  t.weight.resize(out * taps);
-  for (int64_t o = 0; o <= out; ++o) t.offsets[o] = o * taps;
-  if (mode == Mode::Nearest) {
-    for (int64_t o = 0; o < out; ++o) {
-      t.index[o] = nearest_idx(o, in, out, scale);
-      t.weight[o] = T(1);
-    }
-    return t;
-  }
-  const T ratio = area_pixel_compute_scale<T>(in, out, align_corners, scale);
-  for (int64_t o = 0; o < out; ++o) {
-    int64_t* idx = &t.index[o * taps];
-    T* w = &t.weight[o * taps];
-    if (mode == Mode::Bilinear) {
-      if (out == in) {  // ATen copies when the axis keeps its size, whatever the scale
-        idx[0] = idx[1] = o;
-        w[0] = T(1);
-        w[1] = T(0);
-        continue;
-      }
-      const T real = area_pixel_compute_source_index<T>(ratio, o, align_corners, false);
-      int64_t i0;
-      T l1;
-      guard_index_and_lambda(real, in, i0, l1);
-      idx[0] = i0;
-      idx[1] = i0 + (i0 < in - 1 ? 1 : 0);
-      w[0] = T(1) - l1;
-      w[1] = l1;
-    } else {
-      const T real = area_pixel_compute_source_index<T>(ratio, o, align_corners, true);
-      int64_t i0;
-      T lambda;
-      guard_index_and_lambda(real, in, i0, lambda);
-      T coeffs[4];
-      cubic_coefficients(coeffs, lambda);
-      for (int k = 0; k < 4; ++k) {
-        // Neighbours outside the input read the border (ATen's upsample_get_value_bounded).
-        idx[k] = std::max<int64_t>(std::min<int64_t>(i0 + k - 1, in - 1), 0);
-        w[k] = coeffs[k];
-      }
-    }
-  }
+  const int64_t taps = r.taps;
+  t.offsets.resize(r.out + 1);
+  t.index.resize(r.out * taps);
+  t.weight.resize(r.out * taps);
+  for (int64_t o = 0; o <= r.out; ++o) t.offsets[o] = o * taps;
+  for (int64_t o = 0; o < r.out; ++o) output_taps(r, o, &t.index[o * taps], &t.weight[o * taps]);
   return t;
+}
+
+template <typename T>
+Table<T> forward_table(TapMode mode, int64_t in, int64_t out, bool align_corners,
+                       std::optional<double> scale) {
+  return forward_table(make_rule<T>(mode, in, out, align_corners, scale));
 }
 
 // For each of the `in` source indices, the outputs that read it with their summed weights.
@@ -287,7 +263,7 @@ struct Tables {
 
 // Tables for `dst[., oh, ow] = sum taps src[., ih, iw]` in the requested direction.
 template <typename T>
-Tables<T> upsample_tables(Mode mode, const Shape& s, bool align_corners,
+Tables<T> upsample_tables(TapMode mode, const Shape& s, bool align_corners,
                           std::optional<double> scale_h, std::optional<double> scale_w,
                           bool backward) {
   Tables<T> t{forward_table<T>(mode, s.in_h, s.out_h, align_corners, scale_h),
@@ -297,6 +273,176 @@ Tables<T> upsample_tables(Mode mode, const Shape& s, bool align_corners,
     t.w = transpose(t.w, s.in_w);
   }
   return t;
+}
+
+// ---- the N-d op: 3-D (N, C, W), 4-D (N, C, H, W) and 5-D (N, C, D, H, W) ----------------
+//
+// Internally every input is (N, C, D, H, W) with the missing leading spatial axes of extent 1
+// (an identity axis). Channels-last layouts (channels_last, channels_last_3d) are handled as
+// groups = N with C contiguous channels per pixel, the others as groups = N * C.
+
+// torch's mode names; the linear family (linear, bilinear, trilinear) shares one rule.
+// `rank`: spatial dimensions of the input (nearest's index rule differs between them).
+inline TapMode parse_nd_mode(std::string_view mode, bool antialias, int64_t rank) {
+  const bool linear = mode == "linear" || mode == "bilinear" || mode == "trilinear";
+  if (antialias) {
+    if (linear) return TapMode::LinearAA;
+    if (mode == "bicubic") return TapMode::CubicAA;
+    TORCH_CHECK(false, "upsample: antialias=True needs mode 'bilinear' or 'bicubic', got '", mode,
+                "'");
+  }
+  if (mode == "nearest") return rank == 2 ? TapMode::Nearest : TapMode::NearestFloor;
+  if (mode == "nearest-exact") return TapMode::NearestExact;
+  if (linear) return TapMode::Linear;
+  if (mode == "bicubic") return TapMode::Cubic;
+  if (mode == "area") return TapMode::Area;
+  TORCH_CHECK(false, "upsample: mode must be one of 'nearest', 'nearest-exact', 'linear', "
+              "'bilinear', 'bicubic', 'trilinear', 'area', got '", mode, "'");
+}
+
+struct NdShape {
+  int64_t batch = 0, channels = 0;
+  int64_t rank = 0;                 // spatial dimensions of the tensor (1, 2 or 3)
+  int64_t in[3] = {1, 1, 1};        // D, H, W of the upsample's input
+  int64_t out[3] = {1, 1, 1};       // D, H, W of the upsample's output
+  at::MemoryFormat format = at::MemoryFormat::Contiguous;
+  bool channels_last() const { return format != at::MemoryFormat::Contiguous; }
+};
+
+inline at::MemoryFormat nd_memory_format(const at::Tensor& t) {
+  const at::MemoryFormat f = t.suggest_memory_format();
+  if (t.dim() == 4 && f == at::MemoryFormat::ChannelsLast) return f;
+  if (t.dim() == 5 && f == at::MemoryFormat::ChannelsLast3d) return f;
+  return at::MemoryFormat::Contiguous;
+}
+
+// ATen's size checks (upsample_{1,2,3}d_shape_check, adaptive_avg_pool's), with its words.
+inline void check_nd_sizes(const NdShape& s, TapMode mode, at::IntArrayRef full_input_sizes) {
+  const int64_t k = 3 - s.rank;  // first real axis
+  if (mode == TapMode::Area) {
+    for (int64_t a = k; a < 3; ++a) {
+      TORCH_CHECK(s.out[a] >= 0, "adaptive_avg_pool: output_size must be non-negative, got ",
+                  s.out[a]);
+      if (s.in[a] == 0) {
+        // adaptive_avg_pool1d runs as a 2-D pool on (N, C, 1, W).
+        std::vector<int64_t> sizes(full_input_sizes.begin(), full_input_sizes.end());
+        int64_t dim = 2 + a - k;
+        if (s.rank == 1) {
+          sizes.insert(sizes.begin() + 2, 1);
+          ++dim;
+        }
+        TORCH_CHECK(false, "adaptive_avg_pool", s.rank == 3 ? 3 : 2,
+                    "d(): Expected input to have non-zero size for non-batch dimensions, but "
+                    "input has sizes ", at::IntArrayRef(sizes), " with dimension ", dim,
+                    " being empty");
+      }
+    }
+    return;
+  }
+  bool positive = true;
+  for (int64_t a = k; a < 3; ++a) positive = positive && s.in[a] > 0 && s.out[a] > 0;
+  if (s.rank == 1) {
+    TORCH_CHECK(positive, "Input and output sizes should be greater than 0, but got input (W: ",
+                s.in[2], ") and output (W: ", s.out[2], ")");
+  } else if (s.rank == 2) {
+    TORCH_CHECK(positive, "Input and output sizes should be greater than 0, but got input (H: ",
+                s.in[1], ", W: ", s.in[2], ") output (H: ", s.out[1], ", W: ", s.out[2], ")");
+  } else {
+    TORCH_CHECK(positive, "Input and output sizes should be greater than 0, but got input (D: ",
+                s.in[0], ", H: ", s.in[1], ", W: ", s.in[2], ") output (D: ", s.out[0],
+                ", H: ", s.out[1], ", W: ", s.out[2], ")");
+  }
+}
+
+inline NdShape check_nd_forward(const at::Tensor& input, at::IntArrayRef output_size,
+                                TapMode mode) {
+  TORCH_CHECK(input.dim() >= 3 && input.dim() <= 5,
+              "upsample: input must be a 3-D, 4-D or 5-D (N, C, ...) tensor, but got ",
+              input.dim(), " dimensions");
+  TORCH_CHECK(static_cast<int64_t>(output_size.size()) == input.dim() - 2,
+              "upsample: output_size must have ", input.dim() - 2, " elements for a ",
+              input.dim(), "-D input, but got ", output_size.size());
+  TORCH_CHECK(at::isFloatingType(input.scalar_type()),
+              "upsample: input must be a floating point tensor, but got ", input.scalar_type());
+  TORCH_CHECK((mode != TapMode::LinearAA && mode != TapMode::CubicAA) || input.dim() == 4,
+              "upsample: antialias=True needs a 4-D input, but got ", input.dim(), " dimensions");
+  NdShape s;
+  s.batch = input.size(0);
+  s.channels = input.size(1);
+  s.rank = input.dim() - 2;
+  for (int64_t a = 0; a < s.rank; ++a) {
+    s.in[3 - s.rank + a] = input.size(2 + a);
+    s.out[3 - s.rank + a] = output_size[a];
+  }
+  s.format = nd_memory_format(input);
+  if (mode != TapMode::Area) {
+    bool non_batch_empty = false;
+    for (int64_t d = 1; d < input.dim(); ++d) non_batch_empty = non_batch_empty || input.size(d) == 0;
+    TORCH_CHECK(input.numel() != 0 || !non_batch_empty, "Non-empty ", input.dim(),
+                "D data tensor expected but got a tensor with sizes ", input.sizes());
+  }
+  check_nd_sizes(s, mode, input.sizes());
+  std::vector<int64_t> sizes{s.batch, s.channels};
+  for (int64_t a = 3 - s.rank; a < 3; ++a) sizes.push_back(s.out[a]);
+  int64_t numel = 1;
+  for (int64_t v : sizes)
+    TORCH_CHECK_VALUE(!c10::mul_overflows(numel, v, &numel),
+                      "upsample: the output shape does not fit in int64 (output_size too large)");
+  return s;
+}
+
+inline NdShape check_nd_backward(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                 TapMode mode) {
+  TORCH_CHECK(grad_output.dim() >= 3 && grad_output.dim() <= 5,
+              "upsample_backward: grad_output must be a 3-D, 4-D or 5-D tensor, but got ",
+              grad_output.dim(), " dimensions");
+  TORCH_CHECK(static_cast<int64_t>(input_size.size()) == grad_output.dim(),
+              "upsample_backward: input_size must have ", grad_output.dim(),
+              " elements, but got ", input_size.size());
+  TORCH_CHECK(at::isFloatingType(grad_output.scalar_type()),
+              "upsample_backward: grad_output must be a floating point tensor, but got ",
+              grad_output.scalar_type());
+  TORCH_CHECK(grad_output.size(0) == input_size[0] && grad_output.size(1) == input_size[1],
+              "upsample_backward: grad_output ", grad_output.sizes(),
+              " does not match input_size ", input_size, " in the batch and channel dimensions");
+  NdShape s;
+  s.batch = input_size[0];
+  s.channels = input_size[1];
+  s.rank = grad_output.dim() - 2;
+  for (int64_t a = 0; a < s.rank; ++a) {
+    s.in[3 - s.rank + a] = input_size[2 + a];
+    s.out[3 - s.rank + a] = grad_output.size(2 + a);
+    TORCH_CHECK(input_size[2 + a] >= 0, "upsample_backward: input_size must be non-negative, got ",
+                input_size);
+  }
+  s.format = nd_memory_format(grad_output);
+  check_nd_sizes(s, mode, input_size);
+  return s;
+}
+
+// The three per-axis tables (D, H, W) of `dst = resample(src)`; missing axes are identities.
+template <typename T>
+std::array<Table<T>, 3> nd_tables(TapMode mode, const NdShape& s, bool align_corners,
+                                  std::optional<at::ArrayRef<double>> scales, bool backward) {
+  std::array<Table<T>, 3> t;
+  const int64_t k = 3 - s.rank;
+  for (int64_t a = 0; a < 3; ++a) {
+    if (a < k) {
+      t[a] = forward_table<T>(TapMode::Nearest, 1, 1, false, std::nullopt);
+      continue;
+    }
+    std::optional<double> scale;
+    if (scales.has_value()) scale = (*scales)[a - k];
+    t[a] = forward_table<T>(mode, s.in[a], s.out[a], align_corners, scale);
+    if (backward) t[a] = transpose(t[a], s.in[a]);
+  }
+  return t;
+}
+
+inline void check_nd_scales(const NdShape& s, std::optional<at::ArrayRef<double>> scales) {
+  TORCH_CHECK(!scales.has_value() || static_cast<int64_t>(scales->size()) == s.rank,
+              "upsample: scales must have ", s.rank, " elements (one per spatial dimension), "
+              "but got ", scales.has_value() ? scales->size() : 0);
 }
 
 struct NailsShape {

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -315,8 +316,11 @@ inline void vertical(D* out, int64_t n, int64_t a0, int64_t a1, const T* w, cons
 // against 37 ms on one thread). A channels_last row is a whole W x C image row; when rows
 // are reduced (downsampling, the backward of upsampling) `max_taps` cached destination rows
 // outgrow the single temporary source row, and vertical first measured slightly faster.
-template <typename scalar_t, typename T>
-void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table<T>& th,
+//
+// S / D: source and destination element types (the N-d driver below also resamples from and
+// into op-math buffers); the arithmetic is in T either way.
+template <typename S, typename D, typename T>
+void resample(const S* src, D* dst, const Geometry& g, const Table<T>& th,
               const Table<T>& tw) {
   const int64_t C = g.C;
   const int64_t src_row = g.src_w * C, dst_row = g.dst_w * C;
@@ -329,8 +333,8 @@ void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table
   const bool horizontal_first = C == 1 || g.dst_h >= g.src_h;
   // Source rows are resampled horizontally straight from the input (horizontal first) or
   // from a vertically blended op-math row (vertical first); only one is used per call.
-  const Columns<scalar_t, T, T> cols_in(tw, g.src_w);
-  const Columns<T, scalar_t, T> cols_blend(tw, g.src_w);
+  const Columns<S, T, T> cols_in(tw, g.src_w);
+  const Columns<T, D, T> cols_blend(tw, g.src_w);
   const int64_t slots = std::max<int64_t>(1, th.max_taps());
 
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -368,29 +372,84 @@ void resample(const scalar_t* src, scalar_t* dst, const Geometry& g, const Table
           const T* s0 = row_of(a0);
           const T* s1 = row_of(a0 + 1);
           const T u0 = h_w[a0], u1 = h_w[a0 + 1], v0 = h_w[a1], v1 = h_w[a1 + 1];
-          scalar_t* o0 = dst + r * dst_row;
-          scalar_t* o1 = o0 + dst_row;
+          D* o0 = dst + r * dst_row;
+          D* o1 = o0 + dst_row;
           for (int64_t j = 0; j < dst_row; ++j) {
-            o0[j] = static_cast<scalar_t>(u0 * s0[j] + u1 * s1[j]);
-            o1[j] = static_cast<scalar_t>(v0 * s0[j] + v1 * s1[j]);
+            o0[j] = static_cast<D>(u0 * s0[j] + u1 * s1[j]);
+            o1[j] = static_cast<D>(v0 * s0[j] + v1 * s1[j]);
           }
           ++r;
           continue;
         }
-        vertical<T, scalar_t, T>(dst + r * dst_row, dst_row, a0, a1, h_w, row_of);
+        vertical<T, D, T>(dst + r * dst_row, dst_row, a0, a1, h_w, row_of);
       }
     } else {
       std::vector<T> buffer(src_row);
       T* tmp = buffer.data();
       for (int64_t r = begin; r < end; ++r) {
         const int64_t grp = r / g.dst_h, oh = r % g.dst_h;
-        const scalar_t* base = src + grp * g.src_h * src_row;
-        auto row_of = [&](int64_t a) -> const scalar_t* { return base + h_idx[a] * src_row; };
-        vertical<scalar_t, T, T>(tmp, src_row, h_off[oh], h_off[oh + 1], h_w, row_of);
+        const S* base = src + grp * g.src_h * src_row;
+        auto row_of = [&](int64_t a) -> const S* { return base + h_idx[a] * src_row; };
+        vertical<S, T, T>(tmp, src_row, h_off[oh], h_off[oh + 1], h_w, row_of);
         horizontal(tmp, dst + r * dst_row, C, g.dst_w, cols_blend);
       }
     }
   });
+}
+
+
+// Blend along the depth axis: dst[g, od] = sum_a td.weight[a] * src[g, td.index[a]] over
+// whole (H, W, C) planes of `plane` elements, split into chunks so that few deep planes
+// still parallelize; each chunk is one contiguous `vertical` blend.
+template <typename S, typename D, typename T>
+void blend_planes(const S* src, D* dst, int64_t groups, int64_t src_d, int64_t dst_d,
+                  int64_t plane, const Table<T>& td) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (plane + kChunk - 1) / kChunk;
+  const int64_t* off = td.offsets.data();
+  const int64_t* idx = td.index.data();
+  const T* w = td.weight.data();
+  at::parallel_for(0, groups * dst_d * chunks, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t q = r / chunks, c0 = (r - q * chunks) * kChunk;
+      const int64_t grp = q / dst_d, od = q - grp * dst_d;
+      const S* base = src + grp * src_d * plane + c0;
+      auto row_of = [&](int64_t a) -> const S* { return base + idx[a] * plane; };
+      vertical<S, D, T>(dst + q * plane + c0, std::min(kChunk, plane - c0), off[od], off[od + 1],
+                        w, row_of);
+    }
+  });
+}
+
+// dst[g, od, oh, ow, c] = sum of the separable D, H and W taps of src[g, ., ., ., c]. An
+// identity depth (3-D and 4-D inputs) is the 2-D resampling of groups * D planes; otherwise
+// the depth blend and the 2-D resampling run one after the other through an op-math
+// buffer, in the order that keeps that buffer smaller.
+template <typename scalar_t, typename T>
+void resample_nd(const scalar_t* src, scalar_t* dst, int64_t groups, int64_t C,
+                 const int64_t* src_dhw, const int64_t* dst_dhw, const std::array<Table<T>, 3>& t) {
+  const int64_t sd = src_dhw[0], sh = src_dhw[1], sw = src_dhw[2];
+  const int64_t dd = dst_dhw[0], dh = dst_dhw[1], dw = dst_dhw[2];
+  if (sd == 1 && dd == 1) {
+    resample<scalar_t, scalar_t, T>(src, dst, Geometry{groups, C, sh, sw, dh, dw}, t[1], t[2]);
+    return;
+  }
+  if (sh == dh && sw == dw && sh * sw == 1) {
+    blend_planes<scalar_t, scalar_t, T>(src, dst, groups, sd, dd, C, t[0]);
+    return;
+  }
+  const int64_t depth_first = groups * dd * sh * sw * C, planes_first = groups * sd * dh * dw * C;
+  if (depth_first <= planes_first) {
+    std::vector<T> buffer(depth_first);
+    blend_planes<scalar_t, T, T>(src, buffer.data(), groups, sd, dd, sh * sw * C, t[0]);
+    resample<T, scalar_t, T>(buffer.data(), dst, Geometry{groups * dd, C, sh, sw, dh, dw}, t[1],
+                             t[2]);
+  } else {
+    std::vector<T> buffer(planes_first);
+    resample<scalar_t, T, T>(src, buffer.data(), Geometry{groups * sd, C, sh, sw, dh, dw}, t[1],
+                             t[2]);
+    blend_planes<T, scalar_t, T>(buffer.data(), dst, groups, sd, dd, dh * dw * C, t[0]);
+  }
 }
 
 // Runs `resample` from `src` (N, C, src_h, src_w) into a new (N, C, dst_h, dst_w) tensor in
@@ -407,7 +466,8 @@ at::Tensor run(const at::Tensor& src_, int64_t N, int64_t C, int64_t src_h, int6
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample2d", [&] {
     using T = at::opmath_type<scalar_t>;
     const Tables<T> t = make_tables.template operator()<T>();
-    resample<scalar_t, T>(src.const_data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), g, t.h, t.w);
+    resample<scalar_t, scalar_t, T>(src.const_data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), g, t.h,
+                                 t.w);
   });
   return dst;
 }
@@ -415,7 +475,7 @@ at::Tensor run(const at::Tensor& src_, int64_t N, int64_t C, int64_t src_h, int6
 at::Tensor upsample2d_cpu(const at::Tensor& input, at::IntArrayRef output_size,
                           c10::string_view mode, bool align_corners,
                           std::optional<double> scale_h, std::optional<double> scale_w) {
-  const Mode m = parse_mode(mode);
+  const TapMode m = parse_mode(mode);
   const Shape s = check_forward(input, output_size);
   return run(input, s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.channels_last,
              [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, false); });
@@ -424,7 +484,7 @@ at::Tensor upsample2d_cpu(const at::Tensor& input, at::IntArrayRef output_size,
 at::Tensor upsample2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
                                    c10::string_view mode, bool align_corners,
                                    std::optional<double> scale_h, std::optional<double> scale_w) {
-  const Mode m = parse_mode(mode);
+  const TapMode m = parse_mode(mode);
   const Shape s = check_backward(grad_output, input_size);
   return run(grad_output, s.batch, s.channels, s.out_h, s.out_w, s.in_h, s.in_w, s.channels_last,
              [&]<typename T>() { return upsample_tables<T>(m, s, align_corners, scale_h, scale_w, true); });
@@ -449,9 +509,57 @@ at::Tensor bed_of_nails_backward_cpu(const at::Tensor& grad_output, at::IntArray
              });
 }
 
+// The N-d op: `src` (grad_output for the backward) resampled into a new tensor of `dst_sizes`
+// in the layout of `s`, with the tables `make_tables.template operator()<T>()`.
+template <class MakeTables>
+at::Tensor run_nd(const at::Tensor& src_, const NdShape& s, bool backward,
+                  const MakeTables& make_tables) {
+  at::Tensor src = src_.contiguous(s.format);
+  const int64_t* src_dhw = backward ? s.out : s.in;
+  const int64_t* dst_dhw = backward ? s.in : s.out;
+  std::vector<int64_t> dst_sizes{s.batch, s.channels};
+  for (int64_t a = 3 - s.rank; a < 3; ++a) dst_sizes.push_back(dst_dhw[a]);
+  at::Tensor dst = at::empty(dst_sizes, src.options().memory_format(s.format));
+  if (dst.numel() == 0) return dst;
+  if (src.numel() == 0) return dst.zero_();  // the backward of an empty output
+  const int64_t groups = s.channels_last() ? s.batch : s.batch * s.channels;
+  const int64_t C = s.channels_last() ? s.channels : 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "upsample", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const std::array<Table<T>, 3> t = make_tables.template operator()<T>();
+    resample_nd<scalar_t, T>(src.const_data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), groups, C,
+                             src_dhw, dst_dhw, t);
+  });
+  return dst;
+}
+
+at::Tensor upsample_cpu(const at::Tensor& input, at::IntArrayRef output_size,
+                        c10::string_view mode, bool align_corners, bool antialias,
+                        std::optional<at::ArrayRef<double>> scales) {
+  const TapMode m = parse_nd_mode(mode, antialias, input.dim() - 2);
+  const NdShape s = check_nd_forward(input, output_size, m);
+  check_nd_scales(s, scales);
+  return run_nd(input, s, false, [&]<typename T>() {
+    return nd_tables<T>(m, s, align_corners, scales, false);
+  });
+}
+
+at::Tensor upsample_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                 c10::string_view mode, bool align_corners, bool antialias,
+                                 std::optional<at::ArrayRef<double>> scales) {
+  const TapMode m = parse_nd_mode(mode, antialias, grad_output.dim() - 2);
+  const NdShape s = check_nd_backward(grad_output, input_size, m);
+  check_nd_scales(s, scales);
+  return run_nd(grad_output, s, true, [&]<typename T>() {
+    return nd_tables<T>(m, s, align_corners, scales, true);
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyseg, CPU, m) {
+  m.impl("upsample", &upsample_cpu);
+  m.impl("upsample_backward", &upsample_backward_cpu);
   m.impl("upsample2d", &upsample2d_cpu);
   m.impl("upsample2d_backward", &upsample2d_backward_cpu);
   m.impl("bed_of_nails", &bed_of_nails_cpu);

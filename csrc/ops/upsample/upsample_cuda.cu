@@ -8,6 +8,8 @@
 namespace pyseg::upsample {
 
 TORCH_LIBRARY_IMPL(pyseg, CUDA, m) {
+  m.impl("upsample", with_launcher<CudaLauncher, &nd_forward<CudaLauncher>>);
+  m.impl("upsample_backward", with_launcher<CudaLauncher, &nd_backward<CudaLauncher>>);
   m.impl("upsample2d", with_launcher<CudaLauncher, &forward<CudaLauncher>>);
   m.impl("upsample2d_backward", with_launcher<CudaLauncher, &backward<CudaLauncher>>);
   m.impl("bed_of_nails", with_launcher<CudaLauncher, &nails_forward<CudaLauncher>>);

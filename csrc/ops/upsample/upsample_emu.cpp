@@ -8,6 +8,8 @@
 namespace pyseg::upsample {
 
 TORCH_LIBRARY_IMPL(pyseg_emu, CPU, m) {
+  m.impl("upsample", with_launcher<EmuLauncher, &nd_forward<EmuLauncher>>);
+  m.impl("upsample_backward", with_launcher<EmuLauncher, &nd_backward<EmuLauncher>>);
   m.impl("upsample2d", with_launcher<EmuLauncher, &forward<EmuLauncher>>);
   m.impl("upsample2d_backward", with_launcher<EmuLauncher, &backward<EmuLauncher>>);
   m.impl("bed_of_nails", with_launcher<EmuLauncher, &nails_forward<EmuLauncher>>);

@@ -1,4 +1,4 @@
-// upsample2d / bed_of_nails CUDA kernels (compiled by nvcc for pyseg._C and by g++ for the
+// upsample, upsample2d and bed_of_nails CUDA kernels (compiled by nvcc for pyseg._C and by g++ for the
 // emulator).
 //
 // One kernel serves every mode and both directions: a thread per destination element sums
@@ -12,8 +12,8 @@
 // upsample.h's host tables hold (the same formulas in the same type and order; nvcc may
 // contract multiply-adds).
 //
-// Elements are addressed as [group, row, col, c]: NCHW is groups = N * C with c-extent 1,
-// channels_last is groups = N with c-extent C (consecutive threads read consecutive
+// Elements are addressed as [group, plane, row, col, c]: NC(D)HW is groups = N * C with
+// c-extent 1, channels_last(_3d) is groups = N with c-extent C (consecutive threads read consecutive
 // channels: coalesced). `index_t` is int32_t when every offset fits (chosen at launch,
 // upsample_launch.h) and int64_t otherwise.
 #pragma once
@@ -21,6 +21,7 @@
 #include <cmath>
 
 #include "common/cuda_compat.h"
+#include "ops/upsample/upsample_taps.h"
 
 namespace pyseg::upsample {
 
@@ -34,15 +35,34 @@ struct AxisTable {
 template <typename index_t>
 struct KernelGeometry {
   index_t C;  // innermost extent (1 for NCHW)
-  index_t dst_h, dst_w;
+  index_t dst_d, dst_h, dst_w;
   index_t src_row;    // src_w * C: distance between source rows
-  index_t src_group;  // src_h * src_w * C: distance between source groups
+  index_t src_plane;  // src_h * src_w * C: distance between source depth planes
+  index_t src_group;  // src_d * src_h * src_w * C: distance between source groups
 };
 
+// The (H, W) taps of one destination pixel over one source plane.
 template <typename scalar_t, typename T, typename index_t>
+__device__ __forceinline__ T plane_taps(const scalar_t* plane, const AxisTable<T, index_t>& th,
+                                        const AxisTable<T, index_t>& tw, index_t oh, index_t b0,
+                                        index_t b1, index_t src_row, index_t C) {
+  T acc = 0;
+  for (index_t a = th.offsets[oh]; a < th.offsets[oh + 1]; ++a) {
+    const scalar_t* row = plane + th.index[a] * src_row;
+    T line = 0;
+    for (index_t b = b0; b < b1; ++b) line += tw.weight[b] * static_cast<T>(row[tw.index[b] * C]);
+    acc += th.weight[a] * line;
+  }
+  return acc;
+}
+
+// `Depth` false: the depth axis is an identity of extent 1 (3-D and 4-D inputs, upsample2d,
+// bed_of_nails) and `td` is not read.
+template <bool Depth, typename scalar_t, typename T, typename index_t>
 __global__ void resample_kernel(const scalar_t* __restrict__ src, scalar_t* __restrict__ dst,
-                                AxisTable<T, index_t> th, AxisTable<T, index_t> tw,
-                                KernelGeometry<index_t> g, index_t numel) {
+                                AxisTable<T, index_t> td, AxisTable<T, index_t> th,
+                                AxisTable<T, index_t> tw, KernelGeometry<index_t> g,
+                                index_t numel) {
   PYSEG_KERNEL_LOOP_T(index_t, e, numel) {
     // One decomposition per element (32-bit divisions in the int32 kernel); the tap loops
     // below only add.
@@ -50,115 +70,35 @@ __global__ void resample_kernel(const scalar_t* __restrict__ src, scalar_t* __re
     const index_t c = e - q * g.C;
     index_t r = q / g.dst_w;
     const index_t ow = q - r * g.dst_w;
-    const index_t grp = r / g.dst_h;
-    const index_t oh = r - grp * g.dst_h;
-    const scalar_t* base = src + grp * g.src_group + c;
+    index_t p = r / g.dst_h;
+    const index_t oh = r - p * g.dst_h;
     const index_t b0 = tw.offsets[ow], b1 = tw.offsets[ow + 1];
-    T acc = 0;
-    for (index_t a = th.offsets[oh]; a < th.offsets[oh + 1]; ++a) {
-      const scalar_t* row = base + th.index[a] * g.src_row;
-      T line = 0;
-      for (index_t b = b0; b < b1; ++b)
-        line += tw.weight[b] * static_cast<T>(row[tw.index[b] * g.C]);
-      acc += th.weight[a] * line;
+    if constexpr (Depth) {
+      const index_t grp = p / g.dst_d;
+      const index_t od = p - grp * g.dst_d;
+      const scalar_t* base = src + grp * g.src_group + c;
+      T acc = 0;
+      for (index_t a = td.offsets[od]; a < td.offsets[od + 1]; ++a)
+        acc += td.weight[a] *
+               plane_taps(base + td.index[a] * g.src_plane, th, tw, oh, b0, b1, g.src_row, g.C);
+      dst[e] = static_cast<scalar_t>(acc);
+    } else {
+      dst[e] = static_cast<scalar_t>(
+          plane_taps(src + p * g.src_group + c, th, tw, oh, b0, b1, g.src_row, g.C));
     }
-    dst[e] = static_cast<scalar_t>(acc);
   }
 }
 
 // ---- per-axis tables, built on the device ------------------------------------------------
 
-enum class TapMode : int { Nearest, Bilinear, Bicubic };
-
-// How output index o of one axis samples the input (upsample.h's forward_table). `ratio` is
-// area_pixel_compute_scale and `nearest_scale` nearest_idx's float scale, computed on the
-// host (scalars passed by value).
-template <typename T>
-struct TapRule {
-  TapMode mode;
-  int64_t in, out;
-  bool align_corners;
-  T ratio;
-  float nearest_scale;
-};
-
-template <typename T>
-__device__ __forceinline__ int taps_of(TapMode mode) {
-  return mode == TapMode::Nearest ? 1 : mode == TapMode::Bilinear ? 2 : 4;
-}
-
-// The taps of output o: ATen's nearest_idx, area_pixel_compute_source_index,
-// guard_index_and_lambda and cubic coefficients, written as upsample.h writes them.
-template <typename T>
-__device__ void output_taps(const TapRule<T>& r, int64_t o, int64_t* idx, T* w) {
-  const int64_t in = r.in;
-  if (r.mode == TapMode::Nearest) {
-    int64_t i;
-    if (r.out == in) i = o;
-    else if (r.out == 2 * in) i = o >> 1;
-    else {
-      i = static_cast<int64_t>(floorf(o * r.nearest_scale));
-      i = i < in - 1 ? i : in - 1;
-    }
-    idx[0] = i;
-    w[0] = T(1);
-    return;
-  }
-  const bool cubic = r.mode == TapMode::Bicubic;
-  if (!cubic && r.out == in) {  // ATen copies when the axis keeps its size
-    idx[0] = idx[1] = o;
-    w[0] = T(1);
-    w[1] = T(0);
-    return;
-  }
-  T real;
-  if (r.align_corners) {
-    real = r.ratio * o;
-  } else {
-    real = r.ratio * (o + static_cast<T>(0.5)) - static_cast<T>(0.5);
-    if (!cubic && real < static_cast<T>(0)) real = T(0);
-  }
-  int64_t i0 = static_cast<int64_t>(floorf(real));  // floorf as in ATen, also for double
-  i0 = i0 < in - 1 ? i0 : in - 1;
-  T lambda = real - static_cast<T>(i0);
-  lambda = lambda > static_cast<T>(0) ? lambda : static_cast<T>(0);
-  lambda = lambda < static_cast<T>(1) ? lambda : static_cast<T>(1);
-  if (!cubic) {
-    idx[0] = i0;
-    idx[1] = i0 + (i0 < in - 1 ? 1 : 0);
-    w[0] = T(1) - lambda;
-    w[1] = lambda;
-    return;
-  }
-  const T A = -0.75;
-  const T x1 = lambda, x2 = T(1.0) - lambda;
-  auto conv1 = [A](T x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
-  auto conv2 = [A](T x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
-  w[0] = conv2(x1 + T(1.0));
-  w[1] = conv1(x1);
-  w[2] = conv1(x2);
-  w[3] = conv2(x2 + T(1.0));
-  for (int k = 0; k < 4; ++k) {
-    const int64_t i = i0 + k - 1;  // neighbours outside the input read the border
-    idx[k] = i < 0 ? 0 : (i > in - 1 ? in - 1 : i);
-  }
-}
-
-// Forward table: out + 1 offsets (o * taps), out * taps taps.
+// Forward table of one axis: out + 1 offsets (o * taps), out * taps taps (upsample_taps.h,
+// the formulas of the host tables).
 template <typename T, typename index_t>
 __global__ void forward_table_kernel(TapRule<T> r, index_t* __restrict__ offsets,
                                      index_t* __restrict__ index, T* __restrict__ weight) {
-  const int taps = taps_of<T>(r.mode);
   PYSEG_KERNEL_LOOP(o, r.out + 1) {
-    offsets[o] = static_cast<index_t>(o * taps);
-    if (o == r.out) continue;
-    int64_t idx[4];
-    T w[4];
-    output_taps(r, o, idx, w);
-    for (int k = 0; k < taps; ++k) {
-      index[o * taps + k] = static_cast<index_t>(idx[k]);
-      weight[o * taps + k] = w[k];
-    }
+    offsets[o] = static_cast<index_t>(o * r.taps);
+    if (o < r.out) output_taps(r, o, index + o * r.taps, weight + o * r.taps);
   }
 }
 
