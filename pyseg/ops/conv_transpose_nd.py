@@ -32,7 +32,7 @@ def _conv_tuple(value: Any, name: str, n: int) -> tuple[int, ...]:
     """An int or a sequence of 1 or ``n`` ints as an ``n``-tuple; a sequence of another
     length raises torch's RuntimeError, anything else a TypeError naming the argument."""
     if isinstance(value, int | torch.SymInt) and not isinstance(value, bool):
-        return (value,) * n
+        return (value,) * n  # type: ignore[return-value]  # a SymInt stands for an int
     if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
     try:

@@ -70,7 +70,7 @@ def _ntuple(value: Any, name: str, n: int) -> tuple[int, ...]:
     """An int, or a sequence of one or ``n`` ints, as an ``n``-tuple (``TypeError`` /
     ``ValueError`` naming the argument otherwise)."""
     if isinstance(value, int | torch.SymInt) and not isinstance(value, bool):
-        return (value,) * n
+        return (value,) * n  # type: ignore[return-value]  # a SymInt stands for an int
     if isinstance(value, bool | str):
         raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pyseg_plugins.architectures.unet import UNet3d
 
 import pyseg
-from pyseg_plugins.architectures.unet import UNet3d
 
 
 def synthetic_volumes(count: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

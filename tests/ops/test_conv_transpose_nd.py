@@ -227,7 +227,7 @@ def test_opcheck():
 
 @pytest.mark.emu
 def test_opcheck_emulated(emu):
-    x, weight, bias, kw = _make3d(CASES_3D[6])
+    x, weight, bias, _ = _make3d(CASES_3D[6])
     args = [[2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1]]
     torch.library.opcheck(
         torch.ops.pyseg_emu.conv_transpose3d,
