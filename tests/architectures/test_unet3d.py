@@ -109,3 +109,12 @@ def test_short_training_beats_the_trivial_baseline(one_thread):
     print(f"baseline acc {base_acc:.3f} mIoU {base_miou:.3f}; trained acc {acc:.3f} mIoU {miou:.3f}")
     assert acc > base_acc + 0.04
     assert miou > base_miou + 0.3
+
+
+def test_docstring_example():
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    (test,) = doctest.DocTestFinder().find(UNet3d, globs={"torch": torch})
+    runner.run(test)
+    assert runner.failures == 0

@@ -296,3 +296,17 @@ def test_opinfo_samples(name, ours, ref):
             torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-10)
         count += 1
     assert count > 0
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pyseg.ops import conv_transpose_nd
+
+    globs = {"torch": torch, "pyseg": pyseg}
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = [t for t in doctest.DocTestFinder().find(conv_transpose_nd, globs=globs) if t.examples]
+    assert len(tests) == 2
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0
