@@ -310,3 +310,41 @@ def test_docstring_examples():
     for test in tests:
         runner.run(test)
     assert runner.failures == 0
+
+
+def test_onnx_export_runs_in_onnxruntime():
+    """ConvTranspose3d and MaxUnpool3d (and the 1-D ops) export to standard ONNX operators
+    (pyseg/ops/_onnx.py) and onnxruntime computes what torch computes."""
+    import warnings
+
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up3 = pyseg.nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1, output_padding=1)
+            self.unpool3 = pyseg.nn.MaxUnpool3d(2)
+            self.up1 = pyseg.nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1)
+            self.unpool1 = pyseg.nn.MaxUnpool1d(2)
+
+        def forward(self, x, v):
+            y, idx = F.max_pool3d(x, 2, return_indices=True)
+            z, jdx = F.max_pool1d(v, 2, return_indices=True)
+            return self.up3(x), self.unpool3(y, idx), self.up1(v), self.unpool1(z, jdx)
+
+    net = Net().eval()
+    x, v = torch.randn(2, 3, 4, 6, 4), torch.randn(2, 3, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(net, (x, v), dynamo=True, verbose=False).model_proto
+    kinds = {n.op_type for n in proto.graph.node}
+    assert {"ConvTranspose", "MaxUnpool"} <= kinds
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), (x, v))}
+    got = [torch.from_numpy(o) for o in session.run(None, feeds)]
+    with torch.no_grad():
+        expected = net(x, v)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
