@@ -348,3 +348,16 @@ def test_onnx_export_runs_in_onnxruntime():
         expected = net(x, v)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_autocast_dtypes_like_torch():
+    """Under CPU autocast the 3-D ops compute in the dtypes torch's do (pyseg/ops/_autocast.py)."""
+    x, w = torch.randn(1, 4, 2, 3, 3), torch.randn(4, 2, 2, 2, 2)
+    y, idx = F.max_pool3d(torch.randn(1, 2, 4, 4, 4), 2, return_indices=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv_transpose3d(x, w).dtype == F.conv_transpose3d(x, w).dtype == torch.bfloat16
+        assert conv_transpose1d(x[:, :, 0, 0], w[:, :, 0, 0]).dtype == F.conv_transpose1d(
+            x[:, :, 0, 0], w[:, :, 0, 0]).dtype
+        yb = y.bfloat16()
+        assert (pyseg.ops.max_unpool3d(yb, idx, 2).dtype == F.max_unpool3d(yb, idx, 2).dtype
+                == torch.float32)
