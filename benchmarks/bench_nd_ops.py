@@ -12,7 +12,7 @@ import platform
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as benchmark
+from torch.utils import benchmark
 
 import pyseg
 
