@@ -47,6 +47,18 @@ inline void define_schemas(torch::Library& m) {
         "bool antialias, float[]? scales) -> Tensor", tags);
   m.def("upsample_backward(Tensor grad_output, SymInt[] input_size, str mode, "
         "bool align_corners, bool antialias, float[]? scales) -> Tensor", tags);
+  // max_unpool3d and conv_transpose3d: the 3-D forms of max_unpool2d and conv_transpose2d,
+  // same conventions (conv_transpose3d's weight is (C_in, C_out/groups, kD, kH, kW)). The 1-D
+  // ops are the 2-D ones with a unit axis (pyseg/ops).
+  m.def("max_unpool3d(Tensor self, Tensor indices, SymInt[3] output_size) -> Tensor", tags);
+  m.def("max_unpool3d_backward(Tensor grad_output, Tensor indices) -> Tensor", tags);
+  m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, SymInt[3] stride, "
+        "SymInt[3] padding, SymInt[3] output_padding, SymInt groups, SymInt[3] dilation) -> Tensor",
+        tags);
+  m.def("conv_transpose3d_backward(Tensor grad_output, Tensor input, Tensor weight, "
+        "SymInt[3] stride, SymInt[3] padding, SymInt[3] output_padding, SymInt groups, "
+        "SymInt[3] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+        tags);
 }
 
 }  // namespace pyseg

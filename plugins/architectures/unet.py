@@ -1,4 +1,5 @@
-"""U-Net (Ronneberger, Fischer and Brox, MICCAI 2015)."""
+"""U-Net (Ronneberger, Fischer and Brox, MICCAI 2015) and its 3-D form (Cicek et al., MICCAI
+2016): ``unet`` with ``dims=3``."""
 
 from __future__ import annotations
 
@@ -116,6 +117,96 @@ class UNet(nn.Module):
         return self.head(x)[..., :h, :w]
 
 
+class DoubleConv3d(nn.Sequential):
+    """Two (3x3x3 conv [+ BN] + ReLU), the 3-D :class:`DoubleConv`."""
+
+    def __init__(self, cin: int, cout: int, batch_norm: bool) -> None:
+        layers: list[nn.Module] = []
+        for c_in in (cin, cout):
+            layers += [nn.Conv3d(c_in, cout, 3, padding=1, bias=not batch_norm),
+                       *([nn.BatchNorm3d(cout)] if batch_norm else []), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class UNet3d(nn.Module):
+    """3-D U-Net (Cicek et al., MICCAI 2016) on volumes ``(N, C, D, H, W)``: :class:`UNet`
+    with 3x3x3 convolutions (torch's ``Conv3d`` / ``BatchNorm3d``), 2x2x2 max pooling and
+    pyseg's 3-D operators on the way up. Padded convolutions; volumes whose sides are not
+    multiples of ``2**depth`` are zero-padded at the far end of each axis and the output
+    cropped back, so every size works.
+
+    Args:
+        num_classes: output channels. in_channels: input channels.
+        base_channels: channels of the first level (32 in the paper); doubled per level.
+        depth: number of 2x downsamplings (3 in the paper).
+        batch_norm: batch norm after every convolution (as in the paper).
+        upsample: ``"transpose"`` (2x2x2 stride-2 :class:`pyseg.nn.ConvTranspose3d`, the
+            paper) or ``"unpool"`` (:class:`pyseg.nn.MaxUnpool3d` with the encoder's
+            pooling indices, SegNet-style, then a 1x1x1 conv that halves the channels).
+
+    Raises:
+        ValueError: a bad ``depth``, ``base_channels`` or ``upsample``.
+
+    Example::
+
+        >>> from pyseg_plugins.architectures.unet import UNet3d
+        >>> net = UNet3d(num_classes=3, in_channels=1, base_channels=4, depth=2)
+        >>> net(torch.randn(1, 1, 6, 9, 8)).shape
+        torch.Size([1, 3, 6, 9, 8])
+    """
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 1, base_channels: int = 32,
+                 depth: int = 3, batch_norm: bool = True, upsample: str = "transpose") -> None:
+        super().__init__()
+        check_common(num_classes, in_channels)
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if base_channels < 1:
+            raise ValueError(f"base_channels must be >= 1, got {base_channels}")
+        if upsample not in ("transpose", "unpool"):
+            raise ValueError(f"upsample must be 'transpose' or 'unpool' for dims=3, got {upsample!r}")
+        self.depth = depth
+        self.upsample = upsample
+        chans = [base_channels * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for level in range(depth):
+            self.down.append(DoubleConv3d(cin, chans[level], batch_norm))
+            cin = chans[level]
+        self.bottleneck = DoubleConv3d(cin, chans[depth], batch_norm)
+        self.ups = nn.ModuleList()
+        self.up_convs = nn.ModuleList()
+        self.unpool = pnn.MaxUnpool3d(2)
+        for level in reversed(range(depth)):
+            c_hi, c = chans[level + 1], chans[level]
+            up: nn.Module = (pnn.ConvTranspose3d(c_hi, c, 2, stride=2) if upsample == "transpose"
+                             else nn.Conv3d(c_hi, c, 1))
+            self.ups.append(up)
+            self.up_convs.append(DoubleConv3d(2 * c, c, batch_norm))
+        self.head = nn.Conv3d(chans[0], num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"UNet3d expects (N, C, D, H, W) volumes, got shape {list(x.shape)}")
+        d, h, w = x.shape[-3:]
+        m = 2**self.depth
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m, 0, (-d) % m))
+        skips, indices = [], []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x, idx = F.max_pool3d(x, 2, return_indices=True)
+            indices.append(idx)
+        x = self.bottleneck(x)
+        for up, conv, skip, idx in zip(self.ups, self.up_convs, reversed(skips), reversed(indices)):
+            if self.upsample == "transpose":
+                x = up(x)
+            else:  # halve the channels, then put each value back where the pool found it
+                x = self.unpool(up(x), idx, output_size=skip.shape[-3:])
+            x = conv(torch.cat([skip, x], dim=1))
+        return self.head(x)[..., :d, :h, :w]
+
+
 class TimmUNet(pre.PretrainedEncoderMixin, nn.Module):
     """U-Net decoder on a timm feature extractor (``encoder="timm:NAME"``).
 
@@ -201,16 +292,31 @@ def create_unet(num_classes: int = 3, in_channels: int = 3, base_channels: int |
                 depth: int | None = None, batch_norm: bool = True, upsample: str = "transpose",
                 deformable: bool | str = False, deform_levels: int = 1,
                 encoder: str | None = None, encoder_weights=None, freeze_encoder: bool = False,
-                input_norm: str | None = None) -> nn.Module:
+                input_norm: str | None = None, dims: int = 2) -> nn.Module:
     """The ``unet`` architecture: :class:`UNet` (its own encoder, ``base_channels`` 64 and
     ``depth`` 4 by default), or with ``encoder="timm:NAME"`` a :class:`TimmUNet`, whose
     encoder may take pretrained weights (``encoder_weights``), be frozen
-    (``freeze_encoder``) and normalize its input (``input_norm``).
+    (``freeze_encoder``) and normalize its input (``input_norm``). ``dims=3`` gives the 3-D
+    U-Net for volumes, :class:`UNet3d` (``base_channels`` 32 and ``depth`` 3 by default;
+    ``upsample`` ``"transpose"`` or ``"unpool"``; no deformable or timm options).
 
     Raises:
         ValueError: pretrained options without a timm encoder, or options of the plain
-            U-Net's encoder (``base_channels``, ``depth``, ``deformable``) with one.
+            U-Net's encoder (``base_channels``, ``depth``, ``deformable``) with one, or
+            2-D-only options with ``dims=3``, or ``dims`` other than 2 and 3.
     """
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+    if dims == 3:
+        two_d_only = [name for name, v in (("deformable", deformable or None),
+                                            ("encoder", encoder),
+                                            ("encoder_weights", encoder_weights),
+                                            ("freeze_encoder", freeze_encoder or None),
+                                            ("input_norm", input_norm)) if v is not None]
+        if two_d_only:
+            raise ValueError(f"dims=3 has no {', '.join(two_d_only)} (2-D U-Net options)")
+        return UNet3d(num_classes, in_channels, 32 if base_channels is None else base_channels,
+                      3 if depth is None else depth, batch_norm, upsample)
     if encoder is None:
         if encoder_weights is not None or freeze_encoder or input_norm not in (None, "none"):
             raise ValueError("unet's own encoder takes no pretrained weights: pass "

@@ -6,8 +6,9 @@ an ONNX translation (pyseg/ops/_onnx.py)."""
 from pyseg.ops._autocast import register_autocast_rules
 from pyseg.ops._library import NAMESPACES, emulated
 from pyseg.ops.conv_transpose import conv2d_matrix, conv_transpose2d
+from pyseg.ops.conv_transpose_nd import conv_transpose1d, conv_transpose3d
 from pyseg.ops.deform_conv import deform_conv2d
-from pyseg.ops.max_unpool import max_unpool2d
+from pyseg.ops.max_unpool import max_unpool1d, max_unpool2d, max_unpool3d
 from pyseg.ops.upsample import bed_of_nails, interpolate
 
 register_autocast_rules(NAMESPACES)
@@ -15,9 +16,13 @@ register_autocast_rules(NAMESPACES)
 __all__ = [
     "bed_of_nails",
     "conv2d_matrix",
+    "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "deform_conv2d",
     "emulated",
     "interpolate",
+    "max_unpool1d",
     "max_unpool2d",
+    "max_unpool3d",
 ]

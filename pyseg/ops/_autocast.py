@@ -9,7 +9,9 @@ in for, read from torch's own lists (``aten/src/ATen/autocast_mode.cpp``, checke
 pyseg op           stands in for                         CPU                 CUDA
 =================  ====================================  ==================  ==================
 conv_transpose2d   aten::conv_transpose2d                autocast dtype      autocast dtype
+conv_transpose3d   aten::conv_transpose3d                autocast dtype      autocast dtype
 max_unpool2d       aten::max_unpool2d                    float32             input dtype
+max_unpool3d       aten::max_unpool3d                    float32             input dtype
 upsample2d         aten::upsample_{nearest,bilinear,     input dtype         float32
                    bicubic}2d
 upsample           aten::upsample_*{1,2,3}d, _upsample_   input dtype;        float32; area:
@@ -33,6 +35,9 @@ the CUDA column with ``torch.get_autocast_dtype("cpu")``: under
 ``torch.autocast("cpu", dtype=torch.float16)`` the emulated kernels run what
 ``torch.autocast("cuda", dtype=torch.float16)`` runs on a GPU.
 
+The 1-D ops (conv_transpose1d, max_unpool1d) run the 2-D ones and inherit their rules, as
+torch's lists give the 1-D ops the same rules as the 2-D ones.
+
 Backward operators get no rule: autograd sees the casts done here and hands the backward
 kernels tensors of matching dtypes.
 """
@@ -53,12 +58,15 @@ __all__ = ["CPU_RULES", "CUDA_RULES", "register_autocast_rules"]
 # an entry run in the dtype they are given.
 CPU_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
+    "conv_transpose3d": "lower",
     "max_unpool2d": "float32",
     "upsample": "float32_if_area_5d",
+    "max_unpool3d": "float32",
     "deform_conv2d": "float32_cast_back",
 }
 CUDA_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
+    "conv_transpose3d": "lower",
     "upsample2d": "float32",
     "upsample": "float32_unless_area",
     "deform_conv2d": "float32_cast_back",

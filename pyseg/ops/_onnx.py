@@ -20,11 +20,12 @@ contains ``pyseg::`` ops and cannot be handed to ``torch.onnx.export``; export t
 
 Translations:
 
-* conv_transpose2d: ``ConvTranspose`` (weight layout and output size rule are torch's).
+* conv_transpose2d, conv_transpose3d: ``ConvTranspose`` (weight layout and output size rule
+  are torch's).
 * max_unpool2d: ``MaxUnpool`` with its ``output_shape`` input. ONNX indices count over the
   whole tensor, torch's within each (N, C) plane, so each plane's offset is added first; the
   kernel attributes (which the op no longer knows) only serve ONNX's default output shape,
-  which ``output_shape`` replaces.
+  which ``output_shape`` replaces. max_unpool3d likewise, per (N, C) volume.
 * upsample2d: ``Resize`` on axes (2, 3): ``linear`` / ``cubic`` (``cubic_coeff_a`` -0.75,
   ``exclude_outside`` 0, neighbours clamped to the border as in ATen) with
   ``half_pixel`` or ``align_corners``; ``nearest`` with ``asymmetric`` and ``floor`` (torch's
@@ -56,12 +57,13 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None, stride:
                      padding: Sequence[int], output_padding: Sequence[int], groups: int,
                      dilation: Sequence[int]) -> Tensor:
     kernel = list(weight.shape[2:])
+    dims = len(kernel)
     out = [(input.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1)
-           + output_padding[d] + 1 for d in range(2)]
+           + output_padding[d] + 1 for d in range(dims)]
     attrs = {
         "kernel_shape": kernel,
         "strides": list(stride),
-        "pads": [padding[0], padding[1], padding[0], padding[1]],
+        "pads": [*padding, *padding],
         "output_padding": list(output_padding),
         "dilations": list(dilation),
         "group": int(groups),
@@ -71,16 +73,19 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None, stride:
 
 
 def max_unpool2d(input: Tensor, indices: Tensor, output_size: Sequence[int]) -> Tensor:
-    if input.dim() == 3:
+    dims = len(output_size)
+    if input.dim() == dims + 1:
         return max_unpool2d(input[None], indices[None], output_size)[0]
     n, c = input.shape[:2]
-    plane = output_size[0] * output_size[1]
-    offsets = (torch.arange(n * c, dtype=torch.int64) * plane).reshape(n, c, 1, 1)
+    plane = 1
+    for size in output_size:
+        plane = plane * size
+    offsets = (torch.arange(n * c, dtype=torch.int64) * plane).reshape(n, c, *[1] * dims)
     # (N, C) from the input at run time, so the batch size may vary.
     batch_and_channels = torch.onnx.ops.symbolic("Shape", [input], {"end": 2},
                                                  dtype=torch.int64, shape=[2])
     output_shape = torch.cat([batch_and_channels, torch.tensor(list(output_size))])
-    attrs = {"kernel_shape": [1, 1], "strides": [1, 1]}
+    attrs = {"kernel_shape": [1] * dims, "strides": [1] * dims}
     return _symbolic("MaxUnpool", [input, indices + offsets, output_shape], attrs, input,
                      [n, c, *output_size])
 
@@ -131,6 +136,8 @@ def deform_conv2d(input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, b
 TRANSLATIONS = {
     "conv_transpose2d": conv_transpose2d,
     "max_unpool2d": max_unpool2d,
+    "max_unpool3d": max_unpool2d,  # the same translation, on three axes
+    "conv_transpose3d": conv_transpose2d,  # the same translation, on three axes
     "upsample2d": upsample2d,
     "bed_of_nails": bed_of_nails,
     "deform_conv2d": deform_conv2d,

@@ -1,4 +1,4 @@
-// max_unpool2d CPU kernels.
+// max_unpool2d / max_unpool3d CPU kernels (a 3-D volume is a plane of D*H*W cells).
 //
 // Forward: each task owns whole output planes (NCHW) or (image, channel block) pairs
 // (channels_last), zeroes its part of the output while it is about to be written and then
@@ -32,7 +32,7 @@ void note_bad(std::atomic<int64_t>& slot, int64_t pos) {
 template <typename scalar_t>
 void forward_nchw(const scalar_t* in, const int64_t* idx, scalar_t* out, const Shape& s,
                   std::atomic<int64_t>& bad) {
-  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int64_t in_plane = s.in_plane, out_plane = s.out_plane;
   const int64_t planes = s.batch * s.channels;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, in_plane + out_plane));
   at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
@@ -56,7 +56,7 @@ void forward_nchw(const scalar_t* in, const int64_t* idx, scalar_t* out, const S
 template <typename scalar_t>
 void forward_channels_last(const scalar_t* in, const int64_t* idx, scalar_t* out,
                            const Shape& s, std::atomic<int64_t>& bad) {
-  const int64_t C = s.channels, in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int64_t C = s.channels, in_plane = s.in_plane, out_plane = s.out_plane;
   // Zeroing first as one contiguous pass is much cheaper than zeroing each channel block's
   // strided slice; the scatter then owns (image, channel block) so that within a task the
   // positions are visited in increasing order (highest position wins, as in NCHW).
@@ -93,9 +93,9 @@ void forward_channels_last(const scalar_t* in, const int64_t* idx, scalar_t* out
   });
 }
 
-at::Tensor max_unpool2d_cpu(const at::Tensor& self_, const at::Tensor& indices_,
-                            at::IntArrayRef output_size) {
-  const Shape s = check_forward(self_, indices_, output_size);
+at::Tensor forward_cpu(const at::Tensor& self_, const at::Tensor& indices_,
+                       at::IntArrayRef output_size, int64_t spatial) {
+  const Shape s = check_forward(self_, indices_, output_size, spatial);
   const auto format = memory_format(s);
   at::Tensor self = self_.contiguous(format);
   at::Tensor indices = indices_.contiguous(format);
@@ -114,15 +114,16 @@ at::Tensor max_unpool2d_cpu(const at::Tensor& self_, const at::Tensor& indices_,
   return output;
 }
 
-at::Tensor max_unpool2d_backward_cpu(const at::Tensor& grad_output_, const at::Tensor& indices_) {
-  const Shape s = check_backward(grad_output_, indices_);
+at::Tensor backward_cpu(const at::Tensor& grad_output_, const at::Tensor& indices_,
+                        int64_t spatial) {
+  const Shape s = check_backward(grad_output_, indices_, spatial);
   const auto format = memory_format(s);
   at::Tensor grad_output = grad_output_.contiguous(format);
   at::Tensor indices = indices_.contiguous(format);
   at::Tensor grad_input = at::empty(indices.sizes(), grad_output.options().memory_format(format));
   const int64_t numel = indices.numel();
   if (numel == 0) return grad_input;
-  const int64_t C = s.channels, in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int64_t C = s.channels, in_plane = s.in_plane, out_plane = s.out_plane;
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "max_unpool2d_backward", [&] {
@@ -130,21 +131,20 @@ at::Tensor max_unpool2d_backward_cpu(const at::Tensor& grad_output_, const at::T
     const int64_t* ix = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
     if (s.channels_last) {
-      // One task per (image, input row): C contiguous channels per position.
-      at::parallel_for(0, s.batch * s.in_h, 8, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const int64_t n = row / s.in_h;
-          const scalar_t* gn = g + n * out_plane * C;
-          for (int64_t e = row * s.in_w * C; e < (row + 1) * s.in_w * C; e += C) {
-            for (int64_t c = 0; c < C; ++c) {
-              const int64_t cell = ix[e + c];
-              if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
-                note_bad(bad, e + c);
-                gi[e + c] = scalar_t(0);
-                continue;
-              }
-              gi[e + c] = gn[cell * C + c];
+      // Tasks own runs of input positions: C contiguous channels per position.
+      const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
+      at::parallel_for(0, s.batch * in_plane, grain, [&](int64_t begin, int64_t end) {
+        for (int64_t q = begin; q < end; ++q) {
+          const scalar_t* gn = g + (q / in_plane) * out_plane * C;
+          const int64_t e = q * C;
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t cell = ix[e + c];
+            if (static_cast<uint64_t>(cell) >= static_cast<uint64_t>(out_plane)) {
+              note_bad(bad, e + c);
+              gi[e + c] = scalar_t(0);
+              continue;
             }
+            gi[e + c] = gn[cell * C + c];
           }
         }
       });
@@ -173,11 +173,24 @@ at::Tensor max_unpool2d_backward_cpu(const at::Tensor& grad_output_, const at::T
   return grad_input;
 }
 
+template <int64_t kSpatial>
+at::Tensor max_unpool_cpu(const at::Tensor& self, const at::Tensor& indices,
+                          at::IntArrayRef output_size) {
+  return forward_cpu(self, indices, output_size, kSpatial);
+}
+
+template <int64_t kSpatial>
+at::Tensor max_unpool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices) {
+  return backward_cpu(grad_output, indices, kSpatial);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyseg, CPU, m) {
-  m.impl("max_unpool2d", &max_unpool2d_cpu);
-  m.impl("max_unpool2d_backward", &max_unpool2d_backward_cpu);
+  m.impl("max_unpool2d", &max_unpool_cpu<2>);
+  m.impl("max_unpool2d_backward", &max_unpool_backward_cpu<2>);
+  m.impl("max_unpool3d", &max_unpool_cpu<3>);
+  m.impl("max_unpool3d_backward", &max_unpool_backward_cpu<3>);
 }
 
 }  // namespace pyseg::max_unpool

@@ -10,6 +10,8 @@ namespace pyseg::max_unpool {
 TORCH_LIBRARY_IMPL(pyseg, CUDA, m) {
   m.impl("max_unpool2d", with_launcher<CudaLauncher, &forward<CudaLauncher>>);
   m.impl("max_unpool2d_backward", with_launcher<CudaLauncher, &backward<CudaLauncher>>);
+  m.impl("max_unpool3d", with_launcher<CudaLauncher, &forward3d<CudaLauncher>>);
+  m.impl("max_unpool3d_backward", with_launcher<CudaLauncher, &backward3d<CudaLauncher>>);
 }
 
 }  // namespace pyseg::max_unpool

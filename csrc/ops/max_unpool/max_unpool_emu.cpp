@@ -10,6 +10,8 @@ namespace pyseg::max_unpool {
 TORCH_LIBRARY_IMPL(pyseg_emu, CPU, m) {
   m.impl("max_unpool2d", with_launcher<EmuLauncher, &forward<EmuLauncher>>);
   m.impl("max_unpool2d_backward", with_launcher<EmuLauncher, &backward<EmuLauncher>>);
+  m.impl("max_unpool3d", with_launcher<EmuLauncher, &forward3d<EmuLauncher>>);
+  m.impl("max_unpool3d_backward", with_launcher<EmuLauncher, &backward3d<EmuLauncher>>);
 }
 
 }  // namespace pyseg::max_unpool

@@ -1,4 +1,4 @@
-// max_unpool2d host code for the CUDA kernels, written once against a Launcher (real CUDA
+// max_unpool2d / max_unpool3d host code for the CUDA kernels, written once against a Launcher (real CUDA
 // in max_unpool_cuda.cu, the CPU emulator in max_unpool_emu.cpp).
 #pragma once
 
@@ -22,14 +22,14 @@ void with_index_type(const Launcher& launch, dim3 grid, int64_t largest, const F
 
 template <typename index_t>
 Geometry<index_t> geometry(const Shape& s) {
-  return {static_cast<index_t>(s.channels), static_cast<index_t>(s.in_h * s.in_w),
-          static_cast<index_t>(s.out_h * s.out_w)};
+  return {static_cast<index_t>(s.channels), static_cast<index_t>(s.in_plane),
+          static_cast<index_t>(s.out_plane)};
 }
 
 template <class Launcher>
-at::Tensor forward(const Launcher& launch, const at::Tensor& self_, const at::Tensor& indices_,
-                   at::IntArrayRef output_size) {
-  const Shape s = check_forward(self_, indices_, output_size);
+at::Tensor forward_nd(const Launcher& launch, const at::Tensor& self_, const at::Tensor& indices_,
+                      at::IntArrayRef output_size, int64_t spatial) {
+  const Shape s = check_forward(self_, indices_, output_size, spatial);
   const auto format = memory_format(s);
   at::Tensor self = self_.contiguous(format);
   at::Tensor indices = indices_.contiguous(format);
@@ -38,7 +38,7 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& self_, const at::Te
   if (output.numel() == 0 || self.numel() == 0) return output;
 
   const int64_t numel = self.numel();
-  at::Tensor owner = at::full({s.batch * s.channels * s.out_h * s.out_w}, -1,
+  at::Tensor owner = at::full({s.batch * s.channels * s.out_plane}, -1,
                               self.options().dtype(at::kInt));
   at::Tensor error = new_error_slot(self);
   const dim3 grid = grid_for(launch, numel), block(kThreadsPerBlock);
@@ -71,9 +71,9 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& self_, const at::Te
 }
 
 template <class Launcher>
-at::Tensor backward(const Launcher& launch, const at::Tensor& grad_output_,
-                    const at::Tensor& indices_) {
-  const Shape s = check_backward(grad_output_, indices_);
+at::Tensor backward_nd(const Launcher& launch, const at::Tensor& grad_output_,
+                       const at::Tensor& indices_, int64_t spatial) {
+  const Shape s = check_backward(grad_output_, indices_, spatial);
   const auto format = memory_format(s);
   at::Tensor grad_output = grad_output_.contiguous(format);
   at::Tensor indices = indices_.contiguous(format);
@@ -101,6 +101,31 @@ at::Tensor backward(const Launcher& launch, const at::Tensor& grad_output_,
   const int64_t bad = final_error_check(launch, error);
   if (bad >= 0) throw_invalid_index(indices, s, bad);
   return grad_input;
+}
+
+// The registered signatures: one per dimensionality.
+template <class Launcher>
+at::Tensor forward(const Launcher& launch, const at::Tensor& self, const at::Tensor& indices,
+                   at::IntArrayRef output_size) {
+  return forward_nd(launch, self, indices, output_size, 2);
+}
+
+template <class Launcher>
+at::Tensor backward(const Launcher& launch, const at::Tensor& grad_output,
+                    const at::Tensor& indices) {
+  return backward_nd(launch, grad_output, indices, 2);
+}
+
+template <class Launcher>
+at::Tensor forward3d(const Launcher& launch, const at::Tensor& self, const at::Tensor& indices,
+                     at::IntArrayRef output_size) {
+  return forward_nd(launch, self, indices, output_size, 3);
+}
+
+template <class Launcher>
+at::Tensor backward3d(const Launcher& launch, const at::Tensor& grad_output,
+                      const at::Tensor& indices) {
+  return backward_nd(launch, grad_output, indices, 3);
 }
 
 }  // namespace pyseg::max_unpool
