@@ -7,17 +7,20 @@ from pyseg.ops._autocast import register_autocast_rules
 from pyseg.ops._library import NAMESPACES, emulated
 from pyseg.ops.conv_transpose import conv2d_matrix, conv_transpose2d
 from pyseg.ops.deform_conv import deform_conv2d
+from pyseg.ops.grid_sample import affine_grid, grid_sample
 from pyseg.ops.max_unpool import max_unpool2d
 from pyseg.ops.upsample import bed_of_nails, interpolate
 
 register_autocast_rules(NAMESPACES)
 
 __all__ = [
+    "affine_grid",
     "bed_of_nails",
     "conv2d_matrix",
     "conv_transpose2d",
     "deform_conv2d",
     "emulated",
+    "grid_sample",
     "interpolate",
     "max_unpool2d",
 ]

@@ -15,6 +15,7 @@ upsample2d         aten::upsample_{nearest,bilinear,     input dtype         flo
 bed_of_nails       (zero insertion; no arithmetic)       input dtype         input dtype
 deform_conv2d      torchvision::deform_conv2d            float32, output     float32, output
                                                          cast back           cast back
+grid_sample        aten::grid_sampler                    float32             float32
 =================  ====================================  ==================  ==================
 
 "autocast dtype" is ``torch.get_autocast_dtype(device)`` (bfloat16 or float16); "input dtype"
@@ -51,11 +52,13 @@ CPU_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
     "max_unpool2d": "float32",
     "deform_conv2d": "float32_cast_back",
+    "grid_sample": "float32",
 }
 CUDA_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
     "upsample2d": "float32",
     "deform_conv2d": "float32_cast_back",
+    "grid_sample": "float32",
 }
 
 _CASTABLE = (torch.float32, torch.float16, torch.bfloat16)
