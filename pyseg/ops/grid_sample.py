@@ -141,21 +141,21 @@ def affine_grid(theta: Tensor, size: Sequence[int], align_corners: bool | None =
         raise TypeError(f"theta must be a Tensor, got {type(theta).__name__}")
     if not theta.is_floating_point():
         raise ValueError(f"Expected theta to have floating point type, but got {theta.dtype}")
-    size = list(size)
-    if len(size) == 4:
+    dims = list(size)
+    if len(dims) == 4:
         if theta.dim() != 3 or theta.shape[-2] != 2 or theta.shape[-1] != 3:
             raise ValueError(
                 f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {size}. "
                 f"Got {theta.shape}."
             )
-        spatial = size[-2:]
-    elif len(size) == 5:
+        spatial = dims[-2:]
+    elif len(dims) == 5:
         if theta.dim() != 3 or theta.shape[-2] != 3 or theta.shape[-1] != 4:
             raise ValueError(
                 f"Expected a batch of 3D affine matrices of shape Nx3x4 for size {size}. "
                 f"Got {theta.shape}."
             )
-        spatial = size[-3:]
+        spatial = dims[-3:]
     else:
         raise NotImplementedError(
             "affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, "
@@ -168,9 +168,9 @@ def affine_grid(theta: Tensor, size: Sequence[int], align_corners: bool | None =
             "documentation of affine_grid for details.",
             stacklevel=2,
         )
-    elif min(size) <= 0:
+    elif min(dims) <= 0:
         raise ValueError(f"Expected non-zero, positive output size. Got {size}")
-    n = size[0]
+    n = dims[0]
     if theta.shape[0] != n:
         raise ValueError(
             f"Expected theta of batch size {n} (size[0]) but got theta with shape {tuple(theta.shape)}"
@@ -263,3 +263,4 @@ def _make_backward(ops: Any) -> Callable[[Any, Tensor], tuple[Tensor | None, ...
 
 
 register_autograd_per_namespace("grid_sample", _make_backward, _setup)
+
