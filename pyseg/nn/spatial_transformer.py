@@ -86,10 +86,13 @@ class SpatialTransformer(nn.Module):
     def theta(self, x: Tensor) -> Tensor:
         """The predicted transforms, ``(N, 2, 3)`` (or ``(N, 3, 4)``), mapping output
         coordinates to input coordinates in [-1, 1]."""
-        return self.fc_theta(self.localization(x)).view(-1, self.dims, self.dims + 1)
+        theta: Tensor = self.fc_theta(self.localization(x))
+        return theta.view(-1, self.dims, self.dims + 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Resamples ``x`` with its predicted transform."""
         spatial = self.output_size or tuple(x.shape[2:])
         grid = affine_grid(self.theta(x), [x.shape[0], x.shape[1], *spatial], self.align_corners)
-        return grid_sample(x, grid.to(x.dtype), self.mode, self.padding_mode, self.align_corners)
+        out: Tensor = grid_sample(x, grid.to(x.dtype), self.mode, self.padding_mode,
+                                  self.align_corners)
+        return out

@@ -382,3 +382,27 @@ def test_affine_grid_errors_like_torch(theta, size, error):
         affine_grid(theta, size)
     assert str(ours.value) == str(ref.value)
 
+
+
+@pytest.mark.parametrize("mode,padding_mode", [("bilinear", "zeros"), ("nearest", "border"),
+                                               ("bicubic", "reflection")])
+def test_onnx_export_runs_in_onnxruntime(mode, padding_mode):
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    class Sample(torch.nn.Module):
+        def forward(self, x, grid):
+            return grid_sample(x, grid, mode, padding_mode, True)
+
+    x = make_input((2, 3, 5, 6), torch.float32)
+    grid = make_grid((2, 4, 3, 2), torch.float32, spread=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(Sample().eval(), (x, grid), dynamo=True).model_proto
+    assert "GridSample" in {n.op_type for n in proto.graph.node}
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), (x, grid), strict=True)}
+    got = torch.from_numpy(session.run(None, feeds)[0])
+    torch.testing.assert_close(got, grid_sample(x, grid, mode, padding_mode, True),
+                               rtol=1e-5, atol=1e-5)
