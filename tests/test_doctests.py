@@ -15,6 +15,7 @@ MODULES = [
     "pyseg.ops.upsample", "pyseg.nn.conv", "pyseg.nn.convert", "pyseg.nn.deform_conv",
     "pyseg.nn.unpool", "pyseg.nn.upsample", "pyseg.registry", "pyseg.registry.specs",
     "pyseg.routing", "pyseg.palette", "pyseg.engine.metrics",
+    "pyseg.ops.grid_sample", "pyseg.nn.spatial_transformer", "pyseg_plugins.architectures.stn",
 ]
 
 
