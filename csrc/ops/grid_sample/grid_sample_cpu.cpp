@@ -31,6 +31,17 @@ constexpr int64_t kPointsPerChunk = 4096;  // grad_input chunking: >= this many 
 constexpr int64_t kMaxChunks = 8;
 constexpr int64_t kMaxChunkBytes = int64_t{1} << 28;  // bound on the partial sums' memory
 
+constexpr int64_t kPointBlock = 64;  // forward: taps of this many points, then the channels
+
+// A point's in-bounds taps as (offset in the plane, combined weight) pairs, so that the
+// channel loop is a short dot product without bounds checks.
+template <typename T>
+struct FlatTaps {
+  int count;
+  int64_t offset[16];  // bicubic: 4 x 4; trilinear: 2 x 2 x 2
+  T weight[16];
+};
+
 template <int D, typename scalar_t>
 void forward_kernel(const at::Tensor& input, const at::Tensor& grid, at::Tensor& flat_out,
                     const Geometry<D>& g) {
@@ -39,15 +50,36 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& grid, at::Tensor&
   const scalar_t* gr = grid.const_data_ptr<scalar_t>();
   scalar_t* out = flat_out.data_ptr<scalar_t>();
   const int64_t N = input.size(0), P = g.points;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.channels));
-  at::parallel_for(0, N * P, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t n = e / P, p = e - n * P;
-      const Taps<D, T> t = point_taps<D, T>(g, gr, n, p);
+  const int64_t blocks = (P + kPointBlock - 1) / kPointBlock;
+  // One task per (image, block of points): the block's taps are computed once, then each
+  // channel is sampled for the whole block (reads stay in one input plane, writes run along
+  // the output row in NCHW).
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    FlatTaps<T> taps[kPointBlock];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, p0 = (task - n * blocks) * kPointBlock;
+      const int64_t count = std::min(kPointBlock, P - p0);
+      for (int64_t i = 0; i < count; ++i) {
+        FlatTaps<T>& f = taps[i];
+        f.count = 0;
+        for_each_tap<D, T>(point_taps<D, T>(g, gr, n, p0 + i), g,
+                           [&](int64_t off, T w, const T*) {
+                             f.offset[f.count] = off;
+                             f.weight[f.count++] = w;
+                           });
+      }
       const scalar_t* in_n = in + n * g.in_stride_n;
-      scalar_t* out_np = out + n * g.out_stride_n + p * g.out_stride_p;
-      for (int64_t c = 0; c < g.channels; ++c)
-        out_np[c * g.out_stride_c] = static_cast<scalar_t>(sample<D, T>(t, g, in_n + c * g.in_stride_c));
+      scalar_t* out_n = out + n * g.out_stride_n + p0 * g.out_stride_p;
+      for (int64_t c = 0; c < g.channels; ++c) {
+        const scalar_t* plane = in_n + c * g.in_stride_c;
+        scalar_t* row = out_n + c * g.out_stride_c;
+        for (int64_t i = 0; i < count; ++i) {
+          const FlatTaps<T>& f = taps[i];
+          T acc = 0;
+          for (int k = 0; k < f.count; ++k) acc += f.weight[k] * static_cast<T>(plane[f.offset[k]]);
+          row[i * g.out_stride_p] = static_cast<scalar_t>(acc);
+        }
+      }
     }
   });
 }
