@@ -54,7 +54,8 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& grid, at::Tensor&
   // One task per (image, block of points): the block's taps are computed once, then each
   // channel is sampled for the whole block (reads stay in one input plane, writes run along
   // the output row in NCHW).
-  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * blocks, 1, [&, g_shared = g](int64_t begin, int64_t end) {
+    const Geometry<D> g = g_shared;  // a local copy: stores below cannot alias its fields
     FlatTaps<T> taps[kPointBlock];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, p0 = (task - n * blocks) * kPointBlock;
@@ -126,7 +127,8 @@ void backward_kernel(const at::Tensor& flat_grad_out, const at::Tensor& input,
   const int64_t N = input.size(0), P = g.points;
   const int64_t plane = input.numel() / (N * g.channels);  // input is contiguous here
   // One task per (image, chunk): the point order inside a task is fixed.
-  at::parallel_for(0, N * chunks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * chunks, 1, [&, g_shared = g](int64_t begin, int64_t end) {
+    const Geometry<D> g = g_shared;  // a local copy: stores below cannot alias its fields
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / chunks, k = task - n * chunks;
       const int64_t p0 = k * P / chunks, p1 = (k + 1) * P / chunks;
