@@ -59,6 +59,14 @@ inline void define_schemas(torch::Library& m) {
         "SymInt[3] stride, SymInt[3] padding, SymInt[3] output_padding, SymInt groups, "
         "SymInt[3] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
+  // grid_sample: torch.grid_sampler on 4-D / 5-D input with torch's integer codes (mode 0
+  // bilinear, 1 nearest, 2 bicubic; padding_mode 0 zeros, 1 border, 2 reflection). The
+  // backward returns (grad_input, grad_grid); an entry whose output_mask is false comes back
+  // as an empty (0-element) tensor.
+  m.def("grid_sample(Tensor input, Tensor grid, int mode, int padding_mode, "
+        "bool align_corners) -> Tensor", tags);
+  m.def("grid_sample_backward(Tensor grad_output, Tensor input, Tensor grid, int mode, "
+        "int padding_mode, bool align_corners, bool[2] output_mask) -> (Tensor, Tensor)", tags);
 }
 
 }  // namespace pyseg

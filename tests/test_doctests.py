@@ -24,6 +24,8 @@ MODULES = [
     "pyseg.bench.emu_profile", "pyseg.bench.models", "pyseg.bench.user_model",
     "pyseg.data", "pyseg.data.synthetic", "pyseg.data.oxford", "pyseg.data.folder",
     "pyseg.data.files", "pyseg.data.patch_hiding",
+    "pyseg.ops.grid_sample", "pyseg.nn.spatial_transformer", "pyseg_plugins.architectures.stn",
+    "pyseg.ops.conv_transpose_nd",
 ]
 
 

@@ -20,6 +20,7 @@ from pyseg_plugins.architectures.fcn import (
 )
 from pyseg_plugins.architectures.pets import PetsEncoderDecoder
 from pyseg_plugins.architectures.segnet import SegNet
+from pyseg_plugins.architectures.stn import STNClassifier
 from pyseg_plugins.architectures.unet import TimmUNet, UNet, create_unet
 
 import pyseg
@@ -32,6 +33,7 @@ __all__ = [
     "FCN32s",
     "MiniXception",
     "PetsEncoderDecoder",
+    "STNClassifier",
     "SegNet",
     "SmallConvNet",
     "TimmFCN",
@@ -71,4 +73,7 @@ def pyseg_architectures() -> list[Architecture]:
         Architecture("mini-xception", MiniXception, tasks="classification",
                      summary="Xception-like classifier: separable convs, batch norm, "
                              "residuals (Deep Learning with Python, ch. 9)"),
+        Architecture("stn", STNClassifier, tasks="classification",
+                     summary="spatial transformer (affine localization net, grid_sample) in "
+                             "front of mini-xception or small-convnet (Jaderberg et al. 2015)"),
     ]

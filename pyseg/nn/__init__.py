@@ -5,6 +5,7 @@ parameter names and ``state_dict`` keys as the torch / torchvision modules they 
 from pyseg.nn.conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from pyseg.nn.convert import ConversionReport, convert
 from pyseg.nn.deform_conv import DeformConv2d, DeformConv2dPack, ModulatedDeformConv2dPack
+from pyseg.nn.spatial_transformer import SpatialTransformer
 from pyseg.nn.unpool import MaxUnpool1d, MaxUnpool2d, MaxUnpool3d
 from pyseg.nn.upsample import Upsample
 
@@ -19,6 +20,7 @@ __all__ = [
     "MaxUnpool2d",
     "MaxUnpool3d",
     "ModulatedDeformConv2dPack",
+    "SpatialTransformer",
     "Upsample",
     "convert",
 ]

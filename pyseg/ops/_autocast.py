@@ -20,6 +20,7 @@ upsample           aten::upsample_*{1,2,3}d, _upsample_   input dtype;        fl
 bed_of_nails       (zero insertion; no arithmetic)       input dtype         input dtype
 deform_conv2d      torchvision::deform_conv2d            float32, output     float32, output
                                                          cast back           cast back
+grid_sample        aten::grid_sampler                    float32             float32
 =================  ====================================  ==================  ==================
 
 "autocast dtype" is ``torch.get_autocast_dtype(device)`` (bfloat16 or float16); "input dtype"
@@ -63,6 +64,7 @@ CPU_RULES: dict[str, str] = {
     "upsample": "float32_if_area_5d",
     "max_unpool3d": "float32",
     "deform_conv2d": "float32_cast_back",
+    "grid_sample": "float32",
 }
 CUDA_RULES: dict[str, str] = {
     "conv_transpose2d": "lower",
@@ -70,6 +72,7 @@ CUDA_RULES: dict[str, str] = {
     "upsample2d": "float32",
     "upsample": "float32_unless_area",
     "deform_conv2d": "float32_cast_back",
+    "grid_sample": "float32",
 }
 
 _CASTABLE = (torch.float32, torch.float16, torch.bfloat16)

@@ -33,6 +33,8 @@ Translations:
   kernels sample with ``1 / scale``, so Resize gets ``scales``; otherwise ``sizes``.
 * bed_of_nails: Reshape, Pad, Reshape (each value gets a zero block to its right and below).
 * deform_conv2d: ``DeformConv`` (opset 19; the offset layout is torchvision's).
+* grid_sample: ``GridSample`` (opset 20 names: ``linear`` / ``nearest`` / ``cubic``; 4-D and
+  5-D; the same padding modes and ``align_corners``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,18 @@ def deform_conv2d(input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, b
     return _symbolic("DeformConv", inputs, attrs, input, shape)
 
 
+_GRID_SAMPLE_MODES = ("linear", "nearest", "cubic")
+_GRID_SAMPLE_PADDING = ("zeros", "border", "reflection")
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: int, padding_mode: int,
+                align_corners: bool) -> Tensor:
+    attrs = {"mode": _GRID_SAMPLE_MODES[mode], "padding_mode": _GRID_SAMPLE_PADDING[padding_mode],
+             "align_corners": int(align_corners)}
+    return _symbolic("GridSample", [input, grid], attrs, input,
+                     [*input.shape[:2], *grid.shape[1:-1]])
+
+
 TRANSLATIONS = {
     "conv_transpose2d": conv_transpose2d,
     "max_unpool2d": max_unpool2d,
@@ -141,4 +155,5 @@ TRANSLATIONS = {
     "upsample2d": upsample2d,
     "bed_of_nails": bed_of_nails,
     "deform_conv2d": deform_conv2d,
+    "grid_sample": grid_sample,
 }
