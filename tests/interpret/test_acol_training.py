@@ -44,7 +44,7 @@ def test_checkpoint_names_the_registered_architecture(run):
 
 
 def test_explain_loads_the_checkpoint(run, tmp_path, capsys):
-    model, info = load_model(run / "best.pt")
+    model, _ = load_model(run / "best.pt")
     assert isinstance(model, ACoL) and not model.training
     x = torch.rand(2, 3, 32, 32)
     maps = acol_maps(model, x)
