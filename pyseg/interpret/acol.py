@@ -224,8 +224,9 @@ def mask_coverage(maps: Tensor, masks: Tensor, threshold: float = 0.5
 
     >>> maps = torch.tensor([[[1.0, 0.6], [0.2, 0.0]]])
     >>> masks = torch.tensor([[[True, True], [True, False]]])
-    >>> [t.tolist() for t in mask_coverage(maps, masks)]
-    [[0.6666666865348877], [0.6666666865348877]]
+    >>> coverage, iou = mask_coverage(maps, masks)  # 2 of the 3 object pixels are above 0.5
+    >>> round(coverage.item(), 4), round(iou.item(), 4)
+    (0.6667, 0.6667)
     """
     if maps.dim() != 3 or maps.shape != masks.shape:
         raise ValueError(f"maps and masks must both be (N, H, W), got {tuple(maps.shape)} and "
