@@ -96,6 +96,34 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "## Explanation methods (`benchmarks/explain_methods.py`)"
+
+
+def write_markdown(path: Path, heading: str, body: str) -> None:
+    """Put ``heading`` + ``body`` into the file's :data:`SECTION` (added at the end when
+    missing), replacing the block an earlier run wrote under the same heading (a block ends
+    at the next ``####`` or ``##`` heading)."""
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines()
+    if SECTION not in lines:
+        lines += ["", SECTION]
+    start = lines.index(SECTION) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    block = ["", heading, "", *body.rstrip("\n").splitlines()]
+    if heading in lines[start:end]:
+        first = lines.index(heading, start)
+        last = next((i for i in range(first + 1, end) if lines[i].startswith(("## ", "#### "))),
+                    end)
+        while first > start and not lines[first - 1].strip():
+            first -= 1
+        lines[first:last] = block + ([""] if last < end else [])
+    else:
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        lines[end:end] = block + ([""] if end < len(lines) else [])
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("classification", "segmentation"),
@@ -147,8 +175,7 @@ def main() -> None:
     print(text)
     if args.markdown is not None:
         cmd = "python benchmarks/explain_methods.py " + " ".join(sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n#### {net} ({args.task})\n\n`{cmd}`\n\n{text}")
+        write_markdown(args.markdown, f"#### {net} ({args.task})", f"`{cmd}`\n\n{text}")
 
 
 if __name__ == "__main__":
