@@ -25,6 +25,7 @@ in tests/interpret/test_pointing_game.py comes from these measurements.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -214,6 +215,7 @@ def main() -> None:
     p.add_argument("--hs-samples", type=int, default=256,
                    help="hide-and-seek and RISE masks per image")
     args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line as soon as it is measured
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
