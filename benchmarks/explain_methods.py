@@ -1,22 +1,28 @@
 """Every explanation method on small networks trained on synthetic pets: faithfulness metrics
 (deletion and insertion areas, ROAD), the pointing game, and the time per image.
 
-Trains the GAP + linear convnet of benchmarks/pointing_game.py (cat vs dog) or, with
-``--task segmentation``, its small U-Net on the trimaps (target: the foreground class over the
-pixels predicted as foreground), then explains ``--test`` held-out images with each method and
-scores the maps with :mod:`pyseg.interpret.metrics`.
+Trains a classifier (cat vs dog) of benchmarks/pointing_game.py -- ``--arch`` ``gapnet`` (its
+GAP + linear convnet), or the built-in ``small-convnet`` or ``mini-xception`` -- on the
+synthetic pets whose species cues lie on the animal (``--cues body``, default; ``shape`` for
+the original generator) or, with ``--task segmentation``, its small U-Net on the trimaps
+(target: the foreground class over the pixels predicted as foreground), then explains
+``--test`` held-out images with each method and scores the maps with
+:mod:`pyseg.interpret.metrics` (deletion and insertion areas, ROAD, pointing game).
 
-    python benchmarks/explain_methods.py [--train 1024 --epochs 8 --size 64 --test 50]
+    python benchmarks/explain_methods.py [--arch mini-xception --layer blocks.3 --test 50]
+    python benchmarks/explain_methods.py --arch small-convnet --size 96 --layer features.7
     python benchmarks/explain_methods.py --task segmentation [--train 512 --epochs 6]
     python benchmarks/explain_methods.py --train 64 --epochs 1 --size 32 --test 2   # smoke run
 
-Prints a markdown table (``--markdown FILE`` also appends it, with the command line and the
-CPU, to FILE, e.g. benchmarks/RESULTS.md). Numbers are meaningful only on a quiet machine.
+Prints a markdown table (``--markdown FILE`` also appends it, with the command line, the
+CPU, torch's CPU capability and the load average, to FILE, e.g. benchmarks/RESULTS.md).
+Times are those of this machine at that load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -25,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pointing_game import SmallGapNet, load_split, small_unet, train
+from pointing_game import classifier, load_split, small_unet, train
 
 from pyseg.interpret import InterpretError
 from pyseg.interpret.metrics import faithfulness
@@ -44,15 +50,21 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run(model, x, y, masks, methods, samples: int, steps: int) -> list[dict]:
+def run(model, x, y, masks, methods, samples: int, steps: int,
+        layer: str | None = None) -> list[dict]:
     """One row per method: mean metrics over the images and seconds per image (the map only;
-    the metrics' own time is not counted). A method that refuses the model is left out."""
+    the metrics' own time is not counted). A method that refuses the model is left out.
+    ``layer`` goes to the methods that take one (CAM excepted: it needs the pooled
+    features)."""
     import pyseg
+    from pyseg import registry
 
     rows = []
     for name in methods:
         interp = pyseg.get_interpreter(name)
-        opts = {"num_samples": samples} if name in ("rise", "hide-and-seek") else {}
+        opts: dict = {"num_samples": samples} if name in ("rise", "hide-and-seek") else {}
+        if layer is not None and registry.get_interpreter(name).takes_layer and name != "cam":
+            opts["layer"] = layer
         sums: dict[str, float] = {}
         seconds = 0.0
         try:
@@ -84,10 +96,44 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "## Explanation methods (`benchmarks/explain_methods.py`)"
+
+
+def write_markdown(path: Path, heading: str, body: str) -> None:
+    """Put ``heading`` + ``body`` into the file's :data:`SECTION` (added at the end when
+    missing), replacing the block an earlier run wrote under the same heading (a block ends
+    at the next ``####`` or ``##`` heading)."""
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines()
+    if SECTION not in lines:
+        lines += ["", SECTION]
+    start = lines.index(SECTION) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    block = ["", heading, "", *body.rstrip("\n").splitlines()]
+    if heading in lines[start:end]:
+        first = lines.index(heading, start)
+        last = next((i for i in range(first + 1, end) if lines[i].startswith(("## ", "#### "))),
+                    end)
+        while first > start and not lines[first - 1].strip():
+            first -= 1
+        lines[first:last] = block + ([""] if last < end else [])
+    else:
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        lines[end:end] = block + ([""] if end < len(lines) else [])
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("classification", "segmentation"),
                    default="classification")
+    p.add_argument("--arch", default="gapnet",
+                   help="classifier: gapnet (default), small-convnet or mini-xception")
+    p.add_argument("--cues", choices=("body", "shape"), default="body",
+                   help="synthetic generator (default body: the species cues on the animal)")
+    p.add_argument("--layer", default=None, help="layer of the layer-taking methods")
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--train", type=int, default=1024)
     p.add_argument("--test", type=int, default=50)
     p.add_argument("--epochs", type=int, default=8)
@@ -105,25 +151,31 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     seg = args.task == "segmentation"
-    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg)
-    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg)
-    model = small_unet(args.width) if seg else SmallGapNet(width=args.width)
+    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
+    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
+    model = small_unet(args.width) if seg else classifier(args.arch, args.size, args.width)
+    load_start = os.getloadavg()
     t0 = time.perf_counter()
-    train(model, xtr, ytr, args.epochs, seed=args.seed)
+    train(model, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed)
     t_train = time.perf_counter() - t0
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
-    head = (f"{args.task}: {args.train} training images x {args.epochs} epochs at "
-            f"{args.size}px ({t_train:.0f} s), test {'pixel ' if seg else ''}accuracy "
-            f"{acc:.3f} on {args.test} images; {_cpu()}, {args.threads} threads")
     rows = run(model, xte, None if seg else yte, mte, args.methods.split(","), args.samples,
-               args.steps)
+               args.steps, args.layer)
+    load_end = os.getloadavg()
+    net = f"u-net (base {args.width}, depth 2)" if seg else args.arch
+    head = (f"{args.task}, {net}, cues={args.cues}: {args.train} training images x "
+            f"{args.epochs} epochs at {args.size}px ({t_train:.0f} s), test "
+            f"{'pixel ' if seg else ''}accuracy {acc:.3f} on {args.test} images; layer "
+            f"{args.layer or 'default'}; {_cpu()}, torch capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, load average "
+            f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end (a shared machine: "
+            f"times are upper bounds)")
     text = f"{head}\n\n{table(rows)}\n"
     print(text)
     if args.markdown is not None:
         cmd = "python benchmarks/explain_methods.py " + " ".join(sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n### Explanation methods ({args.task})\n\n`{cmd}`\n\n{text}")
+        write_markdown(args.markdown, f"#### {net} ({args.task})", f"`{cmd}`\n\n{text}")
 
 
 if __name__ == "__main__":

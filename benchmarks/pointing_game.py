@@ -1,12 +1,21 @@
 """Pointing game of every interpreter on small models trained on synthetic pets.
 
-Trains a small GAP + linear convnet (cat vs dog) on the synthetic pets set for a few epochs,
-then, on held-out images, counts how often the maximum of each method's heatmap for the true
-class falls on the animal (trimap foreground or contour band; ``--tolerance`` widens it).
+Trains a classifier (cat vs dog) on the synthetic pets set for a few epochs -- a small GAP +
+linear convnet (``--arch gapnet``, default) or a registered one (``small-convnet``,
+``mini-xception``) -- then, on held-out images, counts how often the maximum of each method's
+heatmap for the true class falls on the animal (trimap foreground or contour band;
+``--tolerance`` widens it). ``--cues body`` (default) uses the generator whose species cues
+lie on the animal (pyseg.data.synthetic, ``cues="body"``), ``--cues shape`` the original one.
+``--layer`` sets the layer of the layer-taking methods (default: each method's default).
+With ``--acol`` the classifier gets an ACoL head (pyseg.interpret.acol) and the script also
+reports how much of the animal the fused ACoL map and branch A's CAM cover (fraction of the
+animal's pixels above 0.5 of the min-max normalized map, and the IoU of that region).
 With ``--task segmentation`` it trains a small U-Net on the trimaps instead and explains the
 foreground class (score: the sum of its logits over the pixels predicted as foreground).
 
     python benchmarks/pointing_game.py [--train 1024 --epochs 8 --size 64 --test 200]
+    python benchmarks/pointing_game.py --arch mini-xception --layer blocks.3
+    python benchmarks/pointing_game.py --acol --methods acol,cam
     python benchmarks/pointing_game.py --task segmentation [--train 512 --epochs 6]
 
 Prints a table (hit rate per method, classifier accuracy, timings). The threshold asserted
@@ -16,6 +25,7 @@ in tests/interpret/test_pointing_game.py comes from these measurements.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -24,6 +34,10 @@ from torch import nn
 from pyseg.interpret.pointing import pointing_hits
 
 METHODS = ("gradcam", "gradcam++", "cam", "excitation-backprop", "hide-and-seek")
+# Every registered interpreter (--methods all).
+ALL_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eigencam",
+               "scorecam", "ablationcam", "cam", "excitation-backprop", "hide-and-seek", "rise",
+               "acol")
 
 
 class SmallGapNet(nn.Module):
@@ -53,14 +67,34 @@ def small_unet(base_channels: int = 8, depth: int = 2) -> nn.Module:
     return pyseg.create_model("unet", num_classes=3, base_channels=base_channels, depth=depth)
 
 
-def load_split(split: str, n: int, size: int, seed: int = 0, trimaps: bool = False):
+def classifier(arch: str, size: int, width: int = 16, acol: bool = False,
+               stages: int | None = None) -> nn.Module:
+    """``gapnet`` (:class:`SmallGapNet`) or a registered classifier for 2 classes at ``size``
+    px; ``acol``: an ACoL head on its features instead (pyseg.interpret.acol; ``stages``
+    keeps the first stages of a registered backbone)."""
+    import pyseg
+    from pyseg.interpret.acol import ACoL, acol_classifier
+
+    if arch == "gapnet":
+        net = SmallGapNet(width=width)
+        return ACoL(net.features, 4 * width, 2, hidden=4 * width) if acol else net
+    if acol:
+        return acol_classifier(2, backbone=arch, stages=stages,
+                               backbone_kwargs={"input_size": size} if arch == "small-convnet"
+                               else None)
+    kwargs = {"input_size": size} if pyseg.get_architecture(arch).input_size else {}
+    return pyseg.create_model(arch, num_classes=2, **kwargs)
+
+
+def load_split(split: str, n: int, size: int, seed: int = 0, trimaps: bool = False,
+               cues: str = "shape"):
     """``(images float[N, 3, S, S], labels long[N], object masks bool[N, S, S])``; with
     ``trimaps`` the labels are the trimaps ``long[N, S, S]`` (0 foreground, 1 background,
-    2 contour)."""
+    2 contour). ``cues``: the generator (see pyseg.data.synthetic)."""
     from pyseg.data.synthetic import SyntheticPets
 
     ds = SyntheticPets(split=split, img_size=size, length=n, seed=seed, task="segmentation",
-                       cache=False)
+                       cache=False, cues=cues)
     xs, ys, ms = [], [], []
     for i in range(n):
         image, trimap, species = ds.sample(i)
@@ -73,7 +107,11 @@ def load_split(split: str, n: int, size: int, seed: int = 0, trimaps: bool = Fal
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 64,
           lr: float = 3e-3, seed: int = 0, hflip: bool = True) -> list[float]:
-    """Plain Adam training; returns the loss per epoch."""
+    """Plain Adam training; returns the loss per epoch. An ACoL model is trained with
+    :func:`pyseg.interpret.acol.acol_loss` (the region erased for the label)."""
+    from pyseg.interpret.acol import ACoL, acol_loss
+
+    acol = isinstance(model, ACoL)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -92,7 +130,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
                 xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
                 if yb.dim() == 3:  # trimaps flip with their images
                     yb = torch.where(flip[:, None, None], yb.flip(-1), yb)
-            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss = (acol_loss(model(xb, yb), yb) if acol
+                    else nn.functional.cross_entropy(model(xb), yb))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -104,10 +143,12 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 
 
 def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int = 50,
-             hs_samples: int = 256):
+             hs_samples: int = 256, layer: str | None = None):
     """``{method: (hit rate, seconds)}`` with the true class as target (segmentation: ``y``
     is ``None`` and the target is the foreground class, 0). A method that refuses the model
-    (CAM on a network without global average pooling) is left out."""
+    (CAM on a network without global average pooling) is left out. ``layer``: the dotted
+    layer name given to the methods that take one (CAM excepted: it needs the pooled
+    features)."""
     from pyseg_plugins.interpreters import pyseg_interpreters
 
     from pyseg.interpret import InterpretError
@@ -118,11 +159,15 @@ def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int
         t0 = time.perf_counter()
         hits = []
         for i in range(0, len(x), batch):
-            opts = {"num_samples": hs_samples, "batch_size": 256} if name == "hide-and-seek" else {}
+            opts: dict = ({"num_samples": hs_samples, "batch_size": 256}
+                          if name in ("hide-and-seek", "rise") else {})
+            if layer is not None and specs[name].takes_layer and name != "cam":
+                opts["layer"] = layer
             target = 0 if y is None else y[i:i + batch]
             try:
                 maps = specs[name](model, x[i:i + batch], target=target, **opts)
-            except InterpretError:
+            except InterpretError as e:
+                print(f"{name}: skipped ({e})")
                 break
             hits.append(pointing_hits(maps, masks[i:i + batch], tolerance))
         if hits:
@@ -130,10 +175,33 @@ def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int
     return out
 
 
+def coverage(model, x, y, masks, threshold: float = 0.5) -> dict[str, tuple[float, float]]:
+    """ACoL models: ``{"acol (fused)" | "cam (branch A)": (mean coverage, mean IoU)}`` of the
+    animal masks (see :func:`pyseg.interpret.acol.mask_coverage`), true class as target."""
+    from pyseg.interpret.acol import acol_maps, mask_coverage
+
+    out = {}
+    for label, branch in (("acol (fused)", "fused"), ("cam (branch A)", "a")):
+        cov, iou = mask_coverage(acol_maps(model, x, target=y, branch=branch), masks,
+                                 threshold)
+        out[label] = (cov.mean().item(), iou.mean().item())
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("classification", "segmentation"),
                    default="classification")
+    p.add_argument("--arch", default="gapnet",
+                   help="gapnet (default), small-convnet or mini-xception")
+    p.add_argument("--cues", choices=("body", "shape"), default="body",
+                   help="synthetic generator (default body: the species cues on the animal)")
+    p.add_argument("--acol", action="store_true", help="train with an ACoL head")
+    p.add_argument("--stages", type=int, default=None,
+                   help="--acol on a registered backbone: keep its first N stages")
+    p.add_argument("--layer", default=None, help="layer of the layer-taking methods")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated, or 'all' (every built-in interpreter)")
     p.add_argument("--train", type=int, default=1024)
     p.add_argument("--test", type=int, default=200)
     p.add_argument("--epochs", type=int, default=8)
@@ -144,31 +212,41 @@ def main() -> None:
     p.add_argument("--tolerance", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--hs-samples", type=int, default=256, help="hide-and-seek masks per image")
+    p.add_argument("--hs-samples", type=int, default=256,
+                   help="hide-and-seek and RISE masks per image")
     args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line as soon as it is measured
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     t0 = time.perf_counter()
     seg = args.task == "segmentation"
-    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg)
-    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg)
+    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
+    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
     t_data = time.perf_counter() - t0
-    model = small_unet(args.width) if seg else SmallGapNet(width=args.width)
+    model = (small_unet(args.width) if seg else
+             classifier(args.arch, args.size, args.width, args.acol, args.stages))
     t0 = time.perf_counter()
     losses = train(model, xtr, ytr, args.epochs, batch=args.batch, lr=args.lr, seed=args.seed)
     t_train = time.perf_counter() - t0
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()  # pixel accuracy if seg
     area = mte.float().mean().item()
-    print(f"data {t_data:.1f}s, train {t_train:.1f}s ({args.train} images x {args.epochs} "
-          f"epochs, {args.size}px), final loss {losses[-1]:.3f}, test accuracy {acc:.3f}, "
-          f"object covers {area:.1%} of the pixels (the hit rate of a random point)")
+    name = "u-net" if seg else args.arch + (" + ACoL" if args.acol else "")
+    print(f"{name}, cues={args.cues}: data {t_data:.1f}s, train {t_train:.1f}s ({args.train} "
+          f"images x {args.epochs} epochs, {args.size}px), final loss {losses[-1]:.3f}, test "
+          f"accuracy {acc:.3f}, object covers {area:.1%} of the pixels (the hit rate of a "
+          f"random point)")
+    methods = ALL_METHODS if args.methods == "all" else tuple(args.methods.split(","))
     print(f"{'method':<22}{'pointing hit rate':>18}{'seconds':>10}")
-    for name, (rate, secs) in evaluate(model, xte, None if seg else yte, mte,
-                                         tolerance=args.tolerance,
-                                         hs_samples=args.hs_samples).items():
-        print(f"{name:<22}{rate:>18.3f}{secs:>10.1f}")
+    for method, (rate, secs) in evaluate(model, xte, None if seg else yte, mte,
+                                         methods=methods, tolerance=args.tolerance,
+                                         hs_samples=args.hs_samples, layer=args.layer).items():
+        print(f"{method:<22}{rate:>18.3f}{secs:>10.1f}")
+    if args.acol and not seg:
+        print(f"{'ACoL map':<22}{'animal coverage':>18}{'IoU':>10}")
+        for label, (cov, iou) in coverage(model, xte, yte, mte).items():
+            print(f"{label:<22}{cov:>18.3f}{iou:>10.3f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Built-in interpreters: CAM, Grad-CAM, Grad-CAM++, Layer-CAM, HiResCAM, XGrad-CAM, Eigen-CAM,
-Score-CAM, Ablation-CAM, RISE, ACoL, hide-and-seek and excitation backprop."""
+Score-CAM, Ablation-CAM, RISE, ACoL, hide-and-seek and excitation backprop.
+
+ACoL needs a model of its own, so this plugin also registers the architecture ``acol`` (an
+ACoL head on a registered classifier's features; ``pyseg train --arch NAME --acol``)."""
 
 from __future__ import annotations
 
@@ -17,8 +20,17 @@ from pyseg_plugins.interpreters.hide_and_seek import hide_and_seek
 from pyseg_plugins.interpreters.rise import rise
 
 from pyseg.hookspecs import hookimpl
-from pyseg.interpret.acol import acol_maps
-from pyseg.registry import Interpreter
+from pyseg.interpret.acol import acol_classifier, acol_maps
+from pyseg.registry import Architecture, Interpreter
+
+
+@hookimpl
+def pyseg_architectures() -> list[Architecture]:
+    return [
+        Architecture("acol", acol_classifier, tasks="classification",
+                     summary="ACoL: two complementary classifier branches on a registered "
+                             "classifier's features (Zhang et al. 2018; pyseg train --acol)"),
+    ]
 
 
 @hookimpl

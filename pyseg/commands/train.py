@@ -72,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     parser.add_argument("--hide-and-seek", action="store_true",
                         help="augment training images by hiding random grid patches")
+    parser.add_argument("--acol", action="store_true",
+                        help="classifiers: replace the architecture's classifier by an ACoL "
+                             "head (two complementary branches, Zhang et al. 2018); the "
+                             "checkpoint's architecture is 'acol', for `pyseg explain "
+                             "--method acol`")
+    parser.add_argument("--acol-threshold", type=float, default=0.6, metavar="X",
+                        help="with --acol: erase where the first branch's scaled map exceeds "
+                             "X, in (0, 1) (default: 0.6)")
     parser.add_argument("--task", default=None, choices=["segmentation", "classification"],
                         help="default: the architecture's task")
     parser.add_argument("--train-samples", type=int, default=None, metavar="N",
@@ -145,8 +153,18 @@ def run(args: argparse.Namespace) -> int:
                          else min(spec.tasks))
     if spec is not None and spec.input_size is not None:
         arch_kwargs.setdefault("input_size", args.img_size)
+    arch = args.arch
+    if args.acol:  # the registered ACoL architecture on the classifier's features
+        if spec is None or "classification" not in spec.tasks or arch == "acol":
+            raise UsageError(f"--acol needs a registered classifier as --arch (small-convnet, "
+                             f"mini-xception), got {arch!r}")
+        if not 0.0 < args.acol_threshold < 1.0:
+            raise UsageError(f"--acol-threshold must be in (0, 1), got {args.acol_threshold}")
+        arch, task = "acol", "classification"
+        arch_kwargs = {"backbone": args.arch, "backbone_kwargs": arch_kwargs,
+                       "threshold": args.acol_threshold}
     cfg = TrainConfig(
-        arch=args.arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
+        arch=arch, arch_kwargs=arch_kwargs, data=args.data, img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         lr_schedule=args.lr_schedule,
         out=args.out, resume=args.resume, overwrite=args.overwrite, device=args.device,

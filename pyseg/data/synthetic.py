@@ -15,6 +15,14 @@ Pose (orientation, facing direction, head tilt, standing or lying), colors and f
 background colors come from the same palette, so color alone does not tell them apart: a
 per-pixel (1x1 convolution) classifier cannot solve the task; shape and context can.
 
+With ``cues="body"`` (a second generator; the default ``cues="shape"`` is the one above, and
+its pictures do not change) the species is told by evidence on the animal itself, equally
+salient for both: cats and dogs have the same size, and the fur carries a high-contrast
+pattern over the whole animal, stripes across the body for cats and round spots for dogs,
+in two colors of clearly different brightness. The backgrounds use neither pattern (no
+stripes, spots or wood grain; solid clutter), so no class can be recognized by the absence
+of the other's features, and a faithful heatmap of either class lies on the animal.
+
 Targets follow the Oxford-IIIT Pets trimap convention after the usual 1, 2, 3 -> 0, 1, 2
 mapping: ``0`` foreground (the animal), ``1`` background, ``2`` the contour band of
 ``contour_width`` pixels straddling the animal's outline. With ``task="classification"``
@@ -38,6 +46,8 @@ SEGMENTATION_CLASSES = ("foreground", "background", "contour")
 SPECIES = ("cat", "dog")
 SPLITS = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1  # bump when the pictures change; part of the on-disk cache key
+# The generators (see the module docstring): "shape", the original, and "body".
+CUES = ("shape", "body")
 DEFAULT_LENGTHS = {"train": 1024, "val": 128, "test": 128}
 
 # Fur-like colors (RGB in [0, 1]); the background draws from them as well.
@@ -193,14 +203,61 @@ def _texture(rng: np.random.Generator, cv: _Canvas, kind: str) -> np.ndarray:
 
 _FUR_TEXTURES = ("solid", "stripes", "spots", "gradient", "solid", "blotches")
 _BG_TEXTURES = ("wood", "checks", "blotches", "gradient", "stripes", "solid")
+# cues="body": backgrounds without anything stripe- or spot-like.
+_BG_TEXTURES_BODY = ("checks", "blotches", "gradient", "solid")
+
+
+def _luminance(c: np.ndarray) -> float:
+    return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+
+
+def _pattern_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two palette colors whose brightness differs by at least 0.35 (same rule for both
+    species: the patterns are equally visible)."""
+    c1 = _color(rng)
+    for _ in range(32):
+        c2 = _color(rng)
+        if abs(_luminance(c1) - _luminance(c2)) >= 0.35:
+            return c1, c2
+    return c1, np.clip(1.0 - c1, 0.0, 1.0).astype(np.float32)
+
+
+def _species_fur(rng: np.random.Generator, cv: _Canvas, species: int, mask: np.ndarray,
+                 tilt: float) -> np.ndarray:
+    """cues="body": the species' fur over the whole canvas (it is painted through the
+    animal's mask). Cat: stripes across the body axis, half of each period dark; dog: round
+    spots covering about as much of the animal (~45%)."""
+    c1, c2 = _pattern_colors(rng)
+    if species == 0:
+        along = cv.x * math.cos(tilt) + cv.y * math.sin(tilt)
+        freq = rng.uniform(8.0, 11.0)  # periods per image side: ~6-7 px at 64 px
+        w = (np.sin(2 * math.pi * freq * along + rng.uniform(0, 2 * math.pi)) > 0)
+    else:
+        w = np.zeros_like(mask)
+        ys, xs = np.nonzero(mask)
+        r = rng.uniform(0.03, 0.045)
+        if len(xs):
+            area = float(mask.mean())  # in units of the image area
+            n = int(np.clip(round(0.6 * area / (math.pi * r * r)), 4, 80))
+            for i in rng.integers(len(xs), size=n):
+                w |= cv.ellipse(cv.x[ys[i], xs[i]], cv.y[ys[i], xs[i]], r, r, 0.0)
+    w = w.astype(np.float32)[..., None]
+    out = c1 * (1 - w) + c2 * w
+    shade = 1.0 + rng.uniform(0.05, 0.15) * _smooth_noise(rng, cv.size, int(rng.integers(2, 5)))
+    return (out * shade[..., None]).astype(np.float32)
 
 
 # ------------------------------------------------------------------------ the animal
 
-def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int) -> tuple[np.ndarray, list]:
-    """Return the animal's mask and a list of ``(mask, texture_or_color)`` paint layers."""
+def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int,
+                 body_cues: bool = False) -> tuple[np.ndarray, list]:
+    """Return the animal's mask and a list of ``(mask, texture_or_color)`` paint layers.
+    ``body_cues``: both species the same size, the species' fur pattern on the animal."""
     dog = species == 1
-    scale = rng.uniform(0.30, 0.37) if dog else rng.uniform(0.24, 0.30)
+    if body_cues:
+        scale = rng.uniform(0.27, 0.34)
+    else:
+        scale = rng.uniform(0.30, 0.37) if dog else rng.uniform(0.24, 0.30)
     face = 1.0 if rng.random() < 0.5 else -1.0  # facing right / left
     tilt = rng.uniform(-0.45, 0.45)  # body rotation (radians)
     lying = rng.random() < 0.25
@@ -208,7 +265,10 @@ def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int) -> tuple[n
     cy = rng.uniform(0.5 - 0.08, 0.5 + 0.12)
 
     a = scale  # body half-length
-    b = scale * (rng.uniform(0.42, 0.52) if dog else rng.uniform(0.45, 0.58))
+    if body_cues:
+        b = scale * rng.uniform(0.45, 0.55)
+    else:
+        b = scale * (rng.uniform(0.42, 0.52) if dog else rng.uniform(0.45, 0.58))
 
     def at(x: float, y: float) -> tuple[float, float]:
         """Body-frame (x forward, y down) to image coordinates."""
@@ -281,12 +341,17 @@ def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int) -> tuple[n
         mask |= p
 
     # Paint: fur texture over the whole animal, a contrasting patch (ears or belly), eyes, nose.
-    layers: list = [(mask, _texture(rng, cv, _FUR_TEXTURES[rng.integers(len(_FUR_TEXTURES))]))]
-    if rng.random() < 0.5:
-        layers.append((ear_mask, _color(rng)))
-    if rng.random() < 0.4:
-        belly = cv.ellipse(*at(0.0, 0.45 * b), a * 0.7, b * 0.35, tilt) & body
-        layers.append((belly, _color(rng)))
+    # With body cues the species' pattern covers the whole animal and nothing hides it.
+    layers: list
+    if body_cues:
+        layers = [(mask, _species_fur(rng, cv, species, mask, tilt))]
+    else:
+        layers = [(mask, _texture(rng, cv, _FUR_TEXTURES[rng.integers(len(_FUR_TEXTURES))]))]
+        if rng.random() < 0.5:
+            layers.append((ear_mask, _color(rng)))
+        if rng.random() < 0.4:
+            belly = cv.ellipse(*at(0.0, 0.45 * b), a * 0.7, b * 0.35, tilt) & body
+            layers.append((belly, _color(rng)))
     eye_r = head_r * (0.13 if dog else 0.16)
     eye_color = np.array([0.05, 0.05, 0.05], np.float32) if dog else _hsv_to_rgb(
         rng.uniform(0.12, 0.35), 0.8, 0.7)
@@ -300,8 +365,9 @@ def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int) -> tuple[n
     return mask, layers
 
 
-def _draw_background(rng: np.random.Generator, cv: _Canvas) -> np.ndarray:
-    img = _texture(rng, cv, _BG_TEXTURES[rng.integers(len(_BG_TEXTURES))])
+def _draw_background(rng: np.random.Generator, cv: _Canvas, body_cues: bool = False) -> np.ndarray:
+    textures = _BG_TEXTURES_BODY if body_cues else _BG_TEXTURES
+    img = _texture(rng, cv, textures[rng.integers(len(textures))])
     # Clutter: geometric objects with their own textures/colors, some partly off-canvas.
     for _ in range(int(rng.integers(3, 9))):
         kind = rng.integers(4)
@@ -322,7 +388,7 @@ def _draw_background(rng: np.random.Generator, cv: _Canvas) -> np.ndarray:
             pts = [(x + r * math.cos(t), y + r * math.sin(t))
                    for t in rng.uniform(0, 2 * math.pi) + np.array([0, 2.1, 4.2])]
             m = cv.polygon(pts)
-        fill = _texture(rng, cv, "solid" if rng.random() < 0.6 else "stripes")
+        fill = _texture(rng, cv, "solid" if body_cues or rng.random() < 0.6 else "stripes")
         img[m] = fill[m]
     return img
 
@@ -375,22 +441,44 @@ def default_contour_width(img_size: int) -> int:
     return max(2, round(img_size / 48))
 
 
+def _check_cues(cues: str) -> None:
+    if cues not in CUES:
+        raise ValueError(f"cues must be one of {', '.join(map(repr, CUES))}, got {cues!r}")
+
+
 def render(seed: int, split: str, index: int, img_size: int = 64,
-           contour_width: int | None = None) -> dict[str, Any]:
+           contour_width: int | None = None, cues: str = "shape") -> dict[str, Any]:
     """Render one sample as numpy arrays.
+
+    Args:
+        seed, split, index: which sample (``split``: ``"train"``, ``"val"`` or ``"test"``).
+        img_size: side in pixels (>= 16).
+        contour_width: trimap contour band (default :func:`default_contour_width`).
+        cues: ``"shape"`` (the original generator) or ``"body"`` (species told by equally
+            salient fur patterns on the animal; see the module docstring).
 
     Returns ``{"image": float32[S, S, 3] in [0, 1], "trimap": uint8[S, S] (0/1/2),
     "mask": bool[S, S], "species": int}``. Pure function of its arguments.
+
+    Raises:
+        ValueError: an unknown ``split`` or ``cues``, ``img_size`` below 16.
+
+    >>> s = render(0, "train", 3, img_size=32, cues="body")
+    >>> s["image"].shape, s["trimap"].shape, s["species"] in (0, 1)
+    ((32, 32, 3), (32, 32), True)
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     if img_size < 16:
         raise ValueError(f"img_size must be >= 16, got {img_size}")
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS[split], int(index), GENERATOR_VERSION])
+    _check_cues(cues)
+    body = cues == "body"
+    key = [int(seed) & 0xFFFFFFFF, SPLITS[split], int(index), GENERATOR_VERSION]
+    rng = np.random.default_rng(key + [CUES.index(cues)] if body else key)
     cv = _Canvas(img_size)
     species = int(rng.integers(2))
-    img = _draw_background(rng, cv)
-    mask, layers = _draw_animal(rng, cv, species)
+    img = _draw_background(rng, cv, body)
+    mask, layers = _draw_animal(rng, cv, species, body)
     for m, paint in layers:
         if paint.ndim == 1:
             img[m] = paint
@@ -418,6 +506,8 @@ class SyntheticPets(torch.utils.data.Dataset):
         task: ``"segmentation"`` (target ``long[S, S]`` trimap) or ``"classification"``
             (target: species index, 0 cat, 1 dog).
         contour_width: contour band width in pixels (default :func:`default_contour_width`).
+        cues: ``"shape"`` (default, the original pictures) or ``"body"``: the species told
+            by equally salient fur patterns on the animal (see the module docstring).
         cache: keep rendered samples in memory (``True``), or also on disk in ``cache_dir``.
         cache_dir: directory for an ``.npz`` cache of the whole split (written atomically).
         transform: optional callable ``(image, target) -> (image, target)`` on tensors.
@@ -441,17 +531,18 @@ class SyntheticPets(torch.utils.data.Dataset):
     def __init__(self, split: str = "train", img_size: int = 64, length: int | None = None,
                  seed: int = 0, task: str = "segmentation", contour_width: int | None = None,
                  cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                 transform: Callable | None = None) -> None:
+                 transform: Callable | None = None, cues: str = "shape") -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         if task not in ("segmentation", "classification"):
             raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
+        _check_cues(cues)
         if length is None:
             length = DEFAULT_LENGTHS[split]
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         self.split, self.img_size, self.length, self.seed = split, int(img_size), int(length), seed
-        self.task = task
+        self.task, self.cues = task, cues
         self.contour_width = (default_contour_width(self.img_size) if contour_width is None
                               else int(contour_width))
         self.class_names = SEGMENTATION_CLASSES if task == "segmentation" else SPECIES
@@ -462,6 +553,8 @@ class SyntheticPets(torch.utils.data.Dataset):
 
     def _cache_key(self) -> str:
         key = f"v{GENERATOR_VERSION}-{self.seed}-{self.split}-{self.img_size}-{self.length}-{self.contour_width}"
+        if self.cues != "shape":  # the original generator keeps its cache files
+            key += f"-{self.cues}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _load_or_build_disk_cache(self, cache_dir: Path) -> None:
@@ -487,7 +580,7 @@ class SyntheticPets(torch.utils.data.Dataset):
         os.replace(tmp, path)
 
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        s = render(self.seed, self.split, index, self.img_size, self.contour_width)
+        s = render(self.seed, self.split, index, self.img_size, self.contour_width, self.cues)
         return s["image"], s["trimap"], s["species"]
 
     def __len__(self) -> int:

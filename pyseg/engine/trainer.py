@@ -696,7 +696,10 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
                  world: int, show_progress: bool) -> float:
     """One pass over ``loader``, one optimizer step per ``cfg.accumulate`` batches; returns
     the mean training loss over all ranks."""
+    from pyseg.interpret.acol import ACoL
+
     model.train()
+    acol = isinstance(_unwrap(model), ACoL)  # trained with acol_loss (pyseg train --acol)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = torch.zeros((), dtype=torch.float64, device=device)
     steps = math.ceil(len(loader) / cfg.accumulate)
@@ -719,9 +722,13 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
             last = k == len(group) - 1
             sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
             with sync:
-                logits = model(x)
-                _check_output_shape(logits, y, num_classes)
-                loss = _loss_sum(logits, y, cfg.ignore_index)[0] / counted
+                if acol:  # both branches' losses, the region erased for the label
+                    outputs = model(x, y)
+                    loss = sum(_loss_sum(o, y, cfg.ignore_index)[0] for o in outputs) / counted
+                else:
+                    logits = model(x)
+                    _check_output_shape(logits, y, num_classes)
+                    loss = _loss_sum(logits, y, cfg.ignore_index)[0] / counted
                 loss.backward()
             step_loss += loss.detach()
         optimizer.step()

@@ -11,6 +11,11 @@ that together they localize more of the object than one class activation map.
 
 The localization map of class ``c`` is ``max(norm(relu(A_c)), norm(relu(B_c)))`` (the fused
 map of the paper), the interpreter ``acol``.
+
+The registered architecture ``acol`` (:func:`acol_classifier`) puts the head on a registered
+classifier's convolutional features (``small-convnet``, ``mini-xception``, or any classifier
+with a ``features`` module); ``pyseg train --arch mini-xception --acol`` trains it, and the
+checkpoint names ``acol`` with its backbone, so ``pyseg explain --method acol`` loads it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pyseg.interpret.core import (
     resolve_targets,
 )
 
-__all__ = ["ACoL", "acol_loss", "acol_maps"]
+__all__ = ["ACoL", "acol_classifier", "acol_loss", "acol_maps", "mask_coverage"]
 
 
 def _branch(channels: int, hidden: int, num_classes: int) -> nn.Sequential:
@@ -71,7 +76,10 @@ class ACoL(nn.Module):
         region ``(N, h, w)``, erased for ``labels`` (default: the first branch's prediction)."""
         f = self.features(x)
         a = self.branch_a(f)
-        cls = a.mean((2, 3)).argmax(1) if labels is None else labels
+        cls = a.mean((2, 3)).argmax(1)
+        if labels is not None:  # a label no class has (an ignored target): the prediction
+            labels = labels.to(cls.device)
+            cls = torch.where((labels >= 0) & (labels < a.shape[1]), labels, cls)
         m = minmax_normalize(a[torch.arange(len(a), device=a.device), cls].detach())
         erased = m > self.threshold
         b = self.branch_b(f * (~erased)[:, None].to(f.dtype))
@@ -116,3 +124,115 @@ def acol_maps(model: nn.Module, images: Tensor, target: Any = None, *,
         mb = minmax_normalize(torch.relu(b[idx, classes]))
     maps = {"a": ma, "b": mb, "fused": torch.maximum(ma, mb)}[branch]
     return finish_map(maps, images, normalize)
+
+
+def _backbone_features(net: nn.Module, stages: int | None) -> nn.Module:
+    """The convolutional part of a built-in classifier, its first ``stages`` stages (a stage
+    ends where the resolution is halved next; None: all)."""
+    from pyseg_plugins.architectures.classifiers import MiniXception, SmallConvNet
+
+    if isinstance(net, MiniXception):
+        n = len(net.blocks)
+        return nn.Sequential(net.rescale, net.stem, net.blocks[:n if stages is None else stages])
+    if isinstance(net, SmallConvNet):
+        layers: list[nn.Module] = []
+        convs = 0
+        for layer in net.features:  # conv, ReLU, max pool per stage (no pool after the last)
+            if isinstance(layer, nn.Conv2d):
+                if stages is not None and convs == stages:
+                    break
+                convs += 1
+            layers.append(layer)
+        if isinstance(layers[-1], nn.MaxPool2d):
+            layers.pop()
+        return nn.Sequential(net.rescale, *layers)
+    features = getattr(net, "features", None)
+    if not isinstance(features, nn.Module) or stages is not None:
+        raise ValueError(f"acol: backbone {type(net).__name__} has no 'features' module to "
+                         "put the head on (small-convnet and mini-xception work, and stages= "
+                         "only for those)")
+    return features
+
+
+def _out_channels(features: nn.Module) -> int:
+    convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("acol: the backbone's features have no convolution")
+    return convs[-1].out_channels
+
+
+def acol_classifier(num_classes: int = 2, in_channels: int = 3,
+                    backbone: str = "mini-xception", backbone_kwargs: dict | None = None,
+                    threshold: float = 0.6, hidden: int = 64,
+                    stages: int | None = None) -> ACoL:
+    """The registered architecture ``acol``: an :class:`ACoL` head on the convolutional
+    features of the registered classifier ``backbone`` (its own classifier layer is left out).
+
+    Args:
+        num_classes: classes. in_channels: input channels.
+        backbone: a registered classifier name (``small-convnet``, ``mini-xception`` or a
+            plugin's classifier with a ``features`` module); never an import path.
+        backbone_kwargs: keyword arguments of the backbone.
+        threshold: erasing threshold of :class:`ACoL`. hidden: channels of the branches.
+        stages: keep only the backbone's first ``stages`` stages (finer maps: mini-xception
+            at 64 px gives 2x2 maps with all 5 blocks, 8x8 with 3); default all.
+
+    Returns:
+        The :class:`ACoL` model; ``model(x)`` gives ``(N, num_classes)`` logits in eval mode.
+
+    Raises:
+        ValueError: an unknown or unsuitable backbone, bad ``stages`` or ``threshold``.
+
+    >>> model = acol_classifier(2, backbone="mini-xception", stages=3).eval()
+    >>> model(torch.rand(1, 3, 64, 64)).shape
+    torch.Size([1, 2])
+    """
+    from pyseg import registry
+
+    if ":" in backbone:
+        raise ValueError(f"acol: backbone must be a registered classifier name, got {backbone!r}")
+    if stages is not None and (not isinstance(stages, int) or stages < 1):
+        raise ValueError(f"acol: stages must be a positive integer, got {stages!r}")
+    try:
+        spec = registry.get_architecture(backbone)
+    except KeyError as e:
+        raise ValueError(f"acol: unknown backbone {backbone!r} ({e})") from None
+    if "classification" not in spec.tasks or backbone == "acol":
+        raise ValueError(f"acol: backbone {backbone!r} is not a classifier")
+    net = registry.create_model(backbone, num_classes=num_classes, in_channels=in_channels,
+                                **(backbone_kwargs or {}))
+    features = _backbone_features(net, stages)
+    return ACoL(features, _out_channels(features), num_classes, threshold=threshold,
+                hidden=hidden)
+
+
+def mask_coverage(maps: Tensor, masks: Tensor, threshold: float = 0.5
+                  ) -> tuple[Tensor, Tensor]:
+    """How much of an object a localization map covers: per image, the fraction of the
+    object's pixels where the map exceeds ``threshold``, and the IoU of that region with
+    the object (maps in [0, 1], e.g. min-max normalized).
+
+    Args:
+        maps: ``(N, H, W)`` maps. masks: ``(N, H, W)`` bool object masks.
+        threshold: the level that makes a map pixel count as "on".
+
+    Returns:
+        ``(coverage, iou)``, two float ``(N,)`` tensors (0 for an empty mask).
+
+    Raises:
+        ValueError: shapes that differ or are not ``(N, H, W)``.
+
+    >>> maps = torch.tensor([[[1.0, 0.6], [0.2, 0.0]]])
+    >>> masks = torch.tensor([[[True, True], [True, False]]])
+    >>> coverage, iou = mask_coverage(maps, masks)  # 2 of the 3 object pixels are above 0.5
+    >>> round(coverage.item(), 4), round(iou.item(), 4)
+    (0.6667, 0.6667)
+    """
+    if maps.dim() != 3 or maps.shape != masks.shape:
+        raise ValueError(f"maps and masks must both be (N, H, W), got {tuple(maps.shape)} and "
+                         f"{tuple(masks.shape)}")
+    on, obj = maps > threshold, masks.bool()
+    inter = (on & obj).flatten(1).sum(1).float()
+    coverage = inter / obj.flatten(1).sum(1).clamp(min=1)
+    iou = inter / (on | obj).flatten(1).sum(1).clamp(min=1)
+    return coverage, iou

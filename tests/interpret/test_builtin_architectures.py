@@ -14,6 +14,10 @@ ARCHS = pyseg.list_architectures()
 # The smallest input each architecture accepts cheaply (small-convnet is built for 180x180).
 SIZE = {"small-convnet": 180}
 GAP_LINEAR = {"mini-xception"}  # the built-ins that end in global average pooling + linear
+# ACoL (acol) erases by the arg-max class's map and takes an optional label input: torch.fx
+# traces no such model for excitation backprop, which says so (its own `acol` map is tested in
+# test_acol.py and test_acol_training.py).
+NO_EXCITATION = {"acol"}
 # The VGG-based networks at 1/16 width: same layers, a fraction of the time.
 NARROW = {name: {"width": 1 / 16} for name in ("fcn32s", "fcn16s", "fcn8s", "deconvnet", "segnet")}
 
@@ -46,6 +50,10 @@ def test_method_on_builtin(name, method):
         with pytest.raises(InterpretError, match="gradcam"):
             interp(model, images, target=target)
         return
+    if method == "excitation-backprop" and name in NO_EXCITATION:
+        with pytest.raises(InterpretError, match="torch.fx"):
+            interp(model, images, target=target)
+        return
     maps = interp(model, images, target=target)
     assert maps.shape == (2, *images.shape[-2:])
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
@@ -54,7 +62,7 @@ def test_method_on_builtin(name, method):
         assert torch.equal(v, state[k]), k
 
 
-@pytest.mark.parametrize("name", ARCHS)
+@pytest.mark.parametrize("name", sorted(set(ARCHS) - NO_EXCITATION))
 def test_excitation_mass_reaches_the_first_conv(name):
     """Down to the first convolution the winning probability passes every layer type of the
     zoo (max pooling with indices, max unpooling, transposed convs, skip concatenations,

@@ -3,13 +3,11 @@
 Segmentation: a small U-Net trained for ~20 s; Grad-CAM and excitation backprop for the
 foreground class must point at the animal in at least 80% of held-out images (issue target).
 
-Classifier (cat vs dog):
-The training budget of a unit test (a few seconds of two shared CPU cores) does not make a
-good cat-vs-dog classifier: the synthetic species differ by shape, not color. The thresholds
-below are therefore sanity bounds measured for this exact configuration (see the numbers in
-benchmarks/RESULTS.md, section "Pointing game", and benchmarks/pointing_game.py for longer
-training); they catch broken heatmaps (e.g. a constant map or one pinned to a corner, which
-scores 0 here since corners are background) but are far below the 80% target.
+Classifier (cat vs dog) on the generator whose species cues lie on the animal
+(``cues="body"``: striped cats, spotted dogs, equally large): the same 80% target. On the
+original generator (``cues="shape"``) a classifier learns "cat" partly from the absence of dog
+features and every method scores ~0.45 even after long training (benchmarks/RESULTS.md,
+section "Pointing game"); the test keeps a sanity bound there.
 """
 
 from __future__ import annotations
@@ -37,22 +35,29 @@ def _bench():
 def trained():
     bench = _bench()
     torch.manual_seed(0)
-    xtr, ytr, _ = bench.load_split("train", 384, 48)
-    xte, yte, mte = bench.load_split("test", 100, 48)
+    xtr, ytr, _ = bench.load_split("train", 384, 48, cues="body")
+    xte, yte, mte = bench.load_split("test", 100, 48, cues="body")
     model = bench.SmallGapNet(width=8)
     bench.train(model, xtr, ytr, epochs=5, seed=0)
     return bench, model, xte, yte, mte
 
 
-# Measured with this configuration (seed 0): gradcam 0.28, cam 0.28, gradcam++ 0.16,
-# excitation-backprop 0.16 (object area: 34% of the pixels). Bounds: about half of that.
-THRESHOLDS = {"gradcam": 0.14, "cam": 0.14, "excitation-backprop": 0.08}
+# Measured with this configuration (seed 0; python benchmarks/pointing_game.py --train 384
+# --epochs 5 --size 48 --width 8 --test 100), on a loaded 2-core Xeon: test accuracy 0.87,
+# gradcam 0.79, cam 0.79, excitation-backprop 0.84 (object area: 33% of the pixels). Longer
+# training reaches the 80% target with room (1024 images x 8 epochs at 64 px: 0.94 for all
+# three, benchmarks/RESULTS.md); the bounds here are the test budget's measurement less ~0.1.
+THRESHOLDS = {"gradcam": 0.7, "cam": 0.7, "excitation-backprop": 0.75}
 
 
 @pytest.mark.slow
 def test_pointing_game(trained):
     bench, model, x, y, masks = trained
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean()
     rates = bench.evaluate(model, x, y, masks, methods=tuple(THRESHOLDS))
+    print(f"accuracy {acc:.3f}", rates)
+    assert acc >= 0.8  # it learned the task
     for name, bound in THRESHOLDS.items():
         assert rates[name][0] >= bound, (name, rates)
     # CAM and Grad-CAM agree on a GAP + linear network: same points, same hits.
