@@ -1,7 +1,10 @@
 // pyseg's CPU GEMM: C (m x n) = A (m x k) * B (k x n) [+ C], float32 and float64.
 //
-// BLIS's design. Both operands are copied into panels: A into panels of MR rows (k-major,
+// BLIS's design. The operands are copied into panels: A into panels of MR rows (k-major,
 // MR values per k), B into panels of NR columns (NR values per k), zero-padded at the edges.
+// A row-major A (unit column stride) is the exception: the micro-kernel reads its MR rows in
+// place (only a last partial panel is packed), because packing A transposes every element and
+// costs about as much as the GEMM when B is only a few panels wide.
 // A register-blocked micro-kernel computes an MR x NR tile of C over the whole k range:
 // per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
 // accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
