@@ -96,6 +96,21 @@ ALLOWED: dict[tuple[str, str], str] = {
         "pixel) with 64-bit divisions; to move to the GEMM core",
     ("mma", r"^conv_transpose::implicit_gemm_kernel<(half|bf16),"):
         "conv_transpose2d's own implicit GEMM: SIMT FMA, no tensor cores yet",
+    ("div64_loop", r"^conv_transpose3d::(col2vol|vol2col)_kernel<"):
+        "first version of conv_transpose3d: each element splits its flat int64 index into "
+        "(channel, depth, row, column, tap) with 64-bit divisions; no int32 variant yet",
+    ("div64_loop", r"^grid_sample::(forward|backward)_kernel<\d, double, double>"):
+        "the double kernels split the flat index with one 64-bit division per point; the "
+        "float / half / bf16 kernels do not",
+    ("occupancy", r"^grid_sample::backward_kernel<\d, double, double>"):
+        "double coordinates and gradients: 96 registers for 3-D (25%), 80 for 2-D (38%); "
+        "float / half / bf16 reach 50%",
+    ("div64_loop", r"^grid_sample::finalize_kernel<"):
+        "converts the fixed-point int64 grad_input sums back to floating point: one flat "
+        "index split per element with 64-bit divisions; no int32 variant yet",
+    ("div64_loop", r"^upsample::forward_table_kernel<"):
+        "builds the per-axis tap table (out entries per axis) once per call: one division "
+        "per table entry, not per output element",
 }
 
 GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|implicit_gemm_kernel)<")

@@ -148,23 +148,27 @@ def _deconvnet_train_case(width: float, size: int):
 
 @pytest.mark.slow
 def test_deconvnet_training_step_is_accepted_against_float64():
-    # DeconvNet at half width and a 64x64 input, 1 thread: the float32 twins' gradients
-    # differ by up to ~3.5% of their scale (beyond the 1% tolerance) only because of the
-    # summation order; both are 3-12% away from float64, pyseg no further than torch.
+    # DeconvNet at half width and a 64x64 input, 1 thread: the float32 twins' gradients differ
+    # only because of the summation order (by ~3.5% of their scale on a Zen 5 with oneDNN's
+    # AVX-512 kernels, by less on other CPUs). With a tolerance below their actual difference
+    # the float32 comparison refuses, and the float64 run accepts: pyseg is no further from
+    # float64 than torch is.
     case = _deconvnet_train_case(0.5, 64)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         inputs = case.make_inputs(torch.device("cpu"), torch.float32)
         ours, ref = case.ours(*inputs), case.reference(*inputs)
+        difference, _ = check_agreement(ours, ref, 1.0)
+        assert difference > 1e-6  # two summation orders, not one
+        rtol = difference / 2
         with pytest.raises(Disagreement, match=r"output\[gradient\]\["):
-            check_agreement(ours, ref, models.MODEL_RTOL["train"])  # float32 torch as truth
+            check_agreement(ours, ref, rtol)  # float32 torch as truth
         worst, note = check_agreement(
-            ours, ref, models.MODEL_RTOL["train"],
-            exact=lambda: harness._run_float64(case, inputs, {}, [], None))
+            ours, ref, rtol, exact=lambda: harness._run_float64(case, inputs, {}, [], None))
     finally:
         torch.set_num_threads(previous)
-    assert worst > models.MODEL_RTOL["train"]
+    assert worst == difference
     assert "judged against float64 instead and accepted" in note
 
 

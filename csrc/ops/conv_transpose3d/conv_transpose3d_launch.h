@@ -9,29 +9,19 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 
-#include <limits>
-
-#include "common/gemm_kernels.cuh"
+#include "common/gemm_launch.h"
 #include "common/launch_utils.h"
 #include "ops/conv_transpose3d/conv_transpose3d.h"
 #include "ops/conv_transpose3d/conv_transpose3d_kernels.cuh"
 
 namespace pyseg::conv_transpose3d {
 
-inline GemmIndex dense(int64_t stride) {
-  return GemmIndex{stride, std::numeric_limits<int64_t>::max(), 0};
-}
+inline GemmIndex dense(int64_t stride) { return gemm_dense_index(stride); }
 
 template <class Launcher, typename scalar_t>
 void gemm(const Launcher& launch, const GemmOperand<scalar_t>& a, const GemmOperand<scalar_t>& b,
           const GemmResult<scalar_t>& c, int64_t batches, int64_t M, int64_t N, int64_t K) {
-  const int64_t cap_x = launch.max_blocks(), cap_yz = std::min<int64_t>(cap_x, 65535);
-  const int64_t tiles_m = (M + kGemmTileM - 1) / kGemmTileM;
-  const int64_t tiles_n = (N + kGemmTileN - 1) / kGemmTileN;
-  const dim3 grid(static_cast<unsigned>(std::min(tiles_n, cap_x)),
-                  static_cast<unsigned>(std::min(tiles_m, cap_yz)),
-                  static_cast<unsigned>(std::min(batches, cap_yz)));
-  launch(gemm_kernel<scalar_t>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M, N, K);
+  launch_gemm(launch, "conv_transpose3d", a, b, c, batches, M, N, K);
 }
 
 template <class Launcher>

@@ -22,7 +22,7 @@
 #include <limits>
 #include <tuple>
 
-#include "common/gemm_kernels.cuh"
+#include "common/gemm_launch.h"
 #include "common/launch_utils.h"
 #include "ops/deform_conv/deform_conv.h"
 #include "ops/deform_conv/deform_conv_kernels.cuh"
@@ -49,32 +49,11 @@ inline GemmIndex image_pixel_index(int64_t pixels, int64_t image_stride) {
   return GemmIndex{1, pixels, image_stride};
 }
 
-// C = A B (+ bias) for `batches` problems (the weight groups) on the launcher's stream. The
-// grid covers the tiles up to the launcher's cap (the emulator's is small, so the kernel's
-// grid-stride loops run in tests too). float operands are staged with cp.async on sm_80+,
-// everything else through registers.
+// C = A B (+ bias) for `batches` problems (the weight groups): common/gemm_launch.h.
 template <class Launcher, typename scalar_t, typename out_t>
 void gemm(const Launcher& launch, const GemmOperand<scalar_t>& a, const GemmOperand<scalar_t>& b,
           const GemmResult<out_t>& c, int64_t batches, int64_t M, int64_t N, int64_t K) {
-  TORCH_CHECK(gemm_sizes_fit(batches * c.split_k, M, N, K,
-                              {a.fixed, a.depth, b.fixed, b.depth, c.rows, c.cols}),
-              "deform_conv2d: a GEMM dimension of 2^31 or more (M=", M, ", N=", N, ", K=", K,
-              ") is not supported");
-  const int64_t cap_x = launch.max_blocks(), cap_yz = std::min<int64_t>(cap_x, 65535);
-  const int64_t tiles_m = (M + kGemmTileM - 1) / kGemmTileM;
-  const int64_t tiles_n = (N + kGemmTileN - 1) / kGemmTileN;
-  const dim3 grid(static_cast<unsigned>(std::min(tiles_n, cap_x)),
-                  static_cast<unsigned>(std::min(tiles_m, cap_yz)),
-                  static_cast<unsigned>(std::min(batches * c.split_k, cap_yz)));
-  if constexpr (gemm_can_copy_async<scalar_t>) {
-    if (launch.compute_capability() >= 80) {
-      launch(gemm_kernel<scalar_t, out_t, true>, grid, dim3(kGemmThreads), 0, a, b, c, batches,
-             M, N, K);
-      return;
-    }
-  }
-  launch(gemm_kernel<scalar_t, out_t, false>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M,
-         N, K);
+  launch_gemm(launch, "deform_conv2d", a, b, c, batches, M, N, K);
 }
 
 // Split-K for a product with few output tiles and a long k: enough splits to give the device
