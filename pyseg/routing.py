@@ -21,8 +21,9 @@ which call it)
 goes to pyseg when the tensors are floating point (float16, bfloat16, float32, float64) on a
 device pyseg has a kernel for (the CPU; CUDA when built with it), and to torch unchanged
 otherwise (other modes and ranks, integer tensors, other devices, tensor subclasses).
-Argument errors are pyseg's, which repeat torch's. ``F.grid_sample`` has no pyseg kernel
-and always runs torch's.
+Argument errors are pyseg's, which repeat torch's. ``F.grid_sample``, the 1-D / 3-D ops and
+the interpolate modes and ranks beyond 4-D nearest / bilinear / bicubic have pyseg kernels
+(call :mod:`pyseg.ops` or use :mod:`pyseg.nn`) but are not routed yet: they run torch's.
 
 The mode works under autograd (pyseg's ops have their own backward) and inside
 :func:`torch.compile` (pyseg's ops have fake kernels; the mode is traced).

@@ -201,12 +201,13 @@ def _torchvision_deform_type() -> type | None:
     return getattr(tv_ops, "DeformConv2d", None) if tv_ops is not None else None
 
 
-# Same family, no pyseg kernel.
+# Same family, not swapped in (yet): pyseg.nn has these modules, convert() leaves them to the
+# user (their routing and conversion tests are still to be written).
 _NO_KERNEL: dict[type, str] = {
-    nn.ConvTranspose1d: "pyseg has no 1-D transposed convolution",
-    nn.ConvTranspose3d: "pyseg has no 3-D transposed convolution",
-    nn.MaxUnpool1d: "pyseg has no 1-D max-unpool",
-    nn.MaxUnpool3d: "pyseg has no 3-D max-unpool",
+    nn.ConvTranspose1d: "not converted (use pyseg.nn.ConvTranspose1d directly)",
+    nn.ConvTranspose3d: "not converted (use pyseg.nn.ConvTranspose3d directly)",
+    nn.MaxUnpool1d: "not converted (use pyseg.nn.MaxUnpool1d directly)",
+    nn.MaxUnpool3d: "not converted (use pyseg.nn.MaxUnpool3d directly)",
 }
 
 

@@ -228,7 +228,7 @@ def test_coalescing_upsample(sanitizer, forward_order, mode, gather_budget):
     kw = {} if mode == "nearest" else {"align_corners": False}
     r = _ratios(counters_of(sanitizer, lambda: _emulated(
         lambda: pyseg.ops.interpolate(x, scale_factor=2, mode=mode, **kw))))
-    loads, stores = r["upsample::resample_kernel<float, float, int>"]
+    loads, stores = r["upsample::resample_kernel<false, float, float, int>"]
     assert stores <= COALESCING_BUDGET, r
     # Loads include the per-tap tables, stored per destination index (CSR): lane j reads
     # entry taps * j + t, so a warp spans `taps` times the bytes it uses.

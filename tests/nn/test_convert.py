@@ -82,7 +82,7 @@ def test_report_names_every_candidate():
     ]
     assert [(e.name, e.reason) for e in report.not_converted] == [
         ("mine", "a subclass of torch.nn.modules.upsampling.Upsample: its forward may differ"),
-        ("deconv3d", "pyseg has no 3-D transposed convolution"),
+        ("deconv3d", "not converted (use pyseg.nn.ConvTranspose3d directly)"),
         ("tri", "mode='trilinear' (pyseg: nearest, bilinear, bicubic)"),
     ]
     assert isinstance(net.deconv, pyseg.nn.ConvTranspose2d)
