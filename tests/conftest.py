@@ -19,6 +19,7 @@ that need the CUDA kernels compiled in.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 
 import pytest
@@ -60,6 +61,25 @@ def _need_emulator() -> None:
 )
 def backend(request):
     yield from _make_backend(request.param)
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param("emu-one-order", marks=pytest.mark.emu),
+        pytest.param("cuda", marks=pytest.mark.cuda),
+    ]
+)
+def sweep_backend(request):
+    """Like ``backend``, for large parameter sweeps: each case runs the emulated kernels in one
+    thread order, chosen from the test's id (stable across runs), so that the sweep as a whole
+    covers all three orders at a third of the cost. The tests of thread-order independence
+    itself use ``backend`` or ``emu``."""
+    name = request.param
+    if name == "emu-one-order":
+        orders = list(EMU_ORDERS)
+        name = orders[zlib.crc32(request.node.nodeid.encode()) % len(orders)]
+    yield from _make_backend(name)
 
 
 @pytest.fixture(

@@ -53,7 +53,7 @@ def close(ours, ref, dtype):
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_forward_2d_matches_torch(backend, shape, gshape, mode, padding_mode, align_corners, dtype):
+def test_forward_2d_matches_torch(sweep_backend, shape, gshape, mode, padding_mode, align_corners, dtype):
     x, grid = make_input(shape, dtype), make_grid(gshape, dtype)
     ours = grid_sample(x, grid, mode, padding_mode, align_corners)
     ref = F.grid_sample(x, grid, mode, padding_mode, align_corners)
@@ -65,7 +65,7 @@ def test_forward_2d_matches_torch(backend, shape, gshape, mode, padding_mode, al
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_forward_3d_matches_torch(backend, shape, gshape, mode, padding_mode, align_corners, dtype):
+def test_forward_3d_matches_torch(sweep_backend, shape, gshape, mode, padding_mode, align_corners, dtype):
     x, grid = make_input(shape, dtype), make_grid(gshape, dtype)
     ours = grid_sample(x, grid, mode, padding_mode, align_corners)
     ref = F.grid_sample(x, grid, mode, padding_mode, align_corners)
@@ -84,7 +84,7 @@ def _grads(fn, x, grid, go, *args):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_backward_matches_torch(backend, shape, gshape, mode, padding_mode, align_corners):
+def test_backward_matches_torch(sweep_backend, shape, gshape, mode, padding_mode, align_corners):
     if mode == "bicubic" and len(shape) == 5:
         pytest.skip("bicubic is 4-D only")
     dtype = torch.float64
@@ -94,7 +94,7 @@ def test_backward_matches_torch(backend, shape, gshape, mode, padding_mode, alig
     _, rx, rg = _grads(F.grid_sample, x, grid, go, mode, padding_mode, align_corners)
     # The emulated CUDA backward accumulates grad_input in fixed point (2^-40 of the
     # largest gradient, or finer, here).
-    atol = 1e-9 if backend.emulated else 1e-10
+    atol = 1e-9 if sweep_backend.emulated else 1e-10
     torch.testing.assert_close(gx, rx, rtol=1e-10, atol=atol)
     torch.testing.assert_close(gg, rg, rtol=1e-10, atol=1e-10)
 
@@ -102,7 +102,7 @@ def test_backward_matches_torch(backend, shape, gshape, mode, padding_mode, alig
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_gradcheck_2d(backend, mode, padding_mode, align_corners):
+def test_gradcheck_2d(sweep_backend, mode, padding_mode, align_corners):
     x = make_input((1, 2, 4, 5)).requires_grad_()
     # Away from the kinks of floor / padding, where finite differences are meaningless.
     grid = make_grid((1, 3, 2, 2), seed=3, spread=0.9)
@@ -110,19 +110,19 @@ def test_gradcheck_2d(backend, mode, padding_mode, align_corners):
     grid.requires_grad_()
     assert torch.autograd.gradcheck(
         lambda a, b: grid_sample(a, b, mode, padding_mode, align_corners), (x, grid),
-        atol=1e-6 if backend.emulated else 1e-7,
+        atol=1e-6 if sweep_backend.emulated else 1e-7,
     )
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("padding_mode", PADDINGS)
-def test_gradcheck_3d(backend, mode, padding_mode):
+def test_gradcheck_3d(sweep_backend, mode, padding_mode):
     x = make_input((1, 2, 3, 2, 3)).requires_grad_()
     grid = make_grid((1, 2, 2, 2, 3), seed=4, spread=0.9)
     grid = ((grid * 50).round() / 50 + 0.0037).requires_grad_()
     assert torch.autograd.gradcheck(
         lambda a, b: grid_sample(a, b, mode, padding_mode, False), (x, grid),
-        atol=1e-6 if backend.emulated else 1e-7,
+        atol=1e-6 if sweep_backend.emulated else 1e-7,
     )
 
 

@@ -78,13 +78,13 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_forward_matches_torch(backend, case):
+def test_forward_matches_torch(sweep_backend, case):
     rank, mode, kw = case
     mode, aa = _split(mode)
     for ac in _align_options(mode):
         for fmt in _formats(rank):
             for dtype in (torch.float64, torch.float32):
-                x = _input((2, 3, *SPATIAL[rank]), dtype, fmt, backend.device)
+                x = _input((2, 3, *SPATIAL[rank]), dtype, fmt, sweep_backend.device)
                 try:
                     ref = F.interpolate(x, mode=mode, align_corners=ac, antialias=aa, **kw)
                 except RuntimeError as e:  # e.g. an output size of 0: pyseg must raise alike
@@ -113,19 +113,19 @@ def _torch_backward_is_not_its_adjoint(rank, mode, aa, kw, in_size, out_size):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_backward_matches_torch(backend, case):
+def test_backward_matches_torch(sweep_backend, case):
     rank, mode, kw = case
     mode, aa = _split(mode)
     for ac in _align_options(mode):
         for fmt in _formats(rank):
-            x = _input((2, 3, *SPATIAL[rank]), torch.float64, fmt, backend.device)
+            x = _input((2, 3, *SPATIAL[rank]), torch.float64, fmt, sweep_backend.device)
             x.requires_grad_(True)
             try:
                 ref = F.interpolate(x, mode=mode, align_corners=ac, antialias=aa, **kw)
             except RuntimeError:
                 continue  # covered by the forward test
             out = interpolate(x, mode=mode, align_corners=ac, antialias=aa, **kw)
-            g = _input(ref.shape, torch.float64, None, backend.device, seed=1)
+            g = _input(ref.shape, torch.float64, None, sweep_backend.device, seed=1)
             (gr,) = torch.autograd.grad(ref, x, g)
             (go,) = torch.autograd.grad(out, x, g)
             # Linear in x: the gradient is the adjoint of torch's forward, <F(x), g> == <x, grad>.
@@ -136,19 +136,19 @@ def test_backward_matches_torch(backend, case):
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_gradcheck(backend, rank):
+def test_gradcheck(sweep_backend, rank):
     shape = {1: (1, 2, 5), 2: (1, 2, 4, 5), 3: (1, 1, 3, 4, 3)}[rank]
     sizes = {1: (7,), 2: (3, 7), 3: (2, 5, 4)}[rank]
     for m in MODES[rank] + (["bilinear", "bicubic"] if rank == 2 else []):
         mode, aa = _split(m)
         for ac in _align_options(mode):
-            x = _input(shape, device=backend.device).requires_grad_(True)
+            x = _input(shape, device=sweep_backend.device).requires_grad_(True)
 
             def f(t):
                 return interpolate(t, size=sizes, mode=mode, align_corners=ac, antialias=aa)
 
             assert torch.autograd.gradcheck(f, (x,))
-            if not backend.emulated:
+            if not sweep_backend.emulated:
                 assert torch.autograd.gradgradcheck(f, (x,))
 
 
