@@ -177,7 +177,7 @@ class ConversionReport:
         >>> net = torch.nn.Sequential(torch.nn.ConvTranspose3d(1, 1, 2), torch.nn.MaxUnpool2d(2))
         >>> _, report = pyseg.nn.convert(net, report=True)
         >>> [e.name for e in report.converted], [e.reason for e in report.not_converted]
-        (['1'], ['pyseg has no 3-D transposed convolution'])
+        (['1'], ['not converted (use pyseg.nn.ConvTranspose3d directly)'])
         >>> print(pyseg.nn.ConversionReport())
         no module of a kind pyseg can replace
     """
