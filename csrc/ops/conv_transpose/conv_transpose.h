@@ -49,24 +49,27 @@ inline std::string tensor_type_name(const at::Tensor& t) {
   return s;
 }
 
-inline void check_pair(at::IntArrayRef v, const char* name) {
-  TORCH_CHECK(v.size() == 2, "expected ", name,
-              " to be a single integer value or a list of 2 values to match the convolution "
-              "dimensions, but got ", name, "=", v);
+// torch's check that a per-axis argument has one value per spatial dimension.
+inline void check_per_axis(at::IntArrayRef v, size_t dims, const char* name) {
+  TORCH_CHECK(v.size() == dims, "expected ", name, " to be a single integer value or a list of ",
+              dims, " values to match the convolution dimensions, but got ", name, "=", v);
 }
+
+inline void check_pair(at::IntArrayRef v, const char* name) { check_per_axis(v, 2, name); }
 
 // (in - 1) * stride - 2 * pad + dil * (kernel - 1) + out_pad + 1 (all arguments checked
 // non-negative before), or a ValueError when it does not fit in int64, as the Python fake
 // kernel raises (pyseg.ops._library.checked_shape).
+// (Shared with conv_transpose3d, which passes its own name for the message.)
 inline int64_t output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
-                             int64_t dil, int64_t out_pad) {
+                             int64_t dil, int64_t out_pad, const char* op = "conv_transpose2d") {
   int64_t span = 0, reach = 0, out = 0;
   const bool overflow = c10::mul_overflows(in - 1, stride, &span) ||
                         c10::mul_overflows(dil, kernel - 1, &reach) ||
                         c10::add_overflows(span, reach, &out) ||
                         c10::add_overflows(out, out_pad, &out) ||
                         c10::add_overflows(out, int64_t{1}, &out);
-  TORCH_CHECK_VALUE(!overflow, "conv_transpose2d: the output shape does not fit in int64 "
+  TORCH_CHECK_VALUE(!overflow, op, ": the output shape does not fit in int64 "
                     "(stride, dilation, kernel size or output_padding too large)");
   // out - 2 * pad; below INT64_MIN only when far too small, then the "too small" error.
   int64_t result = 0;

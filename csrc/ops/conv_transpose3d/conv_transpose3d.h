@@ -13,6 +13,7 @@
 #include <c10/util/Exception.h>
 #include <c10/util/safe_numerics.h>
 
+#include "ops/conv_transpose/conv_transpose.h"
 #include "ops/conv_transpose3d/conv_transpose3d_index.h"
 
 namespace pyseg::conv_transpose3d {
@@ -53,36 +54,16 @@ struct Params {
   }
 };
 
-inline std::string tensor_type_name(const at::Tensor& t) {
-  std::string s = "torch.";
-  if (t.is_cuda()) s += "cuda.";
-  s += c10::toString(t.scalar_type());
-  s += "Tensor";
-  return s;
-}
+// Type names, per-axis argument checks and the output-extent arithmetic are conv_transpose2d's.
+using conv_transpose::tensor_type_name;
 
 inline void check_triple(at::IntArrayRef v, const char* name) {
-  TORCH_CHECK(v.size() == 3, "expected ", name,
-              " to be a single integer value or a list of 3 values to match the convolution "
-              "dimensions, but got ", name, "=", v);
+  conv_transpose::check_per_axis(v, 3, name);
 }
 
-// (in - 1) * stride - 2 * pad + dil * (kernel - 1) + out_pad + 1, or a ValueError when it
-// does not fit in int64 (the Python fake kernel raises the same, via checked_shape).
 inline int64_t output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
                              int64_t dil, int64_t out_pad) {
-  int64_t span = 0, reach = 0, out = 0;
-  const bool overflow = c10::mul_overflows(in - 1, stride, &span) ||
-                        c10::mul_overflows(dil, kernel - 1, &reach) ||
-                        c10::add_overflows(span, reach, &out) ||
-                        c10::add_overflows(out, out_pad, &out) ||
-                        c10::add_overflows(out, int64_t{1}, &out);
-  TORCH_CHECK_VALUE(!overflow, "conv_transpose3d: the output shape does not fit in int64 "
-                    "(stride, dilation, kernel size or output_padding too large)");
-  int64_t result = 0;
-  if (__builtin_sub_overflow(out, pad, &result) || __builtin_sub_overflow(result, pad, &result))
-    return std::numeric_limits<int64_t>::min();
-  return result;
+  return conv_transpose::output_extent(in, kernel, stride, pad, dil, out_pad, "conv_transpose3d");
 }
 
 // Checks everything F.conv_transpose3d checks and computes the output shape.
