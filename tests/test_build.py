@@ -79,7 +79,14 @@ def test_info_command(launcher):
         cmd = [script]
     out = subprocess.run(cmd + ["info", "--json"], capture_output=True, text=True, check=True)
     facts = json.loads(out.stdout)
-    assert facts == json.loads(json.dumps(pyseg.info())) | {"platform": facts["platform"]}
+    # The thread count is the fresh process's own default; this process's may have been set
+    # by a fixture, so it is checked against torch in a fresh process too.
+    fresh_threads = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True, text=True, check=True).stdout
+    assert facts["threads"] == int(fresh_threads)
+    assert facts == json.loads(json.dumps(pyseg.info())) | {"platform": facts["platform"],
+                                                            "threads": facts["threads"]}
     text = subprocess.run(cmd + ["info"], capture_output=True, text=True, check=True).stdout
     assert "cuda_compiled" in text and "emulator" in text
 

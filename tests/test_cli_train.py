@@ -28,8 +28,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    assert main(["train", *TINY, "--out", str(out)]) == 0
+    try:
+        assert main(["train", *TINY, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(n)  # module-scoped: must not leak into other modules' tests
     return out
 
 
