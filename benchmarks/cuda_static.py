@@ -68,7 +68,10 @@ BUDGETS = {
     "div64_loop": "no 64-bit integer division (div/rem .s64/.u64) in the main loop",
     "gemm_registers": "a GEMM uses at most 128 registers (two 256-thread blocks per SM)",
     "occupancy": "every other kernel reaches at least 50% theoretical occupancy",
-    "mma": "the half / bfloat16 GEMMs use tensor-core instructions",
+    "mma": "the half / bfloat16 GEMMs use tensor-core instructions (HMMA in the SASS when "
+           "cuobjdump is found, mma / wmma.mma in the PTX otherwise)",
+    "tc_twin": "every SIMT half / bfloat16 GEMM (the fallback below sm_80) has a tensor-core "
+               "twin gemm_tc_kernel of the same types in its translation unit",
 }
 
 # Exceptions: (budget, regular expression on the short kernel name) -> reason.
@@ -77,8 +80,9 @@ ALLOWED: dict[tuple[str, str], str] = {
         "double accumulators take two registers each: the 8x4 sub-tile alone is 64, and at "
         "128 registers the kernel spills 376 B; one block per SM for double",
     ("mma", r"^gemm_kernel<(half|bf16),"):
-        "the tensor-core (wmma) path of the GEMM is not written yet: SIMT FMA with float "
-        "accumulation",
+        "the SIMT FMA fallback that launch_gemm runs below sm_80 (the kernel choice is made on "
+        "the host, so it is compiled for every arch); sm_80+ launches gemm_tc_kernel, whose "
+        "HMMA the tc_twin budget requires",
     ("div64_loop", r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<"):
         "one (image, channel, tap, pixel) decomposition of the flat int64 index per element of "
         "the grid-stride loop; these kernels have no int32 variant yet",
@@ -113,7 +117,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "per table entry, not per output element",
 }
 
-GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|implicit_gemm_kernel)<")
+GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|gemm_tc_kernel|implicit_gemm_kernel)<")
+TENSOR_CORE_GEMM = re.compile(r"(^|::)gemm_tc_kernel<")
 LOW_PRECISION = re.compile(r"<(float|half|bf16)\b")
 
 
@@ -215,14 +220,28 @@ def parse_ptxas(text: str) -> list[Kernel]:
     return kernels
 
 
+PTX_FUNCTION_START = re.compile(r"^[ \t]*(?:\.visible[ \t]+|\.weak[ \t]+)?(?:\.entry|\.func)\b|^// \.globl",
+                                re.MULTILINE)
+
+
+def ptx_entries(ptx: str) -> list[tuple[str, str]]:
+    """(name, body) of every .entry of a PTX file: the text up to the next function. (Not up
+    to the first line holding "}": an inline asm block, such as cvt.rna.tf32's, ends with one.)"""
+    starts = [m.start() for m in PTX_FUNCTION_START.finditer(ptx)] + [len(ptx)]
+    out = []
+    for m in re.finditer(r"\.entry (\S+)\(", ptx):
+        end = next(s for s in starts if s > m.start())
+        out.append((m.group(1), ptx[m.end():end]))
+    return out
+
+
 def ptx_divisions(ptx: str) -> dict[str, tuple[int, int]]:
     """(64-bit, 32-bit) integer div/rem instructions per .entry of a PTX file."""
     out: dict[str, tuple[int, int]] = {}
-    for m in re.finditer(r"\.entry (\S+)\((.*?)\n}\n", ptx, re.DOTALL):
-        body = m.group(2)
+    for name, body in ptx_entries(ptx):
         d64 = len(re.findall(r"\b(?:div|rem)\.[su]64\b", body))
         d32 = len(re.findall(r"\b(?:div|rem)\.[su]32\b", body))
-        out[m.group(1)] = (d64, d32)
+        out[name] = (d64, d32)
     return out
 
 
@@ -264,12 +283,11 @@ def main_loop(body: str) -> tuple[int, int] | None:
 def ptx_main_loop_facts(ptx: str) -> dict[str, tuple[int, int]]:
     """(64-bit div/rem in the main loop, tensor-core instructions) per .entry of a PTX file."""
     out: dict[str, tuple[int, int]] = {}
-    for m in re.finditer(r"\.entry (\S+)\((.*?)\n}\n", ptx, re.DOTALL):
-        body = m.group(2)
+    for name, body in ptx_entries(ptx):
         loop = main_loop(body)
         lines = body.splitlines()
         in_loop = lines[loop[0]:loop[1] + 1] if loop else []
-        out[m.group(1)] = (sum(len(DIV64_PTX.findall(line)) for line in in_loop),
+        out[name] = (sum(len(DIV64_PTX.findall(line)) for line in in_loop),
                            sum(1 for line in lines if MMA_PTX.match(line)))
     return out
 
@@ -359,6 +377,7 @@ def allowed(budget: str, name: str) -> str | None:
 def violations(kernels: list[Kernel]) -> list[str]:
     """Every budget a kernel breaks and that ALLOWED does not excuse, one line each."""
     out = []
+    present = {(k.name, k.arch, k.extra.get("tu")) for k in kernels}
     for k in kernels:
         gemm = bool(GEMM_KERNELS.search(k.name))
         broken = []
@@ -370,8 +389,15 @@ def violations(kernels: list[Kernel]) -> list[str]:
             broken.append(("gemm_registers", f"{k.registers} registers"))
         if not gemm and k.name != "trap_on_error_kernel<int64>" and k.occupancy() < 0.5:
             broken.append(("occupancy", f"{k.occupancy():.0%} occupancy"))
-        if gemm and re.search(r"<(half|bf16),", k.name) and not (k.hmma or k.mma):
+        tensor_cores = k.hmma if k.hmma is not None else k.mma
+        if gemm and (re.search(r"<(half|bf16),", k.name) or TENSOR_CORE_GEMM.search(k.name)) \
+                and not tensor_cores:
             broken.append(("mma", "no tensor-core instruction"))
+        if re.search(r"(^|::)gemm_kernel<(half|bf16),", k.name):
+            twin = k.name.replace("gemm_kernel<", "gemm_tc_kernel<", 1)
+            twin = re.sub(r", (true|false)>$", ">", twin)
+            if (twin, k.arch, k.extra.get("tu")) not in present:
+                broken.append(("tc_twin", f"no {twin} in {k.extra.get('tu')}"))
         for budget, what in broken:
             if not allowed(budget, k.name):
                 out.append(f"{k.name} sm_{k.arch}: {what} ({BUDGETS[budget]})")

@@ -1,7 +1,7 @@
 // What every <op>_kernels.cuh includes first. Under nvcc it is the CUDA runtime; under the
 // emulator (PYSEG_EMULATOR) it is csrc/emu/cuda_shim.h, which maps __global__, __shared__,
 // threadIdx, __syncthreads, atomics and warp shuffles onto CPU code. Kernels written against
-// this header compile unchanged in both places.
+// this header compile unchanged in both places, tensor-core fragments (nvcuda::wmma) included.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <mma.h>  // nvcuda::wmma (the emulator's is csrc/emu/wmma_shim.h)
 #else
 #error "cuda_compat.h is for kernel code: compile it with nvcc or with PYSEG_EMULATOR"
 #endif

@@ -31,6 +31,10 @@
 // += form can accumulate over successive launches without atomics. The grid is 3-D
 // (n tiles, m tiles, problem x split), each dimension a grid-stride loop, so any launcher
 // cap works.
+//
+// Two kernels share all of this: gemm_kernel (SIMT FMAs, every dtype and arch) and
+// gemm_tc_kernel (tensor cores through nvcuda::wmma on sm_80+: half / bfloat16, and float
+// rounded to TF32 when torch allows it; see its comment). launch_gemm (gemm_launch.h) picks.
 #pragma once
 
 #include <ATen/OpMathType.h>
@@ -175,15 +179,17 @@ struct GemmStager {
     return ((f_ok >> i) & 1u) && k0 + k < k_end;
   }
 
-  // The slice at k0 (zeros outside the matrix) into registers.
-  __device__ __forceinline__ void load(acc_t (&regs)[kSlots], int k0, int k_end) const {
+  // The slice at k0 (zeros outside the matrix) into registers, as T (the accumulator type
+  // for the FMA kernel, scalar_t for the tensor-core one).
+  template <typename T>
+  __device__ __forceinline__ void load(T (&regs)[kSlots], int k0, int k_end) const {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i)
-      regs[i] = valid(i, k0, k_end) ? static_cast<acc_t>(row[i][depth.offset]) : acc_t(0);
+      regs[i] = valid(i, k0, k_end) ? static_cast<T>(row[i][depth.offset]) : T(0);
   }
 
-  template <int kLd>
-  __device__ __forceinline__ void store(acc_t* tile, const acc_t (&regs)[kSlots]) const {
+  template <int kLd, typename T>
+  __device__ __forceinline__ void store(T* tile, const T (&regs)[kSlots]) const {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) tile[k * kLd + fb + 32 * i] = regs[i];
   }
@@ -364,6 +370,251 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
       }
     }
   }
+}
+
+// ---- Tensor cores (sm_80+): half / bfloat16 inputs, or float inputs rounded to TF32 ----
+//
+// The same 128 x 64 tiles, grid, split-K and epilogue contract as gemm_kernel, computed with
+// nvcuda::wmma fragments: the block's 8 warps form a 4 x 2 grid, each owning a 32 x 32
+// sub-tile of C as 2 x 2 float accumulator fragments of 16 x 16. Stages of 16 k rows (two
+// 8-row slices of the GemmStager, so operand reads, their bounds and the zero padding of
+// M, N, K edges are those of the FMA kernel) are kept in shared memory in the operand's own
+// type, A as [k][m] (a col_major matrix_a) and B as [k][n] (a row_major matrix_b), rows
+// padded by 16 bytes (ldm a multiple of 16 bytes, every fragment pointer 32-byte aligned).
+// half / bfloat16 use m16n16k16 (one mma k-step per stage), staged through registers;
+// float uses m16n16k8 precision::tf32 (two k-steps), staged with cp.async, each loaded
+// fragment element rounded with __float_to_tf32. Global reads stay scalar (strided operands
+// have no alignment guarantee). After the k loop the accumulators go through shared memory
+// (the stage buffers' bytes, reused) so each thread writes its part of C with the bias,
+// accumulate and split rules of gemm_kernel; 32 threads of a warp write 32 consecutive
+// columns of one row. Same fixed summation order per launch: deterministic.
+constexpr int kGemmTcStageK = 2 * kGemmTileK;  // k rows per shared stage
+constexpr int kGemmTcLdC = kGemmTileN + 4;     // float rows of the C staging tile
+
+template <typename scalar_t>
+constexpr bool gemm_has_tensor_cores = std::is_same_v<scalar_t, c10::Half> ||
+                                       std::is_same_v<scalar_t, c10::BFloat16> ||
+                                       std::is_same_v<scalar_t, float>;
+
+namespace detail {
+
+// Shared-memory layout of the tensor-core kernel for operands of type scalar_t.
+template <typename scalar_t>
+struct GemmTcLayout {
+  static constexpr int kPad = 16 / static_cast<int>(sizeof(scalar_t));
+  static constexpr int kLdA = kGemmTileM + kPad, kLdB = kGemmTileN + kPad;
+  static constexpr int kStageA = kGemmTcStageK * kLdA, kStageB = kGemmTcStageK * kLdB;
+  static constexpr int kStageBytes =
+      2 * (kStageA + kStageB) * static_cast<int>(sizeof(scalar_t));
+  static constexpr int kCBytes = kGemmTileM * kGemmTcLdC * static_cast<int>(sizeof(float));
+  static constexpr int kBytes = kStageBytes > kCBytes ? kStageBytes : kCBytes;
+  // The k depth of one mma: 16 for 16-bit inputs, 8 for tf32.
+  static constexpr int kMmaK = sizeof(scalar_t) == 2 ? 16 : 8;
+  static_assert(kStageA * sizeof(scalar_t) % 32 == 0 && kStageB * sizeof(scalar_t) % 32 == 0 &&
+                    kMmaK * kLdA * sizeof(scalar_t) % 32 == 0 &&
+                    kMmaK * kLdB * sizeof(scalar_t) % 32 == 0 &&
+                    16 * kGemmTcLdC * sizeof(float) % 32 == 0 && kGemmTcLdC % 4 == 0,
+                "wmma pointers 32-byte aligned, ldm a multiple of 16 bytes");
+};
+
+#if defined(PYSEG_EMULATOR) || !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+// The wmma input type and the pointer type it loads from, per operand type.
+template <typename scalar_t>
+struct WmmaInput;
+template <>
+struct WmmaInput<c10::Half> {
+  using frag_t = __half;
+  using ptr_t = __half;
+};
+template <>
+struct WmmaInput<c10::BFloat16> {
+  using frag_t = __nv_bfloat16;
+  using ptr_t = __nv_bfloat16;
+};
+template <>
+struct WmmaInput<float> {
+  using frag_t = nvcuda::wmma::precision::tf32;
+  using ptr_t = float;
+};
+#endif
+
+}  // namespace detail
+
+template <typename scalar_t, typename out_t>
+__global__ void __launch_bounds__(kGemmThreads, 2)
+    gemm_tc_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
+                   int64_t batches, int64_t M, int64_t N, int64_t K) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && !defined(PYSEG_EMULATOR)
+  __trap();  // never launched below sm_80 (launch_gemm picks gemm_kernel there)
+#else
+  namespace wmma = nvcuda::wmma;
+  static_assert(gemm_has_tensor_cores<scalar_t>, "half, bfloat16 or float (tf32) operands");
+  static_assert(std::is_same_v<out_t, scalar_t> || std::is_same_v<out_t, float>,
+                "C holds the operands' type or float (split-K partial sums)");
+  using Layout = detail::GemmTcLayout<scalar_t>;
+  using In = detail::WmmaInput<scalar_t>;
+  using ptr_t = typename In::ptr_t;
+  constexpr bool kAsync = gemm_can_copy_async<scalar_t>;  // float: cp.async, else registers
+  constexpr int kLdA = Layout::kLdA, kLdB = Layout::kLdB, kMmaK = Layout::kMmaK;
+  using StagerA = detail::GemmStager<scalar_t, kGemmTileM>;
+  using StagerB = detail::GemmStager<scalar_t, kGemmTileN>;
+  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, kMmaK, typename In::frag_t, wmma::col_major>;
+  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, kMmaK, typename In::frag_t, wmma::row_major>;
+  using FragC = wmma::fragment<wmma::accumulator, 16, 16, kMmaK, float>;
+  alignas(128) __shared__ unsigned char smem[Layout::kBytes];
+  scalar_t* const a_stage = reinterpret_cast<scalar_t*>(smem);  // [2][kStageA]
+  scalar_t* const b_stage = a_stage + 2 * Layout::kStageA;      // [2][kStageB]
+  float* const c_tile = reinterpret_cast<float*>(smem);         // [kGemmTileM][kGemmTcLdC]
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int warp_m = 32 * (warp % 4), warp_n = 32 * (warp / 4);
+  const int tiles_m = static_cast<int>((M + kGemmTileM - 1) / kGemmTileM);
+  const int tiles_n = static_cast<int>((N + kGemmTileN - 1) / kGemmTileN);
+  const int splits = static_cast<int>(c.split_k);
+  const int64_t split_len = splits > 1 ? c.split_len : K;
+  const int problem_splits = static_cast<int>(batches) * splits;
+  for (int zs = blockIdx.z; zs < problem_splits; zs += gridDim.z) {
+    const int z = zs / splits, split = zs - z * splits;
+    const int k_begin = static_cast<int>(split * split_len);
+    const int k_end = static_cast<int>(K < k_begin + split_len ? K : k_begin + split_len);
+    for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
+      for (int tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
+        const int64_t m0 = int64_t{tm} * kGemmTileM, n0 = int64_t{tn} * kGemmTileN;
+        StagerA sa;
+        StagerB sb;
+        sa.init(a, z, m0, M, k_begin);
+        sb.init(b, z, n0, N, k_begin);
+        FragC acc[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+        }
+        // The register-staged next stage (16-bit operands): two 8-row slices per operand.
+        scalar_t ra[2][StagerA::kSlots], rb[2][StagerB::kSlots];
+        // Stage s's two slices at k0 (each stager's cursor is at k0, and moves past them).
+        auto copy_stage = [&](int s, int k0) {
+          if constexpr (kAsync) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              sa.template copy_async<kLdA>(a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA,
+                                           k0 + h * kGemmTileK, k_end);
+              sb.template copy_async<kLdB>(b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB,
+                                           k0 + h * kGemmTileK, k_end);
+              sa.advance(a.depth);
+              sb.advance(b.depth);
+            }
+            cp_async_commit();
+          }
+        };
+        auto load_stage = [&](int k0) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            sa.load(ra[h], k0 + h * kGemmTileK, k_end);
+            sb.load(rb[h], k0 + h * kGemmTileK, k_end);
+            sa.advance(a.depth);
+            sb.advance(b.depth);
+          }
+        };
+        auto store_stage = [&](int s) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            sa.template store<kLdA>(a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA, ra[h]);
+            sb.template store<kLdB>(b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB, rb[h]);
+          }
+        };
+        if (k_begin < k_end) {  // (K == 0: C = bias, nothing staged)
+          if constexpr (kAsync) {
+            copy_stage(0, k_begin);
+          } else {
+            load_stage(k_begin);
+            store_stage(0);
+          }
+        }
+        int cur = 0;
+        for (int k0 = k_begin; k0 < k_end; k0 += kGemmTcStageK) {
+          const bool more = k0 + kGemmTcStageK < k_end;
+          if constexpr (kAsync) {
+            // The other stage was last read before the previous stage's closing barrier.
+            if (more) {
+              copy_stage(cur ^ 1, k0 + kGemmTcStageK);
+              cp_async_wait<1>();  // this stage's group has landed, the next may fly
+            } else {
+              cp_async_wait<0>();
+            }
+            __syncthreads();
+          } else {
+            __syncthreads();  // this stage's stores are visible
+            if (more) load_stage(k0 + kGemmTcStageK);  // in flight during the mmas below
+          }
+          const scalar_t* at_ = a_stage + cur * Layout::kStageA;
+          const scalar_t* bt_ = b_stage + cur * Layout::kStageB;
+#pragma unroll
+          for (int kk = 0; kk < kGemmTcStageK; kk += kMmaK) {
+            FragA fa[2];
+            FragB fb[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+              wmma::load_matrix_sync(
+                  fa[i], reinterpret_cast<const ptr_t*>(at_ + kk * kLdA + warp_m + 16 * i), kLdA);
+              wmma::load_matrix_sync(
+                  fb[i], reinterpret_cast<const ptr_t*>(bt_ + kk * kLdB + warp_n + 16 * i), kLdB);
+              if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+                for (int t = 0; t < fa[i].num_elements; ++t)
+                  fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
+#pragma unroll
+                for (int t = 0; t < fb[i].num_elements; ++t)
+                  fb[i].x[t] = wmma::__float_to_tf32(fb[i].x[t]);
+              }
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+#pragma unroll
+              for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+            }
+          }
+          if constexpr (kAsync) {
+            __syncthreads();  // the next copy into this stage waits for every reader
+          } else if (more) {
+            store_stage(cur ^ 1);  // its readers finished before this stage's opening barrier
+          }
+          cur ^= 1;
+        }
+        __syncthreads();  // the stages' last readers are done: their bytes become c_tile
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j)
+            wmma::store_matrix_sync(c_tile + (warp_m + 16 * i) * kGemmTcLdC + warp_n + 16 * j,
+                                    acc[i][j], kGemmTcLdC, wmma::mem_row_major);
+        }
+        __syncthreads();
+        // Thread t writes column t % 64 of rows t / 64 + 4 r.
+        out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
+        const int col_in_tile = static_cast<int>(threadIdx.x) % kGemmTileN;
+        const int row_in_tile = static_cast<int>(threadIdx.x) / kGemmTileN;
+        constexpr int kRowStep = kGemmThreads / kGemmTileN;
+        const bool n_ok = n0 + col_in_tile < N;
+        const int64_t col = c.cols.offset(n0 + col_in_tile);
+        GemmCursor cur_m;
+        cur_m.start(c.rows, m0 + row_in_tile);
+#pragma unroll 4
+        for (int r = row_in_tile; r < kGemmTileM; r += kRowStep) {
+          const int64_t m = m0 + r, row = cur_m.offset;
+          if (r + kRowStep < kGemmTileM) cur_m.step(c.rows, kRowStep);
+          if (m >= M || !n_ok) continue;
+          float v = c_tile[r * kGemmTcLdC + col_in_tile];
+          if (c.row_bias != nullptr)
+            v += static_cast<float>(c.row_bias[z * c.bias_batch_stride + m]);
+          out_t* dst = out + row + col;
+          if (c.accumulate) v = static_cast<float>(*dst) + v;
+          *dst = static_cast<out_t>(v);
+        }
+        __syncthreads();  // c_tile is read before the next tile stages into its bytes
+      }
+    }
+  }
+#endif
 }
 
 // out[i] (= or +=) sum over s of partial[s * numel + i], s in increasing order (the split-K

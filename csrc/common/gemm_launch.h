@@ -3,6 +3,7 @@
 // against a Launcher (real CUDA or the emulator).
 #pragma once
 
+#include <ATen/Context.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -11,10 +12,19 @@
 
 namespace pyseg {
 
+// Whether float32 products may use TF32 tensor cores: torch's matmul flag
+// (torch.backends.cuda.matmul.allow_tf32, or torch.set_float32_matmul_precision("high" /
+// "medium")), read on the host at every launch. Not cuDNN's flag, although the callers are
+// convolutions: that one is on by default, and pyseg's float32 results stay exact (like its
+// CPU kernels) unless the user asks for TF32.
+inline bool gemm_allow_tf32() { return at::globalContext().allowTF32CuBLAS(); }
+
 // C = A B (+ bias) for `batches` problems on the launcher's stream. The grid covers the tiles
 // up to the launcher's cap (the emulator's is small, so the kernel's grid-stride loops run in
-// tests too). float operands are staged with cp.async on sm_80+, everything else through
-// registers. `op` names the caller in the error for sizes the 32-bit index math cannot hold.
+// tests too). On sm_80+ half and bfloat16 run on tensor cores (gemm_tc_kernel), and so does
+// float when gemm_allow_tf32(); otherwise the FMA kernel, float operands staged with
+// cp.async on sm_80+, everything else (double, older GPUs) through registers. `op` names the
+// caller in the error for sizes the 32-bit index math cannot hold.
 template <class Launcher, typename scalar_t, typename out_t>
 void launch_gemm(const Launcher& launch, const char* op, const GemmOperand<scalar_t>& a,
                  const GemmOperand<scalar_t>& b, const GemmResult<out_t>& c, int64_t batches,
@@ -29,8 +39,16 @@ void launch_gemm(const Launcher& launch, const char* op, const GemmOperand<scala
   const dim3 grid(static_cast<unsigned>(std::min(tiles_n, cap_x)),
                   static_cast<unsigned>(std::min(tiles_m, cap_yz)),
                   static_cast<unsigned>(std::min(batches * c.split_k, cap_yz)));
+  const int cc = launch.compute_capability();
+  if constexpr (gemm_has_tensor_cores<scalar_t>) {
+    if (cc >= 80 && (!std::is_same_v<scalar_t, float> || gemm_allow_tf32())) {
+      launch(gemm_tc_kernel<scalar_t, out_t>, grid, dim3(kGemmThreads), 0, a, b, c, batches, M,
+             N, K);
+      return;
+    }
+  }
   if constexpr (gemm_can_copy_async<scalar_t>) {
-    if (launch.compute_capability() >= 80) {
+    if (cc >= 80) {
       launch(gemm_kernel<scalar_t, out_t, true>, grid, dim3(kGemmThreads), 0, a, b, c, batches,
              M, N, K);
       return;

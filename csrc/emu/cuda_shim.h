@@ -63,6 +63,10 @@ void syncthreads(const char* file, int line);
 uint64_t warp_exchange(unsigned mask, WarpOp op, uint64_t payload, int arg, int width,
                        const char* file, int line);
 unsigned char* dynamic_shared_memory();
+// Throws "emulator: <api> at file:line: <message>" (+ " (value)" when value >= 0) from kernel
+// code: the message is built outside the kernel's instrumented code.
+[[noreturn]] void kernel_error(const char* api, const char* message, int64_t value,
+                               const char* file, int line);
 // Bracket the read-modify-write of an emulated atomic: the sanitizer records one atomic
 // access instead of the plain load and store inside.
 void atomic_begin(const void* address, size_t bytes);
@@ -149,3 +153,6 @@ inline T __ldg(const T* p) {
 }
 inline void __threadfence() {}
 inline void __threadfence_block() {}
+
+// nvcuda::wmma: the warp matrix (tensor-core) fragments of <mma.h>.
+#include "emu/wmma_shim.h"

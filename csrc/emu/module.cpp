@@ -96,6 +96,33 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
            static_cast<int>(side));
     return {out};
   }
+  if (name == "wmma_mma" || name == "wmma_divergent" || name == "wmma_lane_pointers") {
+    // x: (3, 16, 16) = a, b^T, c (c as float); one warp per block. d = a b + c^T + grid
+    // (each of `grid` blocks writes its own d).
+    TORCH_CHECK(x.dim() == 3 && x.size(0) == 3 && x.size(1) == 16 && x.size(2) == 16 &&
+                    block == 32,
+                "wmma_mma: x of shape (3, 16, 16), one warp per block");
+    at::Tensor c = x[2].to(at::kFloat).contiguous();
+    at::Tensor d = at::zeros({grid, 16, 16}, x.options().dtype(at::kFloat));
+    const int mode = name == "wmma_mma" ? 0 : name == "wmma_divergent" ? 1 : 2;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "selftest", [&] {
+      if constexpr (!std::is_same_v<scalar_t, double>) {
+        for (int64_t blk = 0; blk < grid; ++blk)
+          launch(st::wmma_mma<scalar_t>, dim3(1), b, 0, x[0].const_data_ptr<scalar_t>(),
+                 x[1].const_data_ptr<scalar_t>(), c.const_data_ptr<float>(),
+                 d[blk].data_ptr<float>(), static_cast<float>(blk), mode);
+      } else {
+        TORCH_CHECK(false, "wmma_mma: half, bfloat16 or float32 (tf32)");
+      }
+    });
+    return {d};
+  }
+  if (name == "float_to_tf32") {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "float_to_tf32: float32 input");
+    at::Tensor y = at::empty_like(x);
+    launch(st::float_to_tf32, g, b, 0, x.const_data_ptr<float>(), y.data_ptr<float>(), n);
+    return {y};
+  }
   // Planted bugs (float32 input).
   const bool planted = name == "read_past_end" || name == "misaligned_load" ||
                        name == "shared_past_end" || name == "missing_barrier" ||

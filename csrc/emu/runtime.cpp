@@ -374,6 +374,15 @@ PYSEG_EMU_NOT_INSTRUMENTED uint64_t warp_exchange(unsigned mask, WarpOp op, uint
   return f->result;
 }
 
+PYSEG_EMU_NOT_INSTRUMENTED void kernel_error(const char* api, const char* message,
+                                             int64_t value, const char* file, int line) {
+  detail::g_current.in_kernel = false;
+  std::string what = std::string(api) + " at " + (file ? file : "?") + ":" + std::to_string(line) +
+                     ": " + message;
+  if (value >= 0) what += " (" + std::to_string(value) + ")";
+  fail(what);
+}
+
 PYSEG_EMU_NOT_INSTRUMENTED unsigned char* dynamic_shared_memory() {
   return detail::g_current.dynamic_shared;
 }

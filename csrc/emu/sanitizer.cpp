@@ -171,6 +171,7 @@ std::string source_line(const void* pc) {
       if (const size_t d = l.find(" (discriminator"); d != std::string::npos) l.resize(d);
       if (first.empty()) first = l;
       const bool shim = l.find("cuda_shim.h") != std::string::npos ||
+                        l.find("wmma_shim.h") != std::string::npos ||
                         l.find("cuda_compat.h") != std::string::npos || l.rfind("/usr/", 0) == 0;
       if (chosen.empty() && !shim) chosen = l;
     }

@@ -116,4 +116,54 @@ __global__ void coordinates(int* out, int width) {
   out[y * width + x] = y * 1000 + x;
 }
 
+// The wmma input type and pointer type of a matrix of T (tf32 for float).
+template <typename T>
+struct WmmaOf {
+  using frag_t = T;
+  static constexpr int kK = 16;
+};
+template <>
+struct WmmaOf<float> {
+  using frag_t = nvcuda::wmma::precision::tf32;
+  static constexpr int kK = 8;
+};
+
+// One warp per block: d (16 x 16, row-major) = a b + c through wmma fragments, with a
+// (16 x 16) loaded row_major, b (16 x 16) col_major from its transpose bt, c read with
+// mem_col_major (so the result adds c's transpose), every accumulator element scaled by
+// `scale` after the fill, and float inputs rounded with __float_to_tf32 (two k8 steps).
+// `mode` 1: only lanes 0..15 load (divergence); 2: every lane passes its own pointer.
+template <typename T>
+__global__ void wmma_mma(const T* a, const T* bt, const float* c, float* d, float scale,
+                         int mode) {
+  namespace wmma = nvcuda::wmma;
+  using frag_t = typename WmmaOf<T>::frag_t;
+  constexpr int kK = WmmaOf<T>::kK;
+  wmma::fragment<wmma::matrix_a, 16, 16, kK, frag_t, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, kK, frag_t, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, kK, float> acc;
+  wmma::fill_fragment(acc, 1.0f);
+  for (int t = 0; t < acc.num_elements; ++t) acc.x[t] *= scale;  // all elements: `scale`
+  wmma::fragment<wmma::accumulator, 16, 16, kK, float> cf;
+  wmma::load_matrix_sync(cf, c, 16, wmma::mem_col_major);
+  for (int k0 = 0; k0 < 16; k0 += kK) {
+    if (mode == 1 && threadIdx.x >= 16) break;
+    const T* ap = a + k0 + (mode == 2 ? 32 * (threadIdx.x % 2) : 0);
+    wmma::load_matrix_sync(fa, ap, 16);
+    wmma::load_matrix_sync(fb, bt + k0, 16);
+    if constexpr (std::is_same_v<T, float>) {
+      for (int t = 0; t < fa.num_elements; ++t) fa.x[t] = wmma::__float_to_tf32(fa.x[t]);
+      for (int t = 0; t < fb.num_elements; ++t) fb.x[t] = wmma::__float_to_tf32(fb.x[t]);
+    }
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  for (int t = 0; t < acc.num_elements; ++t) acc.x[t] += cf.x[t];
+  wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+}
+
+// TF32 rounding of each element (the emulator's __float_to_tf32 against Python's).
+__global__ void float_to_tf32(const float* x, float* y, int64_t n) {
+  PYSEG_KERNEL_LOOP(i, n) { y[i] = nvcuda::wmma::__float_to_tf32(x[i]); }
+}
+
 }  // namespace pyseg::emu_selftest

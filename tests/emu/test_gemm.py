@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from pyseg.ops import deform_conv2d
+from pyseg.ops import _library, deform_conv2d
 
 pytestmark = pytest.mark.emu
 
@@ -115,3 +115,126 @@ def test_indexed_atomic_add(emu, dtype, n, name):
     assert torch.equal(out.double(), expected)
     if name == "atomic_scatter_shifted":
         assert buffer[0].item() == 0  # the element before the buffer is untouched
+
+
+# --- Tensor cores (gemm_tc_kernel) and TF32 ------------------------------------------------
+
+
+def _gemm_kernels(emu, fn):
+    """Names of the GEMM kernels that `fn()` launches (the counters record each launch)."""
+    previous = emu.checks()
+    emu.set_checks(previous["memcheck"], previous["racecheck"], True)
+    emu.reset_stats()
+    try:
+        fn()
+        return [c["kernel"] for c in emu.launch_counters() if "gemm" in c["kernel"]
+                and "sum_splits" not in c["kernel"]]
+    finally:
+        emu.set_checks(previous["memcheck"], previous["racecheck"], previous["counters"])
+
+
+@pytest.fixture(params=["flag", "precision"])
+def tf32_allowed(request):
+    """TF32 allowed the two ways torch offers for matmuls (the flag the GEMM reads)."""
+    flag, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+    if request.param == "flag":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    else:
+        torch.set_float32_matmul_precision("high")
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = flag
+    torch.set_float32_matmul_precision(precision)
+
+
+@pytest.mark.parametrize("dtype,cc,tf32,tensor_cores", [
+    (torch.float16, 80, False, True),
+    (torch.bfloat16, 90, False, True),
+    (torch.float16, 75, False, False),   # below sm_80: the FMA kernel
+    (torch.float32, 80, False, False),   # the default: exact float32
+    (torch.float32, 80, True, True),
+    (torch.float32, 75, True, False),    # TF32 needs sm_80
+    (torch.float64, 80, True, False),    # TF32 is for float32 only
+])
+def test_kernel_choice(emu, dtype, cc, tf32, tensor_cores):
+    args, _ = _args(1, 3, 4, 5, 5, 3, dtype)
+    low = {k: v.to(dtype).requires_grad_() if isinstance(v, torch.Tensor) else v
+           for k, v in args.items()}
+    previous_cc, previous_flag = emu.compute_capability(), torch.backends.cuda.matmul.allow_tf32
+    emu.set_compute_capability(cc)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        with _library.emulated():
+            names = _gemm_kernels(emu, lambda: deform_conv2d(**low).sum().backward())
+    finally:
+        emu.set_compute_capability(previous_cc)
+        torch.backends.cuda.matmul.allow_tf32 = previous_flag
+    assert len(names) == 3  # forward, grad of the columns, grad of the weight
+    assert all(("gemm_tc_kernel" in n) == tensor_cores for n in names), names
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_tensor_cores_half_bfloat16(emu_backend, dtype, shape):
+    # M, N, K off the tile and the 16-deep stages in every direction, split-K included
+    # (grad_weight): zero padding of the edge tiles, float accumulation, one rounding.
+    n, c, o, h, w, k, groups = shape
+    args, _ = _args(n, c, o, h, w, k, dtype, groups=groups)
+    eps = torch.finfo(dtype).eps
+    _check(args, dtype, atol=40 * eps, rtol=8 * eps)
+
+
+def test_tensor_cores_split_k(emu_backend):
+    # grad_weight with K = 1024 pixels split in 4 float partial sums (gemm_tc_kernel<half,
+    # float>), then added in split order.
+    args, _ = _args(1, 2, 3, 32, 32, 3, torch.float16, seed=4)
+    eps = torch.finfo(torch.float16).eps
+    _check(args, torch.float16, atol=40 * eps, rtol=8 * eps)
+
+
+def _max_error(args, dtype):
+    low = {k: v.to(dtype) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    ref = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in low.items()}
+    return (deform_conv2d(**low).double() - torchvision.ops.deform_conv2d(**ref)).abs().max().item()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_tf32_when_allowed(emu_backend, tf32_allowed, shape):
+    # With TF32 allowed, float32 products round their inputs to 10-bit mantissas: the error
+    # against float64 is bounded like half precision's, and measurably above float32's.
+    n, c, o, h, w, k, groups = shape
+    args, _ = _args(n, c, o, h, w, k, torch.float32, groups=groups)
+    tf32_eps = 2.0 ** -10
+    _check(args, torch.float32, atol=40 * tf32_eps, rtol=8 * tf32_eps)
+    assert _max_error(args, torch.float32) > 1e-4
+
+
+def test_float32_exact_by_default(emu_backend):
+    assert not torch.backends.cuda.matmul.allow_tf32
+    args, _ = _args(2, 5, 7, 6, 5, 3, torch.float32)
+    assert _max_error(args, torch.float32) < 2e-5
+
+
+@pytest.mark.parametrize("tf32", [False, True], ids=["exact", "tf32"])
+def test_conv_transpose3d_tf32_flag(emu_backend, tf32):
+    # conv_transpose3d's products run on the same GEMM (float compute): exact float32 by
+    # default, TF32 (a bounded, measurable difference) when torch allows it.
+    from pyseg.ops import conv_transpose3d
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 6, 3, 4, 5, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 4, 2, 3, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    expected = torch.nn.functional.conv_transpose3d(x, w, b, stride=(1, 2, 2), padding=1)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        actual = conv_transpose3d(x.float(), w.float(), b.float(), stride=(1, 2, 2), padding=1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    error = (actual.double() - expected).abs().max().item()
+    if tf32:
+        tf32_eps = 2.0 ** -10
+        torch.testing.assert_close(actual.double(), expected, atol=40 * tf32_eps, rtol=8 * tf32_eps)
+        assert error > 1e-4
+    else:
+        assert error < 2e-5
