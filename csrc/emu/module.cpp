@@ -128,7 +128,7 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
                        name == "shared_past_end" || name == "missing_barrier" ||
                        name == "blocks_write_one_output" || name == "block_reads_neighbour" ||
                        name == "strided_load" || name == "shared_column_read" ||
-                       name == "shared_column_read_padded";
+                       name == "shared_column_read_padded" || name == "wmma_missing_barrier";
   TORCH_CHECK(!planted || x.scalar_type() == at::kFloat, "selftest: ", name, " takes float32");
   const float* xp = planted ? x.const_data_ptr<float>() : nullptr;
   if (name == "read_past_end" || name == "misaligned_load" || name == "missing_barrier") {
@@ -137,6 +137,12 @@ std::vector<at::Tensor> selftest(const std::string& name, const at::Tensor& x_, 
              : name == "misaligned_load" ? st::misaligned_load
                                          : st::missing_barrier;
     launch(k, dim3((n + block - 1) / block), b, 0, xp, y.data_ptr<float>(), n);
+    return {y};
+  }
+  if (name == "wmma_missing_barrier") {
+    TORCH_CHECK(block % 32 == 0, "wmma_missing_barrier: whole warps");
+    at::Tensor y = at::zeros({block / 32 * 256}, x.options());
+    launch(st::wmma_missing_barrier, dim3(1), b, 0, xp, y.data_ptr<float>(), n);
     return {y};
   }
   if (name == "shared_past_end") {

@@ -39,6 +39,16 @@ __global__ void missing_barrier(const float* x, float* y, int64_t n) {
   if (i < n) y[i] = right;
 }
 
+// racecheck: a tensor-core fragment is loaded from a tile the block is still writing (the
+// fragment load is collective, but its reads are the lanes' own: the race is reported).
+__global__ void wmma_missing_barrier(const float* x, float* y, int64_t n) {
+  alignas(32) __shared__ float tile[256];
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) tile[i] = i < n ? x[i] : 0.f;
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f;
+  nvcuda::wmma::load_matrix_sync(f, tile, 16, nvcuda::wmma::mem_row_major);  // no barrier
+  nvcuda::wmma::store_matrix_sync(y + 256 * (threadIdx.x / 32), f, 16, nvcuda::wmma::mem_row_major);
+}
+
 // racecheck: every block writes the same output element (no atomics).
 __global__ void blocks_write_one_output(float* y) {
   if (threadIdx.x == 0) y[0] = static_cast<float>(blockIdx.x);

@@ -95,6 +95,17 @@ def test_missing_syncthreads(sanitizer, order):
     assert line_of("buf[t] = i < n") in msg and line_of("buf[(t + 1) % blockDim.x]") in msg
 
 
+def test_fragment_load_without_barrier(sanitizer, order):
+    # A wmma fragment load is collective, but each lane's reads are checked as its own: a
+    # tile still being written by the other threads is a shared-memory race, reported at the
+    # kernel's line (not inside the emulator's wmma header).
+    with pytest.raises(RuntimeError) as info:
+        sanitizer.selftest("wmma_missing_barrier", torch.zeros(256), 64)
+    msg = str(info.value)
+    assert "racecheck: shared-memory" in msg and "wmma_missing_barrier" in msg
+    assert line_of("tile[i] = i < n") in msg and line_of("load_matrix_sync(f, tile") in msg
+
+
 def test_two_blocks_write_one_output(sanitizer, order):
     with pytest.raises(RuntimeError) as info:
         sanitizer.selftest("blocks_write_one_output", torch.zeros(1), 32, 4)
