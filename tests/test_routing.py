@@ -258,8 +258,13 @@ def _torch_kernels(count: OpCount) -> dict[str, int]:
 def test_float32_matches_torch_to_round_off():
     x = _rand(2, 3, 16, 16, dtype=torch.float32)
     w = _rand(3, 5, 4, 4, dtype=torch.float32, seed=1)
+    grid = _rand(2, 5, 5, 2, dtype=torch.float32, seed=2).tanh()
     for fn in (lambda x: F.interpolate(x, scale_factor=2.5, mode="bicubic"),
-               lambda x: F.conv_transpose2d(x, w, stride=2, padding=1)):
+               lambda x: F.interpolate(x, scale_factor=0.4, mode="bicubic", antialias=True),
+               lambda x: F.interpolate(x[:, None], scale_factor=2, mode="trilinear"),
+               lambda x: F.grid_sample(x, grid, mode="bicubic", align_corners=False),
+               lambda x: F.conv_transpose2d(x, w, stride=2, padding=1),
+               lambda x: F.conv_transpose3d(x[:, None], w[:1, :, None], stride=2)):
         with pyseg.kernels():
             ours = fn(x)
         # float32 rounding of sums of at most 3 * 4 * 4 products of values of order 1
@@ -459,3 +464,32 @@ def test_torch_compile(mode_inside):
                    or ("conv_transpose2d" in t and not t.startswith("pyseg.")) for t in targets)
     assert count.counts["pyseg::upsample2d_backward"] == 1
     assert count.counts["pyseg::conv_transpose2d_backward"] == 1
+
+
+def test_torch_compile_nd_ops():
+    """The new routes trace too: grid_sample, trilinear / antialiased interpolation and
+    conv_transpose1d become pyseg's ops in the captured graph, with torch's values."""
+    w = _rand(2, 3, 4, dtype=torch.float32, seed=1)
+
+    def fn(x5: torch.Tensor, x4: torch.Tensor, grid: torch.Tensor, x3: torch.Tensor):
+        return (F.interpolate(x5, scale_factor=2, mode="trilinear"),
+                F.interpolate(x4, size=(3, 5), mode="bicubic", antialias=True),
+                F.grid_sample(x4, grid, align_corners=False),
+                F.conv_transpose1d(x3, w, stride=2))
+
+    graphs: list[torch.fx.GraphModule] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    inputs = (_rand(1, 2, 3, 4, 5, dtype=torch.float32), _rand(1, 2, 7, 9, dtype=torch.float32),
+              _rand(1, 4, 4, 2, dtype=torch.float32, seed=2).tanh(),
+              _rand(1, 2, 6, dtype=torch.float32, seed=3))
+    torch._dynamo.reset()
+    with pyseg.kernels():
+        ours = torch.compile(fn, backend=backend, fullgraph=True)(*inputs)
+    for a, b in zip(ours, fn(*inputs)):
+        tensors_close(a, b, 1e-5)
+    targets = {str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert {"pyseg.upsample", "pyseg.grid_sample", "pyseg.conv_transpose2d"} <= targets, targets

@@ -86,6 +86,10 @@ class ConvertedConvTranspose1d(ConvTranspose1d):
     ``nn.ConvTranspose1d``. Built with the arguments of its base class (or by
     :func:`convert`); ``forward(input, output_size=None)`` as torch's.
 
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias, dilation, padding_mode, device, dtype: as for :class:`torch.nn.ConvTranspose1d`.
+
     Example::
 
         >>> from pyseg.nn.convert import ConvertedConvTranspose1d
@@ -116,6 +120,10 @@ class ConvertedConvTranspose3d(ConvTranspose3d):
     not support (:func:`pyseg.routing.why_not`); what :func:`convert` puts in place of an
     ``nn.ConvTranspose3d``. Built with the arguments of its base class (or by
     :func:`convert`); ``forward(input, output_size=None)`` as torch's.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias, dilation, padding_mode, device, dtype: as for :class:`torch.nn.ConvTranspose3d`.
 
     Example::
 
@@ -194,6 +202,9 @@ class ConvertedMaxUnpool1d(MaxUnpool1d):
     its base class (or by :func:`convert`); ``forward(input, indices, output_size=None)`` as
     torch's.
 
+    Args:
+        kernel_size, stride, padding: as for :class:`torch.nn.MaxUnpool1d`.
+
     Example::
 
         >>> from pyseg.nn.convert import ConvertedMaxUnpool1d
@@ -215,6 +226,9 @@ class ConvertedMaxUnpool3d(MaxUnpool3d):
     what :func:`convert` puts in place of an ``nn.MaxUnpool3d``. Built with the arguments of
     its base class (or by :func:`convert`); ``forward(input, indices, output_size=None)`` as
     torch's.
+
+    Args:
+        kernel_size, stride, padding: as for :class:`torch.nn.MaxUnpool3d`.
 
     Example::
 
