@@ -310,6 +310,112 @@ def _interpolate_nd_cases(label: str, ours: Any, ref: Any, kw: dict) -> Iterator
     yield from case((1, 4, 8, 16, 16), "trilinear", 2, quick=True)
 
 
+# --- the 1-D / 3-D ops, the N-d interpolate modes, grid_sample ---------------------------
+# One moderate shape per op and mode (a few ms per call here), so that the whole set runs,
+# forward and forward + backward, in about a minute: `pyseg bench max_unpool1d max_unpool3d
+# conv_transpose1d conv_transpose3d interpolate_nd grid_sample --backward`.
+
+def _unpool_nd_inputs(shape: tuple[int, ...]) -> Callable[..., Any]:
+    pool = {3: F.max_pool1d, 5: F.max_pool3d}[len(shape)]
+
+    def make(device: torch.device, dtype: torch.dtype) -> tuple:
+        # Real pooling indices: max pooling of an input twice the size.
+        n, c, *spatial = shape
+        pooled, indices = pool(_randn(n, c, *[2 * s for s in spatial], seed=0), 2,
+                               return_indices=True)
+        return (pooled.to(device=device, dtype=dtype), indices.to(device), 2)
+
+    return make
+
+
+def _max_unpool_nd_cases() -> Iterator[BenchmarkCase]:
+    for label, shape in (("max_unpool1d", (4, 64, 2048)), ("max_unpool3d", (2, 16, 16, 32, 32))):
+        out = "x".join(str(2 * s) for s in shape[2:])
+        yield from _both(f"{label}/{'x'.join(map(str, shape))}", label,
+                         f"{_shape(*shape)}->{out}", _unpool_nd_inputs(shape), pyseg_op(label),
+                         getattr(F, label), requires=requires_pyseg_op(label),
+                         summary=f"pyseg.ops.{label} vs torch.nn.functional.{label}")
+
+
+def _conv_t_nd_inputs(shape: tuple[int, ...], cout: int, k: int) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> tuple:
+        cin, spatial = shape[1], shape[2:]
+        x = _randn(*shape, seed=0)
+        weight = _randn(cin, cout, *[k] * len(spatial), seed=1,
+                        scale=1 / math.sqrt(cin * k ** len(spatial)))
+        bias = _randn(cout, seed=2)
+        x, weight, bias = (t.to(device=device, dtype=dtype) for t in (x, weight, bias))
+        return (x, weight, bias, 2, 1, 1)  # stride 2, padding 1, output_padding 1: x2
+
+    return make
+
+
+def _conv_transpose_nd_cases() -> Iterator[BenchmarkCase]:
+    for label, shape, cout in (("conv_transpose1d", (8, 64, 1024), 64),
+                               ("conv_transpose3d", (2, 32, 8, 16, 16), 32)):
+        out = "x".join(str(2 * s) for s in shape[2:])
+        yield from _both(f"{label}/{'x'.join(map(str, shape))}-{cout}-k3s2", label,
+                         f"{_shape(*shape)}->{cout}ch k3,s2,p1,op1 ->{out}",
+                         _conv_t_nd_inputs(shape, cout, 3), pyseg_op(label), getattr(F, label),
+                         requires=requires_pyseg_op(label),
+                         summary=f"pyseg.ops.{label} vs torch.nn.functional.{label}")
+
+
+def _interpolate_mode_cases() -> Iterator[BenchmarkCase]:
+    """Each mode of the N-d operator once, at a moderate size (label interpolate_nd; the
+    interpolate label has the large shapes)."""
+    label = "interpolate_nd"
+    kw = dict(requires=requires_pyseg_op("interpolate"),
+              summary="pyseg.ops.interpolate (modes and ranks beyond 4-D nearest / bilinear / "
+                      "bicubic) vs torch.nn.functional.interpolate")
+    calls: tuple[tuple[tuple[int, ...], str, float, bool], ...] = (
+        ((4, 32, 64, 64), "nearest-exact", 2, False),
+        ((8, 64, 2048), "linear", 2, False),
+        ((2, 16, 16, 32, 32), "trilinear", 2, False),
+        ((4, 32, 128, 128), "area", 0.5, False),
+        ((4, 32, 128, 128), "bilinear", 0.5, True),
+        ((4, 32, 128, 128), "bicubic", 0.5, True),
+    )
+    for shape, mode, scale, antialias in calls:
+        kwargs: dict[str, Any] = {"scale_factor": scale, "mode": mode}
+        if mode in ("linear", "bilinear", "bicubic", "trilinear"):
+            kwargs["align_corners"] = False
+        if antialias:
+            kwargs["antialias"] = True
+        tag = f"{mode}{'-aa' if antialias else ''}"
+        yield from _both(f"{label}/{tag}-{'x'.join(map(str, shape))}-s{scale:g}", label,
+                         f"{tag} {_shape(*shape)} x{scale:g}",
+                         _interp_nd_inputs(shape, kwargs, False), pyseg_op("interpolate"),
+                         F.interpolate, **kw)
+
+
+def _grid_sample_inputs(shape: tuple[int, ...], out: tuple[int, ...], mode: str
+                        ) -> Callable[..., Any]:
+    def make(device: torch.device, dtype: torch.dtype) -> dict:
+        x = _randn(*shape, seed=0)
+        # Points over the image and a little beyond it (the padding is read there).
+        grid = torch.rand(shape[0], *out, len(out),
+                          generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1
+        return {"input": x.to(device=device, dtype=dtype),
+                "grid": grid.to(device=device, dtype=dtype), "mode": mode,
+                "padding_mode": "zeros", "align_corners": False}
+
+    return make
+
+
+def _grid_sample_cases() -> Iterator[BenchmarkCase]:
+    label = "grid_sample"
+    kw = dict(requires=requires_pyseg_op(label),
+              summary="pyseg.ops.grid_sample vs torch.nn.functional.grid_sample")
+    calls = [((4, 32, 64, 64), (64, 64), mode) for mode in ("bilinear", "nearest", "bicubic")]
+    calls += [((2, 16, 16, 32, 32), (16, 32, 32), mode) for mode in ("bilinear", "nearest")]
+    for shape, out, mode in calls:
+        yield from _both(f"{label}/{mode}-{'x'.join(map(str, shape))}", label,
+                         f"{mode} {_shape(*shape)} grid {'x'.join(map(str, out))}",
+                         _grid_sample_inputs(shape, out, mode), pyseg_op(label), F.grid_sample,
+                         **kw)
+
+
 # --- deform_conv2d -----------------------------------------------------------------------
 
 def _deform_inputs(n: int, cin: int, h: int, w: int, cout: int) -> Callable[..., Any]:
@@ -362,4 +468,8 @@ def pyseg_benchmarks() -> list[BenchmarkCase]:
         *_conv_transpose2d_cases(),
         *_interpolate_cases(),
         *_deform_conv2d_cases(),
+        *_max_unpool_nd_cases(),
+        *_conv_transpose_nd_cases(),
+        *_interpolate_mode_cases(),
+        *_grid_sample_cases(),
     ]

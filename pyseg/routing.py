@@ -6,24 +6,33 @@ patched). While it is active, every call of
 ==========================================  ===========================================
 torch / torchvision function                pyseg kernel, for the arguments it supports
 ==========================================  ===========================================
-``F.interpolate`` (and ``F.upsample``,      :func:`pyseg.ops.interpolate`: modes nearest,
-``F.upsample_nearest``,                     bilinear, bicubic on 4-D input, no antialias
-``F.upsample_bilinear``, ``nn.Upsample``,
-which call it)
-``F.conv_transpose2d`` (=                   :func:`pyseg.ops.conv_transpose2d`: 3-D or 4-D
-``torch.conv_transpose2d``, what            input, every stride, padding, output_padding,
-``nn.ConvTranspose2d`` calls)               groups and dilation
-``F.max_unpool2d`` (``nn.MaxUnpool2d``)     :func:`pyseg.ops.max_unpool2d`: 3-D or 4-D input
+``F.interpolate`` (and ``F.upsample``,      :func:`pyseg.ops.interpolate`: every mode
+``F.upsample_nearest``,                     torch has for the rank (nearest,
+``F.upsample_bilinear``, ``nn.Upsample``,   nearest-exact, linear, bilinear, bicubic,
+which call it)                              trilinear, area) on 3-D, 4-D and 5-D input,
+                                            ``antialias=True`` for bilinear / bicubic
+``F.conv_transpose1d`` / ``2d`` / ``3d``    :func:`pyseg.ops.conv_transpose1d` / ``2d`` /
+(= ``torch.conv_transpose*d``, what         ``3d``: batched or unbatched input, every
+``nn.ConvTranspose*d`` calls)               stride, padding, output_padding, groups and
+                                            dilation
+``F.max_unpool1d`` / ``2d`` / ``3d``        :func:`pyseg.ops.max_unpool1d` / ``2d`` /
+(``nn.MaxUnpool*d``)                        ``3d``: batched or unbatched input
+``F.grid_sample``                           :func:`pyseg.ops.grid_sample`: 4-D and 5-D,
+                                            every mode and padding mode
 ``torchvision.ops.deform_conv2d``           :func:`pyseg.ops.deform_conv2d`: v1 and v2,
 (``torchvision.ops.DeformConv2d``)          every group count
 ==========================================  ===========================================
 
 goes to pyseg when the tensors are floating point (float16, bfloat16, float32, float64) on a
 device pyseg has a kernel for (the CPU; CUDA when built with it), and to torch unchanged
-otherwise (other modes and ranks, integer tensors, other devices, tensor subclasses).
-Argument errors are pyseg's, which repeat torch's. ``F.grid_sample``, the 1-D / 3-D ops and
-the interpolate modes and ranks beyond 4-D nearest / bilinear / bicubic have pyseg kernels
-(call :mod:`pyseg.ops` or use :mod:`pyseg.nn`) but are not routed yet: they run torch's.
+otherwise (``mode="lanczos"``, a mode that does not fit the rank, integer tensors, other
+devices, tensor subclasses): torch then computes the call, or raises its own error for it.
+Argument errors of routed calls are pyseg's, which repeat torch's (``F.grid_sample`` with
+``align_corners=None`` warns as torch does).
+
+``F.affine_grid`` is not routed: it is a handful of torch operators (a base grid and one
+batched matrix product), and :func:`pyseg.ops.affine_grid` is that same composite, bitwise
+equal to torch's, so a routed call would compute exactly what torch's does.
 
 The mode works under autograd (pyseg's ops have their own backward) and inside
 :func:`torch.compile` (pyseg's ops have fake kernels; the mode is traced).
@@ -37,6 +46,7 @@ was made (as it is by any model that holds torchvision's modules).
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,18 +59,22 @@ from typing_extensions import Self
 
 import pyseg.ops
 from pyseg.ops import _library
-from pyseg.ops.upsample import _MODES
+from pyseg.ops.grid_sample import MODES as _GRID_MODES
+from pyseg.ops.grid_sample import PADDING_MODES as _GRID_PADDING_MODES
+from pyseg.ops.upsample import _KERNEL_MODES, _MODES
 
 __all__ = ["OPS", "KernelMode", "RoutingStats", "call", "kernels", "why_not"]
 
 #: The ops pyseg can stand in for, the names ``ops=`` of :func:`kernels` and
 #: :func:`pyseg.nn.convert` accept.
-OPS: tuple[str, ...] = ("interpolate", "conv_transpose2d", "max_unpool2d", "deform_conv2d")
+OPS: tuple[str, ...] = ("interpolate", "conv_transpose2d", "max_unpool2d", "deform_conv2d",
+                        "conv_transpose1d", "conv_transpose3d", "max_unpool1d", "max_unpool3d",
+                        "grid_sample")
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# The pyseg operator behind each routed op, to ask which devices have a kernel.
-_KERNEL = {"interpolate": "upsample2d", "conv_transpose2d": "conv_transpose2d",
-           "max_unpool2d": "max_unpool2d", "deform_conv2d": "deform_conv2d"}
+# The pyseg operators behind the routed ops, to ask which devices have a kernel.
+_KERNELS = ("upsample2d", "upsample", "conv_transpose2d", "conv_transpose3d", "max_unpool2d",
+            "max_unpool3d", "deform_conv2d", "grid_sample")
 
 
 def _kernel_devices(kernel: str) -> frozenset[str]:
@@ -70,11 +84,12 @@ def _kernel_devices(kernel: str) -> frozenset[str]:
 
 
 # Computed once: under torch.compile the checks below must be plain Python.
-_DEVICES = {op: _kernel_devices(kernel) for op, kernel in _KERNEL.items()}
+_DEVICES = {kernel: _kernel_devices(kernel) for kernel in _KERNELS}
 
 
-def _tensors_why_not(op: str, *tensors: Any) -> str | None:
-    """Why pyseg cannot take these tensors (the first one decides dtype and device)."""
+def _tensors_why_not(kernel: str, *tensors: Any) -> str | None:
+    """Why pyseg's ``kernel`` cannot take these tensors (the first one decides dtype and
+    device)."""
     present = [t for t in tensors if t is not None]
     if not all(isinstance(t, Tensor) for t in present):
         return "an argument is not a Tensor"
@@ -85,7 +100,7 @@ def _tensors_why_not(op: str, *tensors: Any) -> str | None:
     first = present[0]
     if first.dtype not in _FLOATS:
         return f"dtype {str(first.dtype).removeprefix('torch.')}"
-    if first.device.type not in _DEVICES[op]:
+    if first.device.type not in _DEVICES[kernel]:
         return f"no pyseg kernel on {first.device.type}"
     return None
 
@@ -100,36 +115,81 @@ def _interpolate_why_not(input: Any, size: Any = None, scale_factor: Any = None,
                          ) -> str | None:
     if not isinstance(input, Tensor):
         return "input is not a Tensor"
-    if input.dim() != 4:
-        return f"{input.dim()}-D input (pyseg: 4-D only)"
-    if mode not in _MODES:
-        return f"mode={mode!r} (pyseg: {', '.join(_MODES)})"
-    if antialias:
-        return "antialias=True"
-    return _tensors_why_not("interpolate", input)
+    rank = input.dim()
+    if rank not in _KERNEL_MODES:
+        return f"{rank}-D input (pyseg: 3-D, 4-D or 5-D)"
+    if mode not in _KERNEL_MODES[rank]:
+        # lanczos, or a mode torch rejects for this rank (torch raises its own error)
+        return f"mode={mode!r} on {rank}-D input (pyseg: {', '.join(_KERNEL_MODES[rank])})"
+    if antialias and not (rank == 4 and mode in ("bilinear", "bicubic")):
+        return f"antialias=True with mode={mode!r} on {rank}-D input"  # torch's error
+    # pyseg.ops.interpolate's choice of operator
+    kernel = "upsample2d" if rank == 4 and mode in _MODES and not antialias else "upsample"
+    return _tensors_why_not(kernel, input)
 
 
-def _conv_transpose2d_why_not(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
-                              padding: Any = 0, output_padding: Any = 0, groups: Any = 1,
-                              dilation: Any = 1) -> str | None:
-    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
-        return "input or weight is not a Tensor"
-    if input.dim() not in (3, 4) or weight.dim() != 4:
-        return f"{input.dim()}-D input, {weight.dim()}-D weight (pyseg: 3-D or 4-D, 4-D)"
-    if weight.dtype != input.dtype or (isinstance(bias, Tensor) and bias.dtype != input.dtype):
-        return "mixed dtypes"  # torch's error
-    return _tensors_why_not("conv_transpose2d", input, weight, bias)
+def _conv_transpose_why_not(dims: int, kernel: str) -> Callable[..., str | None]:
+    """The check of ``F.conv_transpose{dims}d``'s arguments (``kernel``: pyseg's operator)."""
+
+    def why_not(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+                output_padding: Any = 0, groups: Any = 1, dilation: Any = 1) -> str | None:
+        if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+            return "input or weight is not a Tensor"
+        if input.dim() not in (dims + 1, dims + 2) or weight.dim() != dims + 2:
+            return (f"{input.dim()}-D input, {weight.dim()}-D weight (pyseg: {dims + 1}-D or "
+                    f"{dims + 2}-D, {dims + 2}-D)")
+        if weight.dtype != input.dtype or (isinstance(bias, Tensor) and bias.dtype != input.dtype):
+            return "mixed dtypes"  # torch's error
+        return _tensors_why_not(kernel, input, weight, bias)
+
+    return why_not
 
 
-def _max_unpool2d_why_not(input: Any, indices: Any, kernel_size: Any, stride: Any = None,
-                          padding: Any = 0, output_size: Any = None) -> str | None:
-    if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
-        return "input or indices is not a Tensor"
-    if input.dim() not in (3, 4):
-        return f"{input.dim()}-D input (pyseg: 3-D or 4-D)"
-    if indices.dtype != torch.int64 or indices.device != input.device:
-        return "indices not int64 on the input's device"  # torch's error
-    return _tensors_why_not("max_unpool2d", input, indices)
+def _max_unpool_why_not(dims: int, kernel: str) -> Callable[..., str | None]:
+    """The check of ``F.max_unpool{dims}d``'s arguments (``kernel``: pyseg's operator)."""
+
+    def why_not(input: Any, indices: Any, kernel_size: Any, stride: Any = None,
+                padding: Any = 0, output_size: Any = None) -> str | None:
+        if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
+            return "input or indices is not a Tensor"
+        if input.dim() not in (dims + 1, dims + 2):
+            return f"{input.dim()}-D input (pyseg: {dims + 1}-D or {dims + 2}-D)"
+        if indices.dtype != torch.int64 or indices.device != input.device:
+            return "indices not int64 on the input's device"  # torch's error
+        return _tensors_why_not(kernel, input, indices)
+
+    return why_not
+
+
+def _grid_sample_why_not(input: Any, grid: Any, mode: Any = "bilinear",
+                         padding_mode: Any = "zeros", align_corners: Any = None) -> str | None:
+    if not isinstance(input, Tensor) or not isinstance(grid, Tensor):
+        return "input or grid is not a Tensor"
+    if input.dim() not in (4, 5) or grid.dim() != input.dim():
+        return f"{input.dim()}-D input, {grid.dim()}-D grid (pyseg: both 4-D or both 5-D)"
+    if mode not in _GRID_MODES:
+        return f"mode={mode!r}"  # torch's error
+    if padding_mode not in _GRID_PADDING_MODES:
+        return f"padding_mode={padding_mode!r}"  # torch's error
+    if mode == "bicubic" and input.dim() == 5:
+        return "mode='bicubic' on 5-D input"  # torch's error
+    if grid.dtype != input.dtype or grid.device != input.device:
+        return "mixed dtypes or devices"  # torch's error
+    return _tensors_why_not("grid_sample", input, grid)
+
+
+def _grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear",
+                 padding_mode: str = "zeros", align_corners: bool | None = None) -> Tensor:
+    """pyseg's grid_sample with torch's warning for ``align_corners=None``."""
+    if align_corners is None:
+        warnings.warn(
+            "Default grid_sample and affine_grid behavior has changed "
+            "to align_corners=False since 1.3.0. Please specify "
+            "align_corners=True if the old behavior is desired. "
+            "See the documentation of grid_sample for details.",
+            stacklevel=3,
+        )
+    return pyseg.ops.grid_sample(input, grid, mode, padding_mode, bool(align_corners))
 
 
 def _deform_tensors_why_not(*tensors: Any) -> str | None:
@@ -178,10 +238,35 @@ class _Route:
 # The Python-level functions, by the name the converted modules (pyseg.nn.convert) use.
 _ROUTES: dict[str, _Route] = {
     "interpolate": _Route("interpolate", _interpolate_why_not, pyseg.ops.interpolate),
-    "conv_transpose2d": _Route("conv_transpose2d", _conv_transpose2d_why_not,
+    "conv_transpose1d": _Route("conv_transpose1d",
+                               _conv_transpose_why_not(1, "conv_transpose2d"),
+                               pyseg.ops.conv_transpose1d),
+    "conv_transpose2d": _Route("conv_transpose2d",
+                               _conv_transpose_why_not(2, "conv_transpose2d"),
                                pyseg.ops.conv_transpose2d),
-    "max_unpool2d": _Route("max_unpool2d", _max_unpool2d_why_not, pyseg.ops.max_unpool2d),
+    "conv_transpose3d": _Route("conv_transpose3d",
+                               _conv_transpose_why_not(3, "conv_transpose3d"),
+                               pyseg.ops.conv_transpose3d),
+    "max_unpool1d": _Route("max_unpool1d", _max_unpool_why_not(1, "max_unpool2d"),
+                           pyseg.ops.max_unpool1d),
+    "max_unpool2d": _Route("max_unpool2d", _max_unpool_why_not(2, "max_unpool2d"),
+                           pyseg.ops.max_unpool2d),
+    "max_unpool3d": _Route("max_unpool3d", _max_unpool_why_not(3, "max_unpool3d"),
+                           pyseg.ops.max_unpool3d),
+    "grid_sample": _Route("grid_sample", _grid_sample_why_not, _grid_sample),
     "deform_conv2d": _Route("deform_conv2d", _deform_conv2d_why_not, pyseg.ops.deform_conv2d),
+}
+# The torch function each op of _ROUTES stands in for (torch.conv_transpose*d is
+# F.conv_transpose*d, what nn.ConvTranspose*d calls); deform_conv2d is handled apart.
+_TORCH_FUNCTIONS: dict[str, Any] = {
+    "interpolate": F.interpolate,
+    "conv_transpose1d": torch.conv_transpose1d,
+    "conv_transpose2d": torch.conv_transpose2d,
+    "conv_transpose3d": torch.conv_transpose3d,
+    "max_unpool1d": F.max_unpool1d,
+    "max_unpool2d": F.max_unpool2d,
+    "max_unpool3d": F.max_unpool3d,
+    "grid_sample": F.grid_sample,
 }
 _DEFORM_OP_ROUTE = _Route("deform_conv2d", _deform_op_why_not, _deform_op)
 
@@ -207,9 +292,9 @@ def why_not(op: str, *args: Any, **kwargs: Any) -> str | None:
 
     Example::
 
-        >>> pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4), scale_factor=2)
-        '3-D input (pyseg: 4-D only)'
-        >>> print(pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4, 4), scale_factor=2))
+        >>> pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4), size=2, mode="lanczos")
+        "mode='lanczos' on 3-D input (pyseg: nearest, nearest-exact, linear, area)"
+        >>> print(pyseg.routing.why_not("interpolate", torch.rand(1, 1, 4), scale_factor=2))
         None
     """
     return _ROUTES[check_ops((op,))[0]].why_not(*args, **kwargs)
@@ -227,10 +312,10 @@ class RoutingStats:
         >>> from pyseg.routing import RoutingStats
         >>> stats = RoutingStats()
         >>> stats.record("interpolate", None)
-        >>> stats.record("interpolate", "3-D input (pyseg: 4-D only)")
+        >>> stats.record("interpolate", "dtype uint8")
         >>> print(stats)
         interpolate: 1 call(s) to pyseg
-        interpolate: 1 call(s) to torch (3-D input (pyseg: 4-D only))
+        interpolate: 1 call(s) to torch (dtype uint8)
     """
 
     # Plain dicts, not Counters: torch.compile can trace a mode being built.
@@ -303,13 +388,8 @@ class KernelMode(TorchFunctionMode):
         super().__init__()
         self.ops = check_ops(ops)
         self.stats = RoutingStats()
-        table: dict[Any, _Route] = {}
-        if "interpolate" in self.ops:
-            table[F.interpolate] = _ROUTES["interpolate"]
-        if "conv_transpose2d" in self.ops:
-            table[torch.conv_transpose2d] = _ROUTES["conv_transpose2d"]
-        if "max_unpool2d" in self.ops:
-            table[F.max_unpool2d] = _ROUTES["max_unpool2d"]
+        table: dict[Any, _Route] = {
+            _TORCH_FUNCTIONS[op]: _ROUTES[op] for op in self.ops if op in _TORCH_FUNCTIONS}
         # torchvision's op exists once torchvision is imported, as any model using it has.
         if "deform_conv2d" in self.ops and "torchvision" in sys.modules:
             packet = torch.ops.torchvision.deform_conv2d

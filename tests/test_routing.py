@@ -91,7 +91,129 @@ def _conv_transpose_module() -> torch.nn.Module:
     return lambda x: m(x, output_size=(14, 18))  # the output_padding comes from output_size
 
 
-ROUTED = _routed_cases()
+def _module(cls, *args, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return cls(*args, **kwargs).double()
+
+
+def _interpolate_nd_cases():
+    """Every mode on every rank torch has it for, antialias included (pyseg::upsample)."""
+    x3, x4, x5 = _rand(2, 3, 11), _rand(2, 4, 7, 9), _rand(2, 3, 4, 5, 6)
+    x4_cl = x4.contiguous(memory_format=torch.channels_last)
+    x5_cl = x5.contiguous(memory_format=torch.channels_last_3d)
+    calls = [
+        ("linear", x3, dict(scale_factor=2.5, mode="linear")),
+        ("linear align_corners", x3, dict(size=17, mode="linear", align_corners=True)),
+        ("nearest 3-D", x3, dict(scale_factor=2)),
+        ("nearest-exact 3-D", x3, dict(size=7, mode="nearest-exact")),
+        ("area 3-D", x3, dict(size=4, mode="area")),
+        ("nearest-exact 4-D", x4, dict(scale_factor=1.7, mode="nearest-exact")),
+        ("area 4-D", x4, dict(size=(3, 4), mode="area")),
+        ("area 4-D scale", x4_cl, dict(scale_factor=0.5, mode="area")),
+        ("bilinear antialias", x4, dict(size=(3, 4), mode="bilinear", antialias=True)),
+        ("bilinear antialias channels_last", x4_cl,
+         dict(scale_factor=0.4, mode="bilinear", antialias=True)),
+        ("bicubic antialias", x4, dict(scale_factor=0.6, mode="bicubic", antialias=True)),
+        ("bicubic antialias up", x4, dict(scale_factor=1.5, mode="bicubic", antialias=True)),
+        ("bicubic antialias align_corners", x4,
+         dict(size=(4, 5), mode="bicubic", antialias=True, align_corners=True)),
+        ("trilinear", x5, dict(scale_factor=2, mode="trilinear")),
+        ("trilinear align_corners", x5,
+         dict(size=(3, 7, 5), mode="trilinear", align_corners=True)),
+        ("trilinear channels_last_3d", x5_cl, dict(scale_factor=(1.5, 2, 0.5), mode="trilinear")),
+        ("nearest 5-D", x5, dict(size=(6, 7, 8))),
+        ("nearest-exact 5-D", x5, dict(scale_factor=1.5, mode="nearest-exact")),
+        ("area 5-D", x5, dict(size=(2, 3, 4), mode="area")),
+    ]
+    cases = [(name, lambda x, kw=kw: F.interpolate(x, **kw), (x,), "pyseg::upsample")
+             for name, x, kw in calls]
+    cases += [
+        ("nn.Upsample trilinear", _module(torch.nn.Upsample, scale_factor=2, mode="trilinear"),
+         (x5,), "pyseg::upsample"),
+        ("nn.Upsample linear", _module(torch.nn.Upsample, size=5, mode="linear"), (x3,),
+         "pyseg::upsample"),
+        ("nn.Upsample area", _module(torch.nn.Upsample, size=(3, 3), mode="area"), (x4,),
+         "pyseg::upsample"),
+    ]
+    return cases
+
+
+def _nd_cases():
+    """conv_transpose1d / 3d, max_unpool1d / 3d, grid_sample."""
+    x3, x5, x4 = _rand(2, 3, 11), _rand(2, 3, 4, 5, 6), _rand(2, 4, 7, 9)
+    x5_cl = x5.contiguous(memory_format=torch.channels_last_3d)
+    w1, w1g = _rand(3, 2, 3, seed=1), _rand(3, 1, 3, seed=2)  # groups 3: 3 outputs
+    w3, w3g = _rand(3, 2, 2, 3, 2, seed=3), _rand(3, 1, 3, 3, 3, seed=4)
+    b3 = _rand(3, seed=5)
+    ct1, ct2, ct3 = "pyseg::conv_transpose2d", "pyseg::conv_transpose2d", "pyseg::conv_transpose3d"
+    del ct2
+    up1 = _module(torch.nn.ConvTranspose1d, 3, 2, 3, stride=2, padding=1)
+    up3 = _module(torch.nn.ConvTranspose3d, 3, 2, 3, stride=2, padding=1)
+    p1, i1 = F.max_pool1d(x3[..., :10], 2, return_indices=True)
+    p1o, i1o = F.max_pool1d(x3, 2, return_indices=True)  # 5 outputs of 11 inputs
+    p1s, i1s = F.max_pool1d(x3, 3, 2, 1, return_indices=True)
+    p3, i3 = F.max_pool3d(x5, 2, return_indices=True)
+    p3s, i3s = F.max_pool3d(x5, 3, 2, 1, return_indices=True)
+    grid2 = _rand(2, 5, 6, 2, seed=6) * 0.7  # some points outside [-1, 1]
+    grid3 = _rand(2, 3, 4, 2, 3, seed=7) * 0.7
+    x4_cl = x4.contiguous(memory_format=torch.channels_last)
+    gs = "pyseg::grid_sample"
+    return [
+        ("conv_transpose1d", lambda x, w: F.conv_transpose1d(x, w), (x3, w1), ct1),
+        ("conv_transpose1d all args", lambda x, w, b: torch.conv_transpose1d(
+            x, w, b, stride=2, padding=1, output_padding=1, groups=3, dilation=2),
+         (x3, w1g, b3), ct1),
+        ("conv_transpose1d unbatched", lambda x, w: F.conv_transpose1d(x[0], w, stride=3),
+         (x3, w1), ct1),
+        ("nn.ConvTranspose1d output_size", lambda x: up1(x, output_size=(22,)), (x3,), ct1),
+        ("conv_transpose3d", lambda x, w: F.conv_transpose3d(x, w), (x5, w3), ct3),
+        ("conv_transpose3d all args", lambda x, w, b: torch.conv_transpose3d(
+            x, w, b, stride=(2, 1, 2), padding=1, output_padding=(1, 0, 1), groups=3,
+            dilation=(1, 2, 1)), (x5, w3g, b3), ct3),
+        ("conv_transpose3d unbatched", lambda x, w: F.conv_transpose3d(x[0], w, stride=2),
+         (x5, w3), ct3),
+        ("conv_transpose3d channels_last_3d", lambda x, w: F.conv_transpose3d(x, w, stride=2),
+         (x5_cl, w3), ct3),
+        ("nn.ConvTranspose3d output_size", lambda x: up3(x, output_size=(8, 10, 12)), (x5,),
+         ct3),
+        ("max_unpool1d", lambda p: F.max_unpool1d(p, i1, 2), (p1,), "pyseg::max_unpool2d"),
+        ("max_unpool1d output_size", lambda p: F.max_unpool1d(p, i1o, 2, output_size=(11,)),
+         (p1o,), "pyseg::max_unpool2d"),
+        ("max_unpool1d unbatched", lambda p: F.max_unpool1d(p[0], i1[0], 2), (p1,),
+         "pyseg::max_unpool2d"),
+        ("nn.MaxUnpool1d stride padding", lambda p: torch.nn.MaxUnpool1d(3, 2, 1)(
+            p, i1s, output_size=x3.shape), (p1s,), "pyseg::max_unpool2d"),
+        ("max_unpool3d", lambda p: F.max_unpool3d(p, i3, 2, output_size=x5.shape[-3:]), (p3,),
+         "pyseg::max_unpool3d"),
+        ("max_unpool3d unbatched", lambda p: F.max_unpool3d(
+            p[1], i3[1], 2, output_size=x5.shape[-3:]), (p3,),
+         "pyseg::max_unpool3d"),
+        ("nn.MaxUnpool3d stride padding", lambda p: torch.nn.MaxUnpool3d(3, 2, 1)(
+            p, i3s, output_size=x5.shape), (p3s,), "pyseg::max_unpool3d"),
+        ("grid_sample", lambda x, g: F.grid_sample(x, g, align_corners=False), (x4, grid2), gs),
+        ("grid_sample nearest border", lambda x, g: F.grid_sample(
+            x, g, mode="nearest", padding_mode="border", align_corners=True), (x4, grid2), gs),
+        ("grid_sample bicubic reflection", lambda x, g: F.grid_sample(
+            x, g, mode="bicubic", padding_mode="reflection", align_corners=False),
+         (x4, grid2), gs),
+        ("grid_sample bicubic align_corners", lambda x, g: F.grid_sample(
+            x, g, mode="bicubic", align_corners=True), (x4, grid2), gs),
+        ("grid_sample channels_last", lambda x, g: F.grid_sample(
+            x, g, padding_mode="reflection", align_corners=True), (x4_cl, grid2), gs),
+        ("grid_sample 5-D", lambda x, g: F.grid_sample(x, g, align_corners=False),
+         (x5, grid3), gs),
+        ("grid_sample 5-D nearest reflection", lambda x, g: F.grid_sample(
+            x, g, mode="nearest", padding_mode="reflection", align_corners=False),
+         (x5, grid3), gs),
+        ("grid_sample 5-D border align_corners", lambda x, g: F.grid_sample(
+            x, g, padding_mode="border", align_corners=True), (x5, grid3), gs),
+    ]
+
+
+ROUTED = _routed_cases() + _interpolate_nd_cases() + _nd_cases()
+# Where torch returns a contiguous tensor and pyseg keeps the input's layout (same values).
+KEEPS_LAYOUT = {"grid_sample channels_last": torch.channels_last,
+                "conv_transpose3d channels_last_3d": torch.channels_last_3d}
 
 
 def _with_grad(inputs: tuple) -> tuple:
@@ -110,22 +232,39 @@ def test_routed_calls_match_torch(name, fn, inputs, kernel):
             our_grads = torch.autograd.grad(ours, our_in, grad)
     ref_grads = torch.autograd.grad(ref, ref_in, grad)
     tensors_close(ours, ref, RTOL64)
-    assert ours.is_contiguous(memory_format=torch.channels_last) == \
-        ref.is_contiguous(memory_format=torch.channels_last)
+    if name in KEEPS_LAYOUT:  # pyseg's documented choice: the input's layout
+        assert ours.is_contiguous(memory_format=KEEPS_LAYOUT[name])
+    else:
+        for layout in (torch.channels_last, torch.channels_last_3d):
+            assert ours.is_contiguous(memory_format=layout) == \
+                ref.is_contiguous(memory_format=layout)
     for a, b in zip(our_grads, ref_grads):
         tensors_close(a, b, RTOL64)
     assert count.counts[kernel] == 1, count.counts
     assert count.counts[kernel.replace("::", "::_") + "_backward"] + \
         count.counts[kernel + "_backward"] == 1, count.counts
-    assert count.upsampling() == 0 and count.counts["aten::convolution"] == 0
+    assert not _torch_kernels(count), _torch_kernels(count)
     assert sum(mode.stats.to_pyseg.values()) == 1 and not mode.stats.to_torch
+
+
+def _torch_kernels(count: OpCount) -> dict[str, int]:
+    """The calls of torch's kernels for the ops pyseg stands in for."""
+    names = ("aten::upsample_", "aten::_upsample_", "aten::convolution", "aten::max_unpool",
+             "aten::grid_sampler", "aten::_adaptive_avg_pool", "aten::adaptive_avg_pool",
+             "aten::slow_conv_transpose", "torchvision::")
+    return {k: v for k, v in count.counts.items() if k.startswith(names)}
 
 
 def test_float32_matches_torch_to_round_off():
     x = _rand(2, 3, 16, 16, dtype=torch.float32)
     w = _rand(3, 5, 4, 4, dtype=torch.float32, seed=1)
+    grid = _rand(2, 5, 5, 2, dtype=torch.float32, seed=2).tanh()
     for fn in (lambda x: F.interpolate(x, scale_factor=2.5, mode="bicubic"),
-               lambda x: F.conv_transpose2d(x, w, stride=2, padding=1)):
+               lambda x: F.interpolate(x, scale_factor=0.4, mode="bicubic", antialias=True),
+               lambda x: F.interpolate(x[:, None], scale_factor=2, mode="trilinear"),
+               lambda x: F.grid_sample(x, grid, mode="bicubic", align_corners=False),
+               lambda x: F.conv_transpose2d(x, w, stride=2, padding=1),
+               lambda x: F.conv_transpose3d(x[:, None], w[:1, :, None], stride=2)):
         with pyseg.kernels():
             ours = fn(x)
         # float32 rounding of sums of at most 3 * 4 * 4 products of values of order 1
@@ -134,21 +273,28 @@ def test_float32_matches_torch_to_round_off():
 
 # Calls pyseg does not take: torch computes them, bit for bit, and the reason is counted.
 FALLBACKS = [
-    ("3-D linear", lambda: F.interpolate(_rand(1, 2, 5), scale_factor=2, mode="linear"),
-     "3-D input"),
-    ("3-D nearest", lambda: F.interpolate(_rand(1, 2, 5), scale_factor=2), "3-D input"),
-    ("5-D trilinear", lambda: F.interpolate(_rand(1, 1, 3, 4, 5), scale_factor=2,
-                                            mode="trilinear"), "5-D input"),
-    ("area", lambda: F.interpolate(_rand(1, 2, 8, 8), size=3, mode="area"), "mode='area'"),
-    ("nearest-exact", lambda: F.interpolate(_rand(1, 2, 5, 5), scale_factor=2,
-                                            mode="nearest-exact"), "mode='nearest-exact'"),
-    ("antialias", lambda: F.interpolate(_rand(1, 2, 8, 8), size=3, mode="bilinear",
-                                        antialias=True), "antialias=True"),
+    ("lanczos", lambda: F.interpolate(_rand(1, 2, 8, 8), size=3, mode="lanczos",
+                                      antialias=True), "mode='lanczos' on 4-D input"),
     ("uint8 nearest", lambda: F.interpolate(torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4),
                                             scale_factor=2), "dtype uint8"),
+    ("uint8 nearest 5-D", lambda: F.interpolate(
+        torch.arange(8, dtype=torch.uint8).view(1, 1, 2, 2, 2), scale_factor=2), "dtype uint8"),
     ("meta conv_transpose2d", lambda: F.conv_transpose2d(
         torch.empty(1, 2, 3, 3, device="meta"), torch.empty(2, 2, 3, 3, device="meta")),
      "no pyseg kernel on meta"),
+    ("meta conv_transpose1d", lambda: F.conv_transpose1d(
+        torch.empty(1, 2, 3, device="meta"), torch.empty(2, 2, 3, device="meta")),
+     "no pyseg kernel on meta"),
+    ("meta conv_transpose3d", lambda: F.conv_transpose3d(
+        torch.empty(1, 2, 3, 3, 3, device="meta"), torch.empty(2, 2, 3, 3, 3, device="meta")),
+     "no pyseg kernel on meta"),
+    ("meta max_unpool3d", lambda: F.max_unpool3d(
+        torch.empty(1, 2, 2, 2, 2, device="meta"),
+        torch.zeros(1, 2, 2, 2, 2, dtype=torch.int64, device="meta"), 2),
+     "no pyseg kernel on meta"),
+    ("meta grid_sample", lambda: F.grid_sample(
+        torch.empty(1, 2, 3, 3, device="meta"), torch.empty(1, 2, 2, 2, device="meta"),
+        align_corners=False), "no pyseg kernel on meta"),
 ]
 
 
@@ -166,26 +312,60 @@ def test_unsupported_calls_run_torch(name, fn, reason):
     assert n == 1 and reason in why, why
 
 
-def test_grid_sample_and_others_pass_through():
-    x, grid = _rand(1, 2, 4, 4), _rand(1, 3, 3, 2).tanh()
+def test_affine_grid_and_others_pass_through():
+    """affine_grid stays torch's (pyseg's is the same composite of torch ops), uncounted."""
+    x, theta = _rand(1, 2, 4, 4), _rand(1, 2, 3)
     with OpCount() as count, pyseg.kernels() as mode:
-        ours = F.grid_sample(x, grid, align_corners=False)
+        grid = F.affine_grid(theta, [1, 2, 4, 4], align_corners=False)
         conv = F.conv2d(x, _rand(3, 2, 3, 3))
-    assert torch.equal(ours, F.grid_sample(x, grid, align_corners=False))
+    assert torch.equal(grid, F.affine_grid(theta, [1, 2, 4, 4], align_corners=False))
     assert torch.equal(conv, F.conv2d(x, _rand(3, 2, 3, 3)))
     assert not count.pyseg() and not mode.stats.to_pyseg and not mode.stats.to_torch
 
 
-def test_errors_are_torchs():
-    x = _rand(1, 1, 4, 4)
-    for call in (lambda: F.interpolate(x, size=2, scale_factor=2),
-                 lambda: F.interpolate(x, scale_factor=2, mode="nearest", align_corners=True),
-                 lambda: F.interpolate(x)):
-        with pytest.raises(ValueError) as ref:
-            call()
-        with pyseg.kernels(), pytest.raises(ValueError) as ours:
-            call()
-        assert str(ours.value) == str(ref.value)
+def test_grid_sample_align_corners_none_warns_as_torch():
+    x, grid = _rand(1, 2, 4, 4), _rand(1, 3, 3, 2).tanh()
+    with pytest.warns(UserWarning, match="align_corners=False since 1.3.0") as ref_warnings:
+        ref = F.grid_sample(x, grid)
+    with pyseg.kernels() as mode, pytest.warns(UserWarning) as our_warnings:
+        ours = F.grid_sample(x, grid)
+    assert [str(w.message) for w in our_warnings] == [str(w.message) for w in ref_warnings]
+    tensors_close(ours, ref, RTOL64)
+    assert mode.stats.to_pyseg == {"grid_sample": 1}
+
+
+# Bad calls: pyseg (routed) or torch (left to it) raises torch's exception and message.
+BAD_CALLS = [
+    (ValueError, lambda: F.interpolate(_rand(1, 1, 4, 4), size=2, scale_factor=2)),
+    (ValueError, lambda: F.interpolate(_rand(1, 1, 4, 4), scale_factor=2, align_corners=True)),
+    (ValueError, lambda: F.interpolate(_rand(1, 1, 4, 4))),
+    (ValueError, lambda: F.interpolate(_rand(1, 1, 4, 4, 4), size=2, mode="trilinear",
+                                       antialias=True)),
+    (NotImplementedError, lambda: F.interpolate(_rand(1, 1, 4), size=2, mode="bilinear")),
+    (NotImplementedError, lambda: F.interpolate(_rand(1, 1, 4, 4), size=2, mode="trilinear")),
+    (ValueError, lambda: F.interpolate(_rand(1, 1, 4, 4, 4), size=(2, 2), mode="trilinear")),
+    (ValueError, lambda: F.grid_sample(_rand(1, 1, 4, 4), _rand(1, 2, 2, 2), mode="linear",
+                                       align_corners=False)),
+    (ValueError, lambda: F.grid_sample(_rand(1, 1, 4, 4), _rand(1, 2, 2, 2),
+                                       padding_mode="wrap", align_corners=False)),
+    (RuntimeError, lambda: F.grid_sample(_rand(1, 1, 2, 4, 4), _rand(1, 1, 2, 2, 3),
+                                         mode="bicubic", align_corners=False)),
+    (RuntimeError, lambda: F.grid_sample(_rand(1, 1, 4, 4), _rand(1, 1, 2, 2, 3),
+                                         align_corners=False)),
+    (RuntimeError, lambda: F.conv_transpose3d(_rand(1, 2, 3, 3), _rand(2, 2, 3, 3, 3))),
+    (RuntimeError, lambda: F.max_unpool3d(_rand(1, 1, 2, 2, 2),
+                                          torch.full((1, 1, 2, 2, 2), 99), 2)),
+]
+
+
+@pytest.mark.parametrize("error,call", BAD_CALLS, ids=[str(i) for i in range(len(BAD_CALLS))])
+def test_errors_are_torchs(error, call):
+    with pytest.raises(error) as ref:
+        call()
+    with pyseg.kernels(), pytest.raises(error) as ours:
+        call()
+    # pyseg may add detail (e.g. where an invalid index is) after torch's message
+    assert str(ours.value).startswith(str(ref.value).split("\n")[0]), (ours.value, ref.value)
 
 
 def test_ops_selects_what_is_routed():
@@ -202,20 +382,35 @@ def test_ops_selects_what_is_routed():
 
 
 def test_why_not():
-    assert routing.why_not("interpolate", _rand(1, 1, 4), scale_factor=2) == \
-        "3-D input (pyseg: 4-D only)"
-    assert routing.why_not("interpolate", _rand(1, 1, 4, 4), scale_factor=2) is None
+    assert routing.why_not("interpolate", _rand(1, 1, 4), scale_factor=2, mode="linear") is None
+    assert routing.why_not("interpolate", _rand(1, 1, 4, 4), size=2, mode="lanczos",
+                           antialias=True) == \
+        "mode='lanczos' on 4-D input (pyseg: nearest, nearest-exact, bilinear, bicubic, area)"
+    assert routing.why_not("interpolate", _rand(1, 1, 4, 4, 4), size=2, mode="trilinear",
+                           antialias=True) == "antialias=True with mode='trilinear' on 5-D input"
+    assert routing.why_not("interpolate", _rand(1, 1), size=2) == \
+        "2-D input (pyseg: 3-D, 4-D or 5-D)"
     assert routing.why_not("conv_transpose2d", _rand(1, 1, 4, 4).float(), _rand(1, 1, 2, 2)) \
         == "mixed dtypes"
+    assert routing.why_not("conv_transpose3d", _rand(1, 4, 4), _rand(1, 1, 2, 2, 2)) == \
+        "3-D input, 5-D weight (pyseg: 4-D or 5-D, 5-D)"
+    assert routing.why_not("max_unpool1d", _rand(1, 1, 4), torch.zeros(1, 1, 4), 2) == \
+        "indices not int64 on the input's device"
+    assert routing.why_not("grid_sample", _rand(1, 1, 4, 4, 4), _rand(1, 1, 2, 2, 3),
+                           mode="bicubic") == "mode='bicubic' on 5-D input"
+    assert routing.why_not("grid_sample", _rand(1, 1, 4, 4), _rand(1, 1, 2, 2).float()) == \
+        "mixed dtypes or devices"
+    with pytest.raises(ValueError, match="unknown op 'affine_grid'"):
+        routing.why_not("affine_grid", _rand(1, 2, 3), [1, 1, 2, 2])
 
 
 def test_stats_text():
     with pyseg.kernels() as mode:
         F.interpolate(_rand(1, 1, 4, 4), scale_factor=2)
-        F.interpolate(_rand(1, 1, 4), scale_factor=2)
+        F.interpolate(torch.ones(1, 1, 4, dtype=torch.uint8), scale_factor=2)
     assert str(mode.stats).splitlines() == [
         "interpolate: 1 call(s) to pyseg",
-        "interpolate: 1 call(s) to torch (3-D input (pyseg: 4-D only))"]
+        "interpolate: 1 call(s) to torch (dtype uint8)"]
     mode.stats.clear()
     assert str(mode.stats) == "no call of a routable op"
 
@@ -269,3 +464,32 @@ def test_torch_compile(mode_inside):
                    or ("conv_transpose2d" in t and not t.startswith("pyseg.")) for t in targets)
     assert count.counts["pyseg::upsample2d_backward"] == 1
     assert count.counts["pyseg::conv_transpose2d_backward"] == 1
+
+
+def test_torch_compile_nd_ops():
+    """The new routes trace too: grid_sample, trilinear / antialiased interpolation and
+    conv_transpose1d become pyseg's ops in the captured graph, with torch's values."""
+    w = _rand(2, 3, 4, dtype=torch.float32, seed=1)
+
+    def fn(x5: torch.Tensor, x4: torch.Tensor, grid: torch.Tensor, x3: torch.Tensor):
+        return (F.interpolate(x5, scale_factor=2, mode="trilinear"),
+                F.interpolate(x4, size=(3, 5), mode="bicubic", antialias=True),
+                F.grid_sample(x4, grid, align_corners=False),
+                F.conv_transpose1d(x3, w, stride=2))
+
+    graphs: list[torch.fx.GraphModule] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    inputs = (_rand(1, 2, 3, 4, 5, dtype=torch.float32), _rand(1, 2, 7, 9, dtype=torch.float32),
+              _rand(1, 4, 4, 2, dtype=torch.float32, seed=2).tanh(),
+              _rand(1, 2, 6, dtype=torch.float32, seed=3))
+    torch._dynamo.reset()
+    with pyseg.kernels():
+        ours = torch.compile(fn, backend=backend, fullgraph=True)(*inputs)
+    for a, b in zip(ours, fn(*inputs)):
+        tensors_close(a, b, 1e-5)
+    targets = {str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert {"pyseg.upsample", "pyseg.grid_sample", "pyseg.conv_transpose2d"} <= targets, targets

@@ -9,20 +9,22 @@ hooks and its train / eval flag.
 =================================================  ==========================================
 torch / torchvision module                         replaced by (a subclass of)
 =================================================  ==========================================
-``nn.ConvTranspose2d``                             :class:`pyseg.nn.ConvTranspose2d`
-``nn.Upsample``, ``nn.UpsamplingNearest2d``,       :class:`pyseg.nn.Upsample` (modes nearest,
-``nn.UpsamplingBilinear2d``                        bilinear, bicubic)
-``nn.MaxUnpool2d``                                 :class:`pyseg.nn.MaxUnpool2d`
+``nn.ConvTranspose1d`` / ``2d`` / ``3d``           :class:`pyseg.nn.ConvTranspose1d` / ``2d``
+                                                   / ``3d``
+``nn.Upsample``, ``nn.UpsamplingNearest2d``,       :class:`pyseg.nn.Upsample` (every mode)
+``nn.UpsamplingBilinear2d``
+``nn.MaxUnpool1d`` / ``2d`` / ``3d``               :class:`pyseg.nn.MaxUnpool1d` / ``2d`` /
+                                                   ``3d``
 ``torchvision.ops.DeformConv2d``                   :class:`pyseg.nn.DeformConv2d`
 =================================================  ==========================================
 
 A converted module computes with pyseg's kernel whenever pyseg supports the call (the
-checks of :mod:`pyseg.routing`: rank, dtype, device) and with torch's function otherwise, so
-the conversion never changes what a network accepts. What is not converted is reported with
-the reason: other configurations (e.g. ``nn.Upsample(mode="trilinear")``), 1-D and 3-D
-relatives (``nn.ConvTranspose3d``...) and subclasses of the types above, whose ``forward``
-may differ. Functional calls inside ``forward`` (``F.interpolate``, most of torchvision's
-and segmentation_models_pytorch's upsampling) are not modules: :func:`pyseg.kernels` routes
+checks of :mod:`pyseg.routing`: rank, mode, dtype, device) and with torch's function
+otherwise, so the conversion never changes what a network accepts. What is not converted is
+reported with the reason: an op left out of ``ops``, an ``nn.Upsample`` whose mode pyseg does
+not know, and subclasses of the types above, whose ``forward`` may differ. Functional calls
+inside ``forward`` (``F.interpolate``, ``F.grid_sample``, most of torchvision's and
+segmentation_models_pytorch's upsampling) are not modules: :func:`pyseg.kernels` routes
 those.
 """
 
@@ -36,14 +38,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyseg import routing
-from pyseg.nn.conv import ConvTranspose2d
+from pyseg.nn.conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from pyseg.nn.deform_conv import DeformConv2d
-from pyseg.nn.unpool import MaxUnpool2d
+from pyseg.nn.unpool import MaxUnpool1d, MaxUnpool2d, MaxUnpool3d
 from pyseg.nn.upsample import Upsample
-from pyseg.ops.upsample import _MODES
+from pyseg.ops.upsample import _ND_MODES
 
-__all__ = ["ConversionReport", "ConvertedConvTranspose2d", "ConvertedDeformConv2d",
-           "ConvertedMaxUnpool2d", "ConvertedUpsample", "convert"]
+__all__ = ["ConversionReport", "ConvertedConvTranspose1d", "ConvertedConvTranspose2d",
+           "ConvertedConvTranspose3d", "ConvertedDeformConv2d", "ConvertedMaxUnpool1d",
+           "ConvertedMaxUnpool2d", "ConvertedMaxUnpool3d", "ConvertedUpsample", "convert"]
 
 
 class ConvertedConvTranspose2d(ConvTranspose2d):
@@ -77,20 +80,91 @@ class ConvertedConvTranspose2d(ConvTranspose2d):
         return out
 
 
+class ConvertedConvTranspose1d(ConvTranspose1d):
+    """:class:`pyseg.nn.ConvTranspose1d` that leaves to torch the calls pyseg's kernel does
+    not support (:func:`pyseg.routing.why_not`); what :func:`convert` puts in place of an
+    ``nn.ConvTranspose1d``. Built with the arguments of its base class (or by
+    :func:`convert`); ``forward(input, output_size=None)`` as torch's.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias, dilation, padding_mode, device, dtype: as for :class:`torch.nn.ConvTranspose1d`.
+
+    Example::
+
+        >>> from pyseg.nn.convert import ConvertedConvTranspose1d
+        >>> up = ConvertedConvTranspose1d(2, 1, 4, stride=2, padding=1)
+        >>> x = torch.rand(1, 2, 5)
+        >>> with pyseg.kernels() as mode:
+        ...     y = up(x)
+        >>> y.shape, mode.stats.to_pyseg
+        (torch.Size([1, 1, 10]), {'conv_transpose1d': 1})
+        >>> torch.allclose(y, F.conv_transpose1d(x, up.weight, up.bias, 2, 1), atol=1e-6)
+        True
+    """
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        # torch's ConvTranspose1d.forward, with the call routed.
+        output_padding = self._output_padding(
+            input, output_size, self.stride, self.padding, self.kernel_size,  # type: ignore[arg-type]
+            1, self.dilation,  # type: ignore[arg-type]
+        )
+        out: Tensor = routing.call(
+            "conv_transpose1d", F.conv_transpose1d, input, self.weight, self.bias, self.stride,
+            self.padding, output_padding, self.groups, self.dilation)
+        return out
+
+
+class ConvertedConvTranspose3d(ConvTranspose3d):
+    """:class:`pyseg.nn.ConvTranspose3d` that leaves to torch the calls pyseg's kernel does
+    not support (:func:`pyseg.routing.why_not`); what :func:`convert` puts in place of an
+    ``nn.ConvTranspose3d``. Built with the arguments of its base class (or by
+    :func:`convert`); ``forward(input, output_size=None)`` as torch's.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias, dilation, padding_mode, device, dtype: as for :class:`torch.nn.ConvTranspose3d`.
+
+    Example::
+
+        >>> from pyseg.nn.convert import ConvertedConvTranspose3d
+        >>> up = ConvertedConvTranspose3d(2, 1, 2, stride=2)
+        >>> x = torch.rand(1, 2, 2, 3, 3)
+        >>> with pyseg.kernels() as mode:
+        ...     y = up(x)
+        >>> y.shape, mode.stats.to_pyseg
+        (torch.Size([1, 1, 4, 6, 6]), {'conv_transpose3d': 1})
+        >>> torch.allclose(y, F.conv_transpose3d(x, up.weight, up.bias, stride=2), atol=1e-6)
+        True
+    """
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        # torch's ConvTranspose3d.forward, with the call routed.
+        output_padding = self._output_padding(
+            input, output_size, self.stride, self.padding, self.kernel_size,  # type: ignore[arg-type]
+            3, self.dilation,  # type: ignore[arg-type]
+        )
+        out: Tensor = routing.call(
+            "conv_transpose3d", F.conv_transpose3d, input, self.weight, self.bias, self.stride,
+            self.padding, output_padding, self.groups, self.dilation)
+        return out
+
+
 class ConvertedUpsample(Upsample):
     """:class:`pyseg.nn.Upsample` that leaves to torch the calls pyseg does not support (e.g.
-    5-D input); what :func:`convert` puts in place of ``nn.Upsample`` and its subclasses
-    ``nn.UpsamplingNearest2d`` / ``nn.UpsamplingBilinear2d``. Built with the arguments of
-    its base class (or by :func:`convert`); ``forward(input)`` as torch's.
+    integer tensors); what :func:`convert` puts in place of ``nn.Upsample`` and its
+    subclasses ``nn.UpsamplingNearest2d`` / ``nn.UpsamplingBilinear2d``. Built with the
+    arguments of its base class (or by :func:`convert`); ``forward(input)`` as torch's.
 
-    Example: the 4-D call goes to pyseg, the 5-D one to torch::
+    Example: the 4-D and 5-D float calls go to pyseg, the uint8 one to torch::
 
         >>> from pyseg.nn.convert import ConvertedUpsample
         >>> up = ConvertedUpsample(scale_factor=2, mode="nearest")
         >>> with pyseg.kernels() as mode:
         ...     a, b = up(torch.rand(1, 1, 2, 2)), up(torch.rand(1, 1, 2, 2, 2))
-        >>> a.shape, b.shape, mode.stats.to_pyseg
-        (torch.Size([1, 1, 4, 4]), torch.Size([1, 1, 4, 4, 4]), {'interpolate': 1})
+        ...     c = up(torch.ones(1, 1, 2, 2, dtype=torch.uint8))
+        >>> b.shape, mode.stats.to_pyseg, mode.stats.to_torch
+        (torch.Size([1, 1, 4, 4, 4]), {'interpolate': 2}, {('interpolate', 'dtype uint8'): 1})
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -118,6 +192,56 @@ class ConvertedMaxUnpool2d(MaxUnpool2d):
                 output_size: Sequence[int] | None = None) -> Tensor:
         out: Tensor = routing.call(
             "max_unpool2d", F.max_unpool2d, input, indices, self.kernel_size, self.stride,
+            self.padding, output_size)
+        return out
+
+
+class ConvertedMaxUnpool1d(MaxUnpool1d):
+    """:class:`pyseg.nn.MaxUnpool1d` that leaves to torch the calls pyseg does not support;
+    what :func:`convert` puts in place of an ``nn.MaxUnpool1d``. Built with the arguments of
+    its base class (or by :func:`convert`); ``forward(input, indices, output_size=None)`` as
+    torch's.
+
+    Args:
+        kernel_size, stride, padding: as for :class:`torch.nn.MaxUnpool1d`.
+
+    Example::
+
+        >>> from pyseg.nn.convert import ConvertedMaxUnpool1d
+        >>> x, idx = F.max_pool1d(torch.rand(1, 1, 6), 2, return_indices=True)
+        >>> torch.equal(ConvertedMaxUnpool1d(2)(x, idx), F.max_unpool1d(x, idx, 2))
+        True
+    """
+
+    def forward(self, input: Tensor, indices: Tensor,
+                output_size: Sequence[int] | None = None) -> Tensor:
+        out: Tensor = routing.call(
+            "max_unpool1d", F.max_unpool1d, input, indices, self.kernel_size, self.stride,
+            self.padding, output_size)
+        return out
+
+
+class ConvertedMaxUnpool3d(MaxUnpool3d):
+    """:class:`pyseg.nn.MaxUnpool3d` that leaves to torch the calls pyseg does not support;
+    what :func:`convert` puts in place of an ``nn.MaxUnpool3d``. Built with the arguments of
+    its base class (or by :func:`convert`); ``forward(input, indices, output_size=None)`` as
+    torch's.
+
+    Args:
+        kernel_size, stride, padding: as for :class:`torch.nn.MaxUnpool3d`.
+
+    Example::
+
+        >>> from pyseg.nn.convert import ConvertedMaxUnpool3d
+        >>> x, idx = F.max_pool3d(torch.rand(1, 1, 4, 4, 4), 2, return_indices=True)
+        >>> torch.equal(ConvertedMaxUnpool3d(2)(x, idx), F.max_unpool3d(x, idx, 2))
+        True
+    """
+
+    def forward(self, input: Tensor, indices: Tensor,
+                output_size: Sequence[int] | None = None) -> Tensor:
+        out: Tensor = routing.call(
+            "max_unpool3d", F.max_unpool3d, input, indices, self.kernel_size, self.stride,
             self.padding, output_size)
         return out
 
@@ -175,9 +299,9 @@ class ConversionReport:
     Example::
 
         >>> net = torch.nn.Sequential(torch.nn.ConvTranspose3d(1, 1, 2), torch.nn.MaxUnpool2d(2))
-        >>> _, report = pyseg.nn.convert(net, report=True)
+        >>> _, report = pyseg.nn.convert(net, ops=["max_unpool2d"], report=True)
         >>> [e.name for e in report.converted], [e.reason for e in report.not_converted]
-        (['1'], ['not converted (use pyseg.nn.ConvTranspose3d directly)'])
+        (['1'], ['conv_transpose3d not in ops'])
         >>> print(pyseg.nn.ConversionReport())
         no module of a kind pyseg can replace
     """
@@ -201,14 +325,10 @@ def _torchvision_deform_type() -> type | None:
     return getattr(tv_ops, "DeformConv2d", None) if tv_ops is not None else None
 
 
-# Same family, not swapped in (yet): pyseg.nn has these modules, convert() leaves them to the
-# user (their routing and conversion tests are still to be written).
-_NO_KERNEL: dict[type, str] = {
-    nn.ConvTranspose1d: "not converted (use pyseg.nn.ConvTranspose1d directly)",
-    nn.ConvTranspose3d: "not converted (use pyseg.nn.ConvTranspose3d directly)",
-    nn.MaxUnpool1d: "not converted (use pyseg.nn.MaxUnpool1d directly)",
-    nn.MaxUnpool3d: "not converted (use pyseg.nn.MaxUnpool3d directly)",
-}
+# The pyseg modules, which convert() leaves as they are.
+_PYSEG_MODULES = (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, Upsample, MaxUnpool1d,
+                  MaxUnpool2d, MaxUnpool3d, DeformConv2d)
+_UPSAMPLE_TYPES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
 
 
 def _plan(module: nn.Module, ops: tuple[str, ...]) -> tuple[type[nn.Module] | None, str]:
@@ -217,29 +337,30 @@ def _plan(module: nn.Module, ops: tuple[str, ...]) -> tuple[type[nn.Module] | No
     kind = type(module)
     deform = _torchvision_deform_type()
     families: list[tuple[type, str, type[nn.Module]]] = [
+        (nn.ConvTranspose1d, "conv_transpose1d", ConvertedConvTranspose1d),
         (nn.ConvTranspose2d, "conv_transpose2d", ConvertedConvTranspose2d),
+        (nn.ConvTranspose3d, "conv_transpose3d", ConvertedConvTranspose3d),
         (nn.Upsample, "interpolate", ConvertedUpsample),
+        (nn.MaxUnpool1d, "max_unpool1d", ConvertedMaxUnpool1d),
         (nn.MaxUnpool2d, "max_unpool2d", ConvertedMaxUnpool2d),
+        (nn.MaxUnpool3d, "max_unpool3d", ConvertedMaxUnpool3d),
     ]
     if deform is not None:
         families.append((deform, "deform_conv2d", ConvertedDeformConv2d))
-    upsample_types = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
     for base, op, target in families:
         if not isinstance(module, base):
             continue
-        exact = kind in (upsample_types if base is nn.Upsample else (base,))
+        exact = kind in (_UPSAMPLE_TYPES if base is nn.Upsample else (base,))
         if not exact:
-            if isinstance(module, (ConvTranspose2d, Upsample, MaxUnpool2d, DeformConv2d)):
+            if isinstance(module, _PYSEG_MODULES):
                 return None, ""  # a pyseg module already
             return None, (f"a subclass of {base.__module__}.{base.__qualname__}: its forward "
                           "may differ")
         if op not in ops:
             return None, f"{op} not in ops"
-        if base is nn.Upsample and module.mode not in _MODES:
-            return None, f"mode={module.mode!r} (pyseg: {', '.join(_MODES)})"
+        if base is nn.Upsample and module.mode not in _ND_MODES:
+            return None, f"mode={module.mode!r} (pyseg: {', '.join(_ND_MODES)})"
         return target, ""
-    if kind in _NO_KERNEL:
-        return None, _NO_KERNEL[kind]
     return None, ""
 
 
@@ -303,12 +424,16 @@ def convert(model: nn.Module, ops: Iterable[str] | None = None,
 
     Example::
 
-        >>> net = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 2, 2, stride=2),
-        ...                           torch.nn.Upsample(scale_factor=2, mode="trilinear"))
+        >>> class Twice(torch.nn.Upsample):  # a subclass: its forward may differ
+        ...     pass
+        >>> net = torch.nn.Sequential(torch.nn.ConvTranspose3d(4, 2, 2, stride=2),
+        ...                           torch.nn.Upsample(scale_factor=2, mode="trilinear"),
+        ...                           Twice(scale_factor=2))
         >>> net, rep = pyseg.nn.convert(net, report=True)
         >>> print(rep)
-        converted      0: ConvTranspose2d -> ConvertedConvTranspose2d
-        not converted  1: Upsample (mode='trilinear' (pyseg: nearest, bilinear, bicubic))
+        converted      0: ConvTranspose3d -> ConvertedConvTranspose3d
+        converted      1: Upsample -> ConvertedUpsample
+        not converted  2: Twice (a subclass of torch.nn.modules.upsampling.Upsample: its forward may differ)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

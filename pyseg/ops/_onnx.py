@@ -31,6 +31,20 @@ Translations:
   ``half_pixel`` or ``align_corners``; ``nearest`` with ``asymmetric`` and ``floor`` (torch's
   legacy nearest). When torch was given a scale factor (and not ``align_corners``) its
   kernels sample with ``1 / scale``, so Resize gets ``scales``; otherwise ``sizes``.
+* upsample (every mode on 3-D, 4-D and 5-D input): ``Resize`` on the spatial axes, with the
+  rules of upsample2d, plus ``nearest-exact`` as ``half_pixel`` with ``round_prefer_ceil``
+  (``floor((o + 0.5) * scale)``, ATen's index) and ``antialias`` as Resize's ``antialias``
+  attribute (opset 18), with ``exclude_outside`` 1 (torch renormalizes the in-bounds taps)
+  and, for bicubic, ``cubic_coeff_a`` -0.5 (torch's antialiased Keys filter). ``area`` is
+  adaptive average pooling in torch, and is exported as what torch exports for it: the
+  translation calls ``F.adaptive_avg_pool1d`` / ``2d``, which the exporter decomposes (a
+  gather of each window and a ReduceMean), so it needs static spatial sizes, as torch's.
+  torch cannot export ``adaptive_avg_pool3d``; a 5-D ``area`` is two 2-D poolings instead,
+  over (H, W) and then over D (the windows are products of per-axis windows, so the mean
+  over a window is the mean over D of the means over (H, W): the same values).
+  ``antialias=True`` with ``align_corners=True`` raises ``RuntimeError``: torch centres the
+  antialiasing filter at ``(o + 0.5) * (in - 1) / (out - 1)``, which no Resize coordinate
+  mode computes (torch's own export of that call runs with other values).
 * bed_of_nails: Reshape, Pad, Reshape (each value gets a zero block to its right and below).
 * deform_conv2d: ``DeformConv`` (opset 19; the offset layout is torchvision's).
 * grid_sample: ``GridSample`` (opset 20 names: ``linear`` / ``nearest`` / ``cubic``; 4-D and
@@ -111,6 +125,54 @@ def upsample2d(input: Tensor, output_size: Sequence[int], mode: str, align_corne
     return _symbolic("Resize", inputs, attrs, input, [*input.shape[:2], *output_size])
 
 
+_ND_RESIZE_MODES = {"nearest": "nearest", "nearest-exact": "nearest", "linear": "linear",
+                    "bilinear": "linear", "trilinear": "linear", "bicubic": "cubic"}
+
+
+def _area(input: Tensor, output_size: list[int]) -> Tensor:
+    """Adaptive average pooling, as torch exports it (1-D and 2-D), 3-D as two 2-D steps."""
+    if len(output_size) == 1:
+        return F.adaptive_avg_pool1d(input, output_size)
+    if len(output_size) == 2:
+        return F.adaptive_avg_pool2d(input, (output_size[0], output_size[1]))
+    n, c, d, h, w = input.shape
+    od, oh, ow = output_size
+    planes = F.adaptive_avg_pool2d(input.reshape(n, c * d, h, w), (oh, ow))
+    # Over D, with the (oh * ow) axis kept: windows of one element there.
+    depth = F.adaptive_avg_pool2d(planes.reshape(n, c, d, oh * ow), (od, oh * ow))
+    return depth.reshape(n, c, od, oh, ow)
+
+
+def upsample(input: Tensor, output_size: Sequence[int], mode: str, align_corners: bool,
+             antialias: bool, scales: Sequence[float] | None) -> Tensor:
+    dims = len(output_size)
+    if mode == "area":
+        return _area(input, list(output_size))
+    if antialias and align_corners:
+        raise RuntimeError(
+            f"pyseg: interpolate(mode={mode!r}, antialias=True, align_corners=True) has no ONNX "
+            "translation: ONNX Resize has no coordinate mode for torch's antialiased "
+            "align_corners sampling (use align_corners=False to export)")
+    attrs: dict[str, Any] = {"mode": _ND_RESIZE_MODES[mode], "axes": list(range(2, 2 + dims))}
+    if mode == "nearest":
+        attrs |= {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    elif mode == "nearest-exact":
+        # round_prefer_ceil((o + 0.5) * scale - 0.5) == floor((o + 0.5) * scale)
+        attrs |= {"coordinate_transformation_mode": "half_pixel",
+                  "nearest_mode": "round_prefer_ceil"}
+    else:
+        attrs["coordinate_transformation_mode"] = "align_corners" if align_corners else "half_pixel"
+    if mode == "bicubic":
+        attrs |= {"cubic_coeff_a": -0.5 if antialias else -0.75, "exclude_outside": 0}
+    if antialias:
+        attrs |= {"antialias": 1, "exclude_outside": 1}
+    if scales is not None and not align_corners:
+        inputs = [input, None, torch.tensor(list(scales), dtype=torch.float32)]
+    else:
+        inputs = [input, None, None, torch.tensor(list(output_size), dtype=torch.int64)]
+    return _symbolic("Resize", inputs, attrs, input, [*input.shape[:2], *output_size])
+
+
 def bed_of_nails(input: Tensor, scale_factor: Sequence[int]) -> Tensor:
     n, c, h, w = input.shape
     sh, sw = scale_factor
@@ -153,6 +215,7 @@ TRANSLATIONS = {
     "max_unpool3d": max_unpool2d,  # the same translation, on three axes
     "conv_transpose3d": conv_transpose2d,  # the same translation, on three axes
     "upsample2d": upsample2d,
+    "upsample": upsample,
     "bed_of_nails": bed_of_nails,
     "deform_conv2d": deform_conv2d,
     "grid_sample": grid_sample,

@@ -123,6 +123,70 @@ def test_interpolate():
     assert types <= {"Resize", "Constant"}
 
 
+# pyseg::upsample: every mode on 3-D, 4-D and 5-D input, antialias included (Resize).
+INTERPOLATIONS_ND = [
+    ((2, 3, 11), {"scale_factor": 2.5, "mode": "linear"}),
+    ((2, 3, 11), {"size": 17, "mode": "linear", "align_corners": True}),
+    ((2, 3, 11), {"size": 1, "mode": "linear"}),
+    ((2, 3, 11), {"scale_factor": 2, "mode": "nearest"}),
+    ((2, 3, 11), {"size": 7, "mode": "nearest"}),
+    ((2, 3, 11), {"size": 7, "mode": "nearest-exact"}),
+    ((2, 3, 11), {"scale_factor": 1.7, "mode": "nearest-exact"}),
+    ((2, 3, 7, 9), {"scale_factor": 1.7, "mode": "nearest-exact"}),
+    ((2, 3, 7, 9), {"size": (3, 4), "mode": "nearest-exact"}),
+    ((2, 3, 7, 9), {"size": (3, 4), "mode": "bilinear", "antialias": True}),
+    ((2, 3, 7, 9), {"scale_factor": 0.4, "mode": "bilinear", "antialias": True}),
+    ((2, 3, 7, 9), {"size": (13, 20), "mode": "bilinear", "antialias": True}),
+    ((2, 3, 7, 9), {"size": (3, 4), "mode": "bicubic", "antialias": True}),
+    ((2, 3, 7, 9), {"scale_factor": 0.6, "mode": "bicubic", "antialias": True}),
+    ((2, 3, 7, 9), {"scale_factor": 1.5, "mode": "bicubic", "antialias": True}),
+    ((2, 3, 4, 5, 6), {"scale_factor": 2, "mode": "trilinear"}),
+    ((2, 3, 4, 5, 6), {"scale_factor": (1.5, 2, 0.5), "mode": "trilinear"}),
+    ((2, 3, 4, 5, 6), {"size": (3, 7, 5), "mode": "trilinear", "align_corners": True}),
+    ((2, 3, 4, 5, 6), {"size": (6, 7, 8), "mode": "nearest"}),
+    ((2, 3, 4, 5, 6), {"scale_factor": 1.5, "mode": "nearest-exact"}),
+]
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5])
+def test_interpolate_nd(rank):
+    calls = [(shape, kw) for shape, kw in INTERPOLATIONS_ND if len(shape) == rank]
+    x = torch.randn(*calls[0][0])
+    proto = export(Calls(*[lambda x, kw=kw: ops.interpolate(x, **kw) for _, kw in calls]), (x,))
+    assert node_types(proto) <= {"Resize", "Constant"}
+    got = run(proto, x)
+    assert len(got) == len(calls)
+    for g, (_, kw) in zip(got, calls):  # against torch's own function
+        torch.testing.assert_close(g, F.interpolate(x, **kw), rtol=1e-5, atol=1e-5,
+                                   msg=f"{kw}")
+
+
+@pytest.mark.parametrize("shape,size", [((2, 3, 11), 4), ((2, 3, 7, 9), (3, 4)),
+                                        ((2, 3, 8, 6), (4, 3)), ((2, 3, 4, 5, 6), (2, 3, 4)),
+                                        ((2, 3, 4, 5, 6), (3, 3, 4))])
+def test_interpolate_area(shape, size):
+    """Adaptive average pooling, as torch exports it (5-D: two 2-D poolings, which torch
+    cannot export itself); compared with torch's F.interpolate."""
+    x = torch.randn(*shape)
+    proto = export(Calls(lambda x: ops.interpolate(x, size=size, mode="area")), (x,))
+    (got,) = run(proto, x)
+    torch.testing.assert_close(got, F.interpolate(x, size=size, mode="area"), rtol=1e-5,
+                               atol=1e-6)
+    assert "Resize" not in node_types(proto)
+
+
+def test_antialias_with_align_corners_does_not_export():
+    from pyseg.ops._onnx import TRANSLATIONS
+
+    x = torch.randn(1, 2, 7, 9)
+    with pytest.raises(RuntimeError, match="no ONNX translation: ONNX Resize has no coordinate"):
+        TRANSLATIONS["upsample"](x, [3, 4], "bilinear", True, True, None)
+    # torch.onnx retries in strict mode, where pyseg's op stays untranslated: the export fails.
+    with pytest.raises(torch.onnx.OnnxExporterError, match="pyseg.upsample"):
+        export(Calls(lambda x: ops.interpolate(x, size=(3, 4), mode="bicubic", antialias=True,
+                                               align_corners=True)), (x,))
+
+
 def test_bed_of_nails():
     check(Calls(lambda x: ops.bed_of_nails(x, 2), lambda x: ops.bed_of_nails(x, (3, 1))),
           torch.randn(2, 3, 4, 5))

@@ -23,10 +23,10 @@ def test_import_path(tmp_path, capsys):
     assert "converted      deconv: ConvTranspose2d -> ConvertedConvTranspose2d" in out
     assert "converted      up: Upsample -> ConvertedUpsample" in out
     # One forward and one training step: 2 transposed convolutions, 4 upsamplings (module
-    # and function), 2 linear interpolations left to torch.
+    # and function), 2 Lanczos interpolations left to torch.
     assert "conv_transpose2d: 2 call(s) to pyseg" in out
     assert "interpolate: 4 call(s) to pyseg" in out
-    assert "interpolate: 2 call(s) to torch (3-D input (pyseg: 4-D only))" in out
+    assert "interpolate: 2 call(s) to torch (mode='lanczos' on 4-D input" in out
     assert "decoder 2x3x16x16 float32 cpu" in out
     row = [line.split() for line in out.splitlines()
            if line.startswith("decoder 2x3x16x16 float32 cpu ")]  # the ratio table's row

@@ -79,23 +79,24 @@ def test_report_names_every_candidate():
         ("head.1", "UpsamplingBilinear2d", "ConvertedUpsample"),
         ("head.2", "UpsamplingNearest2d", "ConvertedUpsample"),
         ("head.3", "Upsample", "ConvertedUpsample"),
+        ("deconv3d", "ConvTranspose3d", "ConvertedConvTranspose3d"),
+        ("tri", "Upsample", "ConvertedUpsample"),
     ]
     assert [(e.name, e.reason) for e in report.not_converted] == [
         ("mine", "a subclass of torch.nn.modules.upsampling.Upsample: its forward may differ"),
-        ("deconv3d", "not converted (use pyseg.nn.ConvTranspose3d directly)"),
-        ("tri", "mode='trilinear' (pyseg: nearest, bilinear, bicubic)"),
     ]
     assert isinstance(net.deconv, pyseg.nn.ConvTranspose2d)
     assert isinstance(net.deconv, nn.ConvTranspose2d)  # isinstance checks of user code hold
     assert isinstance(net.unpool, pyseg.nn.MaxUnpool2d)
     assert isinstance(net.deform, pyseg.nn.DeformConv2d)
     assert all(isinstance(m, pyseg.nn.Upsample) for m in net.head)
-    assert type(net.mine) is MyUpsample and type(net.tri) is nn.Upsample
+    assert type(net.mine) is MyUpsample and type(net.tri) is ConvertedUpsample
+    assert isinstance(net.deconv3d, pyseg.nn.ConvTranspose3d)
     assert "converted      deconv: ConvTranspose2d -> ConvertedConvTranspose2d" in str(report)
-    assert "not converted  tri: Upsample (mode='trilinear'" in str(report)
+    assert "not converted  mine: MyUpsample (a subclass" in str(report)
     # Converting again finds nothing new.
     _, again = pyseg.nn.convert(net, report=True)
-    assert not again.converted and len(again.not_converted) == 3
+    assert not again.converted and len(again.not_converted) == 1
 
 
 def test_same_parameters_buffers_state_dict_and_outputs():
@@ -130,13 +131,86 @@ def test_same_parameters_buffers_state_dict_and_outputs():
             "pyseg::max_unpool2d": 1, "pyseg::max_unpool2d_backward": 1,
             "pyseg::conv_transpose2d": 1, "pyseg::conv_transpose2d_backward": 1,
             "pyseg::deform_conv2d": 1, "pyseg::_deform_conv2d_backward": 1,
-            "pyseg::upsample2d": 4, "pyseg::upsample2d_backward": 4}
-        # What stays with torch: MyUpsample's nearest and the trilinear upsampling.
+            "pyseg::upsample2d": 4, "pyseg::upsample2d_backward": 4,
+            "pyseg::conv_transpose3d": 1, "pyseg::conv_transpose3d_backward": 1,
+            "pyseg::upsample": 1, "pyseg::upsample_backward": 1}
+        # What stays with torch: MyUpsample's nearest upsampling.
         assert count.counts["aten::upsample_nearest2d"] == 1
         assert count.counts["aten::upsample_nearest2d_backward"] == 1
-        assert count.counts["aten::upsample_trilinear3d"] == 1  # no gradient reaches it
+        assert count.counts["aten::upsample_trilinear3d"] == 0
     # BatchNorm's running statistics moved the same way.
     tensors_close(net.norm.running_mean, reference.norm.running_mean, 1e-12)
+
+
+class NdNet(nn.Module):
+    """One module of each 1-D / 3-D kind and nn.Upsample in every mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool1 = nn.MaxPool1d(2, return_indices=True)
+        self.unpool1 = nn.MaxUnpool1d(2)
+        self.deconv1 = nn.ConvTranspose1d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.linear = nn.Upsample(scale_factor=1.5, mode="linear", align_corners=True)
+        self.exact1 = nn.Upsample(size=9, mode="nearest-exact")
+        self.area1 = nn.Upsample(size=5, mode="area")
+        self.pool3 = nn.MaxPool3d(2, return_indices=True)
+        self.unpool3 = nn.MaxUnpool3d(2)
+        self.deconv3 = nn.ConvTranspose3d(3, 2, (2, 3, 3), stride=(2, 1, 2), padding=(0, 1, 1),
+                                          groups=1, dilation=(1, 2, 1))
+        self.tri = nn.Upsample(scale_factor=(1.5, 2, 0.5), mode="trilinear")
+        self.nearest3 = nn.Upsample(size=(3, 4, 5))
+        self.area3 = nn.Upsample(size=(2, 3, 2), mode="area")
+        self.exact2 = nn.Upsample(scale_factor=1.3, mode="nearest-exact")
+        self.area2 = nn.Upsample(size=(3, 5), mode="area")
+
+    def forward(self, x1: torch.Tensor, x3: torch.Tensor) -> torch.Tensor:
+        y, idx = self.pool1(x1)
+        a = self.deconv1(self.unpool1(y, idx, output_size=x1.shape[-1:]))
+        a = self.area1(self.exact1(self.linear(a)))
+        y, idx = self.pool3(x3)
+        b = self.deconv3(self.unpool3(y, idx, output_size=x3.shape[-3:]))
+        b = self.area3(self.nearest3(self.tri(b)))
+        c = self.area2(self.exact2(x3[:, :, 0]))
+        return a.square().mean() + b.square().mean() + c.square().mean()
+
+
+def test_nd_modules_converted_and_match_torch():
+    torch.manual_seed(0)
+    net = NdNet().double()
+    reference = copy.deepcopy(net)
+    net, report = pyseg.nn.convert(net, report=True)
+    assert not report.not_converted
+    kinds = {e.name: e.converted_to for e in report.converted}
+    assert kinds == {
+        "unpool1": "ConvertedMaxUnpool1d", "deconv1": "ConvertedConvTranspose1d",
+        "linear": "ConvertedUpsample", "exact1": "ConvertedUpsample", "area1": "ConvertedUpsample",
+        "unpool3": "ConvertedMaxUnpool3d", "deconv3": "ConvertedConvTranspose3d",
+        "tri": "ConvertedUpsample", "nearest3": "ConvertedUpsample", "area3": "ConvertedUpsample",
+        "exact2": "ConvertedUpsample", "area2": "ConvertedUpsample"}
+    assert list(net.state_dict()) == list(reference.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    x1 = torch.randn(2, 3, 10, dtype=torch.float64, generator=gen, requires_grad=True)
+    x3 = torch.randn(2, 3, 4, 6, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    with OpCount() as count, pyseg.kernels() as mode:
+        ours = net(x1, x3)
+        our_grads = torch.autograd.grad(ours, [x1, x3, *net.parameters()])
+    ref = reference(x1, x3)
+    ref_grads = torch.autograd.grad(ref, [x1, x3, *reference.parameters()])
+    tensors_close(ours, ref, 1e-12)
+    for a, b in zip(our_grads, ref_grads):
+        tensors_close(a, b, 1e-12)
+    assert mode.stats.to_pyseg == {"max_unpool1d": 1, "conv_transpose1d": 1, "interpolate": 8,
+                                   "max_unpool3d": 1, "conv_transpose3d": 1}
+    assert not mode.stats.to_torch
+    assert count.pyseg() == {
+        "pyseg::max_unpool2d": 1, "pyseg::max_unpool2d_backward": 1,
+        "pyseg::conv_transpose2d": 1, "pyseg::conv_transpose2d_backward": 1,
+        "pyseg::max_unpool3d": 1, "pyseg::max_unpool3d_backward": 1,
+        "pyseg::conv_transpose3d": 1, "pyseg::conv_transpose3d_backward": 1,
+        "pyseg::upsample": 8, "pyseg::upsample_backward": 8}
+    assert not [k for k in count.counts if k.startswith(
+        ("aten::upsample", "aten::_upsample", "aten::max_unpool", "aten::convolution",
+         "aten::adaptive_avg_pool", "aten::_adaptive_avg_pool"))], count.counts
 
 
 def test_optimizer_built_before_conversion_still_trains_the_model():
@@ -166,12 +240,17 @@ def test_hooks_and_training_flag_are_kept():
 def test_converted_modules_fall_back_to_torch_for_inputs_pyseg_lacks():
     up = pyseg.nn.convert(nn.Upsample(scale_factor=2))  # the model itself is replaced
     assert type(up) is ConvertedUpsample
-    for x in (torch.randn(1, 2, 3), torch.randn(1, 2, 3, 3, 3),
-              torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)):
+    for x in (torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4),
+              torch.arange(8, dtype=torch.uint8).view(1, 1, 2, 2, 2)):
         with OpCount() as count:
             out = up(x)
         assert torch.equal(out, F.interpolate(x, scale_factor=2))
         assert not count.pyseg()
+    for x in (torch.randn(1, 2, 3), torch.randn(1, 2, 3, 3, 3)):  # every rank: pyseg's
+        with OpCount() as count:
+            out = up(x)
+        assert torch.equal(out, F.interpolate(x, scale_factor=2))  # nearest: a copy
+        assert count.pyseg() == {"pyseg::upsample": 1}
     deconv = nn.ConvTranspose2d(2, 2, 3)
     ref = copy.deepcopy(deconv)
     deconv = pyseg.nn.convert(deconv)

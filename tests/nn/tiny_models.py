@@ -9,7 +9,7 @@ from torch import nn
 
 class Decoder(nn.Module):
     """One module of each convertible kind plus a functional upsampling and one call pyseg
-    does not take (a 3-D linear interpolation)."""
+    does not take (a Lanczos interpolation)."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
@@ -23,7 +23,7 @@ class Decoder(nn.Module):
         y = self.deconv(self.conv(x).relu())
         z = F.interpolate(self.head(self.dropout(self.up(y))), size=x.shape[-2:],
                           mode="bilinear")
-        side = F.interpolate(z.mean(-1), scale_factor=2, mode="linear")
+        side = F.interpolate(z, scale_factor=0.5, mode="lanczos", antialias=True)
         return {"out": z, "side": side}
 
 
