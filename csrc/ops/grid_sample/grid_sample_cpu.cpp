@@ -145,9 +145,13 @@ at::Tensor grid_sample_cpu(const at::Tensor& input, const at::Tensor& grid, int6
                           : forward_dim<3>(input, grid, mode, padding_mode, align_corners);
 }
 
-// The number of grad_input chunks per image: a function of the shapes only.
-int64_t chunks_for(int64_t batch, int64_t points, int64_t plane_elems, int64_t elem_bytes) {
-  int64_t k = std::clamp<int64_t>(points / kPointsPerChunk, 1, kMaxChunks);
+// The number of grad_input chunks per image: a function of the shapes only. Each chunk costs
+// an image-sized buffer to zero and to add, so a chunk gets at least as many points as the
+// input plane has pixels (and kPointsPerChunk).
+int64_t chunks_for(int64_t batch, int64_t points, int64_t plane, int64_t channels,
+                   int64_t elem_bytes) {
+  const int64_t plane_elems = plane * channels;
+  int64_t k = std::clamp<int64_t>(points / std::max(kPointsPerChunk, plane), 1, kMaxChunks);
   while (k > 1 && batch * k * plane_elems * elem_bytes > kMaxChunkBytes) k /= 2;
   return k;
 }
@@ -195,7 +199,7 @@ void backward_vectorized(const at::Tensor& go, const at::Tensor& input, const at
   const int64_t N = input.size(0);
   const int64_t image = input.numel() / N;  // elements per image, in memory order
   const int64_t chunks =
-      chunks_for(N, g.points, image, static_cast<int64_t>(sizeof(T)));
+      chunks_for(N, g.points, image / g.channels, g.channels, static_cast<int64_t>(sizeof(T)));
   at::Tensor partial;
   T* target = nullptr;
   if (need_input) {
@@ -264,7 +268,7 @@ std::tuple<at::Tensor, at::Tensor> backward_dim(const at::Tensor& grad_output,
   }
   const auto acc_type = at::toOpMathType(input.scalar_type());
   const int64_t chunks =
-      chunks_for(N, P, C * plane, static_cast<int64_t>(c10::elementSize(acc_type)));
+      chunks_for(N, P, plane, C, static_cast<int64_t>(c10::elementSize(acc_type)));
   at::Tensor partial = need_input ? at::zeros({N, chunks, C, plane}, input.options().dtype(acc_type))
                                   : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),

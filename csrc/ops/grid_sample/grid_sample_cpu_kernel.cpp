@@ -42,6 +42,10 @@ using at::vec::Vectorized;
 template <typename T>
 using Int = at::vec::int_same_size_t<T>;
 
+// The hot loops inline everything they call, at::vec's small members included (g++ otherwise
+// leaves some of them as calls, through the PLT in this shared library).
+#define GRID_SAMPLE_FLATTEN __attribute__((flatten))
+
 constexpr int kTapSlots = 1024;  // taps x points of one block's table
 constexpr int kMaxBlock = 256;   // points of one block
 
@@ -60,16 +64,18 @@ int block_points(Mode m) { return std::min(kMaxBlock, kTapSlots / taps_per_point
 
 // ---- coordinates, a vector of points at a time (mirrors grid_sample_math.h) ---------------
 
+// (x / 2 is computed as x * 0.5: the same value, exactly, without a division.)
 template <typename T>
 Vectorized<T> unnormalize(const Vectorized<T>& coord, int64_t size, bool align_corners,
                           T* grad) {
   using Vec = Vectorized<T>;
+  const Vec half(static_cast<T>(0.5));
   if (align_corners) {
     *grad = static_cast<T>(size - 1) / 2;
-    return ((coord + Vec(1)) / Vec(2)) * Vec(static_cast<T>(size - 1));
+    return ((coord + Vec(1)) * half) * Vec(static_cast<T>(size - 1));
   }
   *grad = static_cast<T>(size) / 2;
-  return ((coord + Vec(1)) * Vec(static_cast<T>(size)) - Vec(1)) / Vec(2);
+  return ((coord + Vec(1)) * Vec(static_cast<T>(size)) - Vec(1)) * half;
 }
 
 template <typename T>
@@ -131,24 +137,26 @@ Vectorized<T> apply_padding(Vectorized<T> x, int64_t size, Padding padding, bool
 template <typename T>
 struct AxisTaps {
   Vectorized<T> valid[4];        // all ones where the tap lies inside the input
-  Vectorized<Int<T>> index[4];   // source index, 0 outside (so offsets never overflow)
+  Vectorized<Int<T>> offset[4];  // source index * the axis' stride, 0 outside (no overflow)
   Vectorized<T> weight[4], dweight[4];
   Vectorized<T> mult;            // d coordinate / d grid value
 };
 
-// Tap k at coordinate p (integral except after a bicubic tap's reflection): the scalar code
-// converts with a truncating cast, then bounds-checks.
+// Tap k at coordinate p. The scalar code converts with a truncating cast, then bounds-checks;
+// p is integral (a floor or a rounding) except after a bicubic tap's reflection.
 template <typename T>
-void set_tap(AxisTaps<T>& a, int k, const Vectorized<T>& p, int64_t size) {
+void set_tap(AxisTaps<T>& a, int k, Vectorized<T> p, int64_t size, int64_t stride,
+             bool integral) {
   using Vec = Vectorized<T>;
-  const Vec ip = p.trunc();
-  a.valid[k] = (ip >= Vec(0)) & (ip <= Vec(static_cast<T>(size - 1)));
-  a.index[k] = at::vec::convert_to_int_of_same_size(Vec::blendv(Vec(0), ip, a.valid[k]));
+  if (!integral) p = p.trunc();
+  a.valid[k] = (p >= Vec(0)) & (p <= Vec(static_cast<T>(size - 1)));
+  a.offset[k] = at::vec::convert_to_int_of_same_size(Vec::blendv(Vec(0), p, a.valid[k])) *
+                Vectorized<Int<T>>(static_cast<Int<T>>(stride));
 }
 
 template <typename T>
-void axis_taps(AxisTaps<T>& a, const Vectorized<T>& coord, int64_t size, Mode mode,
-               Padding padding, bool align_corners) {
+void axis_taps(AxisTaps<T>& a, const Vectorized<T>& coord, int64_t size, int64_t stride,
+               Mode mode, Padding padding, bool align_corners) {
   using Vec = Vectorized<T>;
   T g_unnorm;
   if (mode == Mode::Bicubic) {
@@ -178,7 +186,7 @@ void axis_taps(AxisTaps<T>& a, const Vectorized<T>& coord, int64_t size, Mode mo
       set_tap(a, k,
               apply_padding(x0 - one + Vec(static_cast<T>(k)), size, padding, align_corners,
                             &unused),
-              size);
+              size, stride, padding != Padding::Reflection);
     }
     return;
   }
@@ -187,14 +195,14 @@ void axis_taps(AxisTaps<T>& a, const Vectorized<T>& coord, int64_t size, Mode mo
   x = apply_padding(x, size, padding, align_corners, &g_pad);
   a.mult = Vec(g_unnorm) * g_pad;
   if (mode == Mode::Nearest) {
-    set_tap(a, 0, x.round(), size);  // round half to even, as nearbyint
+    set_tap(a, 0, x.round(), size, stride, true);  // round half to even, as nearbyint
     a.weight[0] = Vec(1);
     a.dweight[0] = Vec(0);
     return;
   }
   const Vec x0 = x.floor();
-  set_tap(a, 0, x0, size);
-  set_tap(a, 1, x0 + Vec(1), size);
+  set_tap(a, 0, x0, size, stride, true);
+  set_tap(a, 1, x0 + Vec(1), size, stride, true);
   a.weight[0] = (x0 + Vec(1)) - x;
   a.weight[1] = x - x0;
   a.dweight[0] = Vec(-1);
@@ -217,7 +225,7 @@ struct TapTable {
 // Fills the table for points [p0, p0 + count) of image n (lanes up to the next whole vector
 // sample the point (0, 0...) and are never stored).
 template <int D, typename T>
-void fill_table(TapTable<D, T>& t, const Geometry<D>& g, const T* grid, int64_t n, int64_t p0,
+GRID_SAMPLE_FLATTEN void fill_table(TapTable<D, T>& t, const Geometry<D>& g, const T* grid, int64_t n, int64_t p0,
                 int count, bool with_grad) {
   using Vec = Vectorized<T>;
   using IVec = Vectorized<Int<T>>;
@@ -225,32 +233,42 @@ void fill_table(TapTable<D, T>& t, const Geometry<D>& g, const T* grid, int64_t 
   const int padded = (count + V - 1) / V * V;
   alignas(64) T coord[D][kMaxBlock];
   const T* gp = grid + n * g.grid_stride_n + p0 * g.grid_stride_p;
-  for (int i = 0; i < count; ++i)
-    for (int a = 0; a < D; ++a) coord[a][i] = gp[i * g.grid_stride_p + a * g.grid_stride_k];
-  for (int i = count; i < padded; ++i)
-    for (int a = 0; a < D; ++a) coord[a][i] = 0;
+  // A contiguous 2-D grid is split into x and y a vector at a time; other grids point by point.
+  const bool interleaved = D == 2 && g.grid_stride_k == 1 && g.grid_stride_p == 2;
+  if (interleaved) {
+    for (int i = 0; i < padded; i += V) {
+      const int n2 = std::clamp(2 * (count - i), 0, 2 * V);
+      const auto xy = at::vec::deinterleave2(Vec::loadu(gp + 2 * i, std::min(n2, V)),
+                                             Vec::loadu(gp + 2 * i + V, std::max(n2 - V, 0)));
+      xy.first.store(coord[0] + i);
+      xy.second.store(coord[D - 1] + i);
+    }
+  } else {
+    for (int i = 0; i < count; ++i)
+      for (int a = 0; a < D; ++a) coord[a][i] = gp[i * g.grid_stride_p + a * g.grid_stride_k];
+    for (int i = count; i < padded; ++i)
+      for (int a = 0; a < D; ++a) coord[a][i] = 0;
+  }
   const int per_axis = taps_per_axis(g.mode);
   const int kz = D == 3 ? per_axis : 1;
-  IVec stride[3];
-  for (int a = 0; a < D; ++a) stride[a] = IVec(static_cast<Int<T>>(g.in_stride[a]));
   for (int i = 0; i < padded; i += V) {
     AxisTaps<T> ax[D];
     for (int a = 0; a < D; ++a)
-      axis_taps(ax[a], Vec::loadu(coord[a] + i), g.in_size[a], g.mode, g.padding,
-                g.align_corners);
+      axis_taps(ax[a], Vec::loadu(coord[a] + i), g.in_size[a], g.in_stride[a], g.mode,
+                g.padding, g.align_corners);
     int k = 0;
     for (int z = 0; z < kz; ++z) {
       for (int y = 0; y < per_axis; ++y) {
         for (int x = 0; x < per_axis; ++x, ++k) {
           Vec valid = ax[0].valid[x] & ax[1].valid[y];
-          IVec off = ax[0].index[x] * stride[0] + ax[1].index[y] * stride[1];
+          IVec off = ax[0].offset[x] + ax[1].offset[y];
           Vec w = ax[0].weight[x] * ax[1].weight[y];
           Vec d0 = ax[0].dweight[x] * ax[1].weight[y];
           Vec d1 = ax[0].weight[x] * ax[1].dweight[y];
           Vec d2(0);
           if constexpr (D == 3) {
             valid = valid & ax[2].valid[z];
-            off = off + ax[2].index[z] * stride[2];
+            off = off + ax[2].offset[z];
             d2 = w * ax[2].dweight[z];
             w = w * ax[2].weight[z];
             d0 = d0 * ax[2].weight[z];
@@ -272,10 +290,11 @@ void fill_table(TapTable<D, T>& t, const Geometry<D>& g, const T* grid, int64_t 
   }
 }
 
-// The input's channels (and the output's) are contiguous: loop channels innermost.
-template <int D>
+// The input's channels (and the output's) are contiguous and fill a vector: loop channels
+// innermost. (Fewer channels are gathered like planes, whatever their stride.)
+template <int D, typename T>
 bool channels_inner(const Geometry<D>& g) {
-  return g.channels > 1 && g.in_stride_c == 1 && g.out_stride_c == 1;
+  return g.channels >= Vectorized<T>::size() && g.in_stride_c == 1 && g.out_stride_c == 1;
 }
 
 // ---- forward ----------------------------------------------------------------------------
@@ -301,7 +320,7 @@ Vectorized<T> gather_inside(const T* base, const Vectorized<Int<T>>& index,
 }
 
 template <int D, typename T>
-void forward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
+GRID_SAMPLE_FLATTEN void forward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
                             T* out_np, int count) {
   using Vec = Vectorized<T>;
   using IVec = Vectorized<Int<T>>;
@@ -330,7 +349,7 @@ void forward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, const
 }
 
 template <int D, typename T>
-void forward_channels_inner(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
+GRID_SAMPLE_FLATTEN void forward_channels_inner(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
                             T* out_np, int count) {
   using Vec = Vectorized<T>;
   constexpr int V = Vec::size();
@@ -366,7 +385,7 @@ void forward(const ForwardArgs<D, T>& args) {
   const int64_t P = g.points;
   const int L = block_points<D>(g.mode);
   const int64_t blocks = (P + L - 1) / L;
-  const bool inner = channels_inner(g);
+  const bool inner = channels_inner<D, T>(g);
   at::parallel_for(0, args.batch * blocks, 1, [&](int64_t begin, int64_t end) {
     TapTable<D, T> t;
     t.taps = taps_per_point<D>(g.mode);
@@ -388,7 +407,7 @@ void forward(const ForwardArgs<D, T>& args) {
 // ---- backward ---------------------------------------------------------------------------
 
 template <int D, typename T>
-void backward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
+GRID_SAMPLE_FLATTEN void backward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
                              const T* go_np, T* gi, int count, bool need_input,
                              bool need_grid, T (*grad)[kMaxBlock]) {
   using Vec = Vectorized<T>;
@@ -433,7 +452,7 @@ void backward_channels_outer(const TapTable<D, T>& t, const Geometry<D>& g, cons
 }
 
 template <int D, typename T>
-void backward_channels_inner(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
+GRID_SAMPLE_FLATTEN void backward_channels_inner(const TapTable<D, T>& t, const Geometry<D>& g, const T* in_n,
                              const T* go_np, T* gi, int count, bool need_input,
                              bool need_grid, T (*grad)[kMaxBlock]) {
   using Vec = Vectorized<T>;
@@ -474,7 +493,7 @@ void backward(const BackwardArgs<D, T>& args) {
   const Geometry<D> g = args.g;
   const int64_t P = g.points, chunks = args.chunks;
   const int L = block_points<D>(g.mode);
-  const bool inner = channels_inner(g);
+  const bool inner = channels_inner<D, T>(g);
   // One task per (image, chunk); inside, the chunk's points in increasing blocks.
   at::parallel_for(0, args.batch * chunks, 1, [&](int64_t begin, int64_t end) {
     TapTable<D, T> t;
