@@ -494,6 +494,7 @@ void backward(const BackwardArgs<D, T>& args) {
   const int64_t P = g.points, chunks = args.chunks;
   const int L = block_points<D>(g.mode);
   const bool inner = channels_inner<D, T>(g);
+  const bool grid_terms = args.need_grid && g.mode != Mode::Nearest;  // nearest: grad_grid = 0
   // One task per (image, chunk); inside, the chunk's points in increasing blocks.
   at::parallel_for(0, args.batch * chunks, 1, [&](int64_t begin, int64_t end) {
     TapTable<D, T> t;
@@ -507,7 +508,7 @@ void backward(const BackwardArgs<D, T>& args) {
       T* gi = args.need_input ? args.grad_input + task * args.block_stride : nullptr;
       for (int64_t p0 = first; p0 < last; p0 += L) {
         const int count = static_cast<int>(std::min<int64_t>(L, last - p0));
-        fill_table(t, g, args.grid, n, p0, count, args.need_grid);
+        fill_table(t, g, args.grid, n, p0, count, grid_terms);
         for (int a = 0; a < D; ++a) std::fill(grad[a], grad[a] + kMaxBlock, T(0));
         const T* go_np = args.grad_output + n * g.out_stride_n + p0 * g.out_stride_p;
         if (inner)
@@ -519,7 +520,7 @@ void backward(const BackwardArgs<D, T>& args) {
         if (args.need_grid) {
           T* gg = args.grad_grid + (n * P + p0) * D;
           for (int i = 0; i < count; ++i)
-            for (int a = 0; a < D; ++a) gg[i * D + a] = grad[a][i] * t.mult[a][i];
+            for (int a = 0; a < D; ++a) gg[i * D + a] = grid_terms ? grad[a][i] * t.mult[a][i] : T(0);
         }
       }
     }
