@@ -26,7 +26,6 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
-#include <limits>
 
 #include "ops/grid_sample/grid_sample_cpu_kernel.h"
 
@@ -107,16 +106,6 @@ Vectorized<T> reflect(const Vectorized<T>& x, int64_t twice_low, int64_t twice_h
   return Vec::blendv(span - extra + lo, extra + lo, even);
 }
 
-// Non-finite and out-of-int-range coordinates become -100 (ATen's safe_downgrade_to_int_range).
-template <typename T>
-Vectorized<T> int_range_guard(const Vectorized<T>& x) {
-  using Vec = Vectorized<T>;
-  const Vec ok = (x.abs() <= Vec(std::numeric_limits<T>::max())) &
-                 (x <= Vec(static_cast<T>(2147483646.0))) &
-                 (x >= Vec(static_cast<T>(-2147483648.0)));
-  return Vec::blendv(Vec(static_cast<T>(-100)), x, ok);
-}
-
 template <typename T>
 Vectorized<T> apply_padding(Vectorized<T> x, int64_t size, Padding padding, bool align_corners,
                             Vectorized<T>* grad) {
@@ -130,7 +119,12 @@ Vectorized<T> apply_padding(Vectorized<T> x, int64_t size, Padding padding, bool
     x = clip(x, size, &g_clip);
     *grad = g_reflect * g_clip;
   }
-  return int_range_guard(x);
+  // The scalar code maps non-finite and out-of-int-range coordinates to -100 here, outside
+  // every input (ATen's safe_downgrade_to_int_range), before converting to an integer. The
+  // vector code decides inside / outside on the floating-point value (set_tap), where such
+  // coordinates are outside already, and converts only inside values: the same taps, without
+  // the guard.
+  return x;
 }
 
 // One axis' taps for a vector of points.
