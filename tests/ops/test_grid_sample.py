@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pyseg.ops import affine_grid, grid_sample
+from tests.ops.conftest import using_capability
 
 MODES = ["bilinear", "nearest", "bicubic"]
 PADDINGS = ["zeros", "border", "reflection"]
@@ -408,3 +409,90 @@ def test_onnx_export_runs_in_onnxruntime(mode, padding_mode):
     got = torch.from_numpy(session.run(None, feeds)[0])
     torch.testing.assert_close(got, grid_sample(x, grid, mode, padding_mode, True),
                                rtol=1e-5, atol=1e-5)
+
+
+# ---- CPU capability variants (the vectorized float / double kernels) --------------------
+
+# Odd sizes (partial vectors of points), channel counts below, at and past a vector, grids
+# reaching outside the input; each case in both memory formats.
+CAPABILITY_CASES = [
+    ((2, 3, 9, 11), (2, 7, 13, 2)),
+    ((1, 19, 6, 5), (1, 5, 37, 2)),
+    ((1, 1, 7, 4), (1, 3, 70, 2)),
+    ((2, 2, 4, 5, 6), (2, 3, 5, 7, 3)),
+    ((1, 17, 3, 4, 5), (1, 2, 3, 9, 3)),
+]
+
+
+def _channels_last(t):
+    return t.to(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+
+
+def _all_grads(x, grid, go, mode, padding, align):
+    """(output, grad_input, grad_grid) of pyseg's kernels for the active capability."""
+    return _grads(grid_sample, x, grid, go, mode, padding, align)
+
+
+@pytest.mark.parametrize("shape,gshape", CAPABILITY_CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_capability_variants_match_torch_and_default(cpu_capability, shape, gshape,
+                                                     channels_last, dtype):
+    x, grid = make_input(shape, dtype), make_grid(gshape, dtype, spread=1.2)
+    go = make_input((shape[0], shape[1], *gshape[1:-1]), dtype, seed=6)
+    if channels_last:
+        x, go = _channels_last(x), _channels_last(go)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4}[dtype]
+    modes = MODES if len(shape) == 4 else ["bilinear", "nearest"]
+    for mode, padding, align in itertools.product(modes, PADDINGS, [False, True]):
+        msg = f"{cpu_capability} {mode} {padding} {align}"
+        ours = _all_grads(x, grid, go, mode, padding, align)
+        ref = _grads(F.grid_sample, x, grid, go, mode, padding, align)
+        with using_capability("default"):
+            base = _all_grads(x, grid, go, mode, padding, align)
+        for a, r, b in zip(ours, ref, base, strict=True):
+            torch.testing.assert_close(a, r, rtol=tol, atol=tol, msg=msg)
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=msg)
+        fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+        if channels_last:
+            assert ours[0].is_contiguous(memory_format=fmt) and ours[1].is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_capability_variants_deterministic(cpu_capability, channels_last):
+    # 9216 points: two grad_input chunks per image, bitwise equal with 1 and 2 threads.
+    x = make_input((2, 5, 4, 4), torch.float32)
+    grid = make_grid((2, 96, 96, 2), torch.float32, spread=1.1)
+    go = make_input((2, 5, 96, 96), torch.float32, seed=2)
+    if channels_last:
+        x, go = _channels_last(x), _channels_last(go)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            results.append(_grads(grid_sample, x, grid, go, "bilinear", "zeros", False))
+    finally:
+        torch.set_num_threads(threads)
+    for r in results[1:]:
+        for a, b in zip(results[0], r, strict=True):
+            assert torch.equal(a, b)
+    ref = _grads(F.grid_sample, x.double(), grid.double(), go.double(), "bilinear", "zeros",
+                 False)
+    for a, r in zip(results[0], ref, strict=True):
+        torch.testing.assert_close(a.double(), r, rtol=1e-4, atol=1e-3)
+
+
+def test_non_finite_input_outside_the_taps(cpu_capability):
+    # A tap outside the input reads zero even where the plane's first element is inf / NaN
+    # (ATen's masked gather): only the taps a point really reads can make it non-finite.
+    x = make_input((1, 2, 4, 5), torch.float32)
+    x[0, 0, 0, 0] = float("inf")
+    x[0, 1, 0, 0] = float("nan")
+    grid = make_grid((1, 6, 9, 2), torch.float32, spread=2.5)
+    for mode in MODES:
+        for layout in (x, _channels_last(x)):
+            ours = grid_sample(layout, grid, mode, "zeros", False)
+            ref = F.grid_sample(layout, grid, mode, "zeros", False)
+            torch.testing.assert_close(ours, ref, rtol=2e-5, atol=2e-5, equal_nan=True,
+                                       msg=mode)
