@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/cpu_capability.h"
+#include "common/scratch.h"
 
 namespace pyseg::cpu {
 
@@ -52,11 +53,21 @@ struct GemmTile {
 
 template <typename T>
 struct PackedMatrix {
-  std::vector<T> data;
+  std::vector<T, AlignedAllocator<T>> data;  // panels start on cache lines (scratch.h)
   int64_t rows = 0, cols = 0;
   bool is_a = true;
   Capability capability = Capability::Default;
   MatrixView<T> source;  // what was packed (read directly under PYSEG_GEMM=aten; must outlive this)
+  int64_t step = 0;      // panel width: MR (A) or NR (B); 0 for a row-major copy (PYSEG_GEMM=aten)
+
+  // Element (e, l) -- e the row of A or the column of B, l the index along k -- lives at
+  // data[edge_offset(e) + l * k_stride()]. Code that fills an operand made by packed_zeros
+  // uses these to write it in whatever order reads its source best.
+  int64_t edge_offset(int64_t e) const {
+    if (step == 0) return is_a ? e * cols : e;
+    return (e / step) * step * (is_a ? cols : rows) + e % step;
+  }
+  int64_t k_stride() const { return step == 0 ? (is_a ? 1 : cols) : step; }
 };
 
 // What a kernel variant receives. Exactly one of (a, a_packed) and of (b, b_packed) is used.
@@ -111,37 +122,48 @@ GemmTile gemm_tile();
 // Whether PYSEG_GEMM=aten asks for at::mm.
 bool gemm_uses_aten();
 
-// Packs the rows x cols operand whose element (i, j) is at(i, j) straight into the layout
-// of pack_a (is_a) or pack_b, for an operand that is not a strided view (a conv weight
-// reordered per phase): one pass instead of a reorder and a pack. Rows of A (columns of B)
-// past the edge are zero, as in pack_a / pack_b. `at` is called once per element, in
-// panel order, so it should be cheap (a table look-up, no division).
-template <typename T, typename F>
-PackedMatrix<T> pack_with(int64_t rows, int64_t cols, bool is_a, const F& at) {
+// A zero rows x cols operand in the packed layout of this capability (A: is_a), for the
+// caller to fill through edge_offset / k_stride (rows of A or columns of B past the matrix
+// edge stay zero, as pack_a / pack_b leave them). Under PYSEG_GEMM=aten it is a row-major
+// matrix that at::mm reads. zero = false leaves it uninitialized, for a caller that writes
+// every element, the zero padding past the edge included (no extra pass over a large weight).
+template <typename T>
+PackedMatrix<T> packed_zeros(int64_t rows, int64_t cols, bool is_a, bool zero = true) {
   PackedMatrix<T> p;
   p.rows = rows;
   p.cols = cols;
   p.is_a = is_a;
-  if (gemm_uses_aten()) {  // at::mm reads a row-major copy
-    p.data.resize(rows * cols);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) p.data[i * cols + j] = at(i, j);
+  if (gemm_uses_aten()) {
+    zero ? p.data.assign(rows * cols, T(0)) : p.data.resize(rows * cols);
     p.source = MatrixView<T>(p.data.data(), rows, cols, cols);
     return p;
   }
   p.capability = active_capability();
   const GemmTile t = gemm_tile<T>();
-  const int64_t step = is_a ? t.mr : t.nr, edge = is_a ? rows : cols, k = is_a ? cols : rows;
-  const int64_t panels = (edge + step - 1) / step;
-  p.data.assign(panels * step * k, T(0));
+  p.step = is_a ? t.mr : t.nr;
+  const int64_t edge = is_a ? rows : cols, k = is_a ? cols : rows;
+  const int64_t n = (edge + p.step - 1) / p.step * p.step * k;
+  zero ? p.data.assign(n, T(0)) : p.data.resize(n);
+  return p;
+}
+
+// Packs the rows x cols operand whose element (i, j) is at(i, j), for an operand that is not
+// a strided view: one pass instead of a reorder and a pack. `at` is called once per element,
+// in panel order, so it should be cheap (a table look-up, no division). Where the source has
+// a better order of its own (a conv weight's taps), fill packed_zeros directly instead.
+template <typename T, typename F>
+PackedMatrix<T> pack_with(int64_t rows, int64_t cols, bool is_a, const F& at) {
+  PackedMatrix<T> p = packed_zeros<T>(rows, cols, is_a);
+  const int64_t edge = is_a ? rows : cols, k = is_a ? cols : rows;
+  const int64_t step = p.step ? p.step : 1, panels = (edge + step - 1) / step;
   at::parallel_for(0, panels, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, k)),
                    [&](int64_t begin, int64_t end) {
                      for (int64_t q = begin; q < end; ++q) {
-                       T* out = p.data.data() + q * step * k;
-                       const int64_t n = std::min(step, edge - q * step);
-                       for (int64_t l = 0; l < k; ++l)
-                         for (int64_t r = 0; r < n; ++r)
-                           out[l * step + r] = is_a ? at(q * step + r, l) : at(l, q * step + r);
+                       for (int64_t e = q * step; e < std::min(edge, (q + 1) * step); ++e) {
+                         T* out = p.data.data() + p.edge_offset(e);
+                         for (int64_t l = 0; l < k; ++l)
+                           out[l * p.k_stride()] = is_a ? at(e, l) : at(l, e);
+                       }
                      }
                    });
   return p;

@@ -8,17 +8,55 @@
 // same thread, so one Slot serves one buffer at a time.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <utility>
 
 namespace pyseg::cpu {
 
+// Cache-line alignment for GEMM operands: a 64-byte vector load from a 16-byte aligned
+// buffer (what operator new and malloc give) spans two cache lines, and the packed panels
+// are read one full vector at a time.
+constexpr std::size_t kOperandAlignment = 64;
+
+// std::allocator's interface with kOperandAlignment-aligned storage. Elements are
+// default-initialized (resize() leaves floats unset): buffers are written before they are read.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}  // NOLINT: rebinding is implicit
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kOperandAlignment)));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kOperandAlignment)); }
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+};
+
+template <typename T>
+struct AlignedDelete {
+  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(kOperandAlignment)); }
+};
+
 template <typename T, int Slot>
 T* thread_scratch(int64_t n) {
-  thread_local std::unique_ptr<T[]> buf;
+  thread_local std::unique_ptr<T[], AlignedDelete<T>> buf;
   thread_local int64_t capacity = 0;
   if (n > capacity) {
-    buf.reset(new T[n]);  // uninitialized: callers write before they read
+    // Uninitialized: callers write before they read.
+    buf.reset(new (std::align_val_t(kOperandAlignment)) T[n]);
     capacity = n;
   }
   return buf.get();

@@ -41,6 +41,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/cpu_capability.h"
@@ -105,6 +106,94 @@ int64_t rows_per_tile(int64_t total_rows, int64_t row_cols, int64_t K, int64_t e
          (rows / 2) * row_cols >= kMinColumns / 4)
     rows = ceil_div(rows, 2);
   return rows;
+}
+
+// A GEMM operand (rows x cols, A if is_a) made of one group's weight w_g[ci][co][tap]
+// (tap = kh * kW + kw), for the taps listed in `taps`: place(ci, co, t) gives the operand
+// element (edge index e, k index l) that w_g[ci][co][taps[t]] becomes, e being the row of A or
+// the column of B. The weight is read once in its stored order (ci, co, tap) and written
+// straight into the packed panels: a per-element gather in panel order instead took 30% of
+// a 512-channel layer's forward.
+template <typename T, typename Place>
+PackedMatrix<T> pack_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
+                            const std::vector<int64_t>& taps, int64_t rows, int64_t cols,
+                            bool is_a, const Place& place) {
+  PackedMatrix<T> packed = cpu::packed_zeros<T>(rows, cols, is_a);
+  const int64_t edges = is_a ? rows : cols, ks = packed.k_stride(), ntaps = taps.size();
+  std::vector<int64_t> edge_offset(edges);  // no division per element
+  for (int64_t e = 0; e < edges; ++e) edge_offset[e] = packed.edge_offset(e);
+  T* out = packed.data.data();
+  at::parallel_for(0, Cig, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, Cog * kHW)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t ci = begin; ci < end; ++ci)
+                       for (int64_t co = 0; co < Cog; ++co) {
+                         const T* s = wg + (ci * Cog + co) * kHW;
+                         for (int64_t t = 0; t < ntaps; ++t) {
+                           const auto [e, l] = place(ci, co, t);
+                           out[edge_offset[e] + l * ks] = s[taps[t]];
+                         }
+                       }
+                   });
+  return packed;
+}
+
+// The phase forward's weight operand for one group: output channel co is the edge index,
+// the k index is kk = (ci, t) in NCHW (A = Cog x K) or (t, ci) in channels_last (B = K x Cog),
+// tap t being kernel tap taps[t] of w_g[ci][co]. Written in the packed layout's own order
+// (each panel front to back, its zero padding included, no zero-fill pass): the operand is
+// the largest array such a layer touches (DeconvNet's 512-channel weights hold 9.4 MB), so
+// the pass is bound by memory traffic.
+template <typename T>
+PackedMatrix<T> pack_phase_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
+                                  const std::vector<int64_t>& taps, bool cl) {
+  const int64_t ntaps = taps.size(), K = Cig * ntaps;
+  PackedMatrix<T> packed = cl ? cpu::packed_zeros<T>(K, Cog, false, false)
+                              : cpu::packed_zeros<T>(Cog, K, true, false);
+  T* out = packed.data.data();
+  if (packed.step == 0) {  // a row-major matrix (PYSEG_GEMM=aten)
+    for (int64_t ci = 0; ci < Cig; ++ci)
+      for (int64_t co = 0; co < Cog; ++co)
+        for (int64_t t = 0; t < ntaps; ++t) {
+          const T v = wg[(ci * Cog + co) * kHW + taps[t]];
+          if (cl) {
+            out[(t * Cig + ci) * Cog + co] = v;
+          } else {
+            out[co * K + ci * ntaps + t] = v;
+          }
+        }
+    return packed;
+  }
+  const int64_t step = packed.step;
+  at::parallel_for(0, ceil_div(Cog, step), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t co0 = q * step, n = std::min(step, Cog - co0);
+      T* d = out + q * step * K;  // this panel, kk = 0, 1, ... in turn
+      // The panel's block of w_g[ci] (n x kHW values, contiguous) for ci + kAhead, fetched
+      // ahead: the blocks are a row of the weight apart, too far for the hardware prefetcher.
+      constexpr int64_t kAhead = 4;
+      const int64_t block = n * kHW * int64_t(sizeof(T));
+      auto prefetch = [&](int64_t ci) {
+        if (ci >= Cig) return;
+        const char* b = reinterpret_cast<const char*>(wg + (ci * Cog + co0) * kHW);
+        for (int64_t o = 0; o < block; o += 64) __builtin_prefetch(b + o);
+      };
+      auto put = [&](int64_t ci, int64_t t) {
+        if (t == 0) prefetch(ci + kAhead);
+        const T* s = wg + (ci * Cog + co0) * kHW + taps[t];
+        for (int64_t r = 0; r < n; ++r) d[r] = s[r * kHW];
+        for (int64_t r = n; r < step; ++r) d[r] = T(0);
+        d += step;
+      };
+      if (cl) {
+        for (int64_t t = 0; t < ntaps; ++t)
+          for (int64_t ci = 0; ci < Cig; ++ci) put(ci, t);
+      } else {
+        for (int64_t ci = 0; ci < Cig; ++ci)
+          for (int64_t t = 0; t < ntaps; ++t) put(ci, t);
+      }
+    }
+  });
+  return packed;
 }
 
 // Runs tasks [0, n) in parallel when there are enough of them; else one by one, each GEMM
@@ -297,14 +386,15 @@ void forward_disjoint(const Params& p, const T* xd, const T* wd, const T* bd, T*
   if (!rh.covers_all || !rw.covers_all) fill_bias(p, bd, yd, cl);
   // Per group: channels_last B = ci x (tap, co) (each tap's channels contiguous, as in y);
   // NCHW A = (co, tap) x ci, the stored weight transposed.
-  std::vector<int64_t> src(N);  // column (tap, co) -> co * kHW + tap
-  for (int64_t t = 0; t < kHW; ++t)
-    for (int64_t co = 0; co < Cog; ++co) src[t * Cog + co] = co * kHW + t;
+  std::vector<int64_t> all_taps(kHW);
+  for (int64_t t = 0; t < kHW; ++t) all_taps[t] = t;
   std::vector<PackedMatrix<T>> wpack;
   for (int64_t g = 0; g < G; ++g) {
     const T* wg = wd + g * Cig * N;
-    wpack.push_back(cl ? cpu::pack_with<T>(Cig, N, false,
-                                           [&](int64_t ci, int64_t j) { return wg[ci * N + src[j]]; })
+    wpack.push_back(cl ? pack_weight<T>(wg, Cig, Cog, kHW, all_taps, Cig, N, false,
+                                        [&](int64_t ci, int64_t co, int64_t t) {
+                                          return std::pair<int64_t, int64_t>(t * Cog + co, ci);
+                                        })
                        : cpu::pack_a(MatrixView<T>(wg, Cig, N, N).transposed()));
   }
   // Tiles of input rows: channels_last any run of rows (pixels are contiguous across the
@@ -386,27 +476,14 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
         tapless = true;
         continue;
       }
-      // Weight element of GEMM row/column kk: NCHW kk = (ci, th, tw), NHWC kk = (th, tw, ci);
-      // w[ci][co][kh][kw] = w_g[co * kHW + src[kk]].
-      std::vector<int64_t> src(f.K);
-      for (int64_t ci = 0; ci < Cig; ++ci)
-        for (int64_t th = 0; th < f.taps_h; ++th)
-          for (int64_t tw = 0; tw < f.taps_w; ++tw) {
-            const int64_t kk = cl ? (th * f.taps_w + tw) * Cig + ci : (ci * f.taps_h + th) * f.taps_w + tw;
-            src[kk] = ci * Cog * kHW + ah.k[th] * p.kernel_w + aw.k[tw];
-          }
-      for (int64_t g = 0; g < G; ++g) {
-        const T* wg = wd + g * Cig * Cog * kHW;
-        if (cl) {  // B = K x Cog
-          f.packed.push_back(cpu::pack_with<T>(f.K, Cog, false, [&](int64_t kk, int64_t co) {
-            return wg[co * kHW + src[kk]];
-          }));
-        } else {  // A = Cog x K
-          f.packed.push_back(cpu::pack_with<T>(Cog, f.K, true, [&](int64_t co, int64_t kk) {
-            return wg[co * kHW + src[kk]];
-          }));
-        }
-      }
+      // GEMM row/column kk of the weight: NCHW kk = (ci, th, tw), NHWC kk = (th, tw, ci);
+      // tap t = (th, tw) is kernel tap taps[t] of w[ci][co].
+      std::vector<int64_t> taps(f.taps_h * f.taps_w);
+      for (int64_t th = 0; th < f.taps_h; ++th)
+        for (int64_t tw = 0; tw < f.taps_w; ++tw)
+          taps[th * f.taps_w + tw] = ah.k[th] * p.kernel_w + aw.k[tw];
+      for (int64_t g = 0; g < G; ++g)
+        f.packed.push_back(pack_phase_weight<T>(wd + g * Cig * Cog * kHW, Cig, Cog, kHW, taps, cl));
       phases.push_back(std::move(f));
     }
   }
@@ -543,13 +620,21 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   // grad_input's GEMM operand per group, the weight as stored (w_g = Cig x K, K = (co, kh, kw)):
   // NCHW A = w_g, NHWC B = w_g^T. Both layouts order K the same way, so the weight is never
   // reordered (DeconvNet's fc6-deconv holds 411 MB).
+  // NCHW reads w_g in place instead (the GEMM's row-major A) when the weight outnumbers the
+  // pixels (DeconvNet's 512 channels at 8x8): packing it would cost Cig x K element moves, the
+  // in-place form K x pixels (the GEMM then packs the column matrix instead).
+  const bool weight_in_place = !cl && Cig >= p.batch * H * W;
   std::vector<PackedMatrix<T>> wpack;
-  if (need_gx) {
+  if (need_gx && !weight_in_place) {
     for (int64_t g = 0; g < G; ++g) {
       const MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
       wpack.push_back(cl ? cpu::pack_b(wg.transposed()) : cpu::pack_a(wg));
     }
   }
+  auto weight_a = [&](int64_t g) -> cpu::GemmOperand<T> {
+    if (weight_in_place) return MatrixView<T>(wd + g * Cig * K, Cig, K, K);
+    return wpack[g];
+  };
   // Tiles of input rows. channels_last: any run of rows (pixels are contiguous across the
   // batch). NCHW: rows of one image, or whole images.
   const int64_t total_rows = p.batch * H;
@@ -566,7 +651,11 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   }
   const int64_t tiles = tile_rows.size();
   const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
-  std::vector<T> partial(need_gw ? G * chunks * Cig * K : 0, T(0));
+  // One tile per group: its grad_weight GEMM writes gw itself (no partial sums, no reduction
+  // pass over a weight-sized array). Otherwise each chunk's first tile initializes its
+  // partial sum (no zero fill).
+  const bool gw_direct = chunks == 1;
+  std::vector<T, cpu::AlignedAllocator<T>> partial(need_gw && !gw_direct ? G * chunks * Cig * K : 0);
 
   run_tasks(G * chunks, [&](int64_t unit) {
     const int64_t g = unit / chunks, c = unit % chunks;
@@ -620,12 +709,12 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
           cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), wpack[g],
                        gxd + row0 * W * Cin + g * Cig, Cin);
         } else if (one_image) {
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt),
+          cpu::gemm<T>(weight_a(g), MatrixView<T>(col, K, Jt, Jt),
                        gxd + ((n0 * Cin + g * Cig) * H + ih0) * W, H * W);
         } else {
           // Whole images (a tile only crosses images when it holds whole ones).
           T* tmp = cpu::thread_scratch<T, 3>(Cig * Jt);
-          cpu::gemm<T>(wpack[g], MatrixView<T>(col, K, Jt, Jt), tmp, Jt);
+          cpu::gemm<T>(weight_a(g), MatrixView<T>(col, K, Jt, Jt), tmp, Jt);
           for (int64_t n = n0; n <= n_last; ++n)
             for (int64_t ci = 0; ci < Cig; ++ci)
               std::memcpy(gxd + (n * Cin + g * Cig + ci) * H * W,
@@ -633,11 +722,12 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         }
       }
       if (need_gw) {
-        T* acc = partial.data() + unit * Cig * K;
+        T* acc = gw_direct ? gwd + g * Cig * K : partial.data() + unit * Cig * K;
+        const bool accumulate = t > t0;
         if (cl) {
           // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (co, kh, kw)).
           cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
-                       MatrixView<T>(col, Jt, K, K), acc, K, true);
+                       MatrixView<T>(col, Jt, K, K), acc, K, accumulate);
         } else {
           const T* xs;
           int64_t ld;
@@ -653,15 +743,23 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             xs = tmp;
             ld = Jt;
           }
-          // Transposed, (K x Cig) += col (K x Jt) * x^T: the column matrix is read in place
-          // as rows and only the smaller x is repacked (the sums are the same, pixel by pixel).
-          cpu::gemm<T>(MatrixView<T>(col, K, Jt, Jt), MatrixView<T>(xs, Cig, Jt, ld).transposed(),
-                       acc, Cig, true);
+          if (gw_direct) {
+            // Straight into gw: (Cig x K) = x (Cig x Jt, read in place) * col^T (one tile, so
+            // packing its column matrix costs no more than the transposition it saves).
+            cpu::gemm<T>(MatrixView<T>(xs, Cig, Jt, ld), MatrixView<T>(col, K, Jt, Jt).transposed(),
+                         acc, K, false);
+          } else {
+            // Transposed, (K x Cig) += col (K x Jt) * x^T: the column matrix is read in place
+            // as rows and only the smaller x is repacked (the sums are the same, pixel by
+            // pixel); the reduction below transposes.
+            cpu::gemm<T>(MatrixView<T>(col, K, Jt, Jt),
+                         MatrixView<T>(xs, Cig, Jt, ld).transposed(), acc, Cig, accumulate);
+          }
         }
       }
     }
   });
-  if (need_gw) {
+  if (need_gw && !gw_direct) {
     // Fixed-order reduction of the partial sums, into gw[g * Cig + ci][co][kh][kw] (the
     // weight's own order). channels_last partial sums are Cig x K like gw, NCHW ones K x Cig:
     // read in blocks of 16 channels x 256 taps so that the transposed reads stay in cache.
@@ -784,12 +882,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose2d_backward_cpu(
   const auto opts = x.options();
   at::Tensor gx, gw, gb;
   const bool work = gy.numel() > 0 && x.numel() > 0 && w.numel() > 0;
-  // With work, the GEMMs write every element of grad_input (no zero fill first).
+  // With work, the GEMMs write every element of grad_input and grad_weight (no zero fill).
   if (output_mask[0]) {
     gx = at::empty({p.batch, p.in_channels, p.in_h, p.in_w}, opts, layout(p));
     if (!work) gx.zero_();
   }
-  if (output_mask[1]) gw = at::zeros(p.weight_sizes(), opts);
+  if (output_mask[1]) gw = work ? at::empty(p.weight_sizes(), opts) : at::zeros(p.weight_sizes(), opts);
   if (output_mask[2]) gb = at::zeros({p.out_channels}, opts);
   if (work && (gx.defined() || gw.defined())) {
     AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d_backward", [&] {
