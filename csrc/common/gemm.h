@@ -147,26 +147,4 @@ PackedMatrix<T> packed_zeros(int64_t rows, int64_t cols, bool is_a, bool zero = 
   return p;
 }
 
-// Packs the rows x cols operand whose element (i, j) is at(i, j), for an operand that is not
-// a strided view: one pass instead of a reorder and a pack. `at` is called once per element,
-// in panel order, so it should be cheap (a table look-up, no division). Where the source has
-// a better order of its own (a conv weight's taps), fill packed_zeros directly instead.
-template <typename T, typename F>
-PackedMatrix<T> pack_with(int64_t rows, int64_t cols, bool is_a, const F& at) {
-  PackedMatrix<T> p = packed_zeros<T>(rows, cols, is_a);
-  const int64_t edge = is_a ? rows : cols, k = is_a ? cols : rows;
-  const int64_t step = p.step ? p.step : 1, panels = (edge + step - 1) / step;
-  at::parallel_for(0, panels, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, k)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t q = begin; q < end; ++q) {
-                       for (int64_t e = q * step; e < std::min(edge, (q + 1) * step); ++e) {
-                         T* out = p.data.data() + p.edge_offset(e);
-                         for (int64_t l = 0; l < k; ++l)
-                           out[l * p.k_stride()] = is_a ? at(e, l) : at(l, e);
-                       }
-                     }
-                   });
-  return p;
-}
-
 }  // namespace pyseg::cpu
