@@ -39,6 +39,49 @@ void gemm_binding(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, boo
   });
 }
 
+// The same with gathered operands (gemm.h's offset tables):
+// A(i, j) = a[i * a_row_stride + a_col_offsets[j]], B(i, j) = b[b_row_offsets[i] + j * b_col_stride].
+void gemm_gathered_binding(const at::Tensor& a, int64_t a_rows, int64_t a_row_stride,
+                           const at::Tensor& a_col_offsets, const at::Tensor& b,
+                           const at::Tensor& b_row_offsets, int64_t b_cols, int64_t b_col_stride,
+                           at::Tensor& out, const std::string& pack) {
+  TORCH_CHECK(a.dim() == 1 && b.dim() == 1 && a.is_contiguous() && b.is_contiguous(),
+              "_gemm_gathered: a and b must be contiguous 1-d tensors");
+  TORCH_CHECK(a_col_offsets.scalar_type() == at::kLong && b_row_offsets.scalar_type() == at::kLong &&
+                  a_col_offsets.is_contiguous() && b_row_offsets.is_contiguous(),
+              "_gemm_gathered: offsets must be contiguous int64 tensors");
+  const int64_t k = a_col_offsets.numel();
+  TORCH_CHECK(k == b_row_offsets.numel(), "_gemm_gathered: a has ", k, " columns, b ",
+              b_row_offsets.numel(), " rows");
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == a_rows && out.size(1) == b_cols &&
+                  out.stride(1) == 1 && out.scalar_type() == a.scalar_type() &&
+                  b.scalar_type() == a.scalar_type(),
+              "_gemm_gathered: out must be (a_rows, b_cols), unit column stride, one dtype");
+  const int64_t* ao = a_col_offsets.const_data_ptr<int64_t>();
+  const int64_t* bo = b_row_offsets.const_data_ptr<int64_t>();
+  for (int64_t j = 0; j < k; ++j) {
+    TORCH_CHECK(ao[j] >= 0 && (a_rows == 0 || (a_rows - 1) * a_row_stride + ao[j] < a.numel()),
+                "_gemm_gathered: a offset out of range");
+    TORCH_CHECK(bo[j] >= 0 && (b_cols == 0 || bo[j] + (b_cols - 1) * b_col_stride < b.numel()),
+                "_gemm_gathered: b offset out of range");
+  }
+  TORCH_CHECK(pack.empty() || pack == "a" || pack == "b", "_gemm_gathered: pack must be '', 'a' or 'b'");
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "_gemm_gathered", [&] {
+    MatrixView<scalar_t> av(a.const_data_ptr<scalar_t>(), a_rows, k, a_row_stride);
+    av.col_offsets = ao;
+    MatrixView<scalar_t> bv(b.const_data_ptr<scalar_t>(), k, b_cols, 0, b_col_stride);
+    bv.row_offsets = bo;
+    scalar_t* c = out.data_ptr<scalar_t>();
+    if (pack == "a") {
+      gemm<scalar_t>(pack_a(av), bv, c, out.stride(0));
+    } else if (pack == "b") {
+      gemm<scalar_t>(av, pack_b(bv), c, out.stride(0));
+    } else {
+      gemm<scalar_t>(av, bv, c, out.stride(0));
+    }
+  });
+}
+
 std::vector<std::string> compiled_names() {
   std::vector<std::string> out;
   for (Capability c : compiled_capabilities()) out.emplace_back(capability_name(c));
@@ -65,6 +108,11 @@ void bind_cpu(pybind11::module_& m) {
   m.def("_gemm", &gemm_binding, "out = a @ b with pyseg's CPU GEMM (tests, benchmarks).",
         pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"),
         pybind11::arg("accumulate") = false, pybind11::arg("pack") = "");
+  m.def("_gemm_gathered", &gemm_gathered_binding,
+        "out = A @ B with gathered operands (offset tables; tests).", pybind11::arg("a"),
+        pybind11::arg("a_rows"), pybind11::arg("a_row_stride"), pybind11::arg("a_col_offsets"),
+        pybind11::arg("b"), pybind11::arg("b_row_offsets"), pybind11::arg("b_cols"),
+        pybind11::arg("b_col_stride"), pybind11::arg("out"), pybind11::arg("pack") = "");
   m.def("_fma_probe", [](int64_t iters) {
     float checksum = 0;
     const double flops = fma_probe_stub()(iters, &checksum);

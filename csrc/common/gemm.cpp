@@ -2,6 +2,7 @@
 // PYSEG_GEMM=aten. See gemm.h.
 #include "common/gemm.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
 #include <c10/util/Exception.h>
@@ -39,6 +40,14 @@ struct Stubs<double> {
 
 template <typename T>
 at::Tensor as_tensor(const MatrixView<T>& v) {
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  if (v.gathered()) {  // at::mm needs a strided matrix: copy the gathered view
+    at::Tensor t = at::empty({v.rows, v.cols}, options);
+    T* d = t.data_ptr<T>();
+    for (int64_t i = 0; i < v.rows; ++i)
+      for (int64_t j = 0; j < v.cols; ++j) d[i * v.cols + j] = v.data[v.offset(i, j)];
+    return t;
+  }
   return at::from_blob(const_cast<T*>(v.data), {v.rows, v.cols}, {v.row_stride, v.col_stride},
                        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }

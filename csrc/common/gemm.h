@@ -18,7 +18,9 @@
 // differs from at::mm only by rounding (BLAS may split or reorder k).
 //
 // Strides are arbitrary (element (i, j) of A is a.data[i * a.row_stride + j * a.col_stride]),
-// so transposes cost nothing extra. An operand used by many GEMMs (a conv's weight) can be
+// so transposes cost nothing extra. An operand may also be a gathered view (MatrixView's
+// offset tables): a stride-1 conv then multiplies its zero-bordered input, shifted per tap,
+// without building a column matrix (an implicit GEMM). An operand used by many GEMMs (a conv's weight) can be
 // packed once with pack_a / pack_b and passed packed. Packed layouts depend on the capability:
 // a PackedMatrix remembers the one it was made for and gemm() refuses a mismatch.
 //
@@ -36,14 +38,31 @@
 
 namespace pyseg::cpu {
 
+// Element (i, j) is data[i * row_stride + j * col_stride], or with offset tables
+// data[row_offsets[i] + j * col_stride] / data[i * row_stride + col_offsets[j]] (a gathered
+// view: a conv's input read through per-tap shifts instead of an im2col copy). The tables
+// must outlive the GEMM. A left operand may have col_offsets (read in place, in runs of
+// consecutive offsets), a right operand row_offsets (gathered while it is packed).
 template <typename T>
 struct MatrixView {
   const T* data = nullptr;
   int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 1;
+  const int64_t* row_offsets = nullptr;
+  const int64_t* col_offsets = nullptr;
   MatrixView() = default;
   MatrixView(const T* d, int64_t r, int64_t c, int64_t rs, int64_t cs = 1)
       : data(d), rows(r), cols(c), row_stride(rs), col_stride(cs) {}
-  MatrixView transposed() const { return {data, cols, rows, col_stride, row_stride}; }
+  MatrixView transposed() const {
+    MatrixView t(data, cols, rows, col_stride, row_stride);
+    t.row_offsets = col_offsets;
+    t.col_offsets = row_offsets;
+    return t;
+  }
+  int64_t offset(int64_t i, int64_t j) const {
+    return (row_offsets ? row_offsets[i] : i * row_stride) +
+           (col_offsets ? col_offsets[j] : j * col_stride);
+  }
+  bool gathered() const { return row_offsets || col_offsets; }
 };
 
 // Micro-kernel tile of one capability and type.

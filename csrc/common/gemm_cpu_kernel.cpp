@@ -94,7 +94,10 @@ template <typename T>
 void pack_a_panel(const MatrixView<T>& a, int64_t i0, T* out) {
   const int64_t k = a.cols, rows = std::min<int64_t>(kMR, a.rows - i0);
   if (rows < kMR) std::fill(out, out + k * kMR, T(0));
-  if (a.col_stride == 1) {
+  if (a.gathered()) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t p = 0; p < k; ++p) out[p * kMR + r] = a.data[a.offset(i0 + r, p)];
+  } else if (a.col_stride == 1) {
     for (int64_t r = 0; r < rows; ++r) {
       const T* src = a.data + (i0 + r) * a.row_stride;
       for (int64_t p = 0; p < k; ++p) out[p * kMR + r] = src[p];
@@ -107,19 +110,22 @@ void pack_a_panel(const MatrixView<T>& a, int64_t i0, T* out) {
   }
 }
 
-// Panel of NR columns of B starting at column j0: out[p * NR + c] = B[p, j0 + c].
+// Panel of NR columns of B starting at column j0: out[p * NR + c] = B[p, j0 + c]. Rows given
+// by row_offsets are gathered here (an implicit GEMM's shifted input rows).
 template <typename T>
 void pack_b_panel(const MatrixView<T>& b, int64_t j0, T* out) {
   constexpr int64_t NR = kNR<T>;
   const int64_t k = b.rows, cols = std::min<int64_t>(NR, b.cols - j0);
   if (cols < NR) std::fill(out, out + k * NR, T(0));
-  if (b.col_stride == 1) {
+  if (b.col_offsets) {
     for (int64_t p = 0; p < k; ++p)
-      std::memcpy(out + p * NR, b.data + p * b.row_stride + j0, cols * sizeof(T));
+      for (int64_t c = 0; c < cols; ++c) out[p * NR + c] = b.data[b.offset(p, j0 + c)];
+  } else if (b.col_stride == 1) {
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(out + p * NR, b.data + b.offset(p, j0), cols * sizeof(T));
   } else {
     for (int64_t c = 0; c < cols; ++c) {
-      const T* src = b.data + (j0 + c) * b.col_stride;
-      for (int64_t p = 0; p < k; ++p) out[p * NR + c] = src[p * b.row_stride];
+      for (int64_t p = 0; p < k; ++p) out[p * NR + c] = b.data[b.offset(p, j0 + c)];
     }
   }
 }
@@ -195,7 +201,8 @@ void gemm(const GemmArgs<T>& g) {
       for (int64_t i = 0; i < m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + n, T(0));
     return;
   }
-  if (m <= kSkinnyRows && !g.a_packed && !g.b_packed && g.b.col_stride == 1) {
+  if (m <= kSkinnyRows && !g.a_packed && !g.b_packed && g.b.col_stride == 1 && !g.a.gathered() &&
+      !g.b.gathered()) {
     const bool parallel = !at::in_parallel_region() && m * n * k >= (int64_t(1) << 18);
     // Column chunks of whole vectors, so every thread streams its own part of B.
     constexpr int64_t chunk = 64 * Vec<T>::size();
@@ -211,7 +218,22 @@ void gemm(const GemmArgs<T>& g) {
   // much as the GEMM itself when B is a few panels wide (a conv's im2col rows times a weight
   // of 64 output channels). One operand is packed whole (once); the tasks pack their share
   // of the other.
-  const bool a_rows = !g.a_packed && g.a.col_stride == 1;
+  // (A gathered view with column offsets is read in place too, run by run.)
+  const bool a_rows = !g.a_packed && !g.a.row_offsets && (g.a.col_stride == 1 || g.a.col_offsets);
+  // The k blocks: kKC long, and for a gathered A also cut where its column offsets jump (each
+  // block then is a contiguous stretch of every row). Fixed by k and the offsets alone.
+  std::vector<std::pair<int64_t, int64_t>> kblocks;  // (p0, length)
+  for (int64_t p0 = 0; p0 < k;) {
+    int64_t kc = std::min(kKC, k - p0);
+    if (a_rows && g.a.col_offsets) {
+      const int64_t* off = g.a.col_offsets;
+      int64_t run = 1;
+      while (run < kc && off[p0 + run] == off[p0] + run) ++run;
+      kc = run;
+    }
+    kblocks.emplace_back(p0, kc);
+    p0 += kc;
+  }
   const T* ap = g.a_packed;
   const T* bp = g.b_packed;
   if (!ap && !bp) {
@@ -279,15 +301,15 @@ void gemm(const GemmArgs<T>& g) {
       // BLIS loop order: k in blocks of kKC (a B micro-panel of kKC x NR stays in L1); the
       // operand the task packed is walked panel by panel against a block of the other
       // that stays in L2. The k blocks run in order: the sum never depends on the tiling.
-      for (int64_t p0 = 0; p0 < k; p0 += kKC) {
-        const int64_t kc = std::min(kKC, k - p0);
+      for (const auto& [p0, kc] : kblocks) {
         const bool acc = g.accumulate || p0 > 0;
+        const int64_t a_col = g.a.col_offsets ? g.a.col_offsets[p0] : p0;
         auto run = [&](int64_t i, int64_t j) {
           const T* b_tile = b_blk + (j - j_lo) * NR * k + p0 * NR;
           T* c_tile = g.c + i * MR * g.ldc + j * NR;
           const int64_t rows = std::min(MR, m - i * MR), cols = std::min(NR, n - j * NR);
           if (a_rows && rows == MR) {
-            tile<T, true>(kc, g.a.data + i * MR * g.a.row_stride + p0, g.a.row_stride, b_tile,
+            tile<T, true>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
                           c_tile, g.ldc, rows, cols, acc);
           } else {
             const T* a_tile = a_rows ? a_blk + p0 * MR : a_blk + (i - i_lo) * MR * k + p0 * MR;

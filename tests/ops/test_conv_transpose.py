@@ -352,8 +352,21 @@ DISJOINT_CASES = [
 ]
 
 
+# The CPU's implicit form (forward_implicit): stride 1 on both axes, the GEMM reading a
+# zero-bordered copy of the input through per-tap offsets.
+IMPLICIT_CASES = [
+    (2, 5, 4, 9, 7, 3, 1, 1, 0, 1, 1, True),
+    (1, 4, 6, 10, 9, 3, 1, 3, 0, 2, 1, True),  # padding > kernel - 1: input rows cropped
+    (2, 3, 4, 6, 8, (3, 2), 1, (2, 0), 0, 1, (2, 3), False),  # dilated, asymmetric
+    (1, 4, 4, 5, 6, 3, 1, 1, (1, 1), 4, 2, True),  # output_padding < dilation, depthwise
+    (2, 6, 3, 40, 33, 3, 1, 1, 0, 3, 1, True),  # several row blocks per image
+    (1, 2, 3, 2, 2, (1, 5), 1, (0, 2), 0, 1, 1, True),  # kernel wider than the output: phase form
+    (1, 2, 3, 2, 2, (1, 5), 1, 0, 0, 1, (1, 2), True),  # dilated 1x5 on a 2x2 input
+]
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("case", CASES + SCATTER_CASES + DISJOINT_CASES, ids=_case_ids)
+@pytest.mark.parametrize("case", CASES + SCATTER_CASES + DISJOINT_CASES + IMPLICIT_CASES, ids=_case_ids)
 def test_cpu_capability_variants(cpu_capability, layout, case):
     # Every variant this CPU runs, both layouts, against float64 torch (forward and backward).
     x, weight, bias, kw = _make(case, "cpu")

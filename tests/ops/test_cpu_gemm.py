@@ -161,3 +161,44 @@ def test_environment_forces_lower_capability():
     bad = _info_with({"PYSEG_CPU_CAPABILITY": "avx9000"})
     assert bad.returncode != 0
     assert "PYSEG_CPU_CAPABILITY must be one of default, avx2, avx512" in bad.stderr
+
+
+def _offsets_with_runs(g, k, span):
+    """k offsets into [0, span): runs of consecutive values (1 to 300 long, some longer than
+    the k block) separated by jumps, like a conv's per-tap shifts."""
+    out = []
+    while len(out) < k:
+        run = int(torch.randint(1, 300, (1,), generator=g))
+        start = int(torch.randint(0, span - run, (1,), generator=g))
+        out.extend(range(start, start + run))
+    return torch.tensor(out[:k], dtype=torch.long)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pack", ["", "a", "b"])
+def test_gathered_operands(cpu_capability, dtype, pack):
+    # Implicit-GEMM operands (a conv's input read through per-tap offsets): A with column
+    # offsets (read in place run by run, or packed), B with row offsets (gathered when packed),
+    # against torch.mm of the same matrices materialized with index_select.
+    g = torch.Generator().manual_seed(7)
+    for m, n, k in [(1, 5, 3), (13, 31, 300), (29, 64, 513), (200, 17, 700)]:
+        a_stride, b_stride = 700, 3
+        a = torch.randn(m * a_stride + 700, generator=g, dtype=dtype)
+        b = torch.randn(2000 + n * b_stride, generator=g, dtype=dtype)
+        ao = _offsets_with_runs(g, k, 700)
+        bo = _offsets_with_runs(g, k, 2000)
+        a_mat = a[torch.arange(m)[:, None] * a_stride + ao[None, :]]
+        b_mat = b[bo[:, None] + torch.arange(n)[None, :] * b_stride]
+        out = torch.full((m, n), float("nan"), dtype=dtype)
+        C._gemm_gathered(a, m, a_stride, ao, b, bo, n, b_stride, out, pack)
+        torch.testing.assert_close(out.double(), reference(a_mat, b_mat), **tol(dtype, k),
+                                   msg=f"{cpu_capability} {m}x{n}x{k} pack={pack!r}")
+
+
+def test_gathered_offsets_checked():
+    a, b = torch.zeros(10), torch.zeros(10)
+    out = torch.zeros(2, 2)
+    with pytest.raises(RuntimeError, match="a offset out of range"):
+        C._gemm_gathered(a, 2, 5, torch.tensor([0, 9]), b, torch.tensor([0, 1]), 2, 1, out)
+    with pytest.raises(RuntimeError, match="b offset out of range"):
+        C._gemm_gathered(a, 2, 5, torch.tensor([0, 1]), b, torch.tensor([0, 9]), 2, 1, out)
