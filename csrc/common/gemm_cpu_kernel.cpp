@@ -117,7 +117,13 @@ void pack_b_panel(const MatrixView<T>& b, int64_t j0, T* out) {
   constexpr int64_t NR = kNR<T>;
   const int64_t k = b.rows, cols = std::min<int64_t>(NR, b.cols - j0);
   if (cols < NR) std::fill(out, out + k * NR, T(0));
-  if (b.col_offsets) {
+  // Column offsets that are one run (a conv tap's channels) gather like unit strides.
+  bool run = b.col_offsets != nullptr;
+  for (int64_t c = 1; run && c < cols; ++c) run = b.col_offsets[j0 + c] == b.col_offsets[j0] + c;
+  if (run) {
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(out + p * NR, b.data + b.offset(p, j0), cols * sizeof(T));
+  } else if (b.col_offsets) {
     for (int64_t p = 0; p < k; ++p)
       for (int64_t c = 0; c < cols; ++c) out[p * NR + c] = b.data[b.offset(p, j0 + c)];
   } else if (b.col_stride == 1) {

@@ -439,8 +439,15 @@ def test_cpu_bias_gradient_of_cancelling_terms_is_exact(layout):
     exact = gy.double().sum((0, 2, 3))  # float32 terms summed in float64: exact to ~1e-16
     assert (got.double() - exact).abs().max() <= 1e-6 * exact.abs().max() + 1e-30
 
-def test_cpu_backward_independent_of_thread_count():
-    x, weight, bias, kw = _make(ZOO[6], "cpu", dtype=torch.float32)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", [ZOO[6], IMPLICIT_CASES[4], (2, 16, 24, 50, 50, 3, 1, 1, 0, 1, 1, True)],
+                         ids=_case_ids)
+def test_cpu_backward_independent_of_thread_count(layout, case):
+    # Bitwise the same on 1, 2, 3 threads: U-Net's k2 s2 (disjoint form) and stride-1 layers
+    # (implicit forms; the last one's grad_weight sums several fixed pixel chunks).
+    x, weight, bias, kw = _make(case, "cpu", dtype=torch.float32)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
     results = []
     threads = torch.get_num_threads()
     try:
