@@ -365,13 +365,17 @@ IMPLICIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "nhwc-weight", "nchw-weight"])
 @pytest.mark.parametrize("case", CASES + SCATTER_CASES + DISJOINT_CASES + IMPLICIT_CASES, ids=_case_ids)
 def test_cpu_capability_variants(cpu_capability, layout, case):
-    # Every variant this CPU runs, both layouts, against float64 torch (forward and backward).
+    # Every variant this CPU runs, both layouts, against float64 torch (forward and backward);
+    # "-weight": the weight channels_last too (as after model.to(memory_format=...)), which
+    # the kernels read as stored.
     x, weight, bias, kw = _make(case, "cpu")
-    if layout == "nhwc":
+    if layout.startswith("nhwc"):
         x = x.contiguous(memory_format=torch.channels_last)
+    if layout.endswith("-weight"):
+        weight = weight.contiguous(memory_format=torch.channels_last)
     leaves = [t.requires_grad_() for t in (x, weight, bias) if t is not None]
     ref = F.conv_transpose2d(x, weight, bias, **kw)
     out = conv_transpose2d(x, weight, bias, **kw)

@@ -27,6 +27,10 @@ struct Params {
   int64_t out_pad_h = 0, out_pad_w = 0, dil_h = 1, dil_w = 1;
   bool batched = true;
   bool channels_last = false;
+  // CPU: strides of the weight w[ci][co][tap] (tap = kh * kW + kw) along co and tap; the ci
+  // stride is out_per_group * kH * kW in both layouts the kernels read as stored
+  // (contiguous: kH * kW and 1; channels_last: 1 and out_per_group).
+  int64_t w_co_stride = 0, w_tap_stride = 1;
 
   std::vector<int64_t> output_sizes() const {
     if (batched) return {batch, out_channels, out_h, out_w};

@@ -112,14 +112,24 @@ int64_t rows_per_tile(int64_t total_rows, int64_t row_cols, int64_t K, int64_t e
   return rows;
 }
 
+// Offset of weight element (co, tap) of one input channel, in the order (co, tap): the
+// columns of the weight as a Cig x (Cog kH kW) matrix, whatever its layout.
+std::vector<int64_t> co_tap_offsets(const Params& p) {
+  const int64_t kHW = p.kernel_h * p.kernel_w;
+  std::vector<int64_t> off(p.out_per_group * kHW);
+  for (int64_t co = 0; co < p.out_per_group; ++co)
+    for (int64_t t = 0; t < kHW; ++t) off[co * kHW + t] = co * p.w_co_stride + t * p.w_tap_stride;
+  return off;
+}
+
 // A GEMM operand (rows x cols, A if is_a) made of one group's weight w_g[ci][co][tap]
 // (tap = kh * kW + kw), for the taps listed in `taps`: place(ci, co, t) gives the operand
 // element (edge index e, k index l) that w_g[ci][co][taps[t]] becomes, e being the row of A or
 // the column of B. The weight is read once in its stored order (ci, co, tap) and written
 // straight into the packed panels (used by the disjoint form, whose weights are small).
 template <typename T, typename Place>
-PackedMatrix<T> pack_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
-                            const std::vector<int64_t>& taps, int64_t rows, int64_t cols,
+PackedMatrix<T> pack_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW, int64_t s_co,
+                            int64_t s_t, const std::vector<int64_t>& taps, int64_t rows, int64_t cols,
                             bool is_a, const Place& place) {
   PackedMatrix<T> packed = cpu::packed_zeros<T>(rows, cols, is_a);
   const int64_t edges = is_a ? rows : cols, ks = packed.k_stride(), ntaps = taps.size();
@@ -130,10 +140,10 @@ PackedMatrix<T> pack_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
                    [&](int64_t begin, int64_t end) {
                      for (int64_t ci = begin; ci < end; ++ci)
                        for (int64_t co = 0; co < Cog; ++co) {
-                         const T* s = wg + (ci * Cog + co) * kHW;
+                         const T* s = wg + ci * Cog * kHW + co * s_co;
                          for (int64_t t = 0; t < ntaps; ++t) {
                            const auto [e, l] = place(ci, co, t);
-                           out[edge_offset[e] + l * ks] = s[taps[t]];
+                           out[edge_offset[e] + l * ks] = s[taps[t] * s_t];
                          }
                        }
                    });
@@ -148,7 +158,8 @@ PackedMatrix<T> pack_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
 // the pass is bound by memory traffic.
 template <typename T>
 PackedMatrix<T> pack_phase_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t kHW,
-                                  const std::vector<int64_t>& taps, bool cl) {
+                                  int64_t s_co, int64_t s_t, const std::vector<int64_t>& taps,
+                                  bool cl) {
   const int64_t ntaps = taps.size(), K = Cig * ntaps;
   PackedMatrix<T> packed = cl ? cpu::packed_zeros<T>(K, Cog, false, false)
                               : cpu::packed_zeros<T>(Cog, K, true, false);
@@ -157,7 +168,7 @@ PackedMatrix<T> pack_phase_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t
     for (int64_t ci = 0; ci < Cig; ++ci)
       for (int64_t co = 0; co < Cog; ++co)
         for (int64_t t = 0; t < ntaps; ++t) {
-          const T v = wg[(ci * Cog + co) * kHW + taps[t]];
+          const T v = wg[ci * Cog * kHW + co * s_co + taps[t] * s_t];
           if (cl) {
             out[(t * Cig + ci) * Cog + co] = v;
           } else {
@@ -176,14 +187,14 @@ PackedMatrix<T> pack_phase_weight(const T* wg, int64_t Cig, int64_t Cog, int64_t
       constexpr int64_t kAhead = 4;
       const int64_t block = n * kHW * int64_t(sizeof(T));
       auto prefetch = [&](int64_t ci) {
-        if (ci >= Cig) return;
+        if (ci >= Cig || s_t != 1) return;  // (a channels_last weight is read in runs of co)
         const char* b = reinterpret_cast<const char*>(wg + (ci * Cog + co0) * kHW);
         for (int64_t o = 0; o < block; o += 64) __builtin_prefetch(b + o);
       };
       auto put = [&](int64_t ci, int64_t t) {
         if (t == 0) prefetch(ci + kAhead);
-        const T* s = wg + (ci * Cog + co0) * kHW + taps[t];
-        for (int64_t r = 0; r < n; ++r) d[r] = s[r * kHW];
+        const T* s = wg + ci * Cog * kHW + co0 * s_co + taps[t] * s_t;
+        for (int64_t r = 0; r < n; ++r) d[r] = s[r * s_co];
         for (int64_t r = n; r < step; ++r) d[r] = T(0);
         d += step;
       };
@@ -270,6 +281,7 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
   const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
   const int64_t kW = p.kernel_w, kHW = p.kernel_h * kW, K = Cog * kHW;
+  const int64_t s_co = p.w_co_stride, s_t = p.w_tap_stride;
   const int64_t NP = p.batch * H * W;
   const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
   const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
@@ -297,16 +309,17 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
         for (size_t th = 0; th < ah.k.size(); ++th) {
           const int64_t ih = jh + ah.off[th];
           if (ih < 0 || ih >= H) continue;
-          // cols[(n, ih, iw)][co][kh][kw]
-          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW;
+          // cols[(n, ih, iw)][co, kh, kw]: the weight's strides (so (kh, kw, co) for a
+          // channels_last weight, whose rows the GEMM also reads as stored).
+          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW * s_t;
           if (p.dil_w == 1) {
             for (int64_t iw = 0; iw < W; ++iw) {
               const int64_t ow0 = iw * p.stride_w - p.pad_w;
               const int64_t k_lo = std::max<int64_t>(0, -ow0), k_hi = std::min<int64_t>(kW, Wo - ow0);
               for (int64_t co = 0; co < Cog; ++co) {
-                const T* src = cols_row + iw * K + co * kHW;
+                const T* src = cols_row + iw * K + co * s_co;
                 T* d = acc.data() + co * Wo + ow0;
-                for (int64_t k = k_lo; k < k_hi; ++k) d[k] += src[k];
+                for (int64_t k = k_lo; k < k_hi; ++k) d[k] += src[k * s_t];
               }
             }
             continue;
@@ -316,10 +329,10 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
               // Outputs jw of this phase read input column iw = jw + off, when inside.
               const int64_t off = aw.off[tw];
               const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(aw.count, W - off);
-              const T* c = cols_row + off * K + aw.k[tw];
+              const T* c = cols_row + off * K + aw.k[tw] * s_t;
               for (int64_t co = 0; co < Cog; ++co) {
                 T* d = acc.data() + co * Wo + aw.phase;
-                for (int64_t jw = lo; jw < hi; ++jw) d[p.stride_w * jw] += c[jw * K + co * kHW];
+                for (int64_t jw = lo; jw < hi; ++jw) d[p.stride_w * jw] += c[jw * K + co * s_co];
               }
             }
           }
@@ -391,14 +404,20 @@ void forward_disjoint(const Params& p, const T* xd, const T* wd, const T* bd, T*
   // NCHW A = (co, tap) x ci, the stored weight transposed.
   std::vector<int64_t> all_taps(kHW);
   for (int64_t t = 0; t < kHW; ++t) all_taps[t] = t;
+  const std::vector<int64_t> weight_offsets = co_tap_offsets(p);
   std::vector<PackedMatrix<T>> wpack;
   for (int64_t g = 0; g < G; ++g) {
     const T* wg = wd + g * Cig * N;
-    wpack.push_back(cl ? pack_weight<T>(wg, Cig, Cog, kHW, all_taps, Cig, N, false,
-                                        [&](int64_t ci, int64_t co, int64_t t) {
-                                          return std::pair<int64_t, int64_t>(t * Cog + co, ci);
-                                        })
-                       : cpu::pack_a(MatrixView<T>(wg, Cig, N, N).transposed()));
+    if (cl) {
+      wpack.push_back(pack_weight<T>(wg, Cig, Cog, kHW, p.w_co_stride, p.w_tap_stride, all_taps,
+                                     Cig, N, false, [&](int64_t ci, int64_t co, int64_t t) {
+                                       return std::pair<int64_t, int64_t>(t * Cog + co, ci);
+                                     }));
+    } else {
+      MatrixView<T> wv(wg, Cig, N, N);  // (ci, (co, tap)), the weight's strides
+      wv.col_offsets = weight_offsets.data();
+      wpack.push_back(cpu::pack_a(wv.transposed()));
+    }
   }
   // Tiles of input rows: channels_last any run of rows (pixels are contiguous across the
   // batch), NCHW rows of one image (x is read in place).
@@ -528,7 +547,8 @@ void forward_implicit(const Params& p, const T* xd, const T* wd, const T* bd, T*
   std::vector<PackedMatrix<T>> packed;
   std::vector<std::vector<int64_t>> offsets(G, std::vector<int64_t>(K));
   for (int64_t g = 0; g < G; ++g) {
-    packed.push_back(pack_phase_weight<T>(wd + g * Cig * Cog * kHW, Cig, Cog, kHW, taps, true));
+    packed.push_back(pack_phase_weight<T>(wd + g * Cig * Cog * kHW, Cig, Cog, kHW, p.w_co_stride,
+                                          p.w_tap_stride, taps, true));
     for (int64_t t = 0; t < kHW; ++t)
       for (int64_t ci = 0; ci < Cig; ++ci) offsets[g][t * Cig + ci] = shift[t] * Cin + g * Cig + ci;
   }
@@ -599,7 +619,8 @@ void forward(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool
         for (int64_t tw = 0; tw < f.taps_w; ++tw)
           taps[th * f.taps_w + tw] = ah.k[th] * p.kernel_w + aw.k[tw];
       for (int64_t g = 0; g < G; ++g)
-        f.packed.push_back(pack_phase_weight<T>(wd + g * Cig * Cog * kHW, Cig, Cog, kHW, taps, cl));
+        f.packed.push_back(pack_phase_weight<T>(wd + g * Cig * Cog * kHW, Cig, Cog, kHW,
+                                                p.w_co_stride, p.w_tap_stride, taps, cl));
       phases.push_back(std::move(f));
     }
   }
@@ -760,7 +781,7 @@ void backward_implicit(const Params& p, const T* gyd, const T* xd, const T* wd, 
     // w_g as a K x Cig operand: element ((tap, co), ci) = w_g[ci][co][tap].
     std::vector<int64_t> w_rows(K);
     for (int64_t t = 0; t < kHW; ++t)
-      for (int64_t co = 0; co < Cog; ++co) w_rows[t * Cog + co] = co * kHW + t;
+      for (int64_t co = 0; co < Cog; ++co) w_rows[t * Cog + co] = co * p.w_co_stride + t * p.w_tap_stride;
     std::vector<PackedMatrix<T>> packed;
     for (int64_t g = 0; g < G; ++g) {
       MatrixView<T> wv(wd + g * Cig * K, K, Cig, 0, K);
@@ -843,11 +864,14 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   // NCHW reads w_g in place instead (the GEMM's row-major A) when the weight outnumbers the
   // pixels (DeconvNet's 512 channels at 8x8): packing it would cost Cig x K element moves, the
   // in-place form K x pixels (the GEMM then packs the column matrix instead).
-  const bool weight_in_place = !cl && Cig >= p.batch * H * W;
+  // (A channels_last weight is a gathered view here, always packed.)
+  const bool weight_in_place = !cl && Cig >= p.batch * H * W && p.w_tap_stride == 1;
+  const std::vector<int64_t> weight_offsets = co_tap_offsets(p);
   std::vector<PackedMatrix<T>> wpack;
   if (need_gx && !weight_in_place) {
     for (int64_t g = 0; g < G; ++g) {
-      const MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
+      MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
+      if (p.w_tap_stride != 1) wg.col_offsets = weight_offsets.data();
       wpack.push_back(cl ? cpu::pack_b(wg.transposed()) : cpu::pack_a(wg));
     }
   }
@@ -1060,15 +1084,28 @@ at::Tensor prepared(const at::Tensor& t, const Params& p, at::ScalarType ctype) 
   return (t.dim() == 3 ? t.unsqueeze(0) : t).to(ctype).contiguous(layout(p));
 }
 
+// The weight in the compute type, read as stored when it is contiguous or channels_last (a
+// model moved to channels_last has channels_last weights, and copying DeconvNet's 411 MB
+// fc6-deconv weight took longer than the layer); records its strides in p.
+at::Tensor weight_as_stored(const at::Tensor& weight, at::ScalarType ctype, Params& p) {
+  at::Tensor w = weight.to(ctype);
+  const int64_t kW = p.kernel_w, kHW = p.kernel_h * kW, Cog = p.out_per_group;
+  const bool cl = w.stride(0) == Cog * kHW && w.stride(1) == 1 && w.stride(2) == kW * Cog &&
+                  w.stride(3) == Cog;
+  if (!cl) w = w.contiguous();
+  p.w_co_stride = cl ? 1 : kHW;
+  p.w_tap_stride = cl ? Cog : 1;
+  return w;
+}
+
 at::Tensor conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef output_padding,
                                 int64_t groups, at::IntArrayRef dilation) {
-  const Params p =
-      check_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
+  Params p = check_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
   const auto dtype = input.scalar_type(), ctype = compute_type(dtype);
   at::Tensor x = prepared(input, p, ctype);
-  at::Tensor w = weight.to(ctype).contiguous();
+  at::Tensor w = weight_as_stored(weight, ctype, p);
   at::Tensor b = bias.has_value() && bias->defined() ? bias->to(ctype).contiguous() : at::Tensor();
   at::Tensor y = at::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.options(), layout(p));
   if (y.numel() > 0) {
@@ -1096,12 +1133,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
     int64_t groups, at::IntArrayRef dilation, std::array<bool, 3> output_mask) {
-  const Params p = check_backward(grad_output, input, weight, stride, padding, output_padding,
-                                  groups, dilation);
+  Params p = check_backward(grad_output, input, weight, stride, padding, output_padding,
+                            groups, dilation);
   const auto dtype = input.scalar_type(), ctype = compute_type(dtype);
   at::Tensor gy = prepared(grad_output, p, ctype);
   at::Tensor x = prepared(input, p, ctype);
-  at::Tensor w = weight.to(ctype).contiguous();
+  at::Tensor w = weight_as_stored(weight, ctype, p);
   const auto opts = x.options();
   at::Tensor gx, gw, gb;
   const bool work = gy.numel() > 0 && x.numel() > 0 && w.numel() > 0;
