@@ -522,6 +522,51 @@ void pixel_major_bordered(const T* src, bool cl, int64_t N, int64_t C, int64_t H
   std::fill(dst + N * Hq * Wq * C, dst + (N * Hq * Wq + slack) * C, T(0));
 }
 
+// The GEMMs of an implicit form, per image, group and block of rows:
+//   C (rows Wg x Cg_out) = grid (gathered: pixel m, k index kk at m + offsets[g][kk]) * packed[g],
+// the grid holding images of P pixels (rows Wg wide, C_src values each); then the first
+// `width` columns of each row of C go to out (Cg_out of C_out channels per group, NCHW or
+// channels_last), plus the bias. Blocks are sized by rows_per_tile and evened out.
+template <typename T>
+void implicit_rows(const T* grid, int64_t P, int64_t N, int64_t G, int64_t rows_out, int64_t Wg,
+                   int64_t width, int64_t C_src, int64_t K,
+                   const std::vector<std::vector<int64_t>>& offsets,
+                   const std::vector<PackedMatrix<T>>& packed, int64_t Cg_out, int64_t C_out,
+                   const T* bias, T* out, bool cl) {
+  int64_t rows = rows_per_tile(rows_out, Wg, K, sizeof(T), N * G);
+  const int64_t blocks = ceil_div(rows_out, rows);
+  rows = ceil_div(rows_out, blocks);
+  run_tasks(N * G * blocks, [&](int64_t ti) {
+    const int64_t n = ti / (G * blocks), g = ti / blocks % G, r0 = ti % blocks * rows;
+    const int64_t nrows = std::min(rows, rows_out - r0), M = nrows * Wg;
+    T* c = cpu::thread_scratch<T, 1>(M * Cg_out);
+    MatrixView<T> a(grid + (n * P + r0 * Wg) * C_src, M, K, C_src);
+    a.col_offsets = offsets[g].data();
+    cpu::gemm<T>(a, packed[g], c, Cg_out);
+    for (int64_t r = 0; r < nrows; ++r) {
+      const int64_t row = r0 + r;
+      if (cl) {
+        for (int64_t col = 0; col < width; ++col) {
+          T* d = out + ((n * rows_out + row) * width + col) * C_out + g * Cg_out;
+          const T* s = c + (r * Wg + col) * Cg_out;
+          if (bias) {
+            for (int64_t o = 0; o < Cg_out; ++o) d[o] = s[o] + bias[g * Cg_out + o];
+          } else {
+            std::memcpy(d, s, Cg_out * sizeof(T));
+          }
+        }
+      } else {
+        for (int64_t o = 0; o < Cg_out; ++o) {
+          T* d = out + ((n * C_out + g * Cg_out + o) * rows_out + row) * width;
+          const T* s = c + r * Wg * Cg_out + o;
+          const T b = bias ? bias[g * Cg_out + o] : T(0);
+          for (int64_t col = 0; col < width; ++col) d[col] = s[col * Cg_out] + b;
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_implicit(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const int64_t N = p.batch, G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
@@ -553,39 +598,7 @@ void forward_implicit(const Params& p, const T* xd, const T* wd, const T* bd, T*
       for (int64_t ci = 0; ci < Cig; ++ci) offsets[g][t * Cig + ci] = shift[t] * Cin + g * Cig + ci;
   }
 
-  // Tasks: blocks of output rows of one image and group.
-  int64_t rows = rows_per_tile(Ho, Wp, K, sizeof(T), N * G);
-  const int64_t blocks = ceil_div(Ho, rows);
-  rows = ceil_div(Ho, blocks);  // even blocks
-  run_tasks(N * G * blocks, [&](int64_t ti) {
-    const int64_t n = ti / (G * blocks), g = ti / blocks % G, oh0 = ti % blocks * rows;
-    const int64_t nrows = std::min(rows, Ho - oh0), M = nrows * Wp;
-    T* c = cpu::thread_scratch<T, 1>(M * Cog);
-    MatrixView<T> a(xp + (n * P + oh0 * Wp) * Cin, M, K, Cin);
-    a.col_offsets = offsets[g].data();
-    cpu::gemm<T>(a, packed[g], c, Cog);
-    for (int64_t r = 0; r < nrows; ++r) {
-      const int64_t oh = oh0 + r;
-      if (cl) {
-        for (int64_t ow = 0; ow < Wo; ++ow) {
-          T* d = yd + ((n * Ho + oh) * Wo + ow) * Cout + g * Cog;
-          const T* s = c + (r * Wp + ow) * Cog;
-          if (bd) {
-            for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + bd[g * Cog + co];
-          } else {
-            std::memcpy(d, s, Cog * sizeof(T));
-          }
-        }
-      } else {
-        for (int64_t co = 0; co < Cog; ++co) {
-          T* d = yd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo;
-          const T* s = c + r * Wp * Cog + co;
-          const T b = bd ? bd[g * Cog + co] : T(0);
-          for (int64_t ow = 0; ow < Wo; ++ow) d[ow] = s[ow * Cog] + b;
-        }
-      }
-    }
-  });
+  implicit_rows(xp, P, N, G, Ho, Wp, Wo, Cin, K, offsets, packed, Cog, Cout, bd, yd, cl);
 }
 
 template <typename T>
@@ -788,31 +801,8 @@ void backward_implicit(const Params& p, const T* gyd, const T* xd, const T* wd, 
       wv.row_offsets = w_rows.data();
       packed.push_back(cpu::pack_b(wv));
     }
-    int64_t rows = rows_per_tile(H, Wq, K, sizeof(T), N * G);
-    const int64_t blocks = ceil_div(H, rows);
-    rows = ceil_div(H, blocks);
-    run_tasks(N * G * blocks, [&](int64_t ti) {
-      const int64_t n = ti / (G * blocks), g = ti / blocks % G, ih0 = ti % blocks * rows;
-      const int64_t nrows = std::min(rows, H - ih0), M = nrows * Wq;
-      T* c = cpu::thread_scratch<T, 1>(M * Cig);
-      MatrixView<T> a(gyp + (n * P + ih0 * Wq) * Cout, M, K, Cout);
-      a.col_offsets = offsets[g].data();
-      cpu::gemm<T>(a, packed[g], c, Cig);
-      for (int64_t r = 0; r < nrows; ++r) {
-        const int64_t ih = ih0 + r;
-        if (cl) {
-          for (int64_t iw = 0; iw < W; ++iw)
-            std::memcpy(gxd + ((n * H + ih) * W + iw) * Cin + g * Cig, c + (r * Wq + iw) * Cig,
-                        Cig * sizeof(T));
-        } else {
-          for (int64_t ci = 0; ci < Cig; ++ci) {
-            T* d = gxd + ((n * Cin + g * Cig + ci) * H + ih) * W;
-            const T* s = c + r * Wq * Cig + ci;
-            for (int64_t iw = 0; iw < W; ++iw) d[iw] = s[iw * Cig];
-          }
-        }
-      }
-    });
+    implicit_rows(gyp, P, N, G, H, Wq, W, Cout, K, offsets, packed, Cig, Cin,
+                  static_cast<const T*>(nullptr), gxd, cl);
   }
 
   if (gwd) {
