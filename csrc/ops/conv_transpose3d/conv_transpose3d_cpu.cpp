@@ -39,7 +39,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -60,6 +59,22 @@ constexpr int64_t kWeightChunks = 8;
 constexpr int64_t kMinColumns = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Copy and zero-fill of n values. The runs here are short (a row of a volume, a voxel's
+// channels: 8 to 64 values), for which a call to memcpy / memset costs more than the work
+// (measured: a fifth of grad_input's time); `omp simd` keeps the compiler from turning the
+// loops back into those calls.
+template <typename T>
+inline void copy_run(T* __restrict__ d, const T* __restrict__ s, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+}
+
+template <typename T>
+inline void zero_run(T* d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = T(0);
+}
 
 // The taps of one output phase along one axis (as in conv_transpose2d).
 struct AxisPhase {
@@ -316,7 +331,7 @@ void forward_disjoint(const Params& p, const T* xd, const T* wd, const T* bd, T*
                 if (bd) {
                   for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + bd[g * Cog + co];
                 } else {
-                  std::memcpy(d, s, Cog * sizeof(T));
+                  copy_run(d, s, Cog);
                 }
               }
             } else {
@@ -411,20 +426,20 @@ void forward_phases(const Params& p, const T* xd, const T* wd, const T* bd, T* y
             if (cl) {
               // col[(r, jw)][(t, ci)]: a run of Cig channels per voxel.
               T* d = col + r * Jw * K + t * Cig;
-              for (int64_t jw = 0; jw < lo; ++jw) std::fill(d + jw * K, d + jw * K + Cig, T(0));
+              for (int64_t jw = 0; jw < lo; ++jw) zero_run(d + jw * K, Cig);
               if (hi > lo) {
                 const T* s = xd + (((n * D + id) * H + ih) * W + offw) * Cin + g * Cig;
-                for (int64_t jw = lo; jw < hi; ++jw) std::memcpy(d + jw * K, s + jw * Cin, Cig * sizeof(T));
+                for (int64_t jw = lo; jw < hi; ++jw) copy_run(d + jw * K, s + jw * Cin, Cig);
               }
-              for (int64_t jw = hi; jw < Jw; ++jw) std::fill(d + jw * K, d + jw * K + Cig, T(0));
+              for (int64_t jw = hi; jw < Jw; ++jw) zero_run(d + jw * K, Cig);
             } else {
               for (int64_t ci = 0; ci < Cig; ++ci) {
                 T* d = col + (ci * ntaps + t) * Jt + r * Jw;
-                std::fill(d, d + lo, T(0));
+                zero_run(d, lo);
                 if (hi > lo)
-                  std::memcpy(d + lo, xd + (n * Cin + g * Cig + ci) * in_vol + (id * H + ih) * W + lo + offw,
-                              (hi - lo) * sizeof(T));
-                std::fill(d + hi, d + Jw, T(0));
+                  copy_run(d + lo, xd + (n * Cin + g * Cig + ci) * in_vol + (id * H + ih) * W + lo + offw,
+                           hi - lo);
+                zero_run(d + hi, Jw - hi);
               }
             }
           }
@@ -482,27 +497,39 @@ void forward_phases(const Params& p, const T* xd, const T* wd, const T* bd, T* y
   });
 }
 
-// grad_input and grad_weight (header comment). K = (co, kd, kh, kw), the weight's own order, in
-// both layouts, so the GEMMs use the weight as stored.
+// grad_input and grad_weight (header comment). The column index k: in NCDHW (co, tap), the
+// weight's own order (its GEMMs use the weight as stored); in channels_last_3d (tap, co), so
+// that the gather copies runs of Cog channels (the small weight is reordered to match, and
+// grad_weight is put back in the weight's order by the final reduction).
 template <typename T>
 void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T* gwd, bool cl) {
   const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
   const int64_t Cig = p.in_per_group, Cog = p.out_per_group;
   const int64_t D = p.in[0], H = p.in[1], W = p.in[2], Do = p.out[0], Ho = p.out[1], Wo = p.out[2];
   const int64_t kD = p.kernel[0], kH = p.kernel[1], kW = p.kernel[2], kvol = p.kernel_volume();
-  const int64_t K = Cog * kvol, in_vol = p.in_volume(), out_vol = p.out_volume();
+  const int64_t K = Cog * kvol, in_vol = p.in_volume();
   const bool need_gx = gxd != nullptr, need_gw = gwd != nullptr;
   // For tap kw, the input columns iw whose output column iw * s - pad + kw * d is in range.
   const AxisReach rw = axis_reach(p.stride[2], p.pad[2], p.dil[2], kW, W, Wo);
   // grad_input's weight operand per group (w_g = Cig x K): NCDHW A = w_g, read in place when
   // it outnumbers the voxels (packing it would cost more than the GEMM packing the columns);
-  // NDHWC B = w_g^T.
+  // NDHWC B = w_g^T with k = (tap, co), from a reordered copy (kept alive: under
+  // PYSEG_GEMM=aten the GEMM reads it as the source).
   const bool weight_in_place = !cl && Cig >= p.batch * in_vol;
   std::vector<PackedMatrix<T>> wpack;
+  std::vector<T> reordered(need_gx && cl ? G * Cig * K : 0);
   if (need_gx && !weight_in_place) {
     for (int64_t g = 0; g < G; ++g) {
-      const MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
-      wpack.push_back(cl ? cpu::pack_b(wg.transposed()) : cpu::pack_a(wg));
+      const T* wg = wd + g * Cig * K;
+      if (cl) {
+        T* r = reordered.data() + g * Cig * K;
+        for (int64_t ci = 0; ci < Cig; ++ci)
+          for (int64_t co = 0; co < Cog; ++co)
+            for (int64_t t = 0; t < kvol; ++t) r[(ci * kvol + t) * Cog + co] = wg[(ci * Cog + co) * kvol + t];
+        wpack.push_back(cpu::pack_b(MatrixView<T>(r, Cig, K, K).transposed()));
+      } else {
+        wpack.push_back(cpu::pack_a(MatrixView<T>(wg, Cig, K, K)));
+      }
     }
   }
   auto weight_a = [&](int64_t g) -> cpu::GemmOperand<T> {
@@ -522,9 +549,24 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   }
   const int64_t tiles = tile_rows.size();
   const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
-  // One chunk per group: its grad_weight GEMMs accumulate straight into gw.
-  const bool gw_direct = chunks == 1;
-  std::vector<T, cpu::AlignedAllocator<T>> partial(need_gw && !gw_direct ? G * chunks * Cig * K : 0);
+  // NCDHW with stride_w > 1: grad_output split once into its W phases (ow = ph + s * j stored
+  // at [row][ph][j]), so that each tap row of the column matrix is a contiguous copy instead
+  // of a strided gather (the columns hold kernel-volume times more values than grad_output).
+  const int64_t sw = p.stride[2], Wq = ceil_div(Wo, sw), rows_out = p.batch * Cout * Do * Ho;
+  T* split = nullptr;
+  if (!cl && sw > 1) {
+    split = cpu::thread_scratch<T, 4>(rows_out * sw * Wq);
+    at::parallel_for(0, rows_out, 64, [&](int64_t b, int64_t e) {
+      for (int64_t row = b; row < e; ++row) {
+        const T* s = gyd + row * Wo;
+        T* d = split + row * sw * Wq;
+        for (int64_t ph = 0; ph < sw; ++ph)
+          for (int64_t j = 0, ow = ph; ow < Wo; ++j, ow += sw) d[ph * Wq + j] = s[ow];
+      }
+    });
+  }
+  // Each chunk's grad_weight partial sum; its first tile initializes it (no zero fill).
+  std::vector<T, cpu::AlignedAllocator<T>> partial(need_gw ? G * chunks * Cig * K : 0);
 
   run_tasks(G * chunks, [&](int64_t unit) {
     const int64_t g = unit / chunks, c = unit % chunks;
@@ -545,28 +587,25 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
               const int64_t tap = (kd * kH + kh) * kW + kw, base_w = kw * p.dil[2] - p.pad[2];
               const int64_t lo = rw.lo[kw], hi = row_in ? rw.hi[kw] : rw.lo[kw];
               if (cl) {
-                T* d = col + r * W * K + tap;  // channel co of this tap: column co * kvol + tap
+                T* d = col + r * W * K + tap * Cog;  // this tap's Cog channels, per voxel
                 const T* s = gyd + (((n * Do + od) * Ho + oh) * Wo + base_w) * Cout + g * Cog;
                 for (int64_t iw = 0; iw < W; ++iw) {
-                  T* drow = d + iw * K;
                   if (iw >= lo && iw < hi) {
-                    const T* src = s + iw * p.stride[2] * Cout;
-                    for (int64_t co = 0; co < Cog; ++co) drow[co * kvol] = src[co];
+                    copy_run(d + iw * K, s + iw * p.stride[2] * Cout, Cog);
                   } else {
-                    for (int64_t co = 0; co < Cog; ++co) drow[co * kvol] = T(0);
+                    zero_run(d + iw * K, Cog);
                   }
                 }
               } else {
+                // Output column iw * sw + base_w: phase ph of the split rows, index iw + q0.
+                const int64_t ph = ((base_w % sw) + sw) % sw, q0 = (base_w - ph) / sw;
                 for (int64_t co = 0; co < Cog; ++co) {
                   T* d = col + (co * kvol + tap) * Jt + r * W;
-                  const T* s = gyd + (n * Cout + g * Cog + co) * out_vol + (od * Ho + oh) * Wo + base_w;
-                  std::fill(d, d + lo, T(0));
-                  if (p.stride[2] == 1) {
-                    if (hi > lo) std::memcpy(d + lo, s + lo, (hi - lo) * sizeof(T));
-                  } else {
-                    for (int64_t iw = lo; iw < hi; ++iw) d[iw] = s[iw * p.stride[2]];
-                  }
-                  std::fill(d + std::max(lo, hi), d + W, T(0));
+                  const int64_t row_out = ((n * Cout + g * Cog + co) * Do + od) * Ho + oh;
+                  const T* s = split ? split + (row_out * sw + ph) * Wq + q0 : gyd + row_out * Wo + base_w;
+                  zero_run(d, lo);
+                  copy_run(d + lo, s + lo, hi - lo);
+                  zero_run(d + hi, W - hi);
                 }
               }
             }
@@ -583,21 +622,31 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         }
       }
       if (need_gw) {
-        // (Cig x K) += x_tile (Cig x Jt) * col (Jt x K), tiles in order.
-        T* acc = gw_direct ? gwd + g * Cig * K : partial.data() + unit * Cig * K;
-        const MatrixView<T> xs = cl ? MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin)
-                                    : MatrixView<T>(xd + (n0 * Cin + g * Cig) * in_vol + r0 * W, Cig, Jt, in_vol);
-        const MatrixView<T> cs = cl ? MatrixView<T>(col, Jt, K, K) : MatrixView<T>(col, K, Jt, Jt).transposed();
-        cpu::gemm<T>(xs, cs, acc, K, /*accumulate=*/t > t0);
+        // Tiles in order. channels_last_3d: (Cig x K) += x_tile^T (Cig x Jt) * col (Jt x K).
+        // NCDHW, transposed: (K x Cig) += col (K x Jt, read in place) * x_tile^T (Jt x Cig), so
+        // that the GEMM repacks the smaller x instead of the column matrix.
+        T* acc = partial.data() + unit * Cig * K;
+        if (cl) {
+          cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
+                       MatrixView<T>(col, Jt, K, K), acc, K, /*accumulate=*/t > t0);
+        } else {
+          cpu::gemm<T>(MatrixView<T>(col, K, Jt, Jt),
+                       MatrixView<T>(xd + (n0 * Cin + g * Cig) * in_vol + r0 * W, Cig, Jt, in_vol).transposed(),
+                       acc, Cig, /*accumulate=*/t > t0);
+        }
       }
     }
   });
-  if (need_gw && !gw_direct) {
-    // Fixed-order reduction of the chunks' partial sums (Cig x K each, gw's own order).
+  if (need_gw) {
+    // Fixed-order reduction of the chunks' partial sums into gw[g][ci][co][tap]; a partial sum
+    // holds element (ci, co, tap) at ci * K + tap * Cog + co (channels_last_3d) or at
+    // (co * kvol + tap) * Cig + ci (NCDHW).
     const int64_t per = Cig * K;
     at::parallel_for(0, G * per, 4096, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
-        const T* part = partial.data() + (j / per) * chunks * per + j % per;
+        const int64_t ci = (j % per) / K, k = j % K;  // k = (co, tap)
+        const int64_t src = cl ? ci * K + (k % kvol) * Cog + k / kvol : k * Cig + ci;
+        const T* part = partial.data() + (j / per) * chunks * per + src;
         T s = part[0];
         for (int64_t c = 1; c < chunks; ++c) s += part[c * per];
         gwd[j] = s;
@@ -609,20 +658,40 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
 template <typename T>
 void bias_grad(const Params& p, const T* gy, T* out, bool cl) {
   // Summed in double: a bias followed by batch norm has a true gradient of zero, and a float
-  // sum of its many cancelling terms would leave a rounding residue far above torch's.
+  // sum of its many cancelling terms would leave a rounding residue far above torch's. Each
+  // channel's sum has a fixed order whatever the thread count.
   const int64_t vol = p.out_volume(), C = p.out_channels;
+  if (cl) {
+    // Blocks of channels, read a voxel's block at a time (one pass over gy in all), each
+    // channel summed over the voxels in order.
+    constexpr int64_t kBlock = 16;
+    at::parallel_for(0, ceil_div(C, kBlock), 1, [&](int64_t b, int64_t e) {
+      for (int64_t blk = b; blk < e; ++blk) {
+        const int64_t c0 = blk * kBlock, nc = std::min(kBlock, C - c0);
+        double acc[kBlock] = {};
+        const T* s = gy + c0;
+        for (int64_t i = 0; i < p.batch * vol; ++i, s += C)
+          for (int64_t c = 0; c < nc; ++c) acc[c] += static_cast<double>(s[c]);
+        for (int64_t c = 0; c < nc; ++c) out[c0 + c] = static_cast<T>(acc[c]);
+      }
+    });
+    return;
+  }
+  // NCDHW: eight interleaved partial sums per channel (voxel i goes to sum i % 8, the sums
+  // combined in order), so the additions do not wait on each other.
+  constexpr int64_t kLanes = 8;
   at::parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
-      double total = 0;  // in order: images, then voxels
+      double lane[kLanes] = {};
       for (int64_t n = 0; n < p.batch; ++n) {
-        if (cl) {
-          const T* s = gy + n * vol * C + c;
-          for (int64_t i = 0; i < vol; ++i) total += static_cast<double>(s[i * C]);
-        } else {
-          const T* s = gy + (n * C + c) * vol;
-          for (int64_t i = 0; i < vol; ++i) total += static_cast<double>(s[i]);
-        }
+        const T* s = gy + (n * C + c) * vol;
+        int64_t i = 0;
+        for (; i + kLanes <= vol; i += kLanes)
+          for (int64_t l = 0; l < kLanes; ++l) lane[l] += static_cast<double>(s[i + l]);
+        for (; i < vol; ++i) lane[i % kLanes] += static_cast<double>(s[i]);
       }
+      double total = 0;
+      for (int64_t l = 0; l < kLanes; ++l) total += lane[l];
       out[c] = static_cast<T>(total);
     }
   });
@@ -632,9 +701,12 @@ at::MemoryFormat layout(bool cl) {
   return cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
 }
 
-// A 5-D tensor in the layout the kernels use, in the compute type.
+// A 5-D tensor in the layout the kernels use, in the compute type (one copy at most).
 at::Tensor prepared(const at::Tensor& t, const Params& p, bool cl) {
-  return as_compute(t, p.batched).contiguous(layout(cl));
+  at::Tensor x = p.batched ? t : t.unsqueeze(0);
+  const auto type = t.scalar_type();
+  if (type == at::kHalf || type == at::kBFloat16) x = x.to(at::kFloat);
+  return x.contiguous(layout(cl));
 }
 
 at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& weight,
