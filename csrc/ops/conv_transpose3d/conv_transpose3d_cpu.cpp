@@ -61,9 +61,10 @@ constexpr int64_t kMinColumns = 256;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Copy and zero-fill of n values. The runs here are short (a row of a volume, a voxel's
-// channels: 8 to 64 values), for which a call to memcpy / memset costs more than the work
-// (measured: a fifth of grad_input's time); `omp simd` keeps the compiler from turning the
-// loops back into those calls.
+// channels: 8 to 64 values), for which a call to memcpy / memset costs about as much as the
+// work. Plain loops, so that the compiler may inline them; GCC -O3 still turns some of them
+// (the NCDHW vol2col's) back into library calls, `omp simd` notwithstanding (RESULTS.md,
+// "conv_transpose3d CPU").
 template <typename T>
 inline void copy_run(T* __restrict__ d, const T* __restrict__ s, int64_t n) {
 #pragma omp simd
@@ -483,7 +484,12 @@ void forward_phases(const Params& p, const T* xd, const T* wd, const T* bd, T* y
         for (int64_t jw = 0; jw < Jw; ++jw) {
           T* d = yrow + (aw.phase + p.stride[2] * jw) * Cout;
           const T* s = out + (r * Jw + jw) * Cog;
-          for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + (bd ? bd[g * Cog + co] : T(0));
+          if (bd) {
+            const T* b = bd + g * Cog;
+            for (int64_t co = 0; co < Cog; ++co) d[co] = s[co] + b[co];
+          } else {
+            copy_run(d, s, Cog);
+          }
         }
       } else {
         for (int64_t co = 0; co < Cog; ++co) {
