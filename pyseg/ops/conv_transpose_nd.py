@@ -1,8 +1,11 @@
 """conv_transpose1d and conv_transpose3d, the 1-D and 3-D transposed convolutions.
 
 conv_transpose1d is :func:`pyseg.ops.conv_transpose2d` on a unit height (exact: the same
-sums); conv_transpose3d has its own operator (csrc/ops/conv_transpose3d): per image and group
-a GEMM into columns and a col2vol gather, and the adjoint for the backward.
+sums); conv_transpose3d has its own operator (csrc/ops/conv_transpose3d), whose CPU kernels
+follow conv_transpose2d's on three axes: per output phase a gather into columns and one GEMM
+with the packed weight (or, for kernel <= stride, one GEMM of the input read in place),
+NCDHW and channels_last_3d each in their own layout, the backward as a conv3d of grad_output
+plus grad_weight in fixed chunks (deterministic for any thread count).
 """
 
 from __future__ import annotations

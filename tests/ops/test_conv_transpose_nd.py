@@ -141,6 +141,64 @@ def test_3d_unbatched_channels_last_non_contiguous(backend):
     torch.testing.assert_close(conv_transpose1d(x1[0], w1), F.conv_transpose1d(x1[0], w1))
 
 
+# Shapes large enough for several tiles and grad_weight chunks in the CPU kernels, one per
+# forward form: phase (k3 s2, k3 s1), disjoint (k2 s2, k1 s3 with outputs no tap reaches, groups)
+# and scatter (an input much smaller than the kernel's reach).
+CASES_3D_TILED = [
+    (2, 6, 4, (5, 12, 20), 3, 2, 1, 1, 1, 1, True),
+    (1, 4, 5, (6, 14, 17), 3, 1, 1, 0, 1, 1, True),
+    (2, 6, 4, (6, 10, 18), 2, 2, 0, 0, 2, 1, True),
+    (2, 4, 4, (4, 9, 11), 1, 3, 0, 2, 1, 1, False),
+    (2, 3, 2, (1, 2, 1), 5, 3, 0, 0, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("case", CASES_3D + CASES_3D_TILED)
+def test_3d_channels_last_values_and_gradients(backend, case):
+    """channels_last_3d in, channels_last_3d out (output and grad_input), the values torch's."""
+    x, weight, bias, kw = _make3d(case)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    leaves = [t.requires_grad_() for t in (x, weight, bias) if t is not None]
+    out, ref = conv_transpose3d(x, weight, bias, **kw), F.conv_transpose3d(x, weight, bias, **kw)
+    # A 1x1x1 input is both layouts at once (the output then follows torch's default, NCDHW).
+    strict = not x.is_contiguous()
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) or not strict
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(ref).contiguous(memory_format=torch.channels_last_3d)
+    ours = torch.autograd.grad(out, leaves, grad)
+    assert ours[0].is_contiguous(memory_format=torch.channels_last_3d) or not strict
+    for g, e in zip(ours, torch.autograd.grad(ref, leaves, grad)):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES_3D_TILED)
+def test_3d_tiled_values_and_gradients(backend, case):
+    x, weight, bias, kw = _make3d(case)
+    _check_values_and_gradients(conv_transpose3d, F.conv_transpose3d, x, weight, bias, kw, 1e-10)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("case", CASES_3D_TILED[:3])
+def test_3d_cpu_independent_of_thread_count(case, layout):
+    """The same bits with 1, 2 and 3 threads: output, grad_input, grad_weight, grad_bias."""
+    x, weight, bias, kw = _make3d(case, torch.float32)
+    x = x.contiguous(memory_format=layout)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+            out = conv_transpose3d(*leaves, **kw)
+            grad = torch.linspace(-1, 1, out.numel()).view(out.shape)
+            results.append((out, *torch.autograd.grad(out, leaves, grad)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
 def test_empty_batch(backend):
     x = torch.randn(0, 4, 3, 3, 3, requires_grad=True)
     w = torch.randn(4, 2, 2, 2, 2, requires_grad=True)

@@ -1,4 +1,5 @@
-// The index arithmetic of conv_transpose3d shared by the CPU kernels and the CUDA kernels
+// The index arithmetic of conv_transpose3d's CUDA kernels (and of the CPU's scatter form, for
+// inputs much smaller than the kernel; the other CPU forms are conv_transpose3d_cpu.cpp's)
 // (plain functions, PYSEG_INLINE: host and device).
 //
 // Columns: for one image and one group, a (C_out/groups * kD * kH * kW) x (D * H * W) matrix,
