@@ -52,8 +52,8 @@ ALL_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eige
 # (blocks.4.body.4, features.13): a map whose maximum falls in a border cell ties with the
 # image border after upsampling and misses. Measurements per layer in RESULTS.md.
 DEFAULT_LAYERS = {"mini-xception": "blocks.2", "small-convnet": "features.10"}
-# small-convnet flattens into a dense layer sized for its input and needs >= 78 px; at 96 px
-# its features.10 is 8x8 and Grad-CAM points at the animal in 0.45 of the images (128: 0.75).
+# small-convnet flattens into a dense layer sized for its input and needs >= 78 px; of 96,
+# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24; RESULTS.md).
 DEFAULT_SIZES = {"small-convnet": 128}
 
 
