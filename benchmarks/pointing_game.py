@@ -6,7 +6,13 @@ linear convnet (``--arch gapnet``, default) or a registered one (``small-convnet
 heatmap for the true class falls on the animal (trimap foreground or contour band;
 ``--tolerance`` widens it). ``--cues body`` (default) uses the generator whose species cues
 lie on the animal (pyseg.data.synthetic, ``cues="body"``), ``--cues shape`` the original one.
-``--layer`` sets the layer of the layer-taking methods (default: each method's default).
+``--decoys`` is the share of images whose background carries decoy patches of both fur
+patterns (default 1.0, the generator's default). ``--layer`` sets the layer of the
+layer-taking methods; by default a registered classifier uses :data:`DEFAULT_LAYERS` and the
+GAP convnet each method's own default (``--layer auto``: always the methods' default,
+pyseg.interpret.default_layer). ``--checkpoint FILE`` loads the trained weights from FILE
+when it exists (no training), else trains and saves them there: several layers or methods
+can then be compared on one trained model.
 With ``--acol`` the classifier gets an ACoL head (pyseg.interpret.acol) and the script also
 reports how much of the animal the fused ACoL map and branch A's CAM cover (fraction of the
 animal's pixels above 0.5 of the min-max normalized map, and the IoU of that region).
@@ -15,6 +21,7 @@ foreground class (score: the sum of its logits over the pixels predicted as fore
 
     python benchmarks/pointing_game.py [--train 1024 --epochs 8 --size 64 --test 200]
     python benchmarks/pointing_game.py --arch mini-xception --layer blocks.3
+    python benchmarks/pointing_game.py --arch small-convnet --checkpoint /tmp/sc.pt
     python benchmarks/pointing_game.py --acol --methods acol,cam
     python benchmarks/pointing_game.py --task segmentation [--train 512 --epochs 6]
 
@@ -25,6 +32,7 @@ in tests/interpret/test_pointing_game.py comes from these measurements.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -38,6 +46,15 @@ METHODS = ("gradcam", "gradcam++", "cam", "excitation-backprop", "hide-and-seek"
 ALL_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eigencam",
                "scorecam", "ablationcam", "cam", "excitation-backprop", "hide-and-seek", "rise",
                "acol")
+# The layer-taking methods' layer on the registered classifiers, at the default sizes (64 px
+# mini-xception, 128 px small-convnet): the deepest rectified feature maps that still have a
+# useful resolution (8x8 and 12x12). pyseg's default, the last rectified maps, is 4x4 on both
+# (blocks.4.body.4, features.13): a map whose maximum falls in a border cell ties with the
+# image border after upsampling and misses. Measurements per layer in RESULTS.md.
+DEFAULT_LAYERS = {"mini-xception": "blocks.2", "small-convnet": "features.10"}
+# small-convnet flattens into a dense layer sized for its input and needs >= 78 px; of 96,
+# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24; RESULTS.md).
+DEFAULT_SIZES = {"small-convnet": 128}
 
 
 class SmallGapNet(nn.Module):
@@ -87,14 +104,14 @@ def classifier(arch: str, size: int, width: int = 16, acol: bool = False,
 
 
 def load_split(split: str, n: int, size: int, seed: int = 0, trimaps: bool = False,
-               cues: str = "shape"):
+               cues: str = "shape", decoys: float = 1.0):
     """``(images float[N, 3, S, S], labels long[N], object masks bool[N, S, S])``; with
     ``trimaps`` the labels are the trimaps ``long[N, S, S]`` (0 foreground, 1 background,
-    2 contour). ``cues``: the generator (see pyseg.data.synthetic)."""
+    2 contour). ``cues``, ``decoys``: the generator (see pyseg.data.synthetic)."""
     from pyseg.data.synthetic import SyntheticPets
 
     ds = SyntheticPets(split=split, img_size=size, length=n, seed=seed, task="segmentation",
-                       cache=False, cues=cues)
+                       cache=False, cues=cues, decoys=decoys)
     xs, ys, ms = [], [], []
     for i in range(n):
         image, trimap, species = ds.sample(i)
@@ -199,13 +216,20 @@ def main() -> None:
     p.add_argument("--acol", action="store_true", help="train with an ACoL head")
     p.add_argument("--stages", type=int, default=None,
                    help="--acol on a registered backbone: keep its first N stages")
-    p.add_argument("--layer", default=None, help="layer of the layer-taking methods")
+    p.add_argument("--decoys", type=float, default=1.0,
+                   help="--cues body: share of the images with decoys on the background")
+    p.add_argument("--layer", default=None,
+                   help="layer of the layer-taking methods (default: DEFAULT_LAYERS for a "
+                        "registered classifier; 'auto': pyseg.interpret.default_layer)")
+    p.add_argument("--checkpoint", default=None,
+                   help="load the weights from this file if it exists, else train and save")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated, or 'all' (every built-in interpreter)")
     p.add_argument("--train", type=int, default=1024)
     p.add_argument("--test", type=int, default=200)
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=None,
+                   help="image side (default 64; small-convnet 128)")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -221,27 +245,46 @@ def main() -> None:
 
     t0 = time.perf_counter()
     seg = args.task == "segmentation"
-    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
-    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
-    t_data = time.perf_counter() - t0
+    size = args.size or DEFAULT_SIZES.get(args.arch, 64)
+    layer = args.layer
+    if layer is None and not seg and not args.acol:
+        layer = DEFAULT_LAYERS.get(args.arch)
+    layer = None if layer == "auto" else layer
     model = (small_unet(args.width) if seg else
-             classifier(args.arch, args.size, args.width, args.acol, args.stages))
-    t0 = time.perf_counter()
-    losses = train(model, xtr, ytr, args.epochs, batch=args.batch, lr=args.lr, seed=args.seed)
-    t_train = time.perf_counter() - t0
+             classifier(args.arch, size, args.width, args.acol, args.stages))
+    trained = args.checkpoint is not None and os.path.exists(args.checkpoint)
+    xte, yte, mte = load_split("test", args.test, size, trimaps=seg, cues=args.cues,
+                               decoys=args.decoys)
+    if not trained:
+        xtr, ytr, _ = load_split("train", args.train, size, trimaps=seg, cues=args.cues,
+                                 decoys=args.decoys)
+    t_data = time.perf_counter() - t0
+    if trained:
+        model.load_state_dict(torch.load(args.checkpoint, weights_only=True))
+        model.eval()
+        what = f"weights from {args.checkpoint}"
+    else:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        losses = train(model, xtr, ytr, args.epochs, batch=args.batch, lr=args.lr,
+                       seed=args.seed)
+        what = (f"train {time.perf_counter() - t0:.1f}s wall, {time.thread_time() - c0:.1f}s "
+                f"thread CPU ({args.train} images x {args.epochs} epochs), final loss "
+                f"{losses[-1]:.3f}")
+        if args.checkpoint is not None:
+            torch.save(model.state_dict(), args.checkpoint)
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()  # pixel accuracy if seg
     area = mte.float().mean().item()
     name = "u-net" if seg else args.arch + (" + ACoL" if args.acol else "")
-    print(f"{name}, cues={args.cues}: data {t_data:.1f}s, train {t_train:.1f}s ({args.train} "
-          f"images x {args.epochs} epochs, {args.size}px), final loss {losses[-1]:.3f}, test "
-          f"accuracy {acc:.3f}, object covers {area:.1%} of the pixels (the hit rate of a "
-          f"random point)")
+    print(f"{name}, cues={args.cues}, decoys={args.decoys}, {size}px: data {t_data:.1f}s, "
+          f"{what}; test accuracy {acc:.3f} on {args.test} images, object covers {area:.1%} "
+          f"of the pixels (the hit rate of a random point); layer "
+          f"{layer or 'default (pyseg.interpret.default_layer)'}")
     methods = ALL_METHODS if args.methods == "all" else tuple(args.methods.split(","))
     print(f"{'method':<22}{'pointing hit rate':>18}{'seconds':>10}")
     for method, (rate, secs) in evaluate(model, xte, None if seg else yte, mte,
                                          methods=methods, tolerance=args.tolerance,
-                                         hs_samples=args.hs_samples, layer=args.layer).items():
+                                         hs_samples=args.hs_samples, layer=layer).items():
         print(f"{method:<22}{rate:>18.3f}{secs:>10.1f}")
     if args.acol and not seg:
         print(f"{'ACoL map':<22}{'animal coverage':>18}{'IoU':>10}")

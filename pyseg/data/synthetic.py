@@ -19,9 +19,14 @@ With ``cues="body"`` (a second generator; the default ``cues="shape"`` is the on
 its pictures do not change) the species is told by evidence on the animal itself, equally
 salient for both: cats and dogs have the same size, and the fur carries a high-contrast
 pattern over the whole animal, stripes across the body for cats and round spots for dogs,
-in two colors of clearly different brightness. The backgrounds use neither pattern (no
-stripes, spots or wood grain; solid clutter), so no class can be recognized by the absence
-of the other's features, and a faithful heatmap of either class lies on the animal.
+in two colors of clearly different brightness. The background textures use neither pattern
+(no stripes, spots or wood grain; solid clutter), so no class can be recognized by the
+absence of the other's features. On top of that (``decoys``, default 1.0: every image) the
+background carries *decoys*: patches of both patterns, striped and spotted, off the animal
+and equally often for both species, so stripe- or spot-like texture alone tells nothing;
+only the pattern on the animal does, and a faithful heatmap of either class lies on it.
+(Without decoys, networks with a large receptive field learned to answer from stripe- or
+spot-like background clutter and their maps pointed there.)
 
 Targets follow the Oxford-IIIT Pets trimap convention after the usual 1, 2, 3 -> 0, 1, 2
 mapping: ``0`` foreground (the animal), ``1`` background, ``2`` the contour band of
@@ -46,6 +51,9 @@ SEGMENTATION_CLASSES = ("foreground", "background", "contour")
 SPECIES = ("cat", "dog")
 SPLITS = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1  # bump when the pictures change; part of the on-disk cache key
+# ... and part of the random stream of every sample, so bumping it changes the "shape"
+# pictures too: the "body" generator has its own version instead (cache key only).
+BODY_GENERATOR_VERSION = 2  # 2: background decoys
 # The generators (see the module docstring): "shape", the original, and "body".
 CUES = ("shape", "body")
 DEFAULT_LENGTHS = {"train": 1024, "val": 128, "test": 128}
@@ -247,6 +255,26 @@ def _species_fur(rng: np.random.Generator, cv: _Canvas, species: int, mask: np.n
     return (out * shade[..., None]).astype(np.float32)
 
 
+def _draw_decoys(rng: np.random.Generator, cv: _Canvas, img: np.ndarray,
+                 animal: np.ndarray) -> None:
+    """cues="body": paint 1-2 striped and 1-2 spotted patches (the species' own fur
+    patterns, :func:`_species_fur`) on the background of ``img``, in place, never within 2
+    pixels of the ``animal`` mask. Both kinds in every image: the background tells no class."""
+    keep_off = _dilate(animal, 2)
+    for species in (0, 1):
+        for _ in range(int(rng.integers(1, 3))):
+            # A patch somewhere off the animal: centered on a background pixel.
+            ys, xs = np.nonzero(~keep_off)
+            if not len(xs):
+                return
+            i = int(rng.integers(len(xs)))
+            r = rng.uniform(0.07, 0.13)
+            patch = cv.ellipse(cv.x[ys[i], xs[i]], cv.y[ys[i], xs[i]], r,
+                               r * rng.uniform(0.5, 1.0), rng.uniform(0, math.pi)) & ~keep_off
+            fur = _species_fur(rng, cv, species, patch, rng.uniform(-math.pi, math.pi))
+            img[patch] = fur[patch]
+
+
 # ------------------------------------------------------------------------ the animal
 
 def _draw_animal(rng: np.random.Generator, cv: _Canvas, species: int,
@@ -446,8 +474,16 @@ def _check_cues(cues: str) -> None:
         raise ValueError(f"cues must be one of {', '.join(map(repr, CUES))}, got {cues!r}")
 
 
+def _check_decoys(decoys: float) -> float:
+    decoys = float(decoys)
+    if not 0.0 <= decoys <= 1.0:
+        raise ValueError(f"decoys must be a share in [0, 1], got {decoys}")
+    return decoys
+
+
 def render(seed: int, split: str, index: int, img_size: int = 64,
-           contour_width: int | None = None, cues: str = "shape") -> dict[str, Any]:
+           contour_width: int | None = None, cues: str = "shape",
+           decoys: float = 1.0) -> dict[str, Any]:
     """Render one sample as numpy arrays.
 
     Args:
@@ -456,12 +492,17 @@ def render(seed: int, split: str, index: int, img_size: int = 64,
         contour_width: trimap contour band (default :func:`default_contour_width`).
         cues: ``"shape"`` (the original generator) or ``"body"`` (species told by equally
             salient fur patterns on the animal; see the module docstring).
+        decoys: ``cues="body"`` only: the share of images whose background carries decoys
+            (striped and spotted patches off the animal). Whether sample ``index`` has them
+            is drawn from its own stream, so a sample differs between two ``decoys`` values
+            only by its decoys (or their absence).
 
     Returns ``{"image": float32[S, S, 3] in [0, 1], "trimap": uint8[S, S] (0/1/2),
     "mask": bool[S, S], "species": int}``. Pure function of its arguments.
 
     Raises:
-        ValueError: an unknown ``split`` or ``cues``, ``img_size`` below 16.
+        ValueError: an unknown ``split`` or ``cues``, ``img_size`` below 16, ``decoys``
+            outside [0, 1].
 
     >>> s = render(0, "train", 3, img_size=32, cues="body")
     >>> s["image"].shape, s["trimap"].shape, s["species"] in (0, 1)
@@ -472,6 +513,7 @@ def render(seed: int, split: str, index: int, img_size: int = 64,
     if img_size < 16:
         raise ValueError(f"img_size must be >= 16, got {img_size}")
     _check_cues(cues)
+    decoys = _check_decoys(decoys)
     body = cues == "body"
     key = [int(seed) & 0xFFFFFFFF, SPLITS[split], int(index), GENERATOR_VERSION]
     rng = np.random.default_rng(key + [CUES.index(cues)] if body else key)
@@ -479,6 +521,11 @@ def render(seed: int, split: str, index: int, img_size: int = 64,
     species = int(rng.integers(2))
     img = _draw_background(rng, cv, body)
     mask, layers = _draw_animal(rng, cv, species, body)
+    if body:
+        # The decoys' own stream: the rest of the picture does not depend on them.
+        drng = np.random.default_rng(key + [CUES.index(cues), BODY_GENERATOR_VERSION])
+        if drng.random() < decoys:
+            _draw_decoys(drng, cv, img, mask)
     for m, paint in layers:
         if paint.ndim == 1:
             img[m] = paint
@@ -508,12 +555,14 @@ class SyntheticPets(torch.utils.data.Dataset):
         contour_width: contour band width in pixels (default :func:`default_contour_width`).
         cues: ``"shape"`` (default, the original pictures) or ``"body"``: the species told
             by equally salient fur patterns on the animal (see the module docstring).
+        decoys: with ``cues="body"``, the share of images with decoys on the background
+            (see :func:`render`; ignored by ``cues="shape"``).
         cache: keep rendered samples in memory (``True``), or also on disk in ``cache_dir``.
         cache_dir: directory for an ``.npz`` cache of the whole split (written atomically).
         transform: optional callable ``(image, target) -> (image, target)`` on tensors.
 
-    Raises ``ValueError`` for an unknown ``split`` or ``task``, a negative ``length`` or an
-    ``img_size`` below 16 (when a sample is rendered).
+    Raises ``ValueError`` for an unknown ``split``, ``task`` or ``cues``, ``decoys`` outside
+    [0, 1], a negative ``length`` or an ``img_size`` below 16 (when a sample is rendered).
 
     Example::
 
@@ -531,12 +580,14 @@ class SyntheticPets(torch.utils.data.Dataset):
     def __init__(self, split: str = "train", img_size: int = 64, length: int | None = None,
                  seed: int = 0, task: str = "segmentation", contour_width: int | None = None,
                  cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                 transform: Callable | None = None, cues: str = "shape") -> None:
+                 transform: Callable | None = None, cues: str = "shape",
+                 decoys: float = 1.0) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         if task not in ("segmentation", "classification"):
             raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
         _check_cues(cues)
+        self.decoys = _check_decoys(decoys)
         if length is None:
             length = DEFAULT_LENGTHS[split]
         if length < 0:
@@ -554,7 +605,7 @@ class SyntheticPets(torch.utils.data.Dataset):
     def _cache_key(self) -> str:
         key = f"v{GENERATOR_VERSION}-{self.seed}-{self.split}-{self.img_size}-{self.length}-{self.contour_width}"
         if self.cues != "shape":  # the original generator keeps its cache files
-            key += f"-{self.cues}"
+            key += f"-{self.cues}-v{BODY_GENERATOR_VERSION}-decoys{self.decoys}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _load_or_build_disk_cache(self, cache_dir: Path) -> None:
@@ -580,7 +631,8 @@ class SyntheticPets(torch.utils.data.Dataset):
         os.replace(tmp, path)
 
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        s = render(self.seed, self.split, index, self.img_size, self.contour_width, self.cues)
+        s = render(self.seed, self.split, index, self.img_size, self.contour_width, self.cues,
+                   self.decoys)
         return s["image"], s["trimap"], s["species"]
 
     def __len__(self) -> int:

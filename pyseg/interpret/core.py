@@ -257,14 +257,18 @@ def _rectified_end(order: list[tuple[nn.Module, Tensor, Any]], i: int) -> tuple[
 
 
 def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
-    """The last convolution executed on ``images``, extended to the normalization and
-    activation modules that directly consume its output (so the maps are the rectified
-    features a following pooling layer sees).
+    """The last rectified spatial feature map: the activation that ends the last convolution
+    (with the normalization modules in between) whose output is rectified and spatial (more
+    than one pixel), executed on ``images``.
 
-    For a segmentation network (``(N, classes, H, W)`` output) the last convolutions are its
-    classifier (per-pixel scores, then maybe an upsampling): the default is the last
-    convolution followed by an activation instead, i.e. the last features before the scores.
-    A map taken at the scores themselves would only restate the prediction.
+    That is the classic choice (the features a following pooling layer or classifier sees)
+    for plain convnets, and for residual networks it stays on the main path: the strided 1x1
+    projection of a residual shortcut is often the last convolution executed, but its output
+    is not rectified and is not the block's features. For a segmentation network the last
+    convolutions are its classifier (per-pixel scores, then maybe an upsampling), which the
+    rule skips the same way: a map taken at the scores would only restate the prediction.
+    Without any rectified convolution output, the last convolution (extended to the
+    normalization and activation modules that directly consume it).
 
     Found with one forward pass of the first image of ``images`` through ``model``. Raises
     :class:`InterpretError` for a model without a 2-D convolution.
@@ -276,7 +280,7 @@ def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
         >>> default_layer(net, torch.rand(1, 3, 8, 8))
         ReLU()
     """
-    order, output = _trace_leaves(model, images[:1])
+    order, _ = _trace_leaves(model, images[:1])
     convs = [i for i, (m, _, out) in enumerate(order)
              if isinstance(m, nn.modules.conv._ConvNd) and isinstance(out, Tensor)
              and out.dim() == 4]
@@ -284,16 +288,16 @@ def default_layer(model: nn.Module, images: Tensor) -> nn.Module:
         raise InterpretError(
             f"{type(model).__name__} has no 2-D convolution; pass layer=... explicitly"
         )
-    try:
-        segmentation = logits_of(output).dim() == 4
-    except InterpretError:
-        segmentation = False
-    if segmentation:
-        for i in reversed(convs):
-            end, rectified = _rectified_end(order, i)
-            if rectified:
+    rectified = []
+    for i in reversed(convs):
+        end, is_rectified = _rectified_end(order, i)
+        if is_rectified:
+            out = order[end][2]
+            if out.shape[-2] * out.shape[-1] > 1:
                 return order[end][0]
-    return order[_rectified_end(order, convs[-1])[0]][0]
+            rectified.append(end)
+    # Only 1x1 rectified maps (a tiny input), or none at all.
+    return order[rectified[0] if rectified else _rectified_end(order, convs[-1])[0]][0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,50 @@ def test_bad_cues():
         render(0, "train", 0, 32, cues="ears")
     with pytest.raises(ValueError, match="cues"):
         SyntheticPets(cues="ears")
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="decoys"):
+            render(0, "train", 0, 32, cues="body", decoys=bad)
+        with pytest.raises(ValueError, match="decoys"):
+            SyntheticPets(cues="body", decoys=bad)
+
+
+def _decoy_pixels(i: int, size: int = 48) -> tuple[np.ndarray, dict]:
+    """The pixels that the decoys change in body-cues sample ``i``, and the sample."""
+    with_d = render(0, "train", i, size, cues="body", decoys=1.0)
+    without = render(0, "train", i, size, cues="body", decoys=0.0)
+    assert np.array_equal(with_d["mask"], without["mask"])
+    assert with_d["species"] == without["species"]
+    return np.abs(with_d["image"] - without["image"]).max(-1) > 0, with_d
+
+
+def test_decoys_are_off_the_animal_and_class_neutral():
+    """Decoys change only background pixels (the camera blur spreads one pixel; the decoys
+    keep two away), every image gets some, and they cover as much of a cat's background as of
+    a dog's (so the background tells no class)."""
+    share = {0: [], 1: []}
+    for i in range(60):
+        changed, s = _decoy_pixels(i)
+        assert not (changed & s["mask"]).any(), i
+        assert changed.sum() > 0, i
+        share[s["species"]].append(changed.mean())
+    assert min(len(v) for v in share.values()) >= 20
+    assert np.mean(share[1]) / np.mean(share[0]) == pytest.approx(1.0, abs=0.25)
+
+
+def test_decoy_share():
+    """``decoys=p``: about that share of the images has decoys (the draw is the sample's own,
+    so the images without decoys are those of ``decoys=0``)."""
+    n = 80
+    has = [not np.array_equal(render(0, "test", i, 32, cues="body", decoys=0.5)["image"],
+                              render(0, "test", i, 32, cues="body", decoys=0.0)["image"])
+           for i in range(n)]
+    assert 0.3 * n < sum(has) < 0.7 * n
+    a = SyntheticPets("train", 32, length=4, cues="body")
+    b = SyntheticPets("train", 32, length=4, cues="body", decoys=0.0)
+    assert a._cache_key() != b._cache_key()
+    # The original generator has no decoys: the option changes nothing there.
+    assert np.array_equal(render(0, "val", 1, 32)["image"],
+                          render(0, "val", 1, 32, decoys=0.0)["image"])
 
 
 def _stats(cues: str, n: int = 100, size: int = 48):

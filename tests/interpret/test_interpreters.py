@@ -48,6 +48,33 @@ def test_default_layer_is_rectified_last_conv(gap_net, images):
     assert default_layer(gap_net, images) is gap_net.features[4]
 
 
+def test_default_layer_plain_convnet():
+    """small-convnet: the ReLU of its last convolution (not the dense classifier)."""
+    import pyseg
+
+    net = pyseg.create_model("small-convnet", num_classes=2, input_size=96).eval()
+    x = torch.rand(1, 3, 96, 96)
+    assert default_layer(net, x) is net.features[13]
+
+
+def test_default_layer_residual_main_path():
+    """mini-xception: each block adds a strided 1x1 projection of its input, the last
+    convolution executed; the default is the rectified features of the last block's main path
+    (``blocks.4.body.4``), and below that block's when these are a single pixel."""
+    import pyseg
+
+    net = pyseg.create_model("mini-xception", num_classes=2).eval()
+    layer = default_layer(net, torch.rand(1, 3, 64, 64))
+    assert layer is net.blocks[4].body[4] and layer is not net.blocks[4].residual
+    # 20 px: 16 after the stem, then 8, 4, 2, 1: the last block's features are one pixel.
+    assert default_layer(net, torch.rand(1, 3, 20, 20)) is net.blocks[3].body[4]
+
+
+def test_default_layer_unrectified_falls_back_to_last_conv():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1)).eval()
+    assert default_layer(net, torch.rand(1, 3, 8, 8)) is net[2]
+
+
 def _closed_form_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         f = model.features(x)  # rectified last feature maps (N, C, h, w)

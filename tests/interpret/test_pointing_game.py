@@ -43,11 +43,12 @@ def trained():
 
 
 # Measured with this configuration (seed 0; python benchmarks/pointing_game.py --train 384
-# --epochs 5 --size 48 --width 8 --test 100), on a loaded 2-core Xeon: test accuracy 0.87,
-# gradcam 0.79, cam 0.79, excitation-backprop 0.84 (object area: 33% of the pixels). Longer
-# training reaches the 80% target with room (1024 images x 8 epochs at 64 px: 0.94 for all
-# three, benchmarks/RESULTS.md); the bounds here are the test budget's measurement less ~0.1.
-THRESHOLDS = {"gradcam": 0.7, "cam": 0.7, "excitation-backprop": 0.75}
+# --epochs 5 --size 48 --width 8 --test 100; the default generator, with background decoys),
+# on a loaded 2-core AMD EPYC: test accuracy 0.87, gradcam 0.73, cam 0.73, excitation-backprop
+# 0.77 (object area: 33% of the pixels; before the decoys: 0.79, 0.79, 0.84). Longer training
+# reaches the 80% target with room (benchmarks/RESULTS.md); the bounds here are the test
+# budget's measurement less ~0.07.
+THRESHOLDS = {"gradcam": 0.65, "cam": 0.65, "excitation-backprop": 0.7}
 
 
 @pytest.mark.slow
