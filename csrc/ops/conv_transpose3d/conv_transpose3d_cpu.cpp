@@ -45,20 +45,20 @@
 #include "common/cpu_capability.h"
 #include "common/gemm.h"
 #include "common/scratch.h"
+#include "common/tiles.h"
 #include "ops/conv_transpose3d/conv_transpose3d.h"
 
 namespace pyseg::conv_transpose3d {
 namespace {
 
+using cpu::AxisPhase;
+using cpu::axis_phases;
+using cpu::ceil_div;
+using cpu::kWeightChunks;
 using cpu::MatrixView;
 using cpu::PackedMatrix;
-
-// Partial grad_weight sums per group (fixed, so the reduction order never depends on threads).
-constexpr int64_t kWeightChunks = 8;
-// Fewest GEMM columns (voxels) a tile gets when it can: narrower GEMMs waste the micro-kernel.
-constexpr int64_t kMinColumns = 256;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+using cpu::rows_per_tile;
+using cpu::run_tasks;
 
 // Copy and zero-fill of n values. The runs here are short (a row of a volume, a voxel's
 // channels: 8 to 64 values), for which a call to memcpy / memset costs about as much as the
@@ -75,31 +75,6 @@ template <typename T>
 inline void zero_run(T* d, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) d[i] = T(0);
-}
-
-// The taps of one output phase along one axis (as in conv_transpose2d).
-struct AxisPhase {
-  int64_t phase = 0;         // first output index
-  std::vector<int64_t> k;    // kernel index of each tap
-  std::vector<int64_t> off;  // input index = phase-local output index + off
-  int64_t count = 0;         // outputs in this phase
-};
-
-std::vector<AxisPhase> axis_phases(int64_t stride, int64_t pad, int64_t dil, int64_t kernel,
-                                   int64_t out) {
-  std::vector<AxisPhase> phases(std::min(stride, out));
-  for (int64_t ph = 0; ph < (int64_t)phases.size(); ++ph) {
-    AxisPhase& a = phases[ph];
-    a.phase = ph;
-    a.count = (out - ph + stride - 1) / stride;
-    for (int64_t k = 0; k < kernel; ++k) {
-      const int64_t t = ph + pad - k * dil;
-      if (((t % stride) + stride) % stride != 0) continue;  // floor modulo: t may be negative
-      a.k.push_back(k);
-      a.off.push_back(t >= 0 ? t / stride : -((-t) / stride));
-    }
-  }
-  return phases;
 }
 
 // For each tap k along one axis, the input indices [lo, hi) whose output index
@@ -124,32 +99,19 @@ AxisReach axis_reach(int64_t stride, int64_t pad, int64_t dil, int64_t kernel, i
   return r;
 }
 
-// Rows per tile for `total_rows` rows of `row_cols` GEMM columns with K-long columns, and
-// `other_tasks` independent tasks besides (groups, phases); other_tasks = 0 keeps the tiles
-// independent of the thread count (the backward's grad_weight chunks follow the tiles).
-int64_t rows_per_tile(int64_t total_rows, int64_t row_cols, int64_t K, int64_t elem,
-                      int64_t other_tasks) {
-  const int64_t by_cache = cpu::l2_cache_bytes() / 2 / std::max<int64_t>(1, K * elem);
-  const int64_t cols = std::max(kMinColumns, by_cache);
-  int64_t rows = std::clamp<int64_t>(ceil_div(cols, row_cols), 1, total_rows);
-  const int64_t want = 2 * at::get_num_threads();
-  while (other_tasks > 0 && other_tasks * ceil_div(total_rows, rows) < want && rows > 1 &&
-         (rows / 2) * row_cols >= kMinColumns / 4)
-    rows = ceil_div(rows, 2);
-  return rows;
-}
-
-// Runs tasks [0, n) in parallel when there are enough of them; else one by one, each GEMM
-// then parallel inside.
-template <typename F>
-void run_tasks(int64_t n, const F& f) {
-  if (n >= at::get_num_threads()) {
-    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) f(t);
-    });
+// Tiles of `rows` input rows (n, id, ih) as (first global row, rows): channels_last_3d any run
+// of rows (voxels are contiguous across the batch), NCDHW rows of one image.
+std::vector<std::pair<int64_t, int64_t>> row_tiles(const Params& p, int64_t rows, bool cl) {
+  const int64_t per_image = p.in[0] * p.in[1], total = p.batch * per_image;
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  if (cl) {
+    for (int64_t r = 0; r < total; r += rows) tiles.push_back({r, std::min(rows, total - r)});
   } else {
-    for (int64_t t = 0; t < n; ++t) f(t);
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t r = 0; r < per_image; r += rows)
+        tiles.push_back({n * per_image + r, std::min(rows, per_image - r)});
   }
+  return tiles;
 }
 
 // y = bias (or 0) everywhere, for layers with outputs that no tap reaches.
@@ -293,14 +255,8 @@ void forward_disjoint(const Params& p, const T* xd, const T* wd, const T* bd, T*
     }
   }
   const int64_t total_rows = p.batch * D * H;
-  const int64_t rows = rows_per_tile(cl ? total_rows : D * H, W, Cig + N, sizeof(T), G);
-  std::vector<std::pair<int64_t, int64_t>> tiles;  // (first global row, rows)
-  if (cl) {
-    for (int64_t r = 0; r < total_rows; r += rows) tiles.push_back({r, std::min(rows, total_rows - r)});
-  } else {
-    for (int64_t n = 0; n < p.batch; ++n)
-      for (int64_t r = 0; r < D * H; r += rows) tiles.push_back({n * D * H + r, std::min(rows, D * H - r)});
-  }
+  const auto tiles =
+      row_tiles(p, rows_per_tile(cl ? total_rows : D * H, W, Cig + N, sizeof(T), G), cl);
   const int64_t ntiles = tiles.size();
   const AxisReach &rd = reach[0], &rh = reach[1], &rw = reach[2];
   run_tasks(ntiles * G, [&](int64_t task) {
@@ -545,14 +501,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   // Tiles of input rows (n, id, ih), independent of the thread count: channels_last_3d any run
   // of rows, NCDHW rows of one image (read and written in place).
   const int64_t total_rows = p.batch * D * H;
-  const int64_t rows = rows_per_tile(cl ? total_rows : D * H, W, K, sizeof(T), 0);
-  std::vector<std::pair<int64_t, int64_t>> tile_rows;  // (first global row, rows)
-  if (cl) {
-    for (int64_t r = 0; r < total_rows; r += rows) tile_rows.push_back({r, std::min(rows, total_rows - r)});
-  } else {
-    for (int64_t n = 0; n < p.batch; ++n)
-      for (int64_t r = 0; r < D * H; r += rows) tile_rows.push_back({n * D * H + r, std::min(rows, D * H - r)});
-  }
+  const auto tile_rows = row_tiles(p, rows_per_tile(cl ? total_rows : D * H, W, K, sizeof(T), 0), cl);
   const int64_t tiles = tile_rows.size();
   const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
   // NCDHW with stride_w > 1: grad_output split once into its W phases (ow = ph + s * j stored
