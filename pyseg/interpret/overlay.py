@@ -19,6 +19,7 @@ def to_uint8_image(image: Tensor | np.ndarray) -> np.ndarray:
 
     Example::
 
+        >>> import torch
         >>> from pyseg.interpret.overlay import to_uint8_image
         >>> to_uint8_image(torch.tensor([[[0.0, 1.0]], [[0.5, 1.0]], [[1.0, 2.0]]])).tolist()
         [[[0, 128, 255], [255, 255, 255]]]
@@ -42,6 +43,7 @@ def colorize(heatmap: Tensor | np.ndarray, cmap: str = "jet") -> np.ndarray:
 
     Example::
 
+        >>> import torch
         >>> from pyseg.interpret.overlay import colorize
         >>> colorize(torch.tensor([[0.0, 1.0]]), cmap="gray").tolist()
         [[[0, 0, 0], [255, 255, 255]]]
@@ -61,6 +63,7 @@ def overlay(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: flo
 
     Example: a black image under a white (``gray`` colormap) map, half and half::
 
+        >>> import torch
         >>> from pyseg.interpret.overlay import overlay
         >>> overlay(torch.zeros(3, 1, 1), torch.ones(1, 1), alpha=0.5, cmap="gray").tolist()
         [[[128, 128, 128]]]
@@ -125,6 +128,7 @@ def save_overlay(path: str | os.PathLike, image, heatmap, alpha: float = 0.4) ->
 
         >>> import os, tempfile
         >>> from PIL import Image
+        >>> import torch
         >>> from pyseg.interpret.overlay import save_overlay
         >>> path = os.path.join(tempfile.mkdtemp(), "overlay.png")
         >>> save_overlay(path, torch.rand(3, 8, 8), torch.rand(8, 8))
@@ -145,6 +149,7 @@ def save_panel(path: str | os.PathLike, image, heatmaps: Sequence, titles: Seque
     Example::
 
         >>> import os, tempfile
+        >>> import torch
         >>> from pyseg.interpret.overlay import save_panel
         >>> path = os.path.join(tempfile.mkdtemp(), "panel.png")
         >>> save_panel(path, torch.rand(3, 8, 8), [torch.rand(8, 8)], ["random"])

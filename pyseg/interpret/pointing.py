@@ -16,8 +16,9 @@ def pointing_hits(heatmaps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor
     on the object (a constant map never hits unless the object covers the image). Raises
     ``ValueError`` unless ``heatmaps`` and ``masks`` are both ``(N, H, W)``.
 
-    Example: the peak at (0, 0) misses an object at (0, 2), unless one pixel off may count::
+    Example: the peak at (0, 0) misses an object at (0, 2), unless two pixels off may count::
 
+        >>> import torch
         >>> from pyseg.interpret.pointing import pointing_hits
         >>> heat = torch.tensor([[[1.0, 0.5, 0.0]]])
         >>> obj = torch.tensor([[[False, False, True]]])
