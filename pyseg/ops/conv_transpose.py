@@ -164,7 +164,13 @@ def _conv_transpose2d_backward_fake(
         grad_input = input.new_empty(input.shape)
         if channels_last:
             grad_input = grad_input.contiguous(memory_format=torch.channels_last)
-    grad_weight = weight.new_empty(weight.shape) if output_mask[1] else empty
+    grad_weight = empty
+    if output_mask[1]:
+        grad_weight = weight.new_empty(weight.shape)
+        # Channels_last like the weight when the op computes in channels_last (as torch
+        # returns it); the kernels' rule, grad_weight_channels_last in conv_transpose.h.
+        if channels_last and weight.is_contiguous(memory_format=torch.channels_last):
+            grad_weight = grad_weight.contiguous(memory_format=torch.channels_last)
     grad_bias = input.new_empty(weight.shape[1] * groups) if output_mask[2] else empty
     return grad_input, grad_weight, grad_bias
 

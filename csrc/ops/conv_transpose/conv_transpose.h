@@ -45,6 +45,14 @@ struct Params {
   }
 };
 
+// grad_weight's layout on every device: channels_last when the op computes in channels_last
+// and the weight is stored channels_last (as torch returns it), contiguous otherwise. The
+// fake kernel (pyseg/ops/conv_transpose.py) applies the same rule.
+inline bool grad_weight_channels_last(const Params& p, const at::Tensor& weight) {
+  return p.channels_last && weight.dim() == 4 &&
+         weight.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 inline std::string tensor_type_name(const at::Tensor& t) {
   std::string s = "torch.";
   if (t.is_cuda()) s += "cuda.";

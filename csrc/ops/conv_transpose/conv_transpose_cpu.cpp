@@ -19,8 +19,10 @@
 // matrix is (taps x channels) x pixels and the GEMM is weight x columns; in channels_last it
 // is pixels x (taps x channels) and the GEMM is columns x weight, written straight into NHWC
 // rows. The forward's channels_last columns keep each tap's channels contiguous (a gather
-// copies channel runs); the backward's order K = (co, kh, kw) in both layouts, the weight's
-// own order, so that its GEMMs use the weight as stored.
+// copies channel runs). The backward orders K as the weight stores it, so that its GEMMs use
+// the weight as stored and write grad_weight in the same layout: (co, kh, kw) for a
+// contiguous weight, (kh, kw, co) for a channels_last one (then grad_weight is channels_last,
+// as torch returns it, and the channels_last column matrix copies channel runs).
 //
 // Tiles: a task is a range of phase rows across the batch (so small images share a GEMM),
 // sized so its column matrix takes about half the L2 but never fewer than kMinColumns
@@ -48,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/channel_sums.h"
 #include "common/cpu_capability.h"
 #include "common/gemm.h"
 #include "common/scratch.h"
@@ -710,6 +713,13 @@ bool use_implicit_backward(const Params& p) {
          (p.kernel_w - 1) * p.dil_w <= p.in_w && p.batch * p.in_h * p.in_w >= p.in_per_group;
 }
 
+// Whether the channels_last backward orders its k index (tap, co), the order in which a
+// channels_last weight stores each input channel's row: its column matrix then copies runs
+// of channels (not one value per kernel tap), and grad_weight comes out channels_last, like
+// the weight (and like torch's), with no reordering pass.
+// (grad_weight_channels_last in conv_transpose.h is the same test on the tensors.)
+bool tap_major(const Params& p) { return p.channels_last && p.w_co_stride == 1; }
+
 // Pixels of one grad_weight GEMM (its packed operands stay a few MB).
 constexpr int64_t kWeightPixels = 4096;
 
@@ -753,15 +763,19 @@ void backward_implicit(const Params& p, const T* gyd, const T* xd, const T* wd, 
   if (gwd) {
     T* xq = cpu::thread_scratch<T, 5>(N * P * Cin);
     pixel_major_bordered(xd, cl, N, Cin, H, W, Hq, Wq, 0, 0, 0, xq);
-    T* acc = cpu::thread_scratch<T, 6>(Cig * K);
+    // K = (tap, co) is a channels_last grad_weight's own order: written in place then.
+    const bool by_tap = tap_major(p);
+    T* acc = by_tap ? nullptr : cpu::thread_scratch<T, 6>(Cig * K);
     const int64_t total = N * P;
     for (int64_t g = 0; g < G; ++g) {
+      if (by_tap) acc = gwd + g * Cig * K;
       for (int64_t m0 = 0; m0 < total; m0 += kWeightPixels) {
         const int64_t len = std::min(kWeightPixels, total - m0);
         MatrixView<T> b(gyp + m0 * Cout, len, K, Cout);
         b.col_offsets = offsets[g].data();
         cpu::gemm<T>(MatrixView<T>(xq + m0 * Cin + g * Cig, Cig, len, 1, Cin), b, acc, K, m0 > 0);
       }
+      if (by_tap) continue;
       // Into the weight's order: gw[g Cig + ci][co][tap] = acc[ci][(tap, co)].
       T* out = gwd + g * Cig * K;
       at::parallel_for(0, Cig, 16, [&](int64_t b0, int64_t e0) {
@@ -801,12 +815,15 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   // in-place form K x pixels (the GEMM then packs the column matrix instead).
   // (A channels_last weight is a gathered view here, always packed.)
   const bool weight_in_place = !cl && Cig >= p.batch * H * W && p.w_tap_stride == 1;
+  // K = (tap, co) instead with a channels_last weight in channels_last (tap_major): the
+  // weight's own order then too, and grad_weight is written channels_last.
+  const bool by_tap = tap_major(p);
   const std::vector<int64_t> weight_offsets = co_tap_offsets(p);
   std::vector<PackedMatrix<T>> wpack;
   if (need_gx && !weight_in_place) {
     for (int64_t g = 0; g < G; ++g) {
       MatrixView<T> wg(wd + g * Cig * K, Cig, K, K);
-      if (p.w_tap_stride != 1) wg.col_offsets = weight_offsets.data();
+      if (p.w_tap_stride != 1 && !by_tap) wg.col_offsets = weight_offsets.data();
       wpack.push_back(cl ? cpu::pack_b(wg.transposed()) : cpu::pack_a(wg));
     }
   }
@@ -852,7 +869,19 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
           for (int64_t kw = 0; kw < kW; ++kw) {
             const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
             const int64_t base_w = kw * p.dil_w - p.pad_w;
-            if (cl) {
+            if (by_tap) {
+              // The tap's Cog channels go to columns (kh, kw) * Cog.. of the pixel's row.
+              T* d = col + r * W * K + (kh * kW + kw) * Cog;
+              const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
+              for (int64_t iw = 0; iw < W; ++iw) {
+                T* drow = d + iw * K;
+                if (iw >= lo && iw < hi) {
+                  std::memcpy(drow, s + iw * p.stride_w * Cout, Cog * sizeof(T));
+                } else {
+                  std::fill(drow, drow + Cog, T(0));
+                }
+              }
+            } else if (cl) {
               // Channel co of this tap goes to column co * kHW + (kh, kw) of the pixel's row.
               T* d = col + r * W * K + kh * kW + kw;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
@@ -982,27 +1011,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
 
 template <typename T>
 void bias_grad(const Params& p, const T* g, T* out, bool cl) {
-  // Summed in double: a bias followed by batch norm has a true gradient of zero, and a float
-  // sum of its many cancelling terms would leave a rounding residue far above torch's.
-  using acc_t = double;
-  const int64_t plane = p.out_h * p.out_w, C = p.out_channels;
-  at::parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c) {
-      acc_t total = 0;
-      for (int64_t n = 0; n < p.batch; ++n) {
-        acc_t part = 0;
-        if (cl) {
-          const T* s = g + n * plane * C + c;
-          for (int64_t i = 0; i < plane; ++i) part += s[i * C];
-        } else {
-          const T* s = g + (n * C + c) * plane;
-          for (int64_t i = 0; i < plane; ++i) part += s[i];
-        }
-        total += part;
-      }
-      out[c] = static_cast<T>(total);
-    }
-  });
+  cpu::channel_sums(g, p.batch, p.out_channels, p.out_h * p.out_w, cl, out);
 }
 
 // Half / BFloat16 run in float32; one rounding at the end.
@@ -1021,15 +1030,14 @@ at::Tensor prepared(const at::Tensor& t, const Params& p, at::ScalarType ctype) 
 
 // The weight in the compute type, read as stored when it is contiguous or channels_last (a
 // model moved to channels_last has channels_last weights, and copying DeconvNet's 411 MB
-// fc6-deconv weight took longer than the layer); records its strides in p.
+// fc6-deconv weight took longer than the layer); records its strides in p. The same test as
+// the fake kernel's (pyseg/ops/conv_transpose.py), which decides grad_weight's layout.
 at::Tensor weight_as_stored(const at::Tensor& weight, at::ScalarType ctype, Params& p) {
   at::Tensor w = weight.to(ctype);
-  const int64_t kW = p.kernel_w, kHW = p.kernel_h * kW, Cog = p.out_per_group;
-  const bool cl = w.stride(0) == Cog * kHW && w.stride(1) == 1 && w.stride(2) == kW * Cog &&
-                  w.stride(3) == Cog;
+  const bool cl = w.dim() == 4 && w.is_contiguous(at::MemoryFormat::ChannelsLast);
   if (!cl) w = w.contiguous();
-  p.w_co_stride = cl ? 1 : kHW;
-  p.w_tap_stride = cl ? Cog : 1;
+  p.w_co_stride = cl ? 1 : p.kernel_h * p.kernel_w;
+  p.w_tap_stride = cl ? p.out_per_group : 1;
   return w;
 }
 
@@ -1082,7 +1090,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose2d_backward_cpu(
     gx = at::empty({p.batch, p.in_channels, p.in_h, p.in_w}, opts, layout(p));
     if (!work) gx.zero_();
   }
-  if (output_mask[1]) gw = work ? at::empty(p.weight_sizes(), opts) : at::zeros(p.weight_sizes(), opts);
+  if (output_mask[1]) {
+    const auto gw_opts = opts.memory_format(grad_weight_channels_last(p, weight)
+                                                ? at::MemoryFormat::ChannelsLast
+                                                : at::MemoryFormat::Contiguous);
+    gw = work ? at::empty(p.weight_sizes(), gw_opts) : at::zeros(p.weight_sizes(), gw_opts);
+  }
   if (output_mask[2]) gb = at::zeros({p.out_channels}, opts);
   if (work && (gx.defined() || gw.defined())) {
     AT_DISPATCH_FLOATING_TYPES(ctype, "conv_transpose2d_backward", [&] {

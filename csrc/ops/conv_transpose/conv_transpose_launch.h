@@ -114,6 +114,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
       }
     }
   });
+  // The kernels write grad_weight contiguous; its layout follows the shared rule.
+  if (output_mask[1] && grad_weight_channels_last(p, weight))
+    gw = gw.contiguous(at::MemoryFormat::ChannelsLast);
   return {gx, gw, gb};
 }
 

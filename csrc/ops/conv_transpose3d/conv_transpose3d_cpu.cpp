@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/channel_sums.h"
 #include "common/cpu_capability.h"
 #include "common/gemm.h"
 #include "common/scratch.h"
@@ -612,44 +613,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
 
 template <typename T>
 void bias_grad(const Params& p, const T* gy, T* out, bool cl) {
-  // Summed in double: a bias followed by batch norm has a true gradient of zero, and a float
-  // sum of its many cancelling terms would leave a rounding residue far above torch's. Each
-  // channel's sum has a fixed order whatever the thread count.
-  const int64_t vol = p.out_volume(), C = p.out_channels;
-  if (cl) {
-    // Blocks of channels, read a voxel's block at a time (one pass over gy in all), each
-    // channel summed over the voxels in order.
-    constexpr int64_t kBlock = 16;
-    at::parallel_for(0, ceil_div(C, kBlock), 1, [&](int64_t b, int64_t e) {
-      for (int64_t blk = b; blk < e; ++blk) {
-        const int64_t c0 = blk * kBlock, nc = std::min(kBlock, C - c0);
-        double acc[kBlock] = {};
-        const T* s = gy + c0;
-        for (int64_t i = 0; i < p.batch * vol; ++i, s += C)
-          for (int64_t c = 0; c < nc; ++c) acc[c] += static_cast<double>(s[c]);
-        for (int64_t c = 0; c < nc; ++c) out[c0 + c] = static_cast<T>(acc[c]);
-      }
-    });
-    return;
-  }
-  // NCDHW: eight interleaved partial sums per channel (voxel i goes to sum i % 8, the sums
-  // combined in order), so the additions do not wait on each other.
-  constexpr int64_t kLanes = 8;
-  at::parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c) {
-      double lane[kLanes] = {};
-      for (int64_t n = 0; n < p.batch; ++n) {
-        const T* s = gy + (n * C + c) * vol;
-        int64_t i = 0;
-        for (; i + kLanes <= vol; i += kLanes)
-          for (int64_t l = 0; l < kLanes; ++l) lane[l] += static_cast<double>(s[i + l]);
-        for (; i < vol; ++i) lane[i % kLanes] += static_cast<double>(s[i]);
-      }
-      double total = 0;
-      for (int64_t l = 0; l < kLanes; ++l) total += lane[l];
-      out[c] = static_cast<T>(total);
-    }
-  });
+  cpu::channel_sums(gy, p.batch, p.out_channels, p.out_volume(), cl, out);
 }
 
 at::MemoryFormat layout(bool cl) {
