@@ -76,10 +76,10 @@ BUDGETS = {
 
 # Exceptions: (budget, regular expression on the short kernel name) -> reason.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("gemm_registers", r"^gemm_kernel<double,"):
+    ("gemm_registers", r"^gemm_(conv_)?kernel<double,"):
         "double accumulators take two registers each: the 8x4 sub-tile alone is 64, and at "
         "128 registers the kernel spills 376 B; one block per SM for double",
-    ("mma", r"^gemm_kernel<(half|bf16),"):
+    ("mma", r"^gemm_(conv_)?kernel<(half|bf16),"):
         "the SIMT FMA fallback that launch_gemm runs below sm_80 (the kernel choice is made on "
         "the host, so it is compiled for every arch); sm_80+ launches gemm_tc_kernel, whose "
         "HMMA the tc_twin budget requires",
@@ -94,12 +94,13 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("div64_loop", r"^upsample::nails_table_kernel<"):
         "builds the per-axis index table (out_h + out_w entries) once per call: one division "
         "per table entry, not per output element",
-    ("div64_loop", r"^conv_transpose::(implicit_gemm|bias_grad)_kernel<"):
-        "conv_transpose2d's own implicit GEMM (not on common/gemm_kernels.cuh yet) splits "
-        "each staged k into (channel, tap) and the bias gradient each index into (image, "
-        "pixel) with 64-bit divisions; to move to the GEMM core",
+    ("div64_loop", r"^conv_transpose::implicit_gemm_kernel<"):
+        "conv_transpose2d's int64 fallback, launched only when a size exceeds the 32-bit index "
+        "arithmetic of the GEMM core (gemm_conv_fits); every smaller call runs "
+        "gemm_(tc_)conv_kernel, which has none",
     ("mma", r"^conv_transpose::implicit_gemm_kernel<(half|bf16),"):
-        "conv_transpose2d's own implicit GEMM: SIMT FMA, no tensor cores yet",
+        "conv_transpose2d's int64 fallback (SIMT FMA); the 32-bit path runs on tensor cores "
+        "(gemm_tc_conv_kernel)",
     ("div64_loop", r"^conv_transpose3d::(col2vol|vol2col)_kernel<"):
         "first version of conv_transpose3d: each element splits its flat int64 index into "
         "(channel, depth, row, column, tap) with 64-bit divisions; no int32 variant yet",
@@ -117,8 +118,9 @@ ALLOWED: dict[tuple[str, str], str] = {
         "per table entry, not per output element",
 }
 
-GEMM_KERNELS = re.compile(r"(^|::)(gemm_kernel|gemm_tc_kernel|implicit_gemm_kernel)<")
-TENSOR_CORE_GEMM = re.compile(r"(^|::)gemm_tc_kernel<")
+GEMM_KERNELS = re.compile(
+    r"(^|::)(gemm_kernel|gemm_tc_kernel|gemm_conv_kernel|gemm_tc_conv_kernel|implicit_gemm_kernel)<")
+TENSOR_CORE_GEMM = re.compile(r"(^|::)gemm_tc_(conv_)?kernel<")
 LOW_PRECISION = re.compile(r"<(float|half|bf16)\b")
 
 
@@ -150,8 +152,10 @@ def block_sizes(src: Path) -> dict[str, int]:
 
     common = const(src / "common" / "launch_utils.h", "kThreadsPerBlock", 256)
     gemm = const(src / "common" / "gemm_kernels.cuh", "kGemmThreads", 256)
-    ct = const(src / "ops" / "conv_transpose" / "conv_transpose_kernels.cuh", "kGemmThreads", 256)
-    return {"__default__": common, "gemm_kernel": gemm, "implicit_gemm_kernel": ct,
+    ct_path = src / "ops" / "conv_transpose" / "conv_transpose_kernels.cuh"
+    ct = const(ct_path, "kTileThreads", const(ct_path, "kGemmThreads", 256))
+    return {"__default__": common, "gemm_kernel": gemm, "gemm_tc_kernel": gemm,
+            "gemm_conv_kernel": gemm, "gemm_tc_conv_kernel": gemm, "implicit_gemm_kernel": ct,
             "bias_grad_kernel": ct, "trap_on_error_kernel": 1}
 
 
@@ -393,8 +397,9 @@ def violations(kernels: list[Kernel]) -> list[str]:
         if gemm and (re.search(r"<(half|bf16),", k.name) or TENSOR_CORE_GEMM.search(k.name)) \
                 and not tensor_cores:
             broken.append(("mma", "no tensor-core instruction"))
-        if re.search(r"(^|::)gemm_kernel<(half|bf16),", k.name):
-            twin = k.name.replace("gemm_kernel<", "gemm_tc_kernel<", 1)
+        if m := re.search(r"(^|::)gemm_(conv_)?kernel<(half|bf16),", k.name):
+            twin = k.name.replace(f"gemm_{m.group(2) or ''}kernel<",
+                                  f"gemm_tc_{m.group(2) or ''}kernel<", 1)
             twin = re.sub(r", (true|false)>$", ">", twin)
             if (twin, k.arch, k.extra.get("tu")) not in present:
                 broken.append(("tc_twin", f"no {twin} in {k.extra.get('tu')}"))

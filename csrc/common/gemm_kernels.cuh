@@ -39,6 +39,8 @@
 
 #include <ATen/OpMathType.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <initializer_list>
 #include <limits>
 
@@ -138,6 +140,81 @@ struct GemmResult {
   int64_t split_stride = 0;  // from one split's C to the next
 };
 
+// ---- Implicit im2col operands: a convolution's input read in place ----
+//
+// One matrix dimension of such an operand: index i = (q, a, b) with a < na, b < nb (b
+// fastest). It moves the element by q * q_stride and puts it at the 2-D position
+// (h0 + a * dh, w0 + b * dw) of a plane. Element (f, k) of a GemmConvOperand (f its row of
+// A or column of B, k the summed index) adds both dimensions' parts: it is
+//
+//   data[z * batch_stride + q_f * fixed.q_stride + q_k * depth.q_stride + h * ld_h + w * ld_w]
+//
+// with (h, w) = position(f) + position(k), and zero when (h, w) falls outside
+// [0, lim_h) x [0, lim_w). E.g. conv2d's im2col of x: k = (channel, kh, kw) at
+// (kh * dil - pad, kw * dil - pad), f = output pixel (oh, ow) at (oh * stride, ow * stride).
+// All of na * nb, the positions and their sums are below 2^31 (gemm_conv_fits).
+struct GemmConvAxis {
+  int32_t na, nb;
+  int64_t q_stride;
+  int32_t h0, dh, w0, dw;
+};
+
+template <typename scalar_t>
+struct GemmConvOperand {
+  const scalar_t* data;
+  int64_t batch_stride;
+  GemmConvAxis fixed, depth;
+  int64_t ld_h, ld_w;
+  int32_t lim_h, lim_w;
+};
+
+// Whether a GemmConvAxis of `extent` indices keeps the 32-bit arithmetic of the cursor: na * nb
+// and every position (with the other axis's added) within +-2^30.
+inline bool gemm_conv_axis_fits(const GemmConvAxis& ax, int64_t extent) {
+  constexpr int64_t kLimit = int64_t{1} << 30;
+  auto span = [](int64_t start, int64_t n, int64_t step) {
+    return std::max<int64_t>(std::abs(start), std::abs(start + (n > 0 ? n - 1 : 0) * step));
+  };
+  return ax.na > 0 && ax.nb > 0 && int64_t{ax.na} * ax.nb < kLimit &&
+         extent + 2 * kGemmTileM < (int64_t{1} << 31) && span(ax.h0, ax.na, ax.dh) < kLimit &&
+         span(ax.w0, ax.nb, ax.dw) < kLimit;
+}
+
+// The position of an index along a GemmConvAxis, moving forward without dividing: start()
+// divides once (32-bit), step() adds and wraps (loops bounded by d / nb + 1).
+struct GemmConvCursor {
+  int64_t q_off;  // q * q_stride
+  int32_t a, b, h, w;
+  __device__ __forceinline__ void start(const GemmConvAxis& ax, int64_t i) {
+    const uint32_t per_q = static_cast<uint32_t>(ax.na) * static_cast<uint32_t>(ax.nb);
+    const uint32_t q = static_cast<uint32_t>(i) / per_q, r = static_cast<uint32_t>(i) - q * per_q;
+    a = static_cast<int32_t>(r / static_cast<uint32_t>(ax.nb));
+    b = static_cast<int32_t>(r) - a * ax.nb;
+    q_off = static_cast<int64_t>(q) * ax.q_stride;
+    h = ax.h0 + a * ax.dh;
+    w = ax.w0 + b * ax.dw;
+  }
+  __device__ __forceinline__ void step(const GemmConvAxis& ax, int d) {
+    b += d;
+    w += d * ax.dw;
+    while (b >= ax.nb) {
+      b -= ax.nb;
+      w -= ax.nb * ax.dw;
+      h += ax.dh;
+      if (++a == ax.na) {
+        a = 0;
+        h -= ax.na * ax.dh;
+        q_off += ax.q_stride;
+      }
+    }
+  }
+  // Offset of this index's part of the element (its q and its position).
+  template <typename scalar_t>
+  __device__ __forceinline__ int64_t offset(const GemmConvOperand<scalar_t>& op) const {
+    return q_off + h * op.ld_h + w * op.ld_w;
+  }
+};
+
 namespace detail {
 
 // One thread's share of staging a kGemmTileK x kWidth slice of an operand. Thread t loads
@@ -182,7 +259,8 @@ struct GemmStager {
   // The slice at k0 (zeros outside the matrix) into registers, as T (the accumulator type
   // for the FMA kernel, scalar_t for the tensor-core one).
   template <typename T>
-  __device__ __forceinline__ void load(T (&regs)[kSlots], int k0, int k_end) const {
+  __device__ __forceinline__ void load(const GemmOperand<scalar_t>&, T (&regs)[kSlots], int k0,
+                                       int k_end) const {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i)
       regs[i] = valid(i, k0, k_end) ? static_cast<T>(row[i][depth.offset]) : T(0);
@@ -196,7 +274,8 @@ struct GemmStager {
 
   // The slice at k0 straight into shared memory (scalar_t == acc_t == float).
   template <int kLd>
-  __device__ __forceinline__ void copy_async(acc_t* tile, int k0, int k_end) const {
+  __device__ __forceinline__ void copy_async(const GemmOperand<scalar_t>&, acc_t* tile, int k0,
+                                             int k_end) const {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
       const bool ok = valid(i, k0, k_end);
@@ -204,9 +283,98 @@ struct GemmStager {
     }
   }
 
-  // Steps kGemmTileK further along k. `d` is the kernel parameter's depth index, read in
-  // place (constant memory) rather than copied into registers.
-  __device__ __forceinline__ void advance(const GemmIndex& d) { depth.step(d, kGemmTileK); }
+  // Steps kGemmTileK further along k. `op` is the kernel parameter, read in place (constant
+  // memory) rather than copied into registers.
+  __device__ __forceinline__ void advance(const GemmOperand<scalar_t>& op) {
+    depth.step(op.depth, kGemmTileK);
+  }
+};
+
+// GemmStager's twin for a GemmConvOperand: the same slots, slice order and interface; each
+// slot also keeps its f's position, and an element is read only when that position plus the
+// current k's lies inside the plane (zero otherwise: the convolution's padding).
+template <typename scalar_t, int kWidth>
+struct GemmConvStager {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Operand = GemmConvOperand<scalar_t>;
+  static constexpr int kSlots = kGemmTileK * kWidth / kGemmThreads;
+  static_assert(kSlots * 32 == kWidth, "slots are 32 apart along f");
+  const scalar_t* row[kSlots];     // the slot's f part of the address
+  int32_t fh[kSlots], fw[kSlots];  // the slot's f position
+  GemmConvCursor depth;            // the current k
+  int k, fb;
+  unsigned f_ok;
+  // (The limits, strides and the k part of the address are recomputed from the kernel
+  // parameter, in constant memory, per slice: registers are what the 128 budget lacks.)
+
+  __device__ __forceinline__ void init(const Operand& op, int64_t z, int64_t f0, int64_t F,
+                                       int k_begin) {
+    // k unit-stride in memory (either direction): 8 lanes read 8 neighbouring elements.
+    const int64_t k_step = op.depth.dw * op.ld_w;
+    const bool k_fastest = op.depth.nb > 1 && (k_step == 1 || k_step == -1);
+    const int t = static_cast<int>(threadIdx.x);
+    k = k_fastest ? t % kGemmTileK : t / 32;
+    fb = k_fastest ? t / kGemmTileK : t % 32;
+    depth.start(op.depth, k_begin + k);
+    f_ok = 0;
+    const scalar_t* base = op.data + z * op.batch_stride;
+    GemmConvCursor f;
+    f.start(op.fixed, f0 + fb);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (f0 + fb + 32 * i < F) f_ok |= 1u << i;
+      row[i] = base + f.offset(op);  // (not read when f is outside the matrix)
+      fh[i] = f.h;
+      fw[i] = f.w;
+      if (i + 1 < kSlots) f.step(op.fixed, 32);
+    }
+  }
+
+  __device__ __forceinline__ bool valid(const Operand& op, int i, int k0, int k_end) const {
+    return ((f_ok >> i) & 1u) && k0 + k < k_end &&
+           static_cast<uint32_t>(fh[i] + depth.h) < static_cast<uint32_t>(op.lim_h) &&
+           static_cast<uint32_t>(fw[i] + depth.w) < static_cast<uint32_t>(op.lim_w);
+  }
+
+  template <typename T>
+  __device__ __forceinline__ void load(const Operand& op, T (&regs)[kSlots], int k0,
+                                       int k_end) const {
+    const int64_t k_off = depth.offset(op);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i)
+      regs[i] = valid(op, i, k0, k_end) ? static_cast<T>(row[i][k_off]) : T(0);
+  }
+
+  template <int kLd, typename T>
+  __device__ __forceinline__ void store(T* tile, const T (&regs)[kSlots]) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) tile[k * kLd + fb + 32 * i] = regs[i];
+  }
+
+  template <int kLd>
+  __device__ __forceinline__ void copy_async(const Operand& op, acc_t* tile, int k0,
+                                             int k_end) const {
+    const int64_t k_off = depth.offset(op);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const bool ok = valid(op, i, k0, k_end);
+      cp_async_4(tile + k * kLd + fb + 32 * i, ok ? row[i] + k_off : row[i], ok);
+    }
+  }
+
+  __device__ __forceinline__ void advance(const Operand& op) { depth.step(op.depth, kGemmTileK); }
+};
+
+// The stager of an operand type.
+template <class Operand, int kWidth>
+struct StagerFor;
+template <typename scalar_t, int kWidth>
+struct StagerFor<GemmOperand<scalar_t>, kWidth> {
+  using type = GemmStager<scalar_t, kWidth>;
+};
+template <typename scalar_t, int kWidth>
+struct StagerFor<GemmConvOperand<scalar_t>, kWidth> {
+  using type = GemmConvStager<scalar_t, kWidth>;
 };
 
 // Four consecutive elements of a shared-memory row (16-byte aligned for float).
@@ -233,16 +401,20 @@ constexpr bool gemm_can_copy_async = std::is_same_v<scalar_t, float>;
 template <typename scalar_t>
 constexpr int gemm_min_blocks = sizeof(at::opmath_type<scalar_t>) == 8 ? 1 : 2;
 
-template <typename scalar_t, typename out_t, bool kAsync>
-__global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
-    gemm_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
-                int64_t batches, int64_t M, int64_t N, int64_t K) {
+namespace detail {
+
+// The FMA kernel's body, for a B operand of type OperandB (GemmOperand, or GemmConvOperand:
+// gemm_conv_kernel).
+template <typename scalar_t, typename out_t, bool kAsync, class OperandB>
+__device__ __forceinline__ void gemm_fma_body(const GemmOperand<scalar_t>& a,
+                                              const OperandB& b, const GemmResult<out_t>& c,
+                                              int64_t batches, int64_t M, int64_t N, int64_t K) {
   using acc_t = at::opmath_type<scalar_t>;
   static_assert(!kAsync || gemm_can_copy_async<scalar_t>, "cp.async copies float operands");
   static_assert(std::is_same_v<out_t, scalar_t> || std::is_same_v<out_t, acc_t>,
                 "C holds the operands' type or the accumulator's (split-K partial sums)");
-  using StagerA = detail::GemmStager<scalar_t, kGemmTileM>;
-  using StagerB = detail::GemmStager<scalar_t, kGemmTileN>;
+  using StagerA = GemmStager<scalar_t, kGemmTileM>;
+  using StagerB = typename StagerFor<OperandB, kGemmTileN>::type;
   alignas(16) __shared__ acc_t a_tile[2][kGemmTileK * kGemmLdA];
   alignas(16) __shared__ acc_t b_tile[2][kGemmTileK * kGemmLdB];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -278,12 +450,12 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
         if (k_begin >= k_end) {
           // Nothing to sum (K == 0): C = bias, and no copy left in flight.
         } else if constexpr (kAsync) {
-          sa.template copy_async<kGemmLdA>(a_tile[0], k_begin, k_end);
-          sb.template copy_async<kGemmLdB>(b_tile[0], k_begin, k_end);
+          sa.template copy_async<kGemmLdA>(a, a_tile[0], k_begin, k_end);
+          sb.template copy_async<kGemmLdB>(b, b_tile[0], k_begin, k_end);
           cp_async_commit();
         } else {
-          sa.load(ra, k_begin, k_end);
-          sb.load(rb, k_begin, k_end);
+          sa.load(a, ra, k_begin, k_end);
+          sb.load(b, rb, k_begin, k_end);
           sa.template store<kGemmLdA>(a_tile[0], ra);
           sb.template store<kGemmLdB>(b_tile[0], rb);
         }
@@ -291,14 +463,14 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
         for (int k0 = k_begin; k0 < k_end; k0 += kGemmTileK) {
           const bool more = k0 + kGemmTileK < k_end;
           if (more) {
-            sa.advance(a.depth);
-            sb.advance(b.depth);
+            sa.advance(a);
+            sb.advance(b);
           }
           if constexpr (kAsync) {
             // The other buffer was last read before the previous slice's closing barrier.
             if (more) {
-              sa.template copy_async<kGemmLdA>(a_tile[cur ^ 1], k0 + kGemmTileK, k_end);
-              sb.template copy_async<kGemmLdB>(b_tile[cur ^ 1], k0 + kGemmTileK, k_end);
+              sa.template copy_async<kGemmLdA>(a, a_tile[cur ^ 1], k0 + kGemmTileK, k_end);
+              sb.template copy_async<kGemmLdB>(b, b_tile[cur ^ 1], k0 + kGemmTileK, k_end);
               cp_async_commit();
               cp_async_wait<1>();  // this slice's group has landed, the next may fly
             } else {
@@ -308,8 +480,8 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
           } else {
             __syncthreads();  // this slice's stores are visible
             if (more) {
-              sa.load(ra, k0 + kGemmTileK, k_end);  // in flight during the FMAs below
-              sb.load(rb, k0 + kGemmTileK, k_end);
+              sa.load(a, ra, k0 + kGemmTileK, k_end);  // in flight during the FMAs below
+              sb.load(b, rb, k0 + kGemmTileK, k_end);
             }
           }
           const acc_t* at_ = a_tile[cur];
@@ -317,9 +489,9 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
 #pragma unroll
           for (int kk = 0; kk < kGemmTileK; ++kk) {
             acc_t lo[4], hi[4], bv[4];
-            detail::load4(at_ + kk * kGemmLdA + 4 * ty, lo);
-            detail::load4(at_ + kk * kGemmLdA + 64 + 4 * ty, hi);
-            detail::load4(bt_ + kk * kGemmLdB + 4 * tx, bv);
+            load4(at_ + kk * kGemmLdA + 4 * ty, lo);
+            load4(at_ + kk * kGemmLdA + 64 + 4 * ty, hi);
+            load4(bt_ + kk * kGemmLdB + 4 * tx, bv);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -371,6 +543,24 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
     }
   }
 }
+
+}  // namespace detail
+
+template <typename scalar_t, typename out_t, bool kAsync>
+__global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
+    gemm_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
+                int64_t batches, int64_t M, int64_t N, int64_t K) {
+  detail::gemm_fma_body<scalar_t, out_t, kAsync>(a, b, c, batches, M, N, K);
+}
+
+// The same with B read as an implicit im2col (GemmConvOperand).
+template <typename scalar_t, typename out_t, bool kAsync>
+__global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
+    gemm_conv_kernel(GemmOperand<scalar_t> a, GemmConvOperand<scalar_t> b, GemmResult<out_t> c,
+                     int64_t batches, int64_t M, int64_t N, int64_t K) {
+  detail::gemm_fma_body<scalar_t, out_t, kAsync>(a, b, c, batches, M, N, K);
+}
+
 
 // ---- Tensor cores (sm_80+): half / bfloat16 inputs, or float inputs rounded to TF32 ----
 //
@@ -440,24 +630,24 @@ struct WmmaInput<float> {
 
 }  // namespace detail
 
-template <typename scalar_t, typename out_t>
-__global__ void __launch_bounds__(kGemmThreads, 2)
-    gemm_tc_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
-                   int64_t batches, int64_t M, int64_t N, int64_t K) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && !defined(PYSEG_EMULATOR)
-  __trap();  // never launched below sm_80 (launch_gemm picks gemm_kernel there)
-#else
+namespace detail {
+
+#if defined(PYSEG_EMULATOR) || !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+template <typename scalar_t, typename out_t, class OperandB>
+__device__ __forceinline__ void gemm_tc_body(const GemmOperand<scalar_t>& a, const OperandB& b,
+                                             const GemmResult<out_t>& c, int64_t batches,
+                                             int64_t M, int64_t N, int64_t K) {
   namespace wmma = nvcuda::wmma;
   static_assert(gemm_has_tensor_cores<scalar_t>, "half, bfloat16 or float (tf32) operands");
   static_assert(std::is_same_v<out_t, scalar_t> || std::is_same_v<out_t, float>,
                 "C holds the operands' type or float (split-K partial sums)");
-  using Layout = detail::GemmTcLayout<scalar_t>;
-  using In = detail::WmmaInput<scalar_t>;
+  using Layout = GemmTcLayout<scalar_t>;
+  using In = WmmaInput<scalar_t>;
   using ptr_t = typename In::ptr_t;
   constexpr bool kAsync = gemm_can_copy_async<scalar_t>;  // float: cp.async, else registers
   constexpr int kLdA = Layout::kLdA, kLdB = Layout::kLdB, kMmaK = Layout::kMmaK;
-  using StagerA = detail::GemmStager<scalar_t, kGemmTileM>;
-  using StagerB = detail::GemmStager<scalar_t, kGemmTileN>;
+  using StagerA = GemmStager<scalar_t, kGemmTileM>;
+  using StagerB = typename StagerFor<OperandB, kGemmTileN>::type;
   using FragA = wmma::fragment<wmma::matrix_a, 16, 16, kMmaK, typename In::frag_t, wmma::col_major>;
   using FragB = wmma::fragment<wmma::matrix_b, 16, 16, kMmaK, typename In::frag_t, wmma::row_major>;
   using FragC = wmma::fragment<wmma::accumulator, 16, 16, kMmaK, float>;
@@ -496,12 +686,12 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
           if constexpr (kAsync) {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              sa.template copy_async<kLdA>(a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA,
+              sa.template copy_async<kLdA>(a, a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA,
                                            k0 + h * kGemmTileK, k_end);
-              sb.template copy_async<kLdB>(b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB,
+              sb.template copy_async<kLdB>(b, b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB,
                                            k0 + h * kGemmTileK, k_end);
-              sa.advance(a.depth);
-              sb.advance(b.depth);
+              sa.advance(a);
+              sb.advance(b);
             }
             cp_async_commit();
           }
@@ -509,10 +699,10 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
         auto load_stage = [&](int k0) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            sa.load(ra[h], k0 + h * kGemmTileK, k_end);
-            sb.load(rb[h], k0 + h * kGemmTileK, k_end);
-            sa.advance(a.depth);
-            sb.advance(b.depth);
+            sa.load(a, ra[h], k0 + h * kGemmTileK, k_end);
+            sb.load(b, rb[h], k0 + h * kGemmTileK, k_end);
+            sa.advance(a);
+            sb.advance(b);
           }
         };
         auto store_stage = [&](int s) {
@@ -614,6 +804,31 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
       }
     }
   }
+}
+#endif
+
+}  // namespace detail
+
+template <typename scalar_t, typename out_t>
+__global__ void __launch_bounds__(kGemmThreads, 2)
+    gemm_tc_kernel(GemmOperand<scalar_t> a, GemmOperand<scalar_t> b, GemmResult<out_t> c,
+                   int64_t batches, int64_t M, int64_t N, int64_t K) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && !defined(PYSEG_EMULATOR)
+  __trap();  // never launched below sm_80 (launch_gemm picks gemm_kernel there)
+#else
+  detail::gemm_tc_body(a, b, c, batches, M, N, K);
+#endif
+}
+
+// The same with B read as an implicit im2col (GemmConvOperand).
+template <typename scalar_t, typename out_t>
+__global__ void __launch_bounds__(kGemmThreads, 2)
+    gemm_tc_conv_kernel(GemmOperand<scalar_t> a, GemmConvOperand<scalar_t> b,
+                        GemmResult<out_t> c, int64_t batches, int64_t M, int64_t N, int64_t K) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && !defined(PYSEG_EMULATOR)
+  __trap();
+#else
+  detail::gemm_tc_body(a, b, c, batches, M, N, K);
 #endif
 }
 

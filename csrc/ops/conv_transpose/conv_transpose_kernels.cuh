@@ -1,6 +1,11 @@
 // conv_transpose2d CUDA kernels (compiled by nvcc for pyseg._C and by g++ for the emulator).
 //
-// One shared-memory tiled implicit-GEMM kernel serves the forward, grad_input and grad_weight:
+// The passes run on the common GEMM core (common/gemm_kernels.cuh, see
+// conv_transpose_launch.h). What is here: the int64 fallback for sizes whose indices do not
+// fit that core's 32-bit arithmetic, its slice reduction, and the bias gradient.
+//
+// The int64 fallback: one shared-memory tiled implicit-GEMM kernel serves the forward,
+// grad_input and grad_weight:
 // C[m, n] = sum_k A(m, k) * B(k, n) over a batch of independent problems, where a "problem"
 // struct says how to read A and B straight from the tensors (no im2col buffer) and where to
 // write C. A block owns a 32x32 tile of C; 256 threads each accumulate a 2x2 sub-tile in
@@ -26,7 +31,7 @@ namespace pyseg::conv_transpose {
 constexpr int kTileM = 32;
 constexpr int kTileN = 32;
 constexpr int kTileK = 16;
-constexpr int kGemmThreads = 256;  // 16 x 16 threads, 2 x 2 outputs each
+constexpr int kTileThreads = 256;  // 16 x 16 threads, 2 x 2 outputs each
 
 struct Geometry {
   int64_t batch, in_channels, in_h, in_w;
@@ -37,7 +42,7 @@ struct Geometry {
 };
 
 template <typename scalar_t, class Problem>
-__global__ void __launch_bounds__(kGemmThreads)
+__global__ void __launch_bounds__(kTileThreads)
     implicit_gemm_kernel(Problem prob, int64_t problems, int64_t tiles_m, int64_t tiles_n) {
   using acc_t = at::opmath_type<scalar_t>;
   // +1 column: the inner loop reads rows of these, the loads write columns.
@@ -55,12 +60,12 @@ __global__ void __launch_bounds__(kGemmThreads)
     if (m0 >= M || n0 >= N) continue;  // the same for every thread of the block
     acc_t acc[2][2] = {{acc_t(0), acc_t(0)}, {acc_t(0), acc_t(0)}};
     for (int64_t k0 = 0; k0 < K; k0 += kTileK) {
-      for (int e = threadIdx.x; e < kTileK * kTileM; e += kGemmThreads) {
+      for (int e = threadIdx.x; e < kTileK * kTileM; e += kTileThreads) {
         const int kk = e / kTileM, mm = e % kTileM;
         const int64_t m = m0 + mm, k = k0 + kk;
         a_tile[kk][mm] = (m < M && k < K) ? prob.a(ctx, m, k) : acc_t(0);
       }
-      for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
+      for (int e = threadIdx.x; e < kTileK * kTileN; e += kTileThreads) {
         const int kk = e / kTileN, nn = e % kTileN;
         const int64_t n = n0 + nn, k = k0 + kk;
         b_tile[kk][nn] = (n < N && k < K) ? prob.b(ctx, k, n) : acc_t(0);
@@ -256,21 +261,23 @@ __global__ void reduce_slices_kernel(const at::opmath_type<scalar_t>* __restrict
 }
 
 // grad_bias[c] = sum of grad_output over images and pixels of channel c: one block per
-// channel, fixed per-thread strides and a fixed tree, so the sum is deterministic.
+// channel, fixed per-thread strides and a fixed tree, so the sum is deterministic. The loops
+// walk (image, pixel) without splitting a flat index: no division at all.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kGemmThreads)
+__global__ void __launch_bounds__(kTileThreads)
     bias_grad_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gb, int64_t batch,
                      int64_t channels, int64_t plane) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t partial[kGemmThreads];
+  __shared__ acc_t partial[kTileThreads];
   for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
     acc_t s = 0;
-    for (int64_t e = threadIdx.x; e < batch * plane; e += kGemmThreads) {
-      s += static_cast<acc_t>(gy[((e / plane) * channels + c) * plane + e % plane]);
+    for (int64_t n = 0; n < batch; ++n) {
+      const scalar_t* row = gy + (n * channels + c) * plane;
+      for (int64_t e = threadIdx.x; e < plane; e += kTileThreads) s += static_cast<acc_t>(row[e]);
     }
     partial[threadIdx.x] = s;
     __syncthreads();
-    for (int width = kGemmThreads / 2; width > 0; width /= 2) {
+    for (int width = kTileThreads / 2; width > 0; width /= 2) {
       if (static_cast<int>(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
       __syncthreads();
     }
