@@ -511,3 +511,20 @@ def test_cpu_gemm_env_aten_matches():
                          env={**os.environ, "PYSEG_GEMM": "aten"}, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-1] == "aten"
+
+
+def test_strided_channels_last_weight_in_a_half_type_cpu():
+    # A strided channels_last view of a bfloat16 weight is not channels_last-contiguous, but
+    # its float32 conversion is: grad_weight's layout and the kernels' k order must both be
+    # decided on the weight as passed (they once disagreed and grad_weight was scrambled).
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 5).bfloat16().contiguous(memory_format=torch.channels_last)
+    w = torch.randn(4, 6, 3, 3).bfloat16().contiguous(memory_format=torch.channels_last)[:, ::2]
+    assert not w.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn(2, 3, 7, 7).bfloat16().contiguous(memory_format=torch.channels_last)
+    gx, gw, _ = torch.ops.pyseg.conv_transpose2d_backward(
+        g, x, w, [1, 1], [0, 0], [0, 0], 1, [1, 1], [True, True, False])
+    xr, wr = x.double().requires_grad_(), w.double().requires_grad_()
+    gxr, gwr = torch.autograd.grad(F.conv_transpose2d(xr, wr), (xr, wr), g.double())
+    torch.testing.assert_close(gw.double(), gwr, atol=0.2, rtol=0.02)
+    torch.testing.assert_close(gx.double(), gxr, atol=0.2, rtol=0.02)

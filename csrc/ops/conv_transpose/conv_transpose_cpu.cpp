@@ -1033,9 +1033,12 @@ at::Tensor prepared(const at::Tensor& t, const Params& p, at::ScalarType ctype) 
 // fc6-deconv weight took longer than the layer); records its strides in p. The same test as
 // the fake kernel's (pyseg/ops/conv_transpose.py), which decides grad_weight's layout.
 at::Tensor weight_as_stored(const at::Tensor& weight, at::ScalarType ctype, Params& p) {
-  at::Tensor w = weight.to(ctype);
-  const bool cl = w.dim() == 4 && w.is_contiguous(at::MemoryFormat::ChannelsLast);
-  if (!cl) w = w.contiguous();
+  // Decided on `weight` itself, not on its conversion: converting a strided channels_last
+  // view (a bfloat16 slice) yields a dense channels_last copy, and grad_weight's layout
+  // (grad_weight_channels_last) follows the tensor the caller passed.
+  const bool cl = weight.dim() == 4 && weight.is_contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor w = weight.to(ctype).contiguous(cl ? at::MemoryFormat::ChannelsLast
+                                                : at::MemoryFormat::Contiguous);
   p.w_co_stride = cl ? 1 : p.kernel_h * p.kernel_w;
   p.w_tap_stride = cl ? p.out_per_group : 1;
   return w;
