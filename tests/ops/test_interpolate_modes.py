@@ -375,3 +375,53 @@ def test_autocast_follows_torch():
         with pyseg.ops.emulated(), torch.autocast("cpu", dtype=torch.float16):
             assert interpolate(x, size=2, mode="trilinear").dtype == torch.float32
             assert interpolate(x, size=2, mode="area").dtype == torch.float16
+
+
+# ---- CPU capability variants (upsample_cpu_kernel.cpp) ----------------------------------
+
+# Channel counts below, at and past a vector width, in both layouts; an integer scale (the
+# periodic NCHW form, the paired channels_last rows), a non-integer one, a downsampling and
+# antialias, 3-D to 5-D.
+VARIANT_CASES = [
+    ((2, 3, 9, 11), "bilinear", dict(scale_factor=2)),
+    ((1, 19, 6, 5), "bicubic", dict(scale_factor=1.7)),
+    ((2, 33, 8, 8), "bilinear", dict(size=(3, 5))),
+    ((1, 17, 13, 12), "bicubic", dict(scale_factor=0.3, antialias=True)),
+    ((2, 5, 7, 6), "nearest", dict(scale_factor=4)),
+    ((1, 18, 9), "linear", dict(scale_factor=2.5)),
+    ((1, 9, 3, 4, 5), "trilinear", dict(scale_factor=2)),
+]
+
+
+@pytest.mark.parametrize("shape,mode,kw", VARIANT_CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_capability_variants_bitwise_equal_default(cpu_capability, shape, mode, kw,
+                                                   channels_last, dtype):
+    # Every variant computes the same roundings in the same order (no FMA contraction), so
+    # outputs and gradients are bitwise the default variant's; and close to torch's.
+    from tests.ops.conftest import using_capability
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=g).to(dtype)
+    if channels_last and x.dim() > 3:
+        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+        x = x.to(memory_format=fmt)
+
+    def run():
+        xi = x.detach().requires_grad_()
+        out = interpolate(xi, mode=mode, **kw)
+        go = torch.randn(out.shape, generator=torch.Generator().manual_seed(4)).to(dtype)
+        (grad,) = torch.autograd.grad(out, xi, go)
+        return out, grad, go
+
+    out, grad, go = run()
+    with using_capability("default"):
+        base_out, base_grad, _ = run()
+    assert torch.equal(out, base_out) and torch.equal(grad, base_grad), cpu_capability
+    xr = x.double().requires_grad_()
+    ref = F.interpolate(xr, mode=mode, **kw)
+    (ref_grad,) = torch.autograd.grad(ref, xr, go.double())
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 3e-2}[dtype]
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol * 4)
