@@ -9,8 +9,10 @@
 // per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
 // accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
 // zmm registers; AVX2: 6 x 16; double halves NR). Its loads are sequential streams, light
-// enough (about 13 bytes per cycle at full FMA rate) that the L2 and the prefetchers keep up,
-// so k is not split into cache blocks and every C element is written once.
+// enough (about 13 bytes per cycle at full FMA rate) that the L2 and the prefetchers keep up.
+// k runs in fixed blocks of 256 (a B micro-panel then stays in L1), each block adding into C,
+// in order; the block length is a constant, not a cache size, so results never depend on the
+// machine.
 //
 // Parallel over tiles of C (at::parallel_for); inside a parallel region it runs inline. Each
 // C element is produced by one micro-kernel call summing k in order 0..k-1 (with one FMA per
