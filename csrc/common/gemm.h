@@ -3,12 +3,14 @@
 // BLIS's design. The operands are copied into panels: A into panels of MR rows (k-major,
 // MR values per k), B into panels of NR columns (NR values per k), zero-padded at the edges.
 // A row-major A (unit column stride) is the exception: the micro-kernel reads its MR rows in
-// place (only a last partial panel is packed), because packing A transposes every element and
-// costs about as much as the GEMM when B is only a few panels wide.
+// place, because packing A transposes every element and costs about as much as the GEMM when
+// B is only a few panels wide; unless its rows are a multiple of 4 KB apart, where MR rows
+// share one L1 set and every read misses (then A is packed).
 // A register-blocked micro-kernel computes an MR x NR tile of C over the whole k range:
 // per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
 // accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
-// zmm registers; AVX2: 6 x 16; double halves NR). Its loads are sequential streams, light
+// zmm registers; AVX2: 6 x 16; double halves NR). A tile cut by the edge of C runs a
+// micro-kernel of its own rows and vectors, not the full one on zero padding. Its loads are sequential streams, light
 // enough (about 13 bytes per cycle at full FMA rate) that the L2 and the prefetchers keep up.
 // k runs in fixed blocks of 256 (a B micro-panel then stays in L1), each block adding into C,
 // in order; the block length is a constant, not a cache size, so results never depend on the

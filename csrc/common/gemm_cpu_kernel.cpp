@@ -5,7 +5,9 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/gemm.h"
@@ -33,36 +35,38 @@ using Vec = at::vec::Vectorized<T>;
 template <typename T>
 constexpr int64_t kNR = kNV * Vec<T>::size();
 
-// c[0:MR, 0:NR] (=|+=) sum_p a[p, 0:MR]^T b[p, 0:NR], k in order. B is a packed panel; A
-// is a packed panel (kRowsA false: the MR values of step p at a + p * MR) or MR rows of a
-// row-major matrix read in place (kRowsA: row r at a + r * lda, step p at + p). Both read
-// the same values in the same order, so the results are bitwise the same.
-template <typename T, bool kRowsA = false>
+// c[0:R, 0:NV*W] (=|+=) sum_p a[p, 0:R]^T b[p, 0:NV*W], k in order. B is a packed panel
+// (NR values per k); A is a packed panel (kRowsA false: the values of step p at a + p * MR)
+// or R rows of a row-major matrix read in place (kRowsA: row r at a + r * lda, step p at
+// + p). Both read the same values in the same order, so the results are bitwise the same.
+// The full tile is R = MR, NV = kNV; an edge tile runs with only the rows and vectors it
+// has (a 16-column C on a 32-column tile would otherwise spend half its FMAs on padding).
+template <typename T, bool kRowsA, int R, int NV>
 void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __restrict b,
                   T* __restrict c, int64_t ldc, bool accumulate) {
   constexpr int W = Vec<T>::size();
-  Vec<T> acc[kMR][kNV];
+  Vec<T> acc[R][NV];
 #pragma GCC unroll 32
-  for (int i = 0; i < kMR; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < kNV; ++j) acc[i][j] = Vec<T>(T(0));
+    for (int j = 0; j < NV; ++j) acc[i][j] = Vec<T>(T(0));
   for (int64_t p = 0; p < k; ++p) {
-    Vec<T> bv[kNV];
+    Vec<T> bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < kNV; ++j) bv[j] = Vec<T>::loadu(b + j * W);
+    for (int j = 0; j < NV; ++j) bv[j] = Vec<T>::loadu(b + j * W);
 #pragma GCC unroll 32
-    for (int i = 0; i < kMR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const Vec<T> av(kRowsA ? a[i * lda] : a[i]);
 #pragma GCC unroll 4
-      for (int j = 0; j < kNV; ++j) acc[i][j] = at::vec::fmadd(av, bv[j], acc[i][j]);
+      for (int j = 0; j < NV; ++j) acc[i][j] = at::vec::fmadd(av, bv[j], acc[i][j]);
     }
     a += kRowsA ? 1 : kMR;
     b += kNR<T>;
   }
 #pragma GCC unroll 32
-  for (int i = 0; i < kMR; ++i) {
+  for (int i = 0; i < R; ++i) {
 #pragma GCC unroll 4
-    for (int j = 0; j < kNV; ++j) {
+    for (int j = 0; j < NV; ++j) {
       T* d = c + i * ldc + j * W;
       Vec<T> v = acc[i][j];
       if (accumulate) v = v + Vec<T>::loadu(d);
@@ -71,21 +75,43 @@ void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __rest
   }
 }
 
-// A tile of C that may be cut by the matrix edge: full tiles go straight to C, edge tiles
-// through a small buffer (the packed panels are zero-padded, so the kernel is the same).
-// (kRowsA: a holds kMR full rows of a row-major A, lda apart; see micro_kernel.)
+template <typename T, bool kRowsA>
+using MicroKernel = void (*)(int64_t, const T*, int64_t, const T*, T*, int64_t, bool);
+
+// kernels[r - 1][nv - 1]: the micro-kernel for r rows and nv vectors.
+template <typename T, bool kRowsA, int... Rs>
+constexpr auto micro_kernels(std::integer_sequence<int, Rs...>) {
+  static_assert(kNV <= 2, "the table below lists one or two vectors");
+  std::array<std::array<MicroKernel<T, kRowsA>, kNV>, sizeof...(Rs)> table{};
+  ((table[Rs][0] = &micro_kernel<T, kRowsA, Rs + 1, 1>), ...);
+  if constexpr (kNV == 2) ((table[Rs][1] = &micro_kernel<T, kRowsA, Rs + 1, kNV>), ...);
+  return table;
+}
+
+// A tile of C that may be cut by the matrix edge. It runs the micro-kernel of its own rows
+// and vectors; when its columns end inside a vector, through a small buffer (the packed B
+// panel is zero-padded, so the padding lanes compute zeros that are not copied out).
+// (kRowsA: a holds the tile's rows of a row-major A, lda apart; see micro_kernel.)
 template <typename T, bool kRowsA = false>
 void tile(int64_t k, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int64_t rows,
           int64_t cols, bool accumulate) {
   constexpr int64_t NR = kNR<T>;
+  constexpr int64_t W = Vec<T>::size();
   if (rows == kMR && cols == NR) {
-    micro_kernel<T, kRowsA>(k, a, lda, b, c, ldc, accumulate);
+    micro_kernel<T, kRowsA, kMR, kNV>(k, a, lda, b, c, ldc, accumulate);
+    return;
+  }
+  static constexpr auto kernels = micro_kernels<T, kRowsA>(std::make_integer_sequence<int, kMR>{});
+  const int64_t nv = (cols + W - 1) / W;
+  const auto kernel = kernels[rows - 1][nv - 1];
+  if (cols == nv * W) {
+    kernel(k, a, lda, b, c, ldc, accumulate);
     return;
   }
   alignas(64) T buf[kMR * NR];
   if (accumulate)
     for (int64_t i = 0; i < rows; ++i) std::memcpy(buf + i * NR, c + i * ldc, cols * sizeof(T));
-  micro_kernel<T, kRowsA>(k, a, lda, b, buf, NR, accumulate);
+  kernel(k, a, lda, b, buf, NR, accumulate);
   for (int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, buf + i * NR, cols * sizeof(T));
 }
 
@@ -197,6 +223,15 @@ void skinny_columns(const GemmArgs<T>& g, int64_t j0, int64_t j1) {
   }
 }
 
+// Whether kMR rows `stride_bytes` apart crowd more lines into one L1 set than an 8-way L1
+// holds (sets of 64-byte lines, 4 KB per way).
+bool rows_alias_in_l1(int64_t stride_bytes) {
+  int count[64] = {};
+  int most = 0;
+  for (int64_t r = 0; r < kMR; ++r) most = std::max(most, ++count[((r * stride_bytes) >> 6) & 63]);
+  return most > 8;
+}
+
 template <typename T>
 void gemm(const GemmArgs<T>& g) {
   constexpr int64_t MR = kMR, NR = kNR<T>;
@@ -219,13 +254,18 @@ void gemm(const GemmArgs<T>& g) {
     return;
   }
   const int64_t mp = ceil_div(m, MR), np = ceil_div(n, NR);
-  // A row-major A is read in place by the micro-kernel (only a last partial panel of fewer
-  // than MR rows is packed): packing it would transpose every element, which costs about as
+  // A row-major A is read in place by the micro-kernel: packing it would transpose every element, which costs about as
   // much as the GEMM itself when B is a few panels wide (a conv's im2col rows times a weight
   // of 64 output channels). One operand is packed whole (once); the tasks pack their share
   // of the other.
   // (A gathered view with column offsets is read in place too, run by run.)
-  const bool a_rows = !g.a_packed && !g.a.row_offsets && (g.a.col_stride == 1 || g.a.col_offsets);
+  // Not when its rows alias in L1, though: MR rows a multiple of 4 KB apart (a 1024-float
+  // row) fall into one set of the L1 (4 KB per way on every x86 core: 32 KB 8-way, 48 KB
+  // 12-way), which holds 8 or 12 lines, so every broadcast misses (square 1024 float32 on a
+  // Zen 4 core: 78 GFLOP/s in place, 93 packed). Reading in place or packed gives the same
+  // bits; only the speed differs.
+  const bool a_rows = !g.a_packed && !g.a.row_offsets && (g.a.col_stride == 1 || g.a.col_offsets) &&
+                      !rows_alias_in_l1(g.a.row_stride * int64_t(sizeof(T)));
   // The k blocks: kKC long, and for a gathered A also cut where its column offsets jump (each
   // block then is a contiguous stretch of every row). Fixed by k and the offsets alone.
   std::vector<std::pair<int64_t, int64_t>> kblocks;  // (p0, length)
@@ -282,16 +322,10 @@ void gemm(const GemmArgs<T>& g) {
       const int64_t j_lo = jb * nb, j_hi = std::min(np, j_lo + nb);
       const T* a_blk;  // panels i_lo.. of A
       const T* b_blk;  // panels j_lo.. of B
-      const bool partial_last = a_rows && i_hi == mp && m % MR != 0;
       if (ap) {
         a_blk = ap + i_lo * MR * k;
       } else if (a_rows) {
-        a_blk = nullptr;  // read in place; the partial last panel packed alone
-        if (partial_last) {
-          T* buf = thread_scratch<T, 11>(MR * k);
-          pack_a_panel(g.a, (mp - 1) * MR, buf);
-          a_blk = buf;
-        }
+        a_blk = nullptr;  // read in place, the last partial panel included
       } else {
         T* buf = thread_scratch<T, 11>((i_hi - i_lo) * MR * k);
         for (int64_t i = i_lo; i < i_hi; ++i) pack_a_panel(g.a, i * MR, buf + (i - i_lo) * MR * k);
@@ -314,12 +348,12 @@ void gemm(const GemmArgs<T>& g) {
           const T* b_tile = b_blk + (j - j_lo) * NR * k + p0 * NR;
           T* c_tile = g.c + i * MR * g.ldc + j * NR;
           const int64_t rows = std::min(MR, m - i * MR), cols = std::min(NR, n - j * NR);
-          if (a_rows && rows == MR) {
+          if (a_rows) {
             tile<T, true>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
                           c_tile, g.ldc, rows, cols, acc);
           } else {
-            const T* a_tile = a_rows ? a_blk + p0 * MR : a_blk + (i - i_lo) * MR * k + p0 * MR;
-            tile<T>(kc, a_tile, 0, b_tile, c_tile, g.ldc, rows, cols, acc);
+            tile<T>(kc, a_blk + (i - i_lo) * MR * k + p0 * MR, 0, b_tile, c_tile, g.ldc, rows,
+                    cols, acc);
           }
         };
         if (ap) {

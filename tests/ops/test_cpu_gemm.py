@@ -95,6 +95,29 @@ def test_few_rows_round_like_many(cpu_capability, dtype):
             assert torch.equal(out, many_acc[:m]), m
     torch.testing.assert_close(many.double(), reference(a_many, b), **tol(dtype, k))
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_tiles_and_aliasing_rows_round_like_full_tiles(cpu_capability, dtype):
+    # Each element of C is one FMA chain over k in order, whatever tile computes it: an edge
+    # tile (its own micro-kernel for the rows and vectors it has) and a full tile must agree
+    # bitwise, and so must A read in place, A packed because its rows are 4 KB apart (1024
+    # floats or 512 doubles: they would share one L1 set), and A prepacked.
+    g = torch.Generator().manual_seed(5)
+    k = 300  # two k blocks
+    a = torch.randn(40, k, generator=g, dtype=dtype)
+    b = torch.randn(k, 70, generator=g, dtype=dtype)
+    full = gemm(a, b)
+    for m in range(1, 30):  # every row count of an edge tile, for MR up to 14
+        assert torch.equal(gemm(a[:m], b), full[:m]), m
+    for n in range(1, 70):  # every column count of one and two vectors
+        assert torch.equal(gemm(a, b[:, :n].contiguous()), full[:, :n]), n
+    for row in (4096 // a.element_size(), 8192 // a.element_size(), k + 7):  # elements
+        strided = torch.zeros(a.shape[0], row, dtype=dtype)[:, :k]
+        strided.copy_(a)
+        for pack in ("", "a"):
+            assert torch.equal(gemm(strided, b, pack=pack), full), (row, pack)
+    torch.testing.assert_close(full.double(), reference(a, b), **tol(dtype, k))
+
+
 def test_empty_and_k0():
     a, b = torch.randn(5, 0), torch.randn(0, 6)
     out = torch.full((5, 6), 3.0)
