@@ -96,3 +96,35 @@ def test_no_command_prints_help():
                          check=False)
     assert out.returncode == 2
     assert "usage: pyseg" in out.stdout
+
+
+def test_vector_instructions_only_in_capability_variants():
+    # The baseline build must run on any x86-64 CPU: AVX2 / AVX-512 code (ymm / zmm registers)
+    # may appear only in the per-capability translation units (namespaces AVX2:: / AVX512::,
+    # chosen at run time), never in code every CPU executes (it would die of SIGILL there).
+    import platform
+    import re
+    import shutil
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the capability variants are x86-64 only")
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) not found")
+    from pyseg import _loader
+
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _loader._C.__file__],
+                             capture_output=True, text=True, check=True).stdout
+    label = re.compile(r"^[0-9a-f]+ <(.*)>:$")
+    function, offenders, variants = "", set(), 0
+    for line in listing.splitlines():
+        m = label.match(line)
+        if m:
+            function = m.group(1)
+        elif "%ymm" in line or "%zmm" in line:
+            if "AVX2::" in function or "AVX512::" in function:
+                variants += 1
+            else:
+                offenders.add(function)
+    assert variants > 0, "no AVX2 / AVX-512 variant found: were the capability variants built?"
+    assert not offenders, f"vector code outside the capability variants: {sorted(offenders)[:10]}"
