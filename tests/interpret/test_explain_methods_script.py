@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,3 +45,29 @@ def test_table_lists_every_row():
     rows = [{"method": "gradcam", "deletion": 0.1, "insertion": 0.9, "road": 0.2,
              "pointing": 1.0, "seconds": 0.0123}]
     assert em.table(rows).splitlines()[-1] == "| gradcam | 0.100 | 0.900 | 0.200 | 1.000 | 12.3 |"
+
+
+def test_checkpoint_trains_once_then_loads(tmp_path, monkeypatch, capsys):
+    """--checkpoint: the first run trains and saves, the second loads the same weights (no
+    training) and gives the same metrics."""
+    em = _script()
+    ckpt = tmp_path / "net.pt"
+    argv = ["explain_methods.py", "--train", "32", "--epochs", "1", "--size", "32", "--test",
+            "2", "--width", "4", "--steps", "2", "--threads", "1", "--methods",
+            "gradcam,excitation-backprop", "--checkpoint", str(ckpt)]
+    monkeypatch.setattr(sys, "argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        em.main()
+        first = capsys.readouterr().out
+        assert ckpt.exists() and "training images x 1 epochs" in first
+        em.main()
+        second = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)  # main() sets the process's thread count
+    assert f"weights from {ckpt}" in second
+
+    def metrics(out):  # the table without its time column
+        return [line.rsplit("|", 2)[0] for line in out.splitlines() if line.startswith("| ")]
+
+    assert len(metrics(first)) == 4 and metrics(first) == metrics(second)
