@@ -120,7 +120,7 @@ def write_markdown(path: Path, heading: str, body: str) -> None:
                     end)
         while first > start and not lines[first - 1].strip():
             first -= 1
-        lines[first:last] = block + ([""] if last < end else [])
+        lines[first:last] = block + ([""] if last < len(lines) else [])
     else:
         while end > start and not lines[end - 1].strip():
             end -= 1

@@ -18,8 +18,9 @@ per-pixel (1x1 convolution) classifier cannot solve the task; shape and context 
 With ``cues="body"`` (a second generator; the default ``cues="shape"`` is the one above, and
 its pictures do not change) the species is told by evidence on the animal itself, equally
 salient for both: cats and dogs have the same size, and the fur carries a high-contrast
-pattern over the whole animal, stripes across the body for cats and round spots for dogs,
-in two colors of clearly different brightness. The background textures use neither pattern
+pattern over the whole animal, stripes across the body for cats and round spots for dogs
+(placed at random but kept apart, so that they do not merge: the spots carry about as much
+edge energy as the stripes), in two colors of clearly different brightness. The background textures use neither pattern
 (no stripes, spots or wood grain; solid clutter), so no class can be recognized by the
 absence of the other's features. On top of that (``decoys``, default 1.0: every image) the
 background carries *decoys*: patches of both patterns, striped and spotted, off the animal
@@ -268,7 +269,7 @@ def _species_fur(rng: np.random.Generator, cv: _Canvas, species: int, mask: np.n
                  tilt: float) -> np.ndarray:
     """cues="body": the species' fur over the whole canvas (it is painted through the
     animal's mask). Cat: stripes across the body axis, half of each period dark; dog: round
-    spots covering about as much of the animal (~45%)."""
+    spots kept apart (:func:`_spaced_spots`), covering ~40% of the animal."""
     c1, c2 = _pattern_colors(rng)
     if species == 0:
         along = cv.x * math.cos(tilt) + cv.y * math.sin(tilt)

@@ -35,6 +35,10 @@ def test_write_markdown_replaces_the_same_run(tmp_path):
     assert "run 1" not in text and text.count("#### net-a") == 1
     assert text.index("intro") < text.index("run 3") < text.index("run 2") < text.index("## B")
     assert "kept" in text and "also kept" in text
+    # Replacing the section's last block keeps the blank line before the next section.
+    em.write_markdown(path, "#### net-b (classification)", "`run 4`\n\n| t4 |")
+    text = path.read_text()
+    assert "run 2" not in text and "| t4 |\n\n## B\n" in text
     fresh = tmp_path / "new.md"
     em.write_markdown(fresh, "#### x (segmentation)", "| t |")
     assert fresh.read_text().splitlines()[1] == em.SECTION
