@@ -54,7 +54,9 @@ ALL_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eige
 # image border after upsampling and misses. Measurements per layer in RESULTS.md.
 DEFAULT_LAYERS = {"mini-xception": "blocks.2", "small-convnet": "features.10"}
 # small-convnet flattens into a dense layer sized for its input and needs >= 78 px; of 96,
-# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24; RESULTS.md).
+# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24 with body
+# generator version 2), and at 96 px (version 3) excitation backprop misses the cats
+# (RESULTS.md).
 DEFAULT_SIZES = {"small-convnet": 128}
 
 

@@ -11,7 +11,7 @@ Measured with this configuration (seed 0, 384 training images x 8 epochs at 48 p
 images, body generator version 3: background decoys, spaced dog spots; a loaded 2-core AMD
 EPYC): test accuracy 0.99; the fused map covers 83.8% of the animal, branch A's CAM 74.7%.
 The fused map also spreads further outside the animal: IoU with the animal 0.492 against
-CAM's 0.554. (With 5 epochs, enough for version 2's random spots, accuracy was 0.44.) With
+CAM's 0.554. (5 epochs, enough with version 2's random spots, gave accuracy 0.44.) With
 benchmarks/pointing_game.py --acol (512 images x 6 epochs at 64 px, width 16, before the
 decoys): accuracy 0.98, coverage 84.8% against 75.2%, IoU 0.489 against 0.532. The test
 asserts the coverage gain with a margin of half the measured one.
