@@ -26,8 +26,8 @@ foreground class (score: the sum of its logits over the pixels predicted as fore
     python benchmarks/pointing_game.py --task segmentation [--train 512 --epochs 6]
 
 Prints a table (hit rate per method, and for a classifier per class: cats, dogs; classifier
-accuracy, timings). The threshold asserted
-in tests/interpret/test_pointing_game.py comes from these measurements.
+accuracy, timings). The thresholds asserted in tests/interpret/test_pointing_game.py come
+from these measurements.
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ its pictures do not change) the species is told by evidence on the animal itself
 salient for both: cats and dogs have the same size, and the fur carries a high-contrast
 pattern over the whole animal, stripes across the body for cats and round spots for dogs
 (placed at random but kept apart, so that they do not merge: the spots carry about as much
-edge energy as the stripes), in two colors of clearly different brightness. The background textures use neither pattern
-(no stripes, spots or wood grain; solid clutter), so no class can be recognized by the
-absence of the other's features. On top of that (``decoys``, default 1.0: every image) the
-background carries *decoys*: patches of both patterns, striped and spotted, off the animal
-and equally often for both species, so stripe- or spot-like texture alone tells nothing;
-only the pattern on the animal does, and a faithful heatmap of either class lies on it.
-(Without decoys, networks with a large receptive field learned to answer from stripe- or
-spot-like background clutter and their maps pointed there.)
+edge energy as the stripes), in two colors of clearly different brightness. The background
+textures use neither pattern (no stripes, spots or wood grain; solid clutter), so no class
+can be recognized by the absence of the other's features. On top of that (``decoys``,
+default 1.0: every image) the background carries *decoys*: patches of both patterns, striped
+and spotted, off the animal and equally often for both species, so stripe- or spot-like
+texture alone tells nothing; only the pattern on the animal does, and a faithful heatmap of
+either class lies on it. (Without decoys, networks with a large receptive field learned to
+answer from stripe- or spot-like background clutter and their maps pointed there.)
 
 Targets follow the Oxford-IIIT Pets trimap convention after the usual 1, 2, 3 -> 0, 1, 2
 mapping: ``0`` foreground (the animal), ``1`` background, ``2`` the contour band of
@@ -234,8 +234,8 @@ def _pattern_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 # cues="body", dogs: the range of the spots' radii (fraction of the image side; each spot draws
 # its own) and the least distance between two spot centres, in mean radii of the two. Spaced
 # spots carry as much edge energy inside the animal as the cats' stripes (overlapping random
-# spots merged into blobs and left some dogs nearly plain); spots of one size, or on a
-# jittered lattice, were harder to learn at 48 px than varied ones.
+# spots merged into blobs and left some dogs nearly plain). Spots of one size, or on a
+# jittered lattice, were learned less reliably by a small net at 48 px (RESULTS.md).
 SPOT_RADIUS = (0.024, 0.056)
 SPOT_SEPARATION = 2.3
 
