@@ -13,6 +13,10 @@ the original generator) or, with ``--task segmentation``, its small U-Net on the
     python benchmarks/explain_methods.py --arch small-convnet --size 96 --layer features.7
     python benchmarks/explain_methods.py --task segmentation [--train 512 --epochs 6]
     python benchmarks/explain_methods.py --train 64 --epochs 1 --size 32 --test 2   # smoke run
+    python benchmarks/explain_methods.py --arch mini-xception --checkpoint mx.pt   # train once
+
+``--checkpoint FILE`` loads the trained weights from FILE when it exists, else trains and
+saves them there (pointing_game.py writes the same files).
 
 Prints a markdown table (``--markdown FILE`` also appends it, with the command line, the
 CPU, torch's CPU capability and the load average, to FILE, e.g. benchmarks/RESULTS.md).
@@ -116,7 +120,7 @@ def write_markdown(path: Path, heading: str, body: str) -> None:
                     end)
         while first > start and not lines[first - 1].strip():
             first -= 1
-        lines[first:last] = block + ([""] if last < end else [])
+        lines[first:last] = block + ([""] if last < len(lines) else [])
     else:
         while end > start and not lines[end - 1].strip():
             end -= 1
@@ -144,6 +148,10 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="RISE / hide-and-seek masks")
     p.add_argument("--steps", type=int, default=32, help="deletion / insertion steps")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="FILE",
+                   help="load the weights from FILE if it exists (no training), else train "
+                        "and save them there (the same network as pointing_game.py "
+                        "--checkpoint with the same --arch, --size and --width)")
     p.add_argument("--markdown", type=Path, default=None, metavar="FILE",
                    help="append the table, the command and the CPU to FILE")
     args = p.parse_args()
@@ -151,21 +159,29 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     seg = args.task == "segmentation"
-    xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
-    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
     model = small_unet(args.width) if seg else classifier(args.arch, args.size, args.width)
+    trained = args.checkpoint is not None and args.checkpoint.exists()
+    xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
     load_start = os.getloadavg()
-    t0 = time.perf_counter()
-    train(model, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed)
-    t_train = time.perf_counter() - t0
+    if trained:
+        model.load_state_dict(torch.load(args.checkpoint, weights_only=True))
+        model.eval()
+        how = f"weights from {args.checkpoint}"
+    else:
+        xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
+        t0 = time.perf_counter()
+        train(model, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed)
+        how = (f"{args.train} training images x {args.epochs} epochs at {args.size}px "
+               f"({time.perf_counter() - t0:.0f} s)")
+        if args.checkpoint is not None:
+            torch.save(model.state_dict(), args.checkpoint)
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
     rows = run(model, xte, None if seg else yte, mte, args.methods.split(","), args.samples,
                args.steps, args.layer)
     load_end = os.getloadavg()
     net = f"u-net (base {args.width}, depth 2)" if seg else args.arch
-    head = (f"{args.task}, {net}, cues={args.cues}: {args.train} training images x "
-            f"{args.epochs} epochs at {args.size}px ({t_train:.0f} s), test "
+    head = (f"{args.task}, {net}, cues={args.cues}: {how}, test "
             f"{'pixel ' if seg else ''}accuracy {acc:.3f} on {args.test} images; layer "
             f"{args.layer or 'default'}; {_cpu()}, torch capability "
             f"{torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, load average "

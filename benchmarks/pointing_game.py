@@ -25,8 +25,9 @@ foreground class (score: the sum of its logits over the pixels predicted as fore
     python benchmarks/pointing_game.py --acol --methods acol,cam
     python benchmarks/pointing_game.py --task segmentation [--train 512 --epochs 6]
 
-Prints a table (hit rate per method, classifier accuracy, timings). The threshold asserted
-in tests/interpret/test_pointing_game.py comes from these measurements.
+Prints a table (hit rate per method, and for a classifier per class: cats, dogs; classifier
+accuracy, timings). The thresholds asserted in tests/interpret/test_pointing_game.py come
+from these measurements.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ ALL_METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eige
 # image border after upsampling and misses. Measurements per layer in RESULTS.md.
 DEFAULT_LAYERS = {"mini-xception": "blocks.2", "small-convnet": "features.10"}
 # small-convnet flattens into a dense layer sized for its input and needs >= 78 px; of 96,
-# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24; RESULTS.md).
+# 128 and 160 px, 128 gave the best Grad-CAM at features.10 (0.45, 0.75, 0.24 with body
+# generator version 2), and at 96 px (version 3) excitation backprop misses the cats
+# (RESULTS.md).
 DEFAULT_SIZES = {"small-convnet": 128}
 
 
@@ -161,8 +164,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 
 def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int = 50,
              hs_samples: int = 256, layer: str | None = None):
-    """``{method: (hit rate, seconds)}`` with the true class as target (segmentation: ``y``
-    is ``None`` and the target is the foreground class, 0). A method that refuses the model
+    """``{method: (hit rate, seconds, hit rate per class)}`` with the true class as target
+    (the last a list over the classes, ``[cats, dogs]``; segmentation: ``y`` is ``None``, the
+    target is the foreground class, 0, and the list is empty). A method that refuses the model
     (CAM on a network without global average pooling) is left out. ``layer``: the dotted
     layer name given to the methods that take one (CAM excepted: it needs the pooled
     features)."""
@@ -188,7 +192,10 @@ def evaluate(model, x, y, masks, methods=METHODS, tolerance: int = 0, batch: int
                 break
             hits.append(pointing_hits(maps, masks[i:i + batch], tolerance))
         if hits:
-            out[name] = (torch.cat(hits).float().mean().item(), time.perf_counter() - t0)
+            h = torch.cat(hits).float()
+            per_class = ([] if y is None else
+                         [h[y[:len(h)] == c].mean().item() for c in range(int(y.max()) + 1)])
+            out[name] = (h.mean().item(), time.perf_counter() - t0, per_class)
     return out
 
 
@@ -281,11 +288,12 @@ def main() -> None:
           f"of the pixels (the hit rate of a random point); layer "
           f"{layer or 'default (pyseg.interpret.default_layer)'}")
     methods = ALL_METHODS if args.methods == "all" else tuple(args.methods.split(","))
-    print(f"{'method':<22}{'pointing hit rate':>18}{'seconds':>10}")
-    for method, (rate, secs) in evaluate(model, xte, None if seg else yte, mte,
-                                         methods=methods, tolerance=args.tolerance,
-                                         hs_samples=args.hs_samples, layer=layer).items():
-        print(f"{method:<22}{rate:>18.3f}{secs:>10.1f}")
+    print(f"{'method':<22}{'pointing hit rate':>18}{'seconds':>10}"
+          + ("" if seg else f"{'cats':>8}{'dogs':>8}"))
+    for method, (rate, secs, per_class) in evaluate(
+            model, xte, None if seg else yte, mte, methods=methods, tolerance=args.tolerance,
+            hs_samples=args.hs_samples, layer=layer).items():
+        print(f"{method:<22}{rate:>18.3f}{secs:>10.1f}" + "".join(f"{r:>8.3f}" for r in per_class))
     if args.acol and not seg:
         print(f"{'ACoL map':<22}{'animal coverage':>18}{'IoU':>10}")
         for label, (cov, iou) in coverage(model, xte, yte, mte).items():

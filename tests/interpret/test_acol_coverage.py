@@ -7,13 +7,14 @@ features, trained briefly on the synthetic pets whose species cues cover the ani
 discriminative part). Coverage: the fraction of the animal's pixels where the min-max
 normalized map exceeds 0.5 (:func:`pyseg.interpret.acol.mask_coverage`), true class as target.
 
-Measured with this configuration (seed 0, 384 training images x 5 epochs at 48 px, 100 test
-images, the generator's default background decoys; a loaded 2-core AMD EPYC): test accuracy
-0.94; the fused map covers 77.7% of the animal, branch A's CAM 68.1%. The fused map also
-spreads further outside the animal: IoU with the animal 0.477 against CAM's 0.513 (before
-the decoys: accuracy 0.83, coverage 72.3% against 64.9%, IoU 0.446 against 0.494). With benchmarks/pointing_game.py --acol (512 images x 6
-epochs at 64 px, width 16, before the decoys): accuracy 0.98, coverage 84.8% against 75.2%,
-IoU 0.489 against 0.532. The test asserts the coverage gain with a margin of half the measured one.
+Measured with this configuration (seed 0, 384 training images x 8 epochs at 48 px, 100 test
+images, body generator version 3: background decoys, spaced dog spots; a loaded 2-core AMD
+EPYC): test accuracy 0.99; the fused map covers 83.8% of the animal, branch A's CAM 74.7%.
+The fused map also spreads further outside the animal: IoU with the animal 0.492 against
+CAM's 0.554. (5 epochs, enough with version 2's random spots, gave accuracy 0.44.) With
+benchmarks/pointing_game.py --acol (512 images x 6 epochs at 64 px, width 16, before the
+decoys): accuracy 0.98, coverage 84.8% against 75.2%, IoU 0.489 against 0.532. The test
+asserts the coverage gain with a margin of half the measured one.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def trained_acol():
     xte, yte, mte = bench.load_split("test", 100, 48, cues="body")
     model = bench.classifier("gapnet", 48, width=8, acol=True)
     assert isinstance(model, ACoL)
-    bench.train(model, xtr, ytr, epochs=5, seed=0)
+    bench.train(model, xtr, ytr, epochs=8, seed=0)
     return model, xte, yte, mte
 
 
@@ -60,4 +61,4 @@ def test_fused_map_covers_more_of_the_animal(trained_acol):
     cam_cov, cam_iou = mask_coverage(acol_maps(model, x, target=y, branch="a"), masks)
     print(f"coverage fused {fused_cov.mean():.3f} cam {cam_cov.mean():.3f}, IoU fused "
           f"{fused_iou.mean():.3f} cam {cam_iou.mean():.3f}")
-    assert fused_cov.mean() >= cam_cov.mean() + 0.035, (fused_cov.mean(), cam_cov.mean())
+    assert fused_cov.mean() >= cam_cov.mean() + 0.045, (fused_cov.mean(), cam_cov.mean())

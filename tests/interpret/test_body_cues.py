@@ -9,7 +9,15 @@ import hashlib
 import numpy as np
 import pytest
 
-from pyseg.data.synthetic import SyntheticPets, render, synthetic_pets
+from pyseg.data.synthetic import (
+    SPOT_RADIUS,
+    SPOT_SEPARATION,
+    SyntheticPets,
+    _Canvas,
+    _spaced_spots,
+    render,
+    synthetic_pets,
+)
 
 
 def test_original_generator_is_unchanged():
@@ -105,11 +113,48 @@ def _stats(cues: str, n: int = 100, size: int = 48):
             {k: float(np.mean(v)) for k, v in edges.items()})
 
 
-def test_body_cues_equally_salient():
-    """Both species about as large and as strongly patterned (the original generator makes dogs
-    about 1.5x larger than cats, the difference a classifier learned "cat" from)."""
-    area, edges = _stats("body")
+def test_body_cues_equally_large():
+    """Both species about as large (the original generator makes dogs about 1.5x larger than
+    cats, the difference a classifier learned "cat" from)."""
+    area, _ = _stats("body")
     assert area[1] / area[0] == pytest.approx(1.0, abs=0.15)
-    assert edges[1] / edges[0] == pytest.approx(1.0, abs=0.25)
     shape_area, _ = _stats("shape")
     assert shape_area[1] / shape_area[0] > 1.25
+
+
+@pytest.mark.parametrize("size", [48, 64, 128])
+def test_body_cues_equally_salient(size):
+    """Spots and stripes carry as much edge energy inside the animal, at every size the
+    benchmarks use (dogs / cats within 10%; randomly placed, overlapping spots gave
+    0.81-0.88, the dogs' Grad-CAM missing far more often than the cats')."""
+    _, edges = _stats("body", n=200, size=size)
+    assert 0.9 <= edges[1] / edges[0] <= 1.1, edges
+
+
+def test_dog_spots_are_spaced():
+    """The spots' centres lie on the animal, no two closer than ``sep`` times their mean
+    radius, the radii within the range, the same spots for the same stream, and they cover a
+    good part of every dog (none nearly plain)."""
+    covered = []
+    for size in (48, 128):
+        cv = _Canvas(size)
+        for i in range(30):
+            mask = render(0, "test", i, size, cues="body")["mask"]
+            w, spots = _spaced_spots(np.random.default_rng(i), cv, mask)
+            w2, spots2 = _spaced_spots(np.random.default_rng(i), cv, mask)
+            assert np.array_equal(w, w2) and np.array_equal(spots, spots2)
+            c, r = spots[:, :2], spots[:, 2]
+            assert ((r >= SPOT_RADIUS[0]) & (r <= SPOT_RADIUS[1])).all()
+            d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))
+            least = SPOT_SEPARATION * (r[:, None] + r[None]) / 2
+            off_diagonal = ~np.eye(len(c), dtype=bool)
+            assert (d[off_diagonal] >= least[off_diagonal] * (1 - 1e-6)).all(), (size, i)
+            px = np.clip((c * size).astype(int), 0, size - 1)
+            assert mask[px[:, 1], px[:, 0]].all()
+            # The union is exactly the disks around the returned centres.
+            disks = ((cv.x[..., None] - c[:, 0]) ** 2 + (cv.y[..., None] - c[:, 1]) ** 2
+                     <= r * r).any(-1)
+            assert np.array_equal(w, disks)
+            covered.append((w & mask).sum() / mask.sum())
+    # Measured: 0.36-0.49 of the animal, mean 0.42.
+    assert min(covered) >= 0.3, (min(covered), np.mean(covered))

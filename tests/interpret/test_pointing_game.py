@@ -38,17 +38,18 @@ def trained():
     xtr, ytr, _ = bench.load_split("train", 384, 48, cues="body")
     xte, yte, mte = bench.load_split("test", 100, 48, cues="body")
     model = bench.SmallGapNet(width=8)
-    bench.train(model, xtr, ytr, epochs=5, seed=0)
+    bench.train(model, xtr, ytr, epochs=8, seed=0)
     return bench, model, xte, yte, mte
 
 
 # Measured with this configuration (seed 0; python benchmarks/pointing_game.py --train 384
-# --epochs 5 --size 48 --width 8 --test 100; the default generator, with background decoys),
-# on a loaded 2-core AMD EPYC: test accuracy 0.87, gradcam 0.73, cam 0.73, excitation-backprop
-# 0.77 (object area: 33% of the pixels; before the decoys: 0.79, 0.79, 0.84). Longer training
-# reaches the 80% target with room (benchmarks/RESULTS.md); the bounds here are the test
-# budget's measurement less ~0.07.
-THRESHOLDS = {"gradcam": 0.65, "cam": 0.65, "excitation-backprop": 0.7}
+# --epochs 8 --size 48 --width 8 --test 100; body generator version 3: background decoys,
+# spaced dog spots), on a loaded 2-core AMD EPYC: test accuracy 0.99, gradcam 0.80 (cats
+# 1.00, dogs 0.64), cam 0.80, excitation-backprop 0.84 (object area: 33% of the pixels).
+# Version 2 (random overlapping spots) learned in 5 epochs (0.87; gradcam 0.73); with spaced
+# spots 5 epochs gave 0.60-0.87 depending on the seed and thread count, hence 8. The bounds
+# are the measurement less ~0.08 (a random point: 0.33).
+THRESHOLDS = {"gradcam": 0.72, "cam": 0.72, "excitation-backprop": 0.76}
 
 
 @pytest.mark.slow
