@@ -27,13 +27,20 @@ instructions: ``mma`` / ``wmma.mma`` in the PTX, ``HMMA`` in the SASS when cuobj
 come from the same PTX. cuobjdump is looked for next to nvcc and in the ``nvidia/cu13/bin``
 of the Python packages (``pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``).
 
+Column ``loop fma/mma %``: the share of the main loop's PTX instructions that are ``fma`` /
+tensor-core ``mma`` (PTX, not SASS: address arithmetic that ptxas folds still counts).
+
 ``--check`` enforces the budgets of ``BUDGETS`` below and exits 1 naming every kernel over
 one (``ALLOWED`` lists the exceptions, each with its reason).
+
+``--estimate`` prints ESTIMATED times on A100 and H100 of a few benchmark shapes (alone, or
+after the table with ``--markdown``), ours and torch's, from a roofline model derated by the occupancy and the
+main-loop mix above (see "--estimate" below for the model and what it ignores).
 
 Usage::
 
     python benchmarks/cuda_static.py [--src csrc] [--arch 80 --arch 90] [--jobs 2]
-        [--markdown] [--tu max_unpool] [--check]
+        [--markdown] [--tu max_unpool] [--check] [--estimate]
 
 ``--src`` points at another checkout's ``csrc`` (to compare before / after a change).
 """
@@ -83,11 +90,14 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the SIMT FMA fallback that launch_gemm runs below sm_80 (the kernel choice is made on "
         "the host, so it is compiled for every arch); sm_80+ launches gemm_tc_kernel, whose "
         "HMMA the tc_twin budget requires",
-    ("div64_loop", r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<"):
-        "one (image, channel, tap, pixel) decomposition of the flat int64 index per element of "
-        "the grid-stride loop; these kernels have no int32 variant yet",
-    ("occupancy", r"^deform_conv::coord_grad_kernel<double>"):
-        "80 registers for the double coordinate gradient (38%); float / half / bf16 reach 50%",
+    ("div64_loop",
+     r"^deform_conv::(im2col|col2im_atomic|col2im_plane|coord_grad)_kernel<\w+, int64>$"):
+        "the int64 index variant, launched only when an offset or size exceeds int32 "
+        "(deform_conv_launch.h: index_bound); the int32 variant that every smaller call runs "
+        "has none",
+    ("occupancy", r"^deform_conv::coord_grad_kernel<double, "):
+        "the double coordinate gradient: 72 registers on sm_80 for int32 indices, 80 for "
+        "int64 (38%); float / half / bf16 reach 50% or more",
     ("div64_loop", r"^max_unpool::\w+<.*int64>$"):
         "the int64 index variant, launched only when an offset or the grid exceeds int32 "
         "(fits_int32); the int32 variant that every smaller call runs has none",
@@ -101,18 +111,18 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("mma", r"^conv_transpose::implicit_gemm_kernel<(half|bf16),"):
         "conv_transpose2d's int64 fallback (SIMT FMA); the 32-bit path runs on tensor cores "
         "(gemm_tc_conv_kernel)",
-    ("div64_loop", r"^conv_transpose3d::(col2vol|vol2col)_kernel<"):
-        "first version of conv_transpose3d: each element splits its flat int64 index into "
-        "(channel, depth, row, column, tap) with 64-bit divisions; no int32 variant yet",
+    ("div64_loop", r"^conv_transpose3d::(col2vol|vol2col)_kernel<\w+, int64>$"):
+        "the int64 index variant, launched only when a size or the tap arithmetic exceeds "
+        "int32 (conv_transpose3d_launch.h: index_bound); the int32 variant has none",
     ("div64_loop", r"^grid_sample::(forward|backward)_kernel<\d, double, double>"):
         "the double kernels split the flat index with one 64-bit division per point; the "
         "float / half / bf16 kernels do not",
     ("occupancy", r"^grid_sample::backward_kernel<\d, double, double>"):
         "double coordinates and gradients: 96 registers for 3-D (25%), 80 for 2-D (38%); "
         "float / half / bf16 reach 50%",
-    ("div64_loop", r"^grid_sample::finalize_kernel<"):
-        "converts the fixed-point int64 grad_input sums back to floating point: one flat "
-        "index split per element with 64-bit divisions; no int32 variant yet",
+    ("div64_loop", r"^grid_sample::finalize_kernel<.*, int64>$"):
+        "the int64 index variant of the fixed-point to floating-point pass, launched only "
+        "when grad_input has 2^31 elements or more (fits_int32); the int32 variant has none",
     ("div64_loop", r"^upsample::forward_table_kernel<"):
         "builds the per-axis tap table (out entries per axis) once per call: one division "
         "per table entry, not per output element",
@@ -175,6 +185,8 @@ class Kernel:
     div64_loop: int = 0
     mma: int = 0
     hmma: int | None = None
+    fma_share: float = 0.0  # fma / all PTX instructions of the main loop
+    mma_share: float = 0.0  # mma.sync / wmma.mma / all PTX instructions of the main loop
     block: int = 256
     extra: dict = field(default_factory=dict)
 
@@ -296,6 +308,30 @@ def ptx_main_loop_facts(ptx: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+FMA_ONLY_PTX = re.compile(r"^\s*(?:@!?%p\d+\s+)?fma\.")
+
+
+def is_instruction(line: str) -> bool:
+    """A PTX instruction line (not a label, directive, comment or brace)."""
+    t = line.strip()
+    return t.endswith(";") and not t.startswith((".", "//", "$", "{", "}"))
+
+
+def ptx_main_loop_mix(ptx: str) -> dict[str, tuple[float, float]]:
+    """(fma share, mma share) of the main loop's PTX instructions per .entry: the
+    instruction mix that the --estimate model derates the arithmetic peak with (0, 0 for a
+    kernel without loops)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, body in ptx_entries(ptx):
+        loop = main_loop(body)
+        lines = body.splitlines()[loop[0]:loop[1] + 1] if loop else []
+        instructions = [line for line in lines if is_instruction(line)]
+        n = max(len(instructions), 1)
+        out[name] = (sum(1 for line in instructions if FMA_ONLY_PTX.match(line)) / n,
+                     sum(1 for line in instructions if MMA_PTX.match(line)) / n)
+    return out
+
+
 def find_cuobjdump(nvcc: Path) -> Path | None:
     """cuobjdump next to nvcc, else the one of the nvidia-cuda-cuobjdump wheel."""
     if (nvcc.parent / "cuobjdump").is_file():
@@ -356,14 +392,17 @@ def compile_tu(nvcc: Path, src: Path, tu: Path, archs: list[str], tmp: Path) -> 
         found = [k for k in parse_ptxas(res.stderr) if k.arch == arch]
         divs: dict[str, tuple[int, int]] = {}
         facts: dict[str, tuple[int, int]] = {}
+        mix: dict[str, tuple[float, float]] = {}
         for ptx in keep.glob("*.ptx"):
             text = ptx.read_text()
             divs.update(ptx_divisions(text))
             facts.update(ptx_main_loop_facts(text))
+            mix.update(ptx_main_loop_mix(text))
         sass = sass_facts(cuobjdump, Path(f"{stem}.cubin")) if cuobjdump else {}
         for k in found:
             k.div64, k.div32 = divs.get(k.mangled, (0, 0))
             k.div64_loop, k.mma = facts.get(k.mangled, (0, 0))
+            k.fma_share, k.mma_share = mix.get(k.mangled, (0.0, 0.0))
             if sass:
                 k.div_calls, k.hmma = sass.get(k.mangled, (0, 0))
             k.extra["tu"] = tu.relative_to(src).as_posix()
@@ -409,6 +448,256 @@ def violations(kernels: list[Kernel]) -> list[str]:
     return out
 
 
+# ---- --estimate: a roofline model of the benchmark shapes on A100 / H100 ------------------
+#
+# ESTIMATES, not measurements. Per kernel launch of an op at a benchmark shape (plugins/
+# benchmarks.py, `pyseg bench --list`), the FLOPs and DRAM bytes are counted from the shape
+# (the counts are in the case functions below), and
+#
+#     time = max(FLOPs / (peak x o x m), bytes / (bandwidth x o))
+#
+# o = min(1, theoretical occupancy / OCCUPANCY_ENOUGH): below half the SM's warps, a kernel is
+#     taken to hide memory and pipeline latency in proportion to its resident warps.
+# m = the main loop's instruction mix (from the report): fma share x issue slots per FMA at
+#     peak (FP32 SIMT: A100 has 16 FP32 lanes per scheduler, so an FMA every 2nd issue slot
+#     is peak; H100 has 32, every slot), or mma share x issue slots per mma at the tensor
+#     cores' peak (mma.sync m16n8k16: A100 one per 8 slots of an SM's 4 schedulers, H100 one
+#     per 4), capped at 1. A kernel whose main loop has no multiply-add (gathers, scatters,
+#     elementwise) is modeled by its bytes alone.
+# peak: FP32 for the FMA kernels, FP16 / BF16 or TF32 dense tensor-core peak for the
+#     tensor-core kernels (half / bfloat16, and float when TF32 is allowed).
+#
+# The reference (torch / cuDNN / cuBLAS / torchvision) gets the same model with fixed
+# efficiencies instead of o and m: TORCH_COMPUTE_EFFICIENCY of the peak it would use (cuDNN
+# convolutions run float32 as TF32 by default: torch.backends.cudnn.allow_tf32 is True;
+# cuBLAS matmuls do not: torch.backends.cuda.matmul.allow_tf32 is False) and
+# TORCH_MEMORY_EFFICIENCY of the bandwidth, on the bytes of its algorithm (an ideal single
+# pass for cuDNN and the upsampling kernels; the same columns as ours for torchvision's
+# deform_conv2d, which is im2col + GEMM + col2im as well).
+#
+# Ignored: L2 hits beyond "each operand once per launch", caches of gathered taps, launch
+# overhead and host time, tail effects of partial waves, clock behaviour under load, the
+# cost of atomics beyond their bytes, allocator and fill kernels of torch itself, and that
+# mma.sync does not reach H100's wgmma peak (the H100 tensor-core rows are optimistic).
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    arch: str           # the report's sm column whose kernel facts apply
+    bandwidth: float    # DRAM, bytes/s
+    peaks: dict         # FLOP/s per unit: fp32 (FMA), tf32 and fp16 (dense tensor cores)
+    fma_slots: int      # issue slots per FP32 FMA at peak
+    mma_slots: int      # issue slots per mma.sync at the tensor-core peak
+
+
+# NVIDIA's public specifications (A100 40GB SXM; H100 SXM5, dense tensor-core numbers).
+GPUS = [
+    Gpu("A100 SXM 40GB", "80", 1555e9, {"fp32": 19.5e12, "tf32": 156e12, "fp16": 312e12}, 2, 8),
+    Gpu("H100 SXM", "90", 3350e9, {"fp32": 67e12, "tf32": 495e12, "fp16": 990e12}, 1, 4),
+]
+OCCUPANCY_ENOUGH = 0.5
+TORCH_COMPUTE_EFFICIENCY = 0.7
+TORCH_MEMORY_EFFICIENCY = 0.8
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch (or a group of identical ones) of our op: `kernel` is a regular
+    expression on the report's short kernel name, `tu` the translation unit to take it from."""
+    what: str
+    kernel: str
+    tu: str
+    flops: float
+    bytes: float
+    unit: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Work:
+    """One pass of the reference's algorithm: FLOPs, bytes and the peak it runs at."""
+    flops: float
+    bytes: float
+    unit: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    dtype: str
+    ours: list
+    reference: list
+    reference_name: str
+
+
+def derate(kernel: Kernel, gpu: Gpu, unit: str) -> tuple[float, float]:
+    """(o, m) of the model for one kernel on one GPU."""
+    o = min(1.0, kernel.occupancy() / OCCUPANCY_ENOUGH)
+    share, slots = (kernel.fma_share, gpu.fma_slots) if unit == "fp32" else (
+        kernel.mma_share, gpu.mma_slots)
+    return o, min(1.0, share * slots)
+
+
+def launch_time(launch: Launch, kernel: Kernel, gpu: Gpu) -> float:
+    """Seconds for one launch under the model (see above)."""
+    o, m = derate(kernel, gpu, launch.unit)
+    memory = launch.bytes / (gpu.bandwidth * o)
+    if launch.flops == 0 or m == 0:
+        return memory
+    return max(memory, launch.flops / (gpu.peaks[launch.unit] * o * m))
+
+
+def reference_time(work: Work, gpu: Gpu) -> float:
+    return max(work.flops / (gpu.peaks[work.unit] * TORCH_COMPUTE_EFFICIENCY),
+               work.bytes / (gpu.bandwidth * TORCH_MEMORY_EFFICIENCY))
+
+
+def _conv_transpose2d_case(dtype: str) -> Case:
+    # (8, 128, 64, 64) -> 64, k3 s2 p1 op1 -> 128x128, forward: one GEMM per output phase
+    # (stride 2: 4 phases holding 4, 2, 2, 1 of the 9 taps); each reads x and its taps of the
+    # weight and writes a quarter of y.
+    e = 4 if dtype == "float32" else 2
+    n, cin, h, w, cout = 8, 128, 64, 64, 64
+    x, y, wt = n * cin * h * w * e, n * cout * 4 * h * w * e, cin * cout * 9 * e
+    kernel = (r"^gemm_conv_kernel<float, float, true>$" if dtype == "float32"
+              else rf"^gemm_tc_conv_kernel<{dtype}, {dtype}>$")
+    unit = "fp32" if dtype == "float32" else "fp16"
+    ours = [Launch(f"phase GEMM ({taps} taps)", kernel, "conv_transpose/",
+                   2.0 * n * cout * h * w * cin * taps, x + y / 4 + wt * taps / 9, unit)
+            for taps in (4, 2, 2, 1)]
+    ref = [Work(2.0 * n * cout * h * w * cin * 9, x + y + wt,
+                "tf32" if dtype == "float32" else "fp16")]
+    return Case("conv_transpose2d (8,128,64,64)->64 k3 s2 fwd", dtype, ours, ref,
+                "cuDNN" + (" (TF32)" if dtype == "float32" else ""))
+
+
+def _bicubic_case(dtype: str) -> Case:
+    # interpolate bicubic x2, (8, 64, 128, 128) -> 256x256, NCHW, forward: per output 4 x 4
+    # taps and 4 row sums, 20 multiply-adds; input read once, output written once.
+    e = 4 if dtype == "float32" else 2
+    out = 8 * 64 * 256 * 256
+    name = "float" if dtype == "float32" else dtype
+    ours = [Launch("resample", rf"^upsample::resample_kernel<false, {name}, float, int32>$",
+                   "upsample/", 40.0 * out, out * e + out / 4 * e)]
+    return Case("interpolate bicubic x2 (8,64,128,128) fwd", dtype, ours,
+                [Work(40.0 * out, out * e + out / 4 * e)], "torch upsample_bicubic2d")
+
+
+def _deform_conv2d_case(dtype: str) -> Case:
+    # deform_conv2d (4, 64, 64, 64) -> 64, 3x3 p1, mask, backward; one column chunk.
+    # cols / gcols: C*K x N*P. Gathers: every sampled corner of the input and every offset /
+    # mask value counted once (L2), columns streamed.
+    e = 4 if dtype == "float32" else 2
+    n, c, hw, o, k = 4, 64, 64 * 64, 64, 9
+    cols = c * k * n * hw
+    x, go, off, mask = n * c * hw * e, n * o * hw * e, n * 2 * k * hw * e, n * k * hw * e
+    wt = o * c * k * e
+    name = "float" if dtype == "float32" else dtype
+    tc = dtype != "float32"
+    unit = "fp16" if tc else "fp32"
+    gemm = (lambda out: rf"^gemm_tc_kernel<{name}, {out}>$") if tc else (
+        lambda out: r"^gemm_kernel<float, float, true>$")
+    # split-K of the weight gradient: 28 splits of float partial sums (deform_conv_launch.h).
+    splits, partial = 28, 28 * o * c * k * 4
+    gflop = 2.0 * c * k * n * hw * o
+    ours = [
+        Launch("im2col", rf"^deform_conv::im2col_kernel<{name}, int32>$", "deform_conv/",
+               16.0 * cols, cols * e + x + off + mask),
+        Launch("GEMM gcols = W^T grad", gemm(name), "deform_conv/", gflop,
+               wt + go + cols * e, unit),
+        Launch(f"GEMM grad_weight, split-K {splits}", gemm("float"), "deform_conv/", gflop,
+               go + cols * e + partial, unit),
+        Launch("sum of the splits", rf"^gemm_sum_splits_kernel<{name}, float>$", "deform_conv/",
+               0, partial + wt),
+        Launch("coord_grad", rf"^deform_conv::coord_grad_kernel<{name}, int32>$", "deform_conv/",
+               30.0 * cols, cols * e + x + 2 * off + 2 * mask),
+        Launch("col2im (atomics)", rf"^deform_conv::col2im_atomic_kernel<{name}, int32>$",
+               "deform_conv/", 12.0 * cols, cols * e + off + mask + 4 * cols * e),
+    ]
+    # torchvision: the same columns (im2col twice: forward's are not kept), cuBLAS GEMMs.
+    ref = [Work(16.0 * cols, cols * e + x + off + mask),
+           Work(gflop, wt + go + cols * e, unit if tc else "fp32"),
+           Work(gflop, go + cols * e + wt, unit if tc else "fp32"),
+           Work(30.0 * cols, cols * e + x + 2 * off + 2 * mask),
+           Work(12.0 * cols, cols * e + off + mask + 4 * cols * e)]
+    return Case("deform_conv2d (4,64,64,64)->64 3x3 bwd", dtype, ours, ref,
+                "torchvision (cuBLAS)")
+
+
+def _conv_transpose3d_case(dtype: str) -> Case:
+    # conv_transpose3d (2, 32, 8, 16, 16) -> 32, k3 s2 p1 op1 -> 16x32x32, float32, forward:
+    # per image a GEMM writing the columns (32 * 27 x 2048) and col2vol reading them back.
+    n, cin, cout, vin, vout, taps = 2, 32, 32, 8 * 16 * 16, 16 * 32 * 32, 27
+    cols = cout * taps * vin * 4
+    ours = [Launch("GEMM cols = W^T x (per image)", r"^gemm_kernel<float, float, true>$",
+                   "conv_transpose3d/", 2.0 * n * cols / 4 * cin,
+                   n * (cin * vin * 4 + cols) + cin * cout * taps * 4),
+            Launch("col2vol (per image)", r"^conv_transpose3d::col2vol_kernel<float, int32>$",
+                   "conv_transpose3d/", 0, n * (cols + cout * vout * 4))]
+    ref = [Work(2.0 * n * cin * cout * taps * vin,
+                (n * cin * vin + cin * cout * taps + n * cout * vout) * 4, "tf32")]
+    return Case("conv_transpose3d (2,32,8,16,16)->32 k3 s2 fwd", dtype, ours, ref, "cuDNN (TF32)")
+
+
+def estimate_cases() -> list[Case]:
+    return [_conv_transpose2d_case("float32"), _conv_transpose2d_case("half"),
+            _bicubic_case("float32"), _deform_conv2d_case("float32"),
+            _deform_conv2d_case("half"), _conv_transpose3d_case("float32")]
+
+
+ESTIMATE_TUS = ["conv_transpose/", "upsample/", "deform_conv/", "conv_transpose3d/"]
+
+
+def find_kernel(kernels: list[Kernel], launch: Launch, arch: str) -> Kernel | None:
+    for k in kernels:
+        if (k.arch == arch and launch.tu in k.extra.get("tu", "")
+                and re.search(launch.kernel, k.name)):
+            return k
+    return None
+
+
+def estimate_tables(kernels: list[Kernel]) -> str:
+    """The --estimate output: per case and GPU, ours against the reference, then every
+    launch of ours with the derating factors it got."""
+    summary = [("| case | dtype | GPU | ours (ms) | reference | reference (ms) | "
+                "ours / reference | reference without TF32 (ms) |"),
+               "|---|---|---|---|---|---|---|---|"]
+    detail = ["| case | dtype | GPU | launch | kernel | GFLOP | MB | occupancy | o | m | ms |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case in estimate_cases():
+        for gpu in GPUS:
+            total, missing = 0.0, False
+            for launch in case.ours:
+                k = find_kernel(kernels, launch, gpu.arch)
+                if k is None:
+                    missing = True
+                    detail.append(f"| {case.name} | {case.dtype} | {gpu.name} | {launch.what} | "
+                                  f"`{launch.kernel}` not compiled | | | | | | |")
+                    continue
+                t = launch_time(launch, k, gpu)
+                total += t
+                o, m = derate(k, gpu, launch.unit)
+                detail.append(
+                    f"| {case.name} | {case.dtype} | {gpu.name} | {launch.what} | `{k.name}` | "
+                    f"{launch.flops / 1e9:.3f} | {launch.bytes / 1e6:.1f} | {k.occupancy():.0%} | "
+                    f"{o:.2f} | {'-' if launch.flops == 0 or m == 0 else f'{m:.2f}'} | "
+                    f"{t * 1e3:.3f} |")
+            ref = sum(reference_time(w, gpu) for w in case.reference)
+            # The same work at the FP32 peak: torch with torch.backends.cudnn.allow_tf32 off.
+            exact = sum(reference_time(Work(w.flops, w.bytes, "fp32" if w.unit == "tf32"
+                                            else w.unit), gpu) for w in case.reference)
+            ours = "n/a" if missing else f"{total * 1e3:.3f}"
+            ratio = "n/a" if missing else f"{total / ref:.2f}"
+            summary.append(f"| {case.name} | {case.dtype} | {gpu.name} | {ours} | "
+                           f"{case.reference_name} | {ref * 1e3:.3f} | {ratio} | "
+                           f"{f'{exact * 1e3:.3f}' if exact != ref else '='} |")
+    head = (f"ESTIMATE (a roofline model, not a measurement; see cuda_static.py): "
+            f"occupancy enough at {OCCUPANCY_ENOUGH:.0%}, reference at "
+            f"{TORCH_COMPUTE_EFFICIENCY:.0%} of peak FLOP/s and "
+            f"{TORCH_MEMORY_EFFICIENCY:.0%} of bandwidth.")
+    return "\n".join([head, "", *summary, "", *detail])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", type=Path, default=ROOT / "csrc", help="the csrc tree to compile")
@@ -417,12 +706,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--check", action="store_true", help="exit 1 if a kernel breaks a budget")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the A100 / H100 time ESTIMATES of the benchmark shapes (after "
+                        "the kernel table with --markdown, else alone); compiles only the ops "
+                        "they need unless --tu or --check is given")
     args = p.parse_args(argv)
     archs = args.arch or ["80", "90"]
     src = args.src.resolve()
     tus = sorted(src.glob("ops/*/*_cuda.cu"))
-    if args.tu:
-        tus = [t for t in tus if any(s in str(t) for s in args.tu)]
+    wanted = args.tu or (ESTIMATE_TUS if args.estimate and not args.check else None)
+    if wanted:
+        tus = [t for t in tus if any(s in t.relative_to(src).as_posix() for s in wanted)]
     if not tus:
         raise SystemExit(f"cuda_static: no CUDA translation units under {src}")
     nvcc = find_nvcc()
@@ -438,20 +732,24 @@ def main(argv: list[str] | None = None) -> int:
     kernels.sort(key=lambda k: (k.name, k.arch))
 
     head = ["kernel", "sm", "regs", "smem B", "spill st/ld B", "block", "occupancy",
-            "div/rem 64", "div/rem 32", "div 64 loop", "div calls", "mma", "HMMA"]
+            "div/rem 64", "div/rem 32", "div 64 loop", "div calls", "mma", "HMMA",
+            "loop fma/mma %"]
     rows = [[k.name, k.arch, str(k.registers), str(k.smem), f"{k.spill_stores}/{k.spill_loads}",
              str(k.block), f"{k.occupancy():.0%}", str(k.div64), str(k.div32), str(k.div64_loop),
              "-" if k.div_calls is None else str(k.div_calls), str(k.mma),
-             "-" if k.hmma is None else str(k.hmma)] for k in kernels]
+             "-" if k.hmma is None else str(k.hmma),
+             f"{k.fma_share:.0%}/{k.mma_share:.0%}"] for k in kernels]
     if args.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
         for r in rows:
             print("| `" + r[0] + "` | " + " | ".join(r[1:]) + " |")
-    else:
+    elif not args.estimate:
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         for r in [head] + rows:
             print("  ".join(x.ljust(w) for x, w in zip(r, widths)))
+    if args.estimate:
+        print(("\n" if args.markdown else "") + estimate_tables(kernels))
     cuobjdump = find_cuobjdump(nvcc)
     print(f"\n{len(kernels)} kernels; nvcc {nvcc}; cuobjdump "
           f"{cuobjdump if cuobjdump else 'not found: div calls and HMMA not read'}",

@@ -94,6 +94,57 @@ def test_main_loop_is_the_innermost_hot_loop():
     assert facts["_Z4scanv"] == (1, 1)
 
 
+def test_main_loop_instruction_mix():
+    # gemm's inner loop: 3 fma + the branch = 4 instructions (the label is none);
+    # scan's: rem, mma, branch.
+    mix = cs.ptx_main_loop_mix(LOOP_PTX)
+    assert mix["_Z4gemmv"] == (0.75, 0.0)
+    assert mix["_Z4scanv"] == (0.0, pytest.approx(1 / 3))
+
+
+A100, H100 = cs.GPUS
+
+
+def test_estimate_model_by_hand():
+    # 32 registers: 100% occupancy, o = 1. A100: an FMA every 2nd issue slot is peak, so a
+    # 25% fma share gives m = 0.5: compute 1.95 GFLOP / (19.5 TFLOP/s * 0.5) = 0.2 ms against
+    # memory 155.5 MB / 1555 GB/s = 0.1 ms. H100: m = 0.25, 1.95e9 / (67e12 * 0.25) = 0.11642 ms
+    # against 155.5e6 / 3350e9 = 0.04642 ms.
+    simt = cs.Launch("x", "k", "", flops=1.95e9, bytes=155.5e6)
+    k80 = cs.Kernel("m", "80", registers=32, fma_share=0.25)
+    k90 = cs.Kernel("m", "90", registers=32, fma_share=0.25)
+    assert cs.launch_time(simt, k80, A100) == pytest.approx(0.2e-3)
+    assert cs.launch_time(simt, k90, H100) == pytest.approx(1.95e9 / (67e12 * 0.25))
+    # 128 registers: 25% occupancy, o = 0.5. Tensor cores, 5% mma share: A100 m = 0.05 * 8 =
+    # 0.4, compute 3.12e9 / (312e12 * 0.5 * 0.4) = 0.05 ms; memory 155.5e6 / (1555e9 * 0.5)
+    # = 0.2 ms: memory-bound.
+    tc = cs.Launch("x", "k", "", flops=3.12e9, bytes=155.5e6, unit="fp16")
+    k = cs.Kernel("m", "80", registers=128, mma_share=0.05)
+    assert cs.derate(k, A100, "fp16") == (0.5, pytest.approx(0.4))
+    assert cs.launch_time(tc, k, A100) == pytest.approx(0.2e-3)
+    # No multiply-add in the main loop: bytes alone.
+    gather = cs.Kernel("m", "80", registers=32)
+    assert cs.launch_time(simt, gather, A100) == pytest.approx(0.1e-3)
+    # The reference: 70% of peak, 80% of bandwidth: max(1.95e9 / 13.65e12, 155.5e6 / 1244e9)
+    # = max(0.142857, 0.125) ms.
+    assert cs.reference_time(cs.Work(1.95e9, 155.5e6), A100) == pytest.approx(1e-3 / 7)
+
+
+def test_estimate_table_finds_the_kernels():
+    # The bicubic case with a gather-like resample kernel (no fma): its bytes, input once
+    # (8 * 64 * 128 * 128 floats) and output once (4 times that), over A100's bandwidth:
+    # 167.77216 MB / 1555 GB/s = 0.108 ms. Cases whose kernels were not compiled say n/a.
+    k = cs.Kernel("m", "80", name="upsample::resample_kernel<false, float, float, int32>",
+                  registers=32, extra={"tu": "ops/upsample/upsample_cuda.cu"})
+    text = cs.estimate_tables([k])
+    assert text.startswith("ESTIMATE")
+    row = next(line for line in text.splitlines()
+               if line.startswith("| interpolate bicubic") and "A100" in line)
+    assert "| 0.108 |" in row
+    assert "| n/a |" in next(line for line in text.splitlines()
+                             if line.startswith("| deform_conv2d"))
+
+
 def _kernel(name, **kw):
     k = cs.Kernel("m", "80", name=name, registers=kw.pop("registers", 32), **kw)
     return k

@@ -39,17 +39,19 @@ struct Params {
   std::vector<int64_t> weight_sizes() const {
     return {in_channels, out_per_group, kernel[0], kernel[1], kernel[2]};
   }
-  Geometry geometry() const {
-    Geometry g;
+  // (index_t = int32_t only when the launch checked that every index fits: index_bound)
+  template <typename index_t = int64_t>
+  Geometry<index_t> geometry() const {
+    Geometry<index_t> g;
     for (int d = 0; d < 3; ++d) {
-      g.in[d] = in[d];
-      g.out[d] = out[d];
-      g.kernel[d] = kernel[d];
-      g.stride[d] = stride[d];
-      g.pad[d] = pad[d];
-      g.dil[d] = dil[d];
+      g.in[d] = static_cast<index_t>(in[d]);
+      g.out[d] = static_cast<index_t>(out[d]);
+      g.kernel[d] = static_cast<index_t>(kernel[d]);
+      g.stride[d] = static_cast<index_t>(stride[d]);
+      g.pad[d] = static_cast<index_t>(pad[d]);
+      g.dil[d] = static_cast<index_t>(dil[d]);
     }
-    g.out_per_group = out_per_group;
+    g.out_per_group = static_cast<index_t>(out_per_group);
     return g;
   }
 };

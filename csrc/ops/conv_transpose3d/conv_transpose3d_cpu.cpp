@@ -194,7 +194,7 @@ bool taps_are_disjoint(const Params& p) {
 // each output sums its taps in a fixed order (col2vol_sum).
 template <typename T>
 void forward_scatter(const Params& p, const T* x, const T* w, const T* b, T* y) {
-  const Geometry g = p.geometry();
+  const Geometry<> g = p.geometry();
   const int64_t in_vol = p.in_volume(), out_vol = p.out_volume(), kvol = p.kernel_volume();
   const int64_t ipg = p.in_per_group, opg = p.out_per_group, rows = opg * kvol;
   std::vector<T> cols(rows * in_vol);

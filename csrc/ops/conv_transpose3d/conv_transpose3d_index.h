@@ -9,6 +9,10 @@
 // od = id * stride - pad + kd * dil (per axis). Computed as a gather, each output element
 // sums its own taps in a fixed order: deterministic, no atomics. vol2col is its adjoint (a
 // regular 3-D convolution's im2col of grad_output), for grad_input and grad_weight.
+//
+// `index_t` is the type of every index expression: int64_t on the CPU and for large CUDA
+// launches, int32_t for CUDA launches whose sizes all fit (conv_transpose3d_launch.h:
+// index_bound), so that the divisions locating an element are 32-bit.
 #pragma once
 
 #include <cstdint>
@@ -17,33 +21,34 @@
 
 namespace pyseg::conv_transpose3d {
 
+template <typename index_t = int64_t>
 struct Geometry {
-  int64_t in[3], out[3], kernel[3], stride[3], pad[3], dil[3];
-  int64_t out_per_group;
+  index_t in[3], out[3], kernel[3], stride[3], pad[3], dil[3];
+  index_t out_per_group;
 };
 
 // Sum over the taps of output element (co, o[0], o[1], o[2]) of one image and group.
-template <typename acc_t, typename scalar_t>
-PYSEG_INLINE acc_t col2vol_sum(const scalar_t* cols, const Geometry& g, int64_t co, int64_t od,
-                               int64_t oh, int64_t ow) {
-  const int64_t in_volume = g.in[0] * g.in[1] * g.in[2];
+template <typename acc_t, typename scalar_t, typename index_t>
+PYSEG_INLINE acc_t col2vol_sum(const scalar_t* cols, const Geometry<index_t>& g, index_t co,
+                               index_t od, index_t oh, index_t ow) {
+  const index_t in_volume = g.in[0] * g.in[1] * g.in[2];
   acc_t sum = acc_t(0);
-  for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-    const int64_t td = od + g.pad[0] - kd * g.dil[0];
+  for (index_t kd = 0; kd < g.kernel[0]; ++kd) {
+    const index_t td = od + g.pad[0] - kd * g.dil[0];
     if (td < 0) break;  // decreases with kd
     if (td % g.stride[0] != 0 || td / g.stride[0] >= g.in[0]) continue;
-    const int64_t id = td / g.stride[0];
-    for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-      const int64_t th = oh + g.pad[1] - kh * g.dil[1];
+    const index_t id = td / g.stride[0];
+    for (index_t kh = 0; kh < g.kernel[1]; ++kh) {
+      const index_t th = oh + g.pad[1] - kh * g.dil[1];
       if (th < 0) break;
       if (th % g.stride[1] != 0 || th / g.stride[1] >= g.in[1]) continue;
-      const int64_t ih = th / g.stride[1];
-      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-        const int64_t tw = ow + g.pad[2] - kw * g.dil[2];
+      const index_t ih = th / g.stride[1];
+      for (index_t kw = 0; kw < g.kernel[2]; ++kw) {
+        const index_t tw = ow + g.pad[2] - kw * g.dil[2];
         if (tw < 0) break;
         if (tw % g.stride[2] != 0 || tw / g.stride[2] >= g.in[2]) continue;
-        const int64_t iw = tw / g.stride[2];
-        const int64_t row = ((co * g.kernel[0] + kd) * g.kernel[1] + kh) * g.kernel[2] + kw;
+        const index_t iw = tw / g.stride[2];
+        const index_t row = ((co * g.kernel[0] + kd) * g.kernel[1] + kh) * g.kernel[2] + kw;
         sum += static_cast<acc_t>(cols[row * in_volume + (id * g.in[1] + ih) * g.in[2] + iw]);
       }
     }
@@ -53,16 +58,16 @@ PYSEG_INLINE acc_t col2vol_sum(const scalar_t* cols, const Geometry& g, int64_t 
 
 // Column entry (row, i) of vol2col: grad_output (one image, one group: C_out/groups planes)
 // at the output position that input position i reaches through tap `row`, 0 outside.
-template <typename scalar_t>
-PYSEG_INLINE scalar_t vol2col_value(const scalar_t* volume, const Geometry& g, int64_t row,
-                                    int64_t i) {
-  const int64_t iw = i % g.in[2], ih = (i / g.in[2]) % g.in[1], id = i / (g.in[2] * g.in[1]);
-  const int64_t kw = row % g.kernel[2], kh = (row / g.kernel[2]) % g.kernel[1];
-  const int64_t kd = (row / (g.kernel[2] * g.kernel[1])) % g.kernel[0];
-  const int64_t co = row / (g.kernel[2] * g.kernel[1] * g.kernel[0]);
-  const int64_t od = id * g.stride[0] - g.pad[0] + kd * g.dil[0];
-  const int64_t oh = ih * g.stride[1] - g.pad[1] + kh * g.dil[1];
-  const int64_t ow = iw * g.stride[2] - g.pad[2] + kw * g.dil[2];
+template <typename scalar_t, typename index_t>
+PYSEG_INLINE scalar_t vol2col_value(const scalar_t* volume, const Geometry<index_t>& g,
+                                    index_t row, index_t i) {
+  const index_t iw = i % g.in[2], ih = (i / g.in[2]) % g.in[1], id = i / (g.in[2] * g.in[1]);
+  const index_t kw = row % g.kernel[2], kh = (row / g.kernel[2]) % g.kernel[1];
+  const index_t kd = (row / (g.kernel[2] * g.kernel[1])) % g.kernel[0];
+  const index_t co = row / (g.kernel[2] * g.kernel[1] * g.kernel[0]);
+  const index_t od = id * g.stride[0] - g.pad[0] + kd * g.dil[0];
+  const index_t oh = ih * g.stride[1] - g.pad[1] + kh * g.dil[1];
+  const index_t ow = iw * g.stride[2] - g.pad[2] + kw * g.dil[2];
   if (od < 0 || od >= g.out[0] || oh < 0 || oh >= g.out[1] || ow < 0 || ow >= g.out[2])
     return scalar_t(0);
   return volume[((co * g.out[0] + od) * g.out[1] + oh) * g.out[2] + ow];

@@ -1,8 +1,13 @@
 // conv_transpose3d host code for the CUDA kernels, written once against a Launcher (real
 // CUDA in conv_transpose3d_cuda.cu, the CPU emulator in conv_transpose3d_emu.cpp). Per image:
 // one batched GEMM over the groups (csrc/common/gemm_kernels.cuh) and a gather kernel.
-// Kernels work on contiguous NCDHW in the compute type (float for half / bfloat16).
+// Kernels work on contiguous NCDHW in the compute type (float for half / bfloat16), with
+// 32-bit index arithmetic when every size fits (index_bound), 64-bit otherwise.
 #pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -17,6 +22,29 @@
 namespace pyseg::conv_transpose3d {
 
 inline GemmIndex dense(int64_t stride) { return gemm_dense_index(stride); }
+
+// The largest magnitude an index expression of col2vol / vol2col reaches: offsets into one
+// image's columns and output, and per axis the tap arithmetic (od = id * stride - pad +
+// kd * dil, td = od + pad - kd * dil), within twice the padded extent out + 2 * pad, which
+// check_forward keeps within int64. Call it only for a non-empty output.
+inline int64_t index_bound(const Params& p) {
+  int64_t bound = std::max(p.out_channels * p.kernel_volume() * p.in_volume(),
+                           p.out_channels * p.out_volume());
+  for (int d = 0; d < 3; ++d)
+    bound = std::max(bound, 2 * std::min<int64_t>(p.out[d] + 2 * p.pad[d],
+                                                  std::numeric_limits<int32_t>::max()));
+  return bound;
+}
+
+// Calls fn.template operator()<index_t>() with int32_t when every index of a launch of
+// `grid` fits (index_bound, and a grid-stride step past it), int64_t otherwise.
+template <class Launcher, class Fn>
+void with_index_type(const Launcher& launch, const Params& p, dim3 grid, const Fn& fn) {
+  if (fits_int32(launch, grid, dim3(kThreadsPerBlock), index_bound(p)))
+    fn.template operator()<int32_t>();
+  else
+    fn.template operator()<int64_t>();
+}
 
 template <class Launcher, typename scalar_t>
 void gemm(const Launcher& launch, const GemmOperand<scalar_t>& a, const GemmOperand<scalar_t>& b,
@@ -35,25 +63,29 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& input, const at::Te
   const at::Tensor b = bias.has_value() && bias->defined() ? weight_as_compute(*bias) : at::Tensor();
   at::Tensor y = at::empty({p.batch, p.out_channels, p.out[0], p.out[1], p.out[2]}, x.options());
   if (y.numel() == 0) return finish(y, p, input.scalar_type());
-  const Geometry g = p.geometry();
   const int64_t in_vol = p.in_volume(), out_vol = p.out_volume();
   const int64_t ipg = p.in_per_group, rows = p.out_per_group * p.kernel_volume();
   at::Tensor cols = at::empty({p.groups, rows, in_vol}, x.options());
   const int64_t per_image = p.out_channels * out_vol;
+  const dim3 grid = grid_for(launch, per_image);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_transpose3d", [&] {
     using T = scalar_t;
-    for (int64_t n = 0; n < p.batch; ++n) {
-      // cols_g (rows x in_vol) = W_g^T (rows x ipg) X_g (ipg x in_vol)
-      const GemmOperand<T> a{w.const_data_ptr<T>(), ipg * rows, dense(1), dense(rows)};
-      const GemmOperand<T> bx{x.const_data_ptr<T>() + n * p.in_channels * in_vol, ipg * in_vol,
-                              dense(1), dense(in_vol)};
-      const GemmResult<T> c{cols.data_ptr<T>(), rows * in_vol, dense(in_vol), dense(1),
-                            nullptr, 0, false};
-      gemm(launch, a, bx, c, p.groups, rows, in_vol, ipg);
-      launch(col2vol_kernel<T>, grid_for(launch, per_image), dim3(kThreadsPerBlock), 0,
-             cols.const_data_ptr<T>(), b.defined() ? b.const_data_ptr<T>() : nullptr,
-             y.data_ptr<T>() + n * per_image, g, rows * in_vol, per_image);
-    }
+    with_index_type(launch, p, grid, [&]<typename index_t>() {
+      const Geometry<index_t> g = p.geometry<index_t>();
+      for (int64_t n = 0; n < p.batch; ++n) {
+        // cols_g (rows x in_vol) = W_g^T (rows x ipg) X_g (ipg x in_vol)
+        const GemmOperand<T> a{w.const_data_ptr<T>(), ipg * rows, dense(1), dense(rows)};
+        const GemmOperand<T> bx{x.const_data_ptr<T>() + n * p.in_channels * in_vol,
+                                ipg * in_vol, dense(1), dense(in_vol)};
+        const GemmResult<T> c{cols.data_ptr<T>(), rows * in_vol, dense(in_vol), dense(1),
+                              nullptr, 0, false};
+        gemm(launch, a, bx, c, p.groups, rows, in_vol, ipg);
+        launch(col2vol_kernel<T, index_t>, grid, dim3(kThreadsPerBlock), 0,
+               cols.const_data_ptr<T>(), b.defined() ? b.const_data_ptr<T>() : nullptr,
+               y.data_ptr<T>() + n * per_image, g, static_cast<index_t>(rows * in_vol),
+               static_cast<index_t>(per_image));
+      }
+    });
   });
   return finish(y, p, input.scalar_type());
 }
@@ -73,7 +105,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   if (output_mask[0]) gx = at::empty(x.sizes(), opts);
   if (output_mask[1]) gw = at::zeros(w.sizes(), opts);
   if (output_mask[2]) gb = at::zeros({p.out_channels}, opts);
-  const Geometry g = p.geometry();
   const int64_t in_vol = p.in_volume(), out_vol = p.out_volume();
   const int64_t ipg = p.in_per_group, rows = p.out_per_group * p.kernel_volume();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv_transpose3d_backward", [&] {
@@ -81,10 +112,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     if ((output_mask[0] || output_mask[1]) && p.batch > 0) {
       at::Tensor cols = at::empty({p.groups, rows, in_vol}, opts);
       const int64_t cols_numel = cols.numel();
+      const dim3 grid = grid_for(launch, cols_numel);
       for (int64_t n = 0; n < p.batch; ++n) {
-        launch(vol2col_kernel<T>, grid_for(launch, cols_numel), dim3(kThreadsPerBlock), 0,
-               gy.const_data_ptr<T>() + n * p.out_channels * out_vol, cols.data_ptr<T>(), g, rows,
-               cols_numel);
+        with_index_type(launch, p, grid, [&]<typename index_t>() {
+          launch(vol2col_kernel<T, index_t>, grid, dim3(kThreadsPerBlock), 0,
+                 gy.const_data_ptr<T>() + n * p.out_channels * out_vol, cols.data_ptr<T>(),
+                 p.geometry<index_t>(), static_cast<index_t>(rows),
+                 static_cast<index_t>(cols_numel));
+        });
         const GemmOperand<T> cols_by_row{cols.const_data_ptr<T>(), rows * in_vol, dense(1),
                                          dense(in_vol)};   // B (rows x in_vol): f = i, k = row
         const GemmOperand<T> cols_by_col{cols.const_data_ptr<T>(), rows * in_vol, dense(in_vol),

@@ -8,7 +8,8 @@
 // backward pass forms the column gradient W_g^T @ grad_out_g with the same kernel (reading
 // W transposed and grad_output in place) before the col2im and coordinate-gradient kernels,
 // and accumulates grad_weight += grad_out_g @ cols_g^T chunk after chunk (each element owned
-// by one thread, so the result is deterministic).
+// by one thread, so the result is deterministic). The gather / scatter kernels use 32-bit
+// index arithmetic when every index fits (index_bound), 64-bit otherwise.
 #pragma once
 
 #include <ATen/Context.h>
@@ -36,11 +37,37 @@ inline int64_t images_per_chunk(const Shape& s) {
   return std::max<int64_t>(1, std::min<int64_t>(s.batch, kMaxColumnElements / per_image));
 }
 
-inline KernelGeometry kernel_geometry(const Shape& s, const Params& p, int64_t chunk) {
-  return KernelGeometry{s.channels, s.in_h,     s.in_w,     s.out_h,    s.out_w,
-                        s.kernel_h, s.kernel_w, p.stride_h, p.stride_w, p.pad_h,
-                        p.pad_w,    p.dil_h,    p.dil_w,    p.offset_groups, chunk,
-                        p.use_mask};
+template <typename index_t>
+KernelGeometry<index_t> kernel_geometry(const Shape& s, const Params& p, int64_t chunk) {
+  const auto i = [](int64_t v) { return static_cast<index_t>(v); };
+  return KernelGeometry<index_t>{i(s.channels), i(s.in_h),     i(s.in_w),     i(s.out_h),
+                                 i(s.out_w),    i(s.kernel_h), i(s.kernel_w), i(p.stride_h),
+                                 i(p.stride_w), i(p.pad_h),    i(p.pad_w),    i(p.dil_h),
+                                 i(p.dil_w),    i(p.offset_groups), i(chunk), p.use_mask};
+}
+
+// The largest magnitude an index expression of the kernels reaches: offsets into input,
+// offset, mask (and their gradients, of the same shapes) and one chunk's columns; a
+// sampling row or column oy * stride - pad + i * dil, within in + 2 * pad (output_extent);
+// a corner's position in the plane, from (-4, -4) to (in_h, in_w) (corners).
+inline int64_t index_bound(const Shape& s, const Params& p, const at::Tensor& input,
+                           const at::Tensor& offset, const at::Tensor& mask, int64_t chunk) {
+  return std::max({input.numel(), offset.numel(), mask.numel(),
+                   s.channels * s.taps() * chunk * s.out_plane(), s.in_h + 2 * p.pad_h,
+                   s.in_w + 2 * p.pad_w, (s.in_h + 4) * (s.in_w + 4)});
+}
+
+// Calls fn.template operator()<index_t>() with int32_t when every index fits in the largest
+// of the op's launches (a thread per column element, and a grid-stride step past the
+// bound), int64_t otherwise.
+template <class Launcher, class Fn>
+void with_index_type(const Launcher& launch, const Shape& s, int64_t chunk, int64_t bound,
+                     const Fn& fn) {
+  const dim3 grid = grid_for(launch, s.channels * s.taps() * chunk * s.out_plane());
+  if (fits_int32(launch, grid, dim3(kThreadsPerBlock), bound))
+    fn.template operator()<int32_t>();
+  else
+    fn.template operator()<int64_t>();
 }
 
 // A plain strided dimension (a single run) and one that runs over (image, pixel) pairs.
@@ -123,33 +150,37 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& input_, const at::T
   const int64_t K = s.taps(), P = s.out_plane(), CK = s.channels * K;
   const int64_t G = s.groups, Og = s.out_channels_per_group(), CgK = s.channels_per_group() * K;
   const int64_t chunk = images_per_chunk(s);
+  const int64_t bound = index_bound(s, p, input, offset, mask, chunk);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d", [&] {
-    for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
-      const int64_t nb = std::min(chunk, s.batch - b0);
-      const KernelGeometry g = kernel_geometry(s, p, nb);
-      at::Tensor cols = at::empty({CK, nb * P}, input.options());
-      launch(im2col_kernel<scalar_t>, grid_for(launch, s.channels * nb * P),
-             dim3(kThreadsPerBlock), 0,
-             input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane(),
-             offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P,
-             p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
-                        : mask.const_data_ptr<scalar_t>(),
-             cols.data_ptr<scalar_t>(), g);
-      // Per group: out[b0 + b, g * Og + o, p] = sum_r W[g * Og + o, r] * cols[g * CgK + r, b * P + p]
-      // + bias[g * Og + o]; column b * P + p of the product lands in image b's plane.
-      const GemmOperand<scalar_t> w_op{weight.const_data_ptr<scalar_t>(), Og * CgK,
-                                       dense_index(CgK), dense_index(1)};
-      const GemmOperand<scalar_t> cols_op{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
-                                          dense_index(1), dense_index(nb * P)};
-      const GemmResult<scalar_t> out_res{out.data_ptr<scalar_t>() + b0 * s.out_channels * P,
-                                         Og * P,
-                                         dense_index(P),
-                                         image_pixel_index(P, s.out_channels * P),
-                                         bias.const_data_ptr<scalar_t>(),
-                                         Og,
-                                         false};
-      gemm(launch, w_op, cols_op, out_res, G, Og, nb * P, CgK);
-    }
+    with_index_type(launch, s, chunk, bound, [&]<typename index_t>() {
+      for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
+        const int64_t nb = std::min(chunk, s.batch - b0);
+        const KernelGeometry<index_t> g = kernel_geometry<index_t>(s, p, nb);
+        at::Tensor cols = at::empty({CK, nb * P}, input.options());
+        launch(im2col_kernel<scalar_t, index_t>, grid_for(launch, s.channels * nb * P),
+               dim3(kThreadsPerBlock), 0,
+               input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane(),
+               offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P,
+               p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
+                          : mask.const_data_ptr<scalar_t>(),
+               cols.data_ptr<scalar_t>(), g);
+        // Per group: out[b0 + b, g * Og + o, p] =
+        //   sum_r W[g * Og + o, r] * cols[g * CgK + r, b * P + p] + bias[g * Og + o];
+        // column b * P + p of the product lands in image b's plane.
+        const GemmOperand<scalar_t> w_op{weight.const_data_ptr<scalar_t>(), Og * CgK,
+                                         dense_index(CgK), dense_index(1)};
+        const GemmOperand<scalar_t> cols_op{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
+                                            dense_index(1), dense_index(nb * P)};
+        const GemmResult<scalar_t> out_res{out.data_ptr<scalar_t>() + b0 * s.out_channels * P,
+                                           Og * P,
+                                           dense_index(P),
+                                           image_pixel_index(P, s.out_channels * P),
+                                           bias.const_data_ptr<scalar_t>(),
+                                           Og,
+                                           false};
+        gemm(launch, w_op, cols_op, out_res, G, Og, nb * P, CgK);
+      }
+    });
   });
   return out;
 }
@@ -176,52 +207,56 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     // The atomic scatter's summation order varies from run to run; under
     // torch.use_deterministic_algorithms(True) each thread owns an (image, channel) plane.
     const bool deterministic = at::globalContext().deterministicAlgorithms();
+    const int64_t bound = index_bound(s, p, input, offset, mask, chunk);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d_backward", [&] {
-      for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
-        const int64_t nb = std::min(chunk, s.batch - b0);
-        const KernelGeometry g = kernel_geometry(s, p, nb);
-        const scalar_t* in = input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane();
-        const scalar_t* off = offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P;
-        const scalar_t* mk = p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
-                                        : mask.const_data_ptr<scalar_t>();
-        at::Tensor cols = at::empty({CK, nb * P}, input.options());
-        at::Tensor gcols = at::empty({CK, nb * P}, input.options());
-        launch(im2col_kernel<scalar_t>, grid_for(launch, s.channels * nb * P),
-               dim3(kThreadsPerBlock), 0, in, off, mk, cols.data_ptr<scalar_t>(), g);
-        const scalar_t* gout = grad.const_data_ptr<scalar_t>() + b0 * s.out_channels * P;
-        // gcols_g [CgK x nb*P] = W_g^T [CgK x Og] @ gout_g [Og x nb*P]: W read transposed,
-        // grad_output read in place (column b * P + p is pixel p of image b).
-        gemm(launch,
-             GemmOperand<scalar_t>{weight.const_data_ptr<scalar_t>(), Og * CgK, dense_index(1),
-                                   dense_index(CgK)},
-             GemmOperand<scalar_t>{gout, Og * P, image_pixel_index(P, s.out_channels * P),
-                                   dense_index(P)},
-             GemmResult<scalar_t>{gcols.data_ptr<scalar_t>(), CgK * nb * P, dense_index(nb * P),
-                                  dense_index(1), nullptr, 0, false},
-             G, CgK, nb * P, Og);
-        // gw_g [Og x CgK] += gout_g [Og x nb*P] @ cols_g^T [nb*P x CgK], summed over this
-        // chunk's images in a fixed order and added to the previous chunks' sum (split-K:
-        // few output tiles, k = nb * P long).
-        gemm_accumulate(launch,
-                        GemmOperand<scalar_t>{gout, Og * P, dense_index(P),
-                                              image_pixel_index(P, s.out_channels * P)},
-                        GemmOperand<scalar_t>{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
-                                              dense_index(nb * P), dense_index(1)},
-                        gw, G, Og, CgK, nb * P);
-        launch(coord_grad_kernel<scalar_t>,
-               grid_for(launch, nb * s.offset_groups * K * P), dim3(kThreadsPerBlock), 0,
-               gcols.const_data_ptr<scalar_t>(), in, off, mk,
-               go.data_ptr<scalar_t>() + b0 * offset.size(1) * P,
-               p.use_mask ? gm.data_ptr<scalar_t>() + b0 * mask.size(1) * P : gm.data_ptr<scalar_t>(),
-               g);
-        scalar_t* gin = gi.data_ptr<scalar_t>() + b0 * s.channels * s.in_plane();
-        if (deterministic)
-          launch(col2im_plane_kernel<scalar_t>, grid_for(launch, nb * s.channels),
-                 dim3(kThreadsPerBlock), 0, gcols.const_data_ptr<scalar_t>(), off, mk, gin, g);
-        else
-          launch(col2im_atomic_kernel<scalar_t>, grid_for(launch, CK * nb * P),
-                 dim3(kThreadsPerBlock), 0, gcols.const_data_ptr<scalar_t>(), off, mk, gin, g);
-      }
+      with_index_type(launch, s, chunk, bound, [&]<typename index_t>() {
+        for (int64_t b0 = 0; b0 < s.batch; b0 += chunk) {
+          const int64_t nb = std::min(chunk, s.batch - b0);
+          const KernelGeometry<index_t> g = kernel_geometry<index_t>(s, p, nb);
+          const scalar_t* in = input.const_data_ptr<scalar_t>() + b0 * s.channels * s.in_plane();
+          const scalar_t* off = offset.const_data_ptr<scalar_t>() + b0 * offset.size(1) * P;
+          const scalar_t* mk = p.use_mask ? mask.const_data_ptr<scalar_t>() + b0 * mask.size(1) * P
+                                          : mask.const_data_ptr<scalar_t>();
+          at::Tensor cols = at::empty({CK, nb * P}, input.options());
+          at::Tensor gcols = at::empty({CK, nb * P}, input.options());
+          launch(im2col_kernel<scalar_t, index_t>, grid_for(launch, s.channels * nb * P),
+                 dim3(kThreadsPerBlock), 0, in, off, mk, cols.data_ptr<scalar_t>(), g);
+          const scalar_t* gout = grad.const_data_ptr<scalar_t>() + b0 * s.out_channels * P;
+          // gcols_g [CgK x nb*P] = W_g^T [CgK x Og] @ gout_g [Og x nb*P]: W read transposed,
+          // grad_output read in place (column b * P + p is pixel p of image b).
+          gemm(launch,
+               GemmOperand<scalar_t>{weight.const_data_ptr<scalar_t>(), Og * CgK, dense_index(1),
+                                     dense_index(CgK)},
+               GemmOperand<scalar_t>{gout, Og * P, image_pixel_index(P, s.out_channels * P),
+                                     dense_index(P)},
+               GemmResult<scalar_t>{gcols.data_ptr<scalar_t>(), CgK * nb * P, dense_index(nb * P),
+                                    dense_index(1), nullptr, 0, false},
+               G, CgK, nb * P, Og);
+          // gw_g [Og x CgK] += gout_g [Og x nb*P] @ cols_g^T [nb*P x CgK], summed over this
+          // chunk's images in a fixed order and added to the previous chunks' sum (split-K:
+          // few output tiles, k = nb * P long).
+          gemm_accumulate(launch,
+                          GemmOperand<scalar_t>{gout, Og * P, dense_index(P),
+                                                image_pixel_index(P, s.out_channels * P)},
+                          GemmOperand<scalar_t>{cols.const_data_ptr<scalar_t>(), CgK * nb * P,
+                                                dense_index(nb * P), dense_index(1)},
+                          gw, G, Og, CgK, nb * P);
+          launch(coord_grad_kernel<scalar_t, index_t>,
+                 grid_for(launch, nb * s.offset_groups * K * P), dim3(kThreadsPerBlock), 0,
+                 gcols.const_data_ptr<scalar_t>(), in, off, mk,
+                 go.data_ptr<scalar_t>() + b0 * offset.size(1) * P,
+                 p.use_mask ? gm.data_ptr<scalar_t>() + b0 * mask.size(1) * P
+                            : gm.data_ptr<scalar_t>(),
+                 g);
+          scalar_t* gin = gi.data_ptr<scalar_t>() + b0 * s.channels * s.in_plane();
+          if (deterministic)
+            launch(col2im_plane_kernel<scalar_t, index_t>, grid_for(launch, nb * s.channels),
+                   dim3(kThreadsPerBlock), 0, gcols.const_data_ptr<scalar_t>(), off, mk, gin, g);
+          else
+            launch(col2im_atomic_kernel<scalar_t, index_t>, grid_for(launch, CK * nb * P),
+                   dim3(kThreadsPerBlock), 0, gcols.const_data_ptr<scalar_t>(), off, mk, gin, g);
+        }
+      });
     });
   }
   at::Tensor gb = grad.sum({0, 2, 3});

@@ -83,19 +83,20 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_output,
 }
 
 // grad_input[n, c, s] = accumulator[n, c, s] / 2^s, written through grad_input's strides
-// (viewed as (N, C, plane)).
-template <int D, typename scalar_t, typename T>
+// (viewed as (N, C, plane)). `index_t` is int32_t when every offset fits (chosen at launch,
+// grid_sample_launch.h: the divisions that locate an element are then 32-bit), else int64_t.
+template <int D, typename scalar_t, typename T, typename index_t>
 __global__ void finalize_kernel(const long long* __restrict__ accumulator,
                                 scalar_t* __restrict__ grad_input, const T* __restrict__ amax,
-                                Geometry<D> g, int64_t plane, int64_t stride_n,
-                                int64_t stride_c, int64_t stride_s, int64_t total) {
+                                Geometry<D> g, index_t channels, index_t plane, index_t stride_n,
+                                index_t stride_c, index_t stride_s, index_t total) {
   int taps = g.mode == Mode::Nearest ? 1 : (g.mode == Mode::Bilinear ? 2 : 4);
   int64_t terms = g.points;
   for (int a = 0; a < D; ++a) terms *= taps;
   const double scale = fixed_point_scale(*amax, terms);
-  PYSEG_KERNEL_LOOP(e, total) {
-    const int64_t s = e % plane, nc = e / plane;
-    const int64_t c = nc % g.channels, n = nc / g.channels;
+  PYSEG_KERNEL_LOOP_T(index_t, e, total) {
+    const index_t s = e % plane, nc = e / plane;
+    const index_t c = nc % channels, n = nc / channels;
     const double v = scale != 0 ? static_cast<double>(accumulator[e]) / scale : NAN;
     grad_input[n * stride_n + c * stride_c + s * stride_s] = static_cast<scalar_t>(v);
   }

@@ -85,10 +85,20 @@ std::tuple<at::Tensor, at::Tensor> backward_dim(const Launcher& launch,
     if (need_input) {
       at::Tensor fgi = flat_view(grad_input);
       const int64_t count = N * C * plane;
-      launch(finalize_kernel<D, scalar_t, T>, grid_for(launch, count), dim3(kThreadsPerBlock), 0,
-             reinterpret_cast<const long long*>(accumulator.const_data_ptr<int64_t>()),
-             fgi.data_ptr<scalar_t>(), amax.const_data_ptr<T>(), g, plane, fgi.stride(0),
-             fgi.stride(1), fgi.stride(2), count);
+      const dim3 blocks = grid_for(launch, count);
+      // grad_input is dense (NC(D)HW or channels_last): every offset is below count.
+      const auto finalize = [&]<typename index_t>() {
+        launch(finalize_kernel<D, scalar_t, T, index_t>, blocks, dim3(kThreadsPerBlock), 0,
+               reinterpret_cast<const long long*>(accumulator.const_data_ptr<int64_t>()),
+               fgi.data_ptr<scalar_t>(), amax.const_data_ptr<T>(), g,
+               static_cast<index_t>(C), static_cast<index_t>(plane),
+               static_cast<index_t>(fgi.stride(0)), static_cast<index_t>(fgi.stride(1)),
+               static_cast<index_t>(fgi.stride(2)), static_cast<index_t>(count));
+      };
+      if (fits_int32(launch, blocks, dim3(kThreadsPerBlock), count))
+        finalize.template operator()<int32_t>();
+      else
+        finalize.template operator()<int64_t>();
     }
   });
   return {grad_input, grad_grid};
