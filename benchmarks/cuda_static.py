@@ -120,6 +120,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("occupancy", r"^grid_sample::backward_kernel<\d, double, double>"):
         "double coordinates and gradients: 96 registers for 3-D (25%), 80 for 2-D (38%); "
         "float / half / bf16 reach 50%",
+    ("occupancy", r"^grid_sample::forward_kernel<3, double, double>"):
+        "double 3-D sampling (eight corners, double weights and coordinates): 72 registers on "
+        "sm_90 (38%), within 64 on sm_80; float / half / bf16 reach 50% on both",
     ("div64_loop", r"^grid_sample::finalize_kernel<.*, int64>$"):
         "the int64 index variant of the fixed-point to floating-point pass, launched only "
         "when grad_input has 2^31 elements or more (fits_int32); the int32 variant has none",
