@@ -35,8 +35,8 @@
 // device; gemm_sum_splits_kernel then adds the slices in split order. Each element is
 // written by one thread after a fixed-order sum over k, so results are deterministic and the
 // += form can accumulate over successive launches without atomics. The grid is 3-D
-// (n tiles, m tiles, problem x split), each dimension a grid-stride loop, so any launcher
-// cap works.
+// (n tiles, m tiles, problem x split); the kernel numbers the tiles in one index and strides
+// over it by the grid's block count (GemmTiles), so any launcher cap works.
 //
 // Two kernels share all of this: gemm_kernel (SIMT FMAs, every dtype and arch) and
 // gemm_tc_kernel (tensor cores through nvcuda::wmma on sm_80+: half / bfloat16, and float
