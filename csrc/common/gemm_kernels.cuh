@@ -23,14 +23,20 @@
 // through registers (the loads are issued before the FMAs and stored after them; one
 // barrier per slice).
 //
+// Epilogue: after the k loop C goes through shared memory (the slice buffers' bytes, 64 rows
+// per pass) and leaves with consecutive lanes on consecutive elements of C's unit-stride
+// dimension (columns, or rows when C is a column vector: gemm_store_rows), so a warp's store
+// covers 128 contiguous bytes of float, not every 4th float of two 256-byte rows. The sums
+// themselves are untouched: each element is still sum + bias (+ old C), in that order.
+//
 // Split-K: the z grid dimension runs over (problem, split) pairs; split s sums k in
 // [s * split_len, (s + 1) * split_len) and writes its partial product to its own slice of
 // C (split_stride apart), so a long-K small-output product (a weight gradient) fills the
 // device; gemm_sum_splits_kernel then adds the slices in split order. Each element is
 // written by one thread after a fixed-order sum over k, so results are deterministic and the
 // += form can accumulate over successive launches without atomics. The grid is 3-D
-// (n tiles, m tiles, problem x split), each dimension a grid-stride loop, so any launcher
-// cap works.
+// (n tiles, m tiles, problem x split); the kernel numbers the tiles in one index and strides
+// over it by the grid's block count (GemmTiles), so any launcher cap works.
 //
 // Two kernels share all of this: gemm_kernel (SIMT FMAs, every dtype and arch) and
 // gemm_tc_kernel (tensor cores through nvcuda::wmma on sm_80+: half / bfloat16, and float
@@ -55,6 +61,10 @@ constexpr int kGemmThreads = 256;  // 16 x 16 threads, 8 x 4 outputs each
 constexpr int kGemmPad = 4;        // keeps 16-byte rows and conflict-free staging stores
 constexpr int kGemmLdA = kGemmTileM + kGemmPad;
 constexpr int kGemmLdB = kGemmTileN + kGemmPad;
+// C leaves through shared memory in passes of 64 rows (rows padded like B's, so they stay
+// 16-byte aligned for the vector stores that fill them).
+constexpr int kGemmStoreRows = 64;
+constexpr int kGemmLdC = kGemmTileN + kGemmPad;
 static_assert(kGemmTileM == 16 * 8 && kGemmTileN == 16 * 4 && kGemmThreads == 256 &&
                   kGemmTileK * kGemmTileM % kGemmThreads == 0 &&
                   kGemmTileK * kGemmTileN % kGemmThreads == 0,
@@ -84,11 +94,15 @@ inline GemmIndex gemm_dense_index(int64_t stride) {
 }
 
 // Whether a product fits the kernel's 32-bit index arithmetic: every index (and every grid
-// stride step past it) below 2^31 and every run at most INT32_MAX.
+// stride step past it) below 2^31, every run at most INT32_MAX, and fewer than 2^30 tiles
+// (so the tile counter plus one grid's worth of blocks stays below 2^31).
 inline bool gemm_sizes_fit(int64_t batches_x_splits, int64_t M, int64_t N, int64_t K,
                            std::initializer_list<GemmIndex> indices) {
   constexpr int64_t kLimit = std::numeric_limits<int32_t>::max() - 2 * kGemmTileM;
   bool ok = batches_x_splits < kLimit && M < kLimit && N < kLimit && K < kLimit;
+  const int64_t tiles_mn =
+      ((M + kGemmTileM - 1) / kGemmTileM) * ((N + kGemmTileN - 1) / kGemmTileN);
+  ok = ok && tiles_mn <= ((int64_t{1} << 30) - 1) / std::max<int64_t>(batches_x_splits, 1);
   for (const GemmIndex& idx : indices)
     ok = ok && idx.run > 0 && idx.run <= std::numeric_limits<int32_t>::max();
   return ok;
@@ -194,7 +208,10 @@ struct GemmConvCursor {
     h = ax.h0 + a * ax.dh;
     w = ax.w0 + b * ax.dw;
   }
-  __device__ __forceinline__ void step(const GemmConvAxis& ax, int d) {
+  // Moves (a, b, h, w) d indices on and returns what q_off gains (q_off itself is left as it
+  // was: GemmConvStager keeps that part in its pointers).
+  __device__ __forceinline__ int64_t step_position(const GemmConvAxis& ax, int d) {
+    int64_t dq = 0;
     b += d;
     w += d * ax.dw;
     while (b >= ax.nb) {
@@ -204,14 +221,22 @@ struct GemmConvCursor {
       if (++a == ax.na) {
         a = 0;
         h -= ax.na * ax.dh;
-        q_off += ax.q_stride;
+        dq += ax.q_stride;
       }
     }
+    return dq;
+  }
+  __device__ __forceinline__ void step(const GemmConvAxis& ax, int d) {
+    q_off += step_position(ax, d);
   }
   // Offset of this index's part of the element (its q and its position).
   template <typename scalar_t>
   __device__ __forceinline__ int64_t offset(const GemmConvOperand<scalar_t>& op) const {
-    return q_off + h * op.ld_h + w * op.ld_w;
+    return q_off + position_offset(op);
+  }
+  template <typename scalar_t>
+  __device__ __forceinline__ int64_t position_offset(const GemmConvOperand<scalar_t>& op) const {
+    return h * op.ld_h + w * op.ld_w;
   }
 };
 
@@ -220,16 +245,18 @@ namespace detail {
 // One thread's share of staging a kGemmTileK x kWidth slice of an operand. Thread t loads
 // one k and the f's fb + 32 i of that k: k = t % 8, fb = t / 8 when k is the unit-stride
 // index (a row of W, a pixel run of grad_output: 8 lanes read 32 contiguous bytes), else
-// k = t / 32, fb = t % 32 (a warp reads 32 consecutive f). All slots share k, so the k part
-// of the address is one offset, computed with divisions once per tile and then advanced by
-// kGemmTileK per slice with additions and a bounded wrap loop (no division in the k loop).
+// k = t / 32, fb = t % 32 (a warp reads 32 consecutive f). All slots share k, so one step
+// along k moves every slot's pointer by the same amount: computed with divisions once per
+// tile and then advanced by kGemmTileK per slice with additions and a bounded wrap loop (no
+// division in the k loop). The k offset lives in the pointers themselves rather than in a
+// separate 64-bit offset: two registers fewer across the k loop.
 template <typename scalar_t, int kWidth>
 struct GemmStager {
   using acc_t = at::opmath_type<scalar_t>;
   static constexpr int kSlots = kGemmTileK * kWidth / kGemmThreads;
   static_assert(kSlots * 32 == kWidth, "slots are 32 apart along f");
-  const scalar_t* row[kSlots];  // the slot's f, at k = 0
-  GemmCursor depth;             // the current k
+  const scalar_t* row[kSlots];  // the slot's element at the current k
+  uint32_t k_inner;             // the current k % depth.run
   int k, fb;                    // the thread's k in the slice, its first f
   unsigned f_ok;                // bit i: slot i's f is inside the matrix
 
@@ -239,9 +266,11 @@ struct GemmStager {
     const int t = static_cast<int>(threadIdx.x);
     k = k_fastest ? t % kGemmTileK : t / 32;
     fb = k_fastest ? t / kGemmTileK : t % 32;
+    GemmCursor depth;
     depth.start(op.depth, k_begin + k);
+    k_inner = depth.inner;
     f_ok = 0;
-    const scalar_t* base = op.data + z * op.batch_stride;
+    const scalar_t* base = op.data + z * op.batch_stride + depth.offset;
     GemmCursor f;
     f.start(op.fixed, f0 + fb);
 #pragma unroll
@@ -263,7 +292,7 @@ struct GemmStager {
                                        int k_end) const {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i)
-      regs[i] = valid(i, k0, k_end) ? static_cast<T>(row[i][depth.offset]) : T(0);
+      regs[i] = valid(i, k0, k_end) ? static_cast<T>(*row[i]) : T(0);
   }
 
   template <int kLd, typename T>
@@ -277,16 +306,23 @@ struct GemmStager {
   __device__ __forceinline__ void copy_async(const GemmOperand<scalar_t>&, acc_t* tile, int k0,
                                              int k_end) const {
 #pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      const bool ok = valid(i, k0, k_end);
-      cp_async_4(tile + k * kLd + fb + 32 * i, ok ? row[i] + depth.offset : row[i], ok);
-    }
+    for (int i = 0; i < kSlots; ++i)
+      cp_async_4(tile + k * kLd + fb + 32 * i, row[i], valid(i, k0, k_end));
   }
 
-  // Steps kGemmTileK further along k. `op` is the kernel parameter, read in place (constant
-  // memory) rather than copied into registers.
+  // Steps kGemmTileK further along k (GemmCursor::step's arithmetic, applied to the
+  // pointers). `op` is the kernel parameter, read in place (constant memory) rather than
+  // copied into registers.
   __device__ __forceinline__ void advance(const GemmOperand<scalar_t>& op) {
-    depth.step(op.depth, kGemmTileK);
+    const uint32_t run = static_cast<uint32_t>(op.depth.run);
+    int64_t delta = kGemmTileK * op.depth.stride;
+    k_inner += kGemmTileK;
+    while (k_inner >= run) {
+      k_inner -= run;
+      delta += op.depth.run_stride - op.depth.run * op.depth.stride;
+    }
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) row[i] += delta;
   }
 };
 
@@ -299,9 +335,9 @@ struct GemmConvStager {
   using Operand = GemmConvOperand<scalar_t>;
   static constexpr int kSlots = kGemmTileK * kWidth / kGemmThreads;
   static_assert(kSlots * 32 == kWidth, "slots are 32 apart along f");
-  const scalar_t* row[kSlots];     // the slot's f part of the address
+  const scalar_t* row[kSlots];     // the slot's f part of the address and the current k's q part
   int32_t fh[kSlots], fw[kSlots];  // the slot's f position
-  GemmConvCursor depth;            // the current k
+  GemmConvCursor depth;            // the current k (its q_off is in row[] instead)
   int k, fb;
   unsigned f_ok;
   // (The limits, strides and the k part of the address are recomputed from the kernel
@@ -317,7 +353,7 @@ struct GemmConvStager {
     fb = k_fastest ? t / kGemmTileK : t % 32;
     depth.start(op.depth, k_begin + k);
     f_ok = 0;
-    const scalar_t* base = op.data + z * op.batch_stride;
+    const scalar_t* base = op.data + z * op.batch_stride + depth.q_off;
     GemmConvCursor f;
     f.start(op.fixed, f0 + fb);
 #pragma unroll
@@ -339,7 +375,7 @@ struct GemmConvStager {
   template <typename T>
   __device__ __forceinline__ void load(const Operand& op, T (&regs)[kSlots], int k0,
                                        int k_end) const {
-    const int64_t k_off = depth.offset(op);
+    const int64_t k_off = depth.position_offset(op);
 #pragma unroll
     for (int i = 0; i < kSlots; ++i)
       regs[i] = valid(op, i, k0, k_end) ? static_cast<T>(row[i][k_off]) : T(0);
@@ -354,7 +390,7 @@ struct GemmConvStager {
   template <int kLd>
   __device__ __forceinline__ void copy_async(const Operand& op, acc_t* tile, int k0,
                                              int k_end) const {
-    const int64_t k_off = depth.offset(op);
+    const int64_t k_off = depth.position_offset(op);
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
       const bool ok = valid(op, i, k0, k_end);
@@ -362,7 +398,11 @@ struct GemmConvStager {
     }
   }
 
-  __device__ __forceinline__ void advance(const Operand& op) { depth.step(op.depth, kGemmTileK); }
+  __device__ __forceinline__ void advance(const Operand& op) {
+    const int64_t dq = depth.step_position(op.depth, kGemmTileK);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) row[i] += dq;
+  }
 };
 
 // The stager of an operand type.
@@ -390,6 +430,88 @@ __device__ __forceinline__ void load4(const acc_t* p, acc_t (&v)[4]) {
   }
 }
 
+// One 128-bit store (STS.128 for shared memory). g++ splits a copy of a local float4 /
+// double2 into its scalar fields, so the emulator copies with __builtin_memcpy instead, which
+// it keeps as one 16-byte access: the sanitizer counts what the GPU instruction does.
+template <typename V, typename T>
+__device__ __forceinline__ void store16(T* p, const V& v) {
+  static_assert(sizeof(V) == 16, "a 128-bit vector");
+#ifdef PYSEG_EMULATOR
+  __builtin_memcpy(p, &v, sizeof(V));
+#else
+  *reinterpret_cast<V*>(p) = v;
+#endif
+}
+
+// Stores four consecutive elements into a shared-memory row (16-byte aligned for float).
+template <typename acc_t>
+__device__ __forceinline__ void store4(acc_t* p, const acc_t (&v)[4]) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    float4 q;
+    q.x = v[0], q.y = v[1], q.z = v[2], q.w = v[3];
+    store16(p, q);
+  } else {
+    double2 q0, q1;
+    q0.x = v[0], q0.y = v[1], q1.x = v[2], q1.y = v[3];
+    store16(p, q0);
+    store16(p + 2, q1);
+  }
+}
+
+// Whether consecutive lanes store consecutive rows of C: when the rows are its unit-stride
+// dimension (a column vector such as a bias gradient); otherwise consecutive columns.
+template <typename out_t>
+__device__ __forceinline__ bool gemm_store_along_m(const GemmResult<out_t>& c, int64_t N) {
+  return c.rows.stride == 1 && (c.cols.stride != 1 || N == 1);
+}
+
+// The epilogue of both kernels: rows [m0, m0 + 64) x columns [n0, n0 + 64) of C (clipped to
+// M x N) from the shared staging tile `rows` (row r at rows + r * kGemmLdC, the finished sums),
+// plus the bias and, with c.accumulate, C's old value. Thread t takes index t % 64 along the
+// dimension consecutive lanes follow (kAlongM: rows, else columns) and t / 64 + 4 q along the
+// other, so one store instruction of a warp writes 32 neighbouring elements of C. (kAlongM
+// reads the tile down its columns, 4-way bank conflicts at this padding: the layout is kept
+// for the row-wise case, which every matrix-shaped C takes.)
+template <bool kAlongM, typename acc_t, typename out_t>
+__device__ __forceinline__ void gemm_store_rows(const GemmResult<out_t>& c, out_t* out,
+                                                const acc_t* rows, int64_t z, int64_t m0,
+                                                int64_t n0, int64_t M, int64_t N) {
+  static_assert(kGemmStoreRows == kGemmTileN, "a pass is square: the lanes' index is t % 64");
+  constexpr int kStep = kGemmThreads / kGemmStoreRows;
+  const int lane_i = static_cast<int>(threadIdx.x) % kGemmStoreRows;
+  const int first = static_cast<int>(threadIdx.x) / kGemmStoreRows;
+  const GemmIndex& lane_idx = kAlongM ? c.rows : c.cols;
+  const GemmIndex& loop_idx = kAlongM ? c.cols : c.rows;
+  const int64_t lane_pos = (kAlongM ? m0 : n0) + lane_i;
+  if (lane_pos >= (kAlongM ? M : N)) return;
+  const int64_t lane_off = lane_idx.offset(lane_pos);
+  const int64_t loop0 = kAlongM ? n0 : m0, loop_end = kAlongM ? N : M;
+  GemmCursor cur;
+  cur.start(loop_idx, loop0 + first);
+#pragma unroll 4
+  for (int s = first; s < kGemmStoreRows; s += kStep) {
+    const int64_t pos = loop0 + s, off = cur.offset;
+    if (pos >= loop_end) break;
+    if (s + kStep < kGemmStoreRows) cur.step(loop_idx, kStep);
+    const int64_t m = kAlongM ? lane_pos : pos;
+    acc_t v = kAlongM ? rows[lane_i * kGemmLdC + s] : rows[s * kGemmLdC + lane_i];
+    if (c.row_bias != nullptr) v += static_cast<acc_t>(c.row_bias[z * c.bias_batch_stride + m]);
+    out_t* dst = out + lane_off + off;
+    if (c.accumulate) v = static_cast<acc_t>(*dst) + v;
+    *dst = static_cast<out_t>(v);
+  }
+}
+
+template <typename acc_t, typename out_t>
+__device__ __forceinline__ void gemm_store_rows(const GemmResult<out_t>& c, bool along_m,
+                                                out_t* out, const acc_t* rows, int64_t z,
+                                                int64_t m0, int64_t n0, int64_t M, int64_t N) {
+  if (along_m)
+    gemm_store_rows<true>(c, out, rows, z, m0, n0, M, N);
+  else
+    gemm_store_rows<false>(c, out, rows, z, m0, n0, M, N);
+}
+
 }  // namespace detail
 
 // cp.async staging applies when the operand is already float (no conversion on the way).
@@ -403,6 +525,49 @@ constexpr int gemm_min_blocks = sizeof(at::opmath_type<scalar_t>) == 8 ? 1 : 2;
 
 namespace detail {
 
+// The tiles of a launch: (problem x split, m tile, n tile), n fastest, numbered in one 32-bit
+// index below 2^30 (gemm_sizes_fit). Block b of the grid (linearised, x fastest) takes tiles
+// b, b + blocks, ...: one counter live across the kernel's outer loop instead of three nested
+// grid-stride loops, a few registers that the k loop gets instead. With a grid that covers
+// every tile (the launch code's grid unless a dimension hits the launcher's cap), block
+// (x, y, z) takes n tile x, m tile y and problem x split z, as before.
+struct GemmTiles {
+  int tiles_n, tiles_m, splits, count;
+  int64_t split_len;
+  template <typename out_t>
+  __device__ __forceinline__ GemmTiles(const GemmResult<out_t>& c, int64_t batches, int64_t M,
+                                       int64_t N, int64_t K)
+      : tiles_n(static_cast<int>((N + kGemmTileN - 1) / kGemmTileN)),
+        tiles_m(static_cast<int>((M + kGemmTileM - 1) / kGemmTileM)),
+        splits(static_cast<int>(c.split_k)),
+        count(static_cast<int>(batches) * splits * tiles_m * tiles_n),
+        split_len(splits > 1 ? c.split_len : K) {}
+  __device__ __forceinline__ static int first() {
+    return static_cast<int>(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+  }
+  __device__ __forceinline__ static int step() {
+    return static_cast<int>(gridDim.x * gridDim.y * gridDim.z);
+  }
+};
+
+// One tile's coordinates: its problem z, split, k range and first row and column of C.
+struct GemmTile {
+  int z, split, k_begin, k_end;
+  int64_t m0, n0;
+  __device__ __forceinline__ GemmTile(const GemmTiles& t, int tile, int64_t K) {
+    const int tn = tile % t.tiles_n, rest = tile / t.tiles_n;
+    const int tm = rest % t.tiles_m, zs = rest / t.tiles_m;
+    z = zs / t.splits;
+    split = zs - z * t.splits;
+    // k positions are 32-bit (K < 2^31 - 2 kGemmTileM, gemm_sizes_fit), so k0 + kGemmTileK
+    // cannot overflow.
+    k_begin = static_cast<int>(split * t.split_len);
+    k_end = static_cast<int>(K < k_begin + t.split_len ? K : k_begin + t.split_len);
+    m0 = int64_t{tm} * kGemmTileM;
+    n0 = int64_t{tn} * kGemmTileN;
+  }
+};
+
 // The FMA kernel's body, for a B operand of type OperandB (GemmOperand, or GemmConvOperand:
 // gemm_conv_kernel).
 template <typename scalar_t, typename out_t, bool kAsync, class OperandB>
@@ -415,132 +580,112 @@ __device__ __forceinline__ void gemm_fma_body(const GemmOperand<scalar_t>& a,
                 "C holds the operands' type or the accumulator's (split-K partial sums)");
   using StagerA = GemmStager<scalar_t, kGemmTileM>;
   using StagerB = typename StagerFor<OperandB, kGemmTileN>::type;
-  alignas(16) __shared__ acc_t a_tile[2][kGemmTileK * kGemmLdA];
-  alignas(16) __shared__ acc_t b_tile[2][kGemmTileK * kGemmLdB];
+  // The two A and B slice buffers; after the k loop their bytes hold 64 rows of C at a time.
+  constexpr int kSliceA = kGemmTileK * kGemmLdA, kSliceB = kGemmTileK * kGemmLdB;
+  constexpr int kStaging = 2 * (kSliceA + kSliceB), kCTile = kGemmStoreRows * kGemmLdC;
+  alignas(16) __shared__ acc_t smem[kStaging > kCTile ? kStaging : kCTile];
+  auto a_tile = [&](int buf) { return smem + buf * kSliceA; };
+  auto b_tile = [&](int buf) { return smem + 2 * kSliceA + buf * kSliceB; };
+  acc_t* const c_tile = smem;  // [kGemmStoreRows][kGemmLdC]
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  // 32-bit tile and problem counters (gemm_sizes_fit): fewer registers live across the loop.
-  const int tiles_m = static_cast<int>((M + kGemmTileM - 1) / kGemmTileM);
-  const int tiles_n = static_cast<int>((N + kGemmTileN - 1) / kGemmTileN);
-  const int splits = static_cast<int>(c.split_k);
-  const int64_t split_len = splits > 1 ? c.split_len : K;
   // Every loop bound below is the same for all threads of the block, so they all reach the
   // same __syncthreads.
-  const int problem_splits = static_cast<int>(batches) * splits;
-  for (int zs = blockIdx.z; zs < problem_splits; zs += gridDim.z) {
-    const int z = zs / splits, split = zs - z * splits;
-    // k positions are 32-bit (K < 2^31 - 2 kGemmTileM, gemm_sizes_fit), so k0 + kGemmTileK
-    // cannot overflow.
-    const int k_begin = static_cast<int>(split * split_len);
-    const int k_end = static_cast<int>(K < k_begin + split_len ? K : k_begin + split_len);
-    for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
-      for (int tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
-        const int64_t m0 = int64_t{tm} * kGemmTileM, n0 = int64_t{tn} * kGemmTileN;
-        StagerA sa;
-        StagerB sb;
-        sa.init(a, z, m0, M, k_begin);
-        sb.init(b, z, n0, N, k_begin);
-        acc_t acc[8][4];
+  const GemmTiles tiles(c, batches, M, N, K);
+  for (int tile = GemmTiles::first(); tile < tiles.count; tile += GemmTiles::step()) {
+    const GemmTile at(tiles, tile, K);
+    const int z = at.z, split = at.split, k_begin = at.k_begin, k_end = at.k_end;
+    const int64_t m0 = at.m0, n0 = at.n0;
+    StagerA sa;
+    StagerB sb;
+    sa.init(a, z, m0, M, k_begin);
+    sb.init(b, z, n0, N, k_begin);
+    acc_t acc[8][4];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < 8; ++i) {
 #pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = acc_t(0);
-        }
-        acc_t ra[StagerA::kSlots], rb[StagerB::kSlots];  // the register-staged next slice
-        // Slice 0 into buffer 0 (the previous tile's readers are past its closing barrier).
-        if (k_begin >= k_end) {
-          // Nothing to sum (K == 0): C = bias, and no copy left in flight.
-        } else if constexpr (kAsync) {
-          sa.template copy_async<kGemmLdA>(a, a_tile[0], k_begin, k_end);
-          sb.template copy_async<kGemmLdB>(b, b_tile[0], k_begin, k_end);
+      for (int j = 0; j < 4; ++j) acc[i][j] = acc_t(0);
+    }
+    acc_t ra[StagerA::kSlots], rb[StagerB::kSlots];  // the register-staged next slice
+    // Slice 0 into buffer 0 (the previous tile's readers are past its closing barrier).
+    if (k_begin >= k_end) {
+      // Nothing to sum (K == 0): C = bias, and no copy left in flight.
+    } else if constexpr (kAsync) {
+      sa.template copy_async<kGemmLdA>(a, a_tile(0), k_begin, k_end);
+      sb.template copy_async<kGemmLdB>(b, b_tile(0), k_begin, k_end);
+      cp_async_commit();
+    } else {
+      sa.load(a, ra, k_begin, k_end);
+      sb.load(b, rb, k_begin, k_end);
+      sa.template store<kGemmLdA>(a_tile(0), ra);
+      sb.template store<kGemmLdB>(b_tile(0), rb);
+    }
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += kGemmTileK) {
+      const bool more = k0 + kGemmTileK < k_end;
+      if (more) {
+        sa.advance(a);
+        sb.advance(b);
+      }
+      if constexpr (kAsync) {
+        // The other buffer was last read before the previous slice's closing barrier.
+        if (more) {
+          sa.template copy_async<kGemmLdA>(a, a_tile(cur ^ 1), k0 + kGemmTileK, k_end);
+          sb.template copy_async<kGemmLdB>(b, b_tile(cur ^ 1), k0 + kGemmTileK, k_end);
           cp_async_commit();
+          cp_async_wait<1>();  // this slice's group has landed, the next may fly
         } else {
-          sa.load(a, ra, k_begin, k_end);
-          sb.load(b, rb, k_begin, k_end);
-          sa.template store<kGemmLdA>(a_tile[0], ra);
-          sb.template store<kGemmLdB>(b_tile[0], rb);
+          cp_async_wait<0>();
         }
-        int cur = 0;
-        for (int k0 = k_begin; k0 < k_end; k0 += kGemmTileK) {
-          const bool more = k0 + kGemmTileK < k_end;
-          if (more) {
-            sa.advance(a);
-            sb.advance(b);
-          }
-          if constexpr (kAsync) {
-            // The other buffer was last read before the previous slice's closing barrier.
-            if (more) {
-              sa.template copy_async<kGemmLdA>(a, a_tile[cur ^ 1], k0 + kGemmTileK, k_end);
-              sb.template copy_async<kGemmLdB>(b, b_tile[cur ^ 1], k0 + kGemmTileK, k_end);
-              cp_async_commit();
-              cp_async_wait<1>();  // this slice's group has landed, the next may fly
-            } else {
-              cp_async_wait<0>();
-            }
-            __syncthreads();
-          } else {
-            __syncthreads();  // this slice's stores are visible
-            if (more) {
-              sa.load(a, ra, k0 + kGemmTileK, k_end);  // in flight during the FMAs below
-              sb.load(b, rb, k0 + kGemmTileK, k_end);
-            }
-          }
-          const acc_t* at_ = a_tile[cur];
-          const acc_t* bt_ = b_tile[cur];
-#pragma unroll
-          for (int kk = 0; kk < kGemmTileK; ++kk) {
-            acc_t lo[4], hi[4], bv[4];
-            load4(at_ + kk * kGemmLdA + 4 * ty, lo);
-            load4(at_ + kk * kGemmLdA + 64 + 4 * ty, hi);
-            load4(bt_ + kk * kGemmLdB + 4 * tx, bv);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-#pragma unroll
-              for (int i = 0; i < 4; ++i) {
-                acc[i][j] += lo[i] * bv[j];
-                acc[4 + i][j] += hi[i] * bv[j];
-              }
-            }
-          }
-          if constexpr (kAsync) {
-            __syncthreads();  // the next copy into this buffer waits for every reader
-          } else if (more) {
-            // The other buffer's readers finished before this slice's opening barrier.
-            sa.template store<kGemmLdA>(a_tile[cur ^ 1], ra);
-            sb.template store<kGemmLdB>(b_tile[cur ^ 1], rb);
-          }
-          cur ^= 1;
+        __syncthreads();
+      } else {
+        __syncthreads();  // this slice's stores are visible
+        if (more) {
+          sa.load(a, ra, k0 + kGemmTileK, k_end);  // in flight during the FMAs below
+          sb.load(b, rb, k0 + kGemmTileK, k_end);
         }
-        if constexpr (!kAsync) __syncthreads();  // the next tile's first stores wait for readers
-        out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
-        int64_t col[4];  // the thread's four column offsets
-        GemmCursor cur_n, cur_m;
-        cur_n.start(c.cols, n0 + 4 * tx);
+      }
+      const acc_t* at_ = a_tile(cur);
+      const acc_t* bt_ = b_tile(cur);
+#pragma unroll
+      for (int kk = 0; kk < kGemmTileK; ++kk) {
+        acc_t lo[4], hi[4], bv[4];
+        load4(at_ + kk * kGemmLdA + 4 * ty, lo);
+        load4(at_ + kk * kGemmLdA + 64 + 4 * ty, hi);
+        load4(bt_ + kk * kGemmLdB + 4 * tx, bv);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          col[j] = cur_n.offset;
-          if (j < 3) cur_n.step(c.cols, 1);
-        }
-        cur_m.start(c.rows, m0 + 4 * ty);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int64_t m = m0 + (i < 4 ? 0 : 64) + 4 * ty + i % 4;
-          const int64_t row = cur_m.offset;
-          if (i < 7) cur_m.step(c.rows, i == 3 ? 61 : 1);  // rows 4 ty + 0..3, then 64 + 4 ty + 0..3
-          if (m >= M) continue;
-          const acc_t bias = c.row_bias != nullptr
-                                 ? static_cast<acc_t>(c.row_bias[z * c.bias_batch_stride + m])
-                                 : acc_t(0);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            if (n0 + 4 * tx + j >= N) continue;
-            out_t* dst = out + row + col[j];
-            acc_t v = acc[i][j] + bias;
-            if (c.accumulate) v = static_cast<acc_t>(*dst) + v;
-            *dst = static_cast<out_t>(v);
+          for (int i = 0; i < 4; ++i) {
+            acc[i][j] += lo[i] * bv[j];
+            acc[4 + i][j] += hi[i] * bv[j];
           }
         }
       }
+      if constexpr (kAsync) {
+        __syncthreads();  // the next copy into this buffer waits for every reader
+      } else if (more) {
+        // The other buffer's readers finished before this slice's opening barrier.
+        sa.template store<kGemmLdA>(a_tile(cur ^ 1), ra);
+        sb.template store<kGemmLdB>(b_tile(cur ^ 1), rb);
+      }
+      cur ^= 1;
     }
+    // C through shared memory, 64 rows (acc rows 4 h + i) per pass, then out to global
+    // memory with consecutive lanes on consecutive elements (gemm_store_rows).
+    out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
+    const bool along_m = gemm_store_along_m(c, N);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // The slices' last readers (cp.async: the k loop's closing barrier did it), then
+      // the previous pass's readers, are done.
+      if (!kAsync || h > 0) __syncthreads();
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        store4(c_tile + (4 * ty + i) * kGemmLdC + 4 * tx, acc[4 * h + i]);
+      __syncthreads();
+      gemm_store_rows(c, along_m, out, c_tile, z, m0 + kGemmStoreRows * h, n0, M, N);
+    }
+    __syncthreads();  // the C tile is read before the next tile stages into its bytes
   }
 }
 
@@ -575,11 +720,9 @@ __global__ void __launch_bounds__(kGemmThreads, gemm_min_blocks<scalar_t>)
 // float uses m16n16k8 precision::tf32 (two k-steps), staged with cp.async, each loaded
 // fragment element rounded with __float_to_tf32. Global reads stay scalar (strided operands
 // have no alignment guarantee). After the k loop the accumulators go through shared memory
-// (the stage buffers' bytes, reused) so each thread writes its part of C with the bias,
-// accumulate and split rules of gemm_kernel; 32 threads of a warp write 32 consecutive
-// columns of one row. Same fixed summation order per launch: deterministic.
+// (the stage buffers' bytes, reused: all 128 rows at once) to gemm_store_rows, the epilogue
+// of gemm_kernel. Same fixed summation order per launch: deterministic.
 constexpr int kGemmTcStageK = 2 * kGemmTileK;  // k rows per shared stage
-constexpr int kGemmTcLdC = kGemmTileN + 4;     // float rows of the C staging tile
 
 template <typename scalar_t>
 constexpr bool gemm_has_tensor_cores = std::is_same_v<scalar_t, c10::Half> ||
@@ -596,14 +739,14 @@ struct GemmTcLayout {
   static constexpr int kStageA = kGemmTcStageK * kLdA, kStageB = kGemmTcStageK * kLdB;
   static constexpr int kStageBytes =
       2 * (kStageA + kStageB) * static_cast<int>(sizeof(scalar_t));
-  static constexpr int kCBytes = kGemmTileM * kGemmTcLdC * static_cast<int>(sizeof(float));
+  static constexpr int kCBytes = kGemmTileM * kGemmLdC * static_cast<int>(sizeof(float));
   static constexpr int kBytes = kStageBytes > kCBytes ? kStageBytes : kCBytes;
   // The k depth of one mma: 16 for 16-bit inputs, 8 for tf32.
   static constexpr int kMmaK = sizeof(scalar_t) == 2 ? 16 : 8;
   static_assert(kStageA * sizeof(scalar_t) % 32 == 0 && kStageB * sizeof(scalar_t) % 32 == 0 &&
                     kMmaK * kLdA * sizeof(scalar_t) % 32 == 0 &&
                     kMmaK * kLdB * sizeof(scalar_t) % 32 == 0 &&
-                    16 * kGemmTcLdC * sizeof(float) % 32 == 0 && kGemmTcLdC % 4 == 0,
+                    16 * kGemmLdC * sizeof(float) % 32 == 0 && kGemmLdC % 4 == 0,
                 "wmma pointers 32-byte aligned, ldm a multiple of 16 bytes");
 };
 
@@ -654,155 +797,131 @@ __device__ __forceinline__ void gemm_tc_body(const GemmOperand<scalar_t>& a, con
   alignas(128) __shared__ unsigned char smem[Layout::kBytes];
   scalar_t* const a_stage = reinterpret_cast<scalar_t*>(smem);  // [2][kStageA]
   scalar_t* const b_stage = a_stage + 2 * Layout::kStageA;      // [2][kStageB]
-  float* const c_tile = reinterpret_cast<float*>(smem);         // [kGemmTileM][kGemmTcLdC]
+  float* const c_tile = reinterpret_cast<float*>(smem);         // [kGemmTileM][kGemmLdC]
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int warp_m = 32 * (warp % 4), warp_n = 32 * (warp / 4);
-  const int tiles_m = static_cast<int>((M + kGemmTileM - 1) / kGemmTileM);
-  const int tiles_n = static_cast<int>((N + kGemmTileN - 1) / kGemmTileN);
-  const int splits = static_cast<int>(c.split_k);
-  const int64_t split_len = splits > 1 ? c.split_len : K;
-  const int problem_splits = static_cast<int>(batches) * splits;
-  for (int zs = blockIdx.z; zs < problem_splits; zs += gridDim.z) {
-    const int z = zs / splits, split = zs - z * splits;
-    const int k_begin = static_cast<int>(split * split_len);
-    const int k_end = static_cast<int>(K < k_begin + split_len ? K : k_begin + split_len);
-    for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
-      for (int tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
-        const int64_t m0 = int64_t{tm} * kGemmTileM, n0 = int64_t{tn} * kGemmTileN;
-        StagerA sa;
-        StagerB sb;
-        sa.init(a, z, m0, M, k_begin);
-        sb.init(b, z, n0, N, k_begin);
-        FragC acc[2][2];
+  const GemmTiles tiles(c, batches, M, N, K);
+  for (int tile = GemmTiles::first(); tile < tiles.count; tile += GemmTiles::step()) {
+    const GemmTile at(tiles, tile, K);
+    const int z = at.z, split = at.split, k_begin = at.k_begin, k_end = at.k_end;
+    const int64_t m0 = at.m0, n0 = at.n0;
+    StagerA sa;
+    StagerB sb;
+    sa.init(a, z, m0, M, k_begin);
+    sb.init(b, z, n0, N, k_begin);
+    FragC acc[2][2];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 2; ++i) {
 #pragma unroll
-          for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    }
+    // The register-staged next stage (16-bit operands): two 8-row slices per operand.
+    scalar_t ra[2][StagerA::kSlots], rb[2][StagerB::kSlots];
+    // Stage s's two slices at k0 (each stager's cursor is at k0, and moves past them).
+    auto copy_stage = [&](int s, int k0) {
+      if constexpr (kAsync) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          sa.template copy_async<kLdA>(a, a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA,
+                                       k0 + h * kGemmTileK, k_end);
+          sb.template copy_async<kLdB>(b, b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB,
+                                       k0 + h * kGemmTileK, k_end);
+          sa.advance(a);
+          sb.advance(b);
         }
-        // The register-staged next stage (16-bit operands): two 8-row slices per operand.
-        scalar_t ra[2][StagerA::kSlots], rb[2][StagerB::kSlots];
-        // Stage s's two slices at k0 (each stager's cursor is at k0, and moves past them).
-        auto copy_stage = [&](int s, int k0) {
-          if constexpr (kAsync) {
+        cp_async_commit();
+      }
+    };
+    auto load_stage = [&](int k0) {
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              sa.template copy_async<kLdA>(a, a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA,
-                                           k0 + h * kGemmTileK, k_end);
-              sb.template copy_async<kLdB>(b, b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB,
-                                           k0 + h * kGemmTileK, k_end);
-              sa.advance(a);
-              sb.advance(b);
-            }
-            cp_async_commit();
-          }
-        };
-        auto load_stage = [&](int k0) {
+      for (int h = 0; h < 2; ++h) {
+        sa.load(a, ra[h], k0 + h * kGemmTileK, k_end);
+        sb.load(b, rb[h], k0 + h * kGemmTileK, k_end);
+        sa.advance(a);
+        sb.advance(b);
+      }
+    };
+    auto store_stage = [&](int s) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            sa.load(a, ra[h], k0 + h * kGemmTileK, k_end);
-            sb.load(b, rb[h], k0 + h * kGemmTileK, k_end);
-            sa.advance(a);
-            sb.advance(b);
-          }
-        };
-        auto store_stage = [&](int s) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            sa.template store<kLdA>(a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA, ra[h]);
-            sb.template store<kLdB>(b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB, rb[h]);
-          }
-        };
-        if (k_begin < k_end) {  // (K == 0: C = bias, nothing staged)
-          if constexpr (kAsync) {
-            copy_stage(0, k_begin);
-          } else {
-            load_stage(k_begin);
-            store_stage(0);
-          }
-        }
-        int cur = 0;
-        for (int k0 = k_begin; k0 < k_end; k0 += kGemmTcStageK) {
-          const bool more = k0 + kGemmTcStageK < k_end;
-          if constexpr (kAsync) {
-            // The other stage was last read before the previous stage's closing barrier.
-            if (more) {
-              copy_stage(cur ^ 1, k0 + kGemmTcStageK);
-              cp_async_wait<1>();  // this stage's group has landed, the next may fly
-            } else {
-              cp_async_wait<0>();
-            }
-            __syncthreads();
-          } else {
-            __syncthreads();  // this stage's stores are visible
-            if (more) load_stage(k0 + kGemmTcStageK);  // in flight during the mmas below
-          }
-          const scalar_t* at_ = a_stage + cur * Layout::kStageA;
-          const scalar_t* bt_ = b_stage + cur * Layout::kStageB;
-#pragma unroll
-          for (int kk = 0; kk < kGemmTcStageK; kk += kMmaK) {
-            FragA fa[2];
-            FragB fb[2];
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-              wmma::load_matrix_sync(
-                  fa[i], reinterpret_cast<const ptr_t*>(at_ + kk * kLdA + warp_m + 16 * i), kLdA);
-              wmma::load_matrix_sync(
-                  fb[i], reinterpret_cast<const ptr_t*>(bt_ + kk * kLdB + warp_n + 16 * i), kLdB);
-              if constexpr (std::is_same_v<scalar_t, float>) {
-#pragma unroll
-                for (int t = 0; t < fa[i].num_elements; ++t)
-                  fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
-#pragma unroll
-                for (int t = 0; t < fb[i].num_elements; ++t)
-                  fb[i].x[t] = wmma::__float_to_tf32(fb[i].x[t]);
-              }
-            }
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-#pragma unroll
-              for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-            }
-          }
-          if constexpr (kAsync) {
-            __syncthreads();  // the next copy into this stage waits for every reader
-          } else if (more) {
-            store_stage(cur ^ 1);  // its readers finished before this stage's opening barrier
-          }
-          cur ^= 1;
-        }
-        __syncthreads();  // the stages' last readers are done: their bytes become c_tile
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-#pragma unroll
-          for (int j = 0; j < 2; ++j)
-            wmma::store_matrix_sync(c_tile + (warp_m + 16 * i) * kGemmTcLdC + warp_n + 16 * j,
-                                    acc[i][j], kGemmTcLdC, wmma::mem_row_major);
-        }
-        __syncthreads();
-        // Thread t writes column t % 64 of rows t / 64 + 4 r.
-        out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
-        const int col_in_tile = static_cast<int>(threadIdx.x) % kGemmTileN;
-        const int row_in_tile = static_cast<int>(threadIdx.x) / kGemmTileN;
-        constexpr int kRowStep = kGemmThreads / kGemmTileN;
-        const bool n_ok = n0 + col_in_tile < N;
-        const int64_t col = c.cols.offset(n0 + col_in_tile);
-        GemmCursor cur_m;
-        cur_m.start(c.rows, m0 + row_in_tile);
-#pragma unroll 4
-        for (int r = row_in_tile; r < kGemmTileM; r += kRowStep) {
-          const int64_t m = m0 + r, row = cur_m.offset;
-          if (r + kRowStep < kGemmTileM) cur_m.step(c.rows, kRowStep);
-          if (m >= M || !n_ok) continue;
-          float v = c_tile[r * kGemmTcLdC + col_in_tile];
-          if (c.row_bias != nullptr)
-            v += static_cast<float>(c.row_bias[z * c.bias_batch_stride + m]);
-          out_t* dst = out + row + col;
-          if (c.accumulate) v = static_cast<float>(*dst) + v;
-          *dst = static_cast<out_t>(v);
-        }
-        __syncthreads();  // c_tile is read before the next tile stages into its bytes
+      for (int h = 0; h < 2; ++h) {
+        sa.template store<kLdA>(a_stage + s * Layout::kStageA + h * kGemmTileK * kLdA, ra[h]);
+        sb.template store<kLdB>(b_stage + s * Layout::kStageB + h * kGemmTileK * kLdB, rb[h]);
+      }
+    };
+    if (k_begin < k_end) {  // (K == 0: C = bias, nothing staged)
+      if constexpr (kAsync) {
+        copy_stage(0, k_begin);
+      } else {
+        load_stage(k_begin);
+        store_stage(0);
       }
     }
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += kGemmTcStageK) {
+      const bool more = k0 + kGemmTcStageK < k_end;
+      if constexpr (kAsync) {
+        // The other stage was last read before the previous stage's closing barrier.
+        if (more) {
+          copy_stage(cur ^ 1, k0 + kGemmTcStageK);
+          cp_async_wait<1>();  // this stage's group has landed, the next may fly
+        } else {
+          cp_async_wait<0>();
+        }
+        __syncthreads();
+      } else {
+        __syncthreads();  // this stage's stores are visible
+        if (more) load_stage(k0 + kGemmTcStageK);  // in flight during the mmas below
+      }
+      const scalar_t* at_ = a_stage + cur * Layout::kStageA;
+      const scalar_t* bt_ = b_stage + cur * Layout::kStageB;
+#pragma unroll
+      for (int kk = 0; kk < kGemmTcStageK; kk += kMmaK) {
+        FragA fa[2];
+        FragB fb[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          wmma::load_matrix_sync(
+              fa[i], reinterpret_cast<const ptr_t*>(at_ + kk * kLdA + warp_m + 16 * i), kLdA);
+          wmma::load_matrix_sync(
+              fb[i], reinterpret_cast<const ptr_t*>(bt_ + kk * kLdB + warp_n + 16 * i), kLdB);
+          if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+            for (int t = 0; t < fa[i].num_elements; ++t)
+              fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
+#pragma unroll
+            for (int t = 0; t < fb[i].num_elements; ++t)
+              fb[i].x[t] = wmma::__float_to_tf32(fb[i].x[t]);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+        }
+      }
+      if constexpr (kAsync) {
+        __syncthreads();  // the next copy into this stage waits for every reader
+      } else if (more) {
+        store_stage(cur ^ 1);  // its readers finished before this stage's opening barrier
+      }
+      cur ^= 1;
+    }
+    __syncthreads();  // the stages' last readers are done: their bytes become c_tile
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        wmma::store_matrix_sync(c_tile + (warp_m + 16 * i) * kGemmLdC + warp_n + 16 * j,
+                                acc[i][j], kGemmLdC, wmma::mem_row_major);
+    }
+    __syncthreads();
+    out_t* out = c.data + z * c.batch_stride + split * c.split_stride;
+    const bool along_m = gemm_store_along_m(c, N);
+#pragma unroll
+    for (int h = 0; h < kGemmTileM / kGemmStoreRows; ++h)
+      gemm_store_rows(c, along_m, out, c_tile + kGemmStoreRows * h * kGemmLdC, z,
+                      m0 + kGemmStoreRows * h, n0, M, N);
+    __syncthreads();  // c_tile is read before the next tile stages into its bytes
   }
 }
 #endif

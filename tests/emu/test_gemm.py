@@ -101,6 +101,30 @@ def test_split_k_weight_gradient(emu_backend):
     assert launches == 2 + 6
 
 
+def test_column_vector_result(emu_backend, compute_capability):
+    # conv_transpose3d's products, grad_bias among them: a GEMM whose C is one column of 70
+    # rows at unit stride, which the epilogue stores with lanes along the rows, in two passes
+    # of 64 rows. Every output and gradient against torch in float64.
+    from pyseg.ops import conv_transpose3d
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 3, 4, 5, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 70, 2, 3, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(70, generator=g, dtype=torch.float64)
+    low = [t.float().requires_grad_() for t in (x, w, b)]
+    ref = [t.detach().double().requires_grad_() for t in low]
+    kw = dict(stride=(1, 2, 2), padding=1)
+    expected = torch.nn.functional.conv_transpose3d(*ref, **kw)
+    actual = conv_transpose3d(*low, **kw)
+    torch.testing.assert_close(actual.double(), expected, atol=2e-4, rtol=1e-4)
+    grad = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    expected.backward(grad)
+    actual.backward(grad.float())
+    for name, a, e in zip(("input", "weight", "bias"), low, ref):
+        torch.testing.assert_close(a.grad.double(), e.grad, atol=1e-3, rtol=1e-4,
+                                   msg=lambda m, name=name: f"grad of {name}: {m}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 65])
 @pytest.mark.parametrize("name", ["atomic_scatter", "atomic_scatter_shifted"])
