@@ -252,7 +252,7 @@ def test_coalescing_deform_conv(sanitizer, forward_order):
     off = 0.3 * torch.randn(1, 18, 12, 64)
     r = _ratios(counters_of(sanitizer, lambda: _emulated(
         lambda: pyseg.ops.deform_conv2d(x, off, w, padding=1))))
-    assert r["deform_conv::im2col_kernel<float>"][1] <= COALESCING_BUDGET, r
+    assert r["deform_conv::im2col_kernel<float, int>"][1] <= COALESCING_BUDGET, r
     # The GEMM (float: cp.async staging) reads both operands along their unit-stride index and
     # writes C through shared memory: each store instruction of a warp covers 32 consecutive
     # floats of an output row, the packed sectors exactly (when C left straight from the
