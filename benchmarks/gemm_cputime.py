@@ -10,18 +10,12 @@ import sys
 import time
 
 import torch
+from gemm_peak import CASES as PEAK_CASES  # this script's directory is on sys.path
 
 from pyseg import _loader
 
-CASES = [
-    ("square 1024", 1024, 1024, 1024),
-    ("pets s1", 256, 625, 2304),
-    ("pets s2 phase", 128, 2500, 512),
-    ("deconvnet k3", 512, 128, 4608),
-    ("unet k2s2 phase", 8192, 16, 32),
-    ("64 rows", 64, 4096, 576),
-    ("32 columns", 4096, 32, 288),
-]
+# gemm_peak.py's cases, plus a C of few rows and one of few columns (edge tiles, B per task).
+CASES = PEAK_CASES + [("64 rows", 64, 4096, 576), ("32 columns", 4096, 32, 288)]
 
 torch.set_num_threads(1)
 parts = []
