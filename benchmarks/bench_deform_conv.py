@@ -1,14 +1,18 @@
 """deform_conv2d vs torchvision.ops.deform_conv2d (and F.conv2d, the floor) on the CPU.
 
-    python benchmarks/bench_deform_conv.py [--quick]
+    python benchmarks/bench_deform_conv.py [--quick] [--threads N] [--cpu-time] [--no-torchvision]
 
 Prints a Markdown table: median times and ratios ours / torchvision and ours / conv2d,
-forward and forward+backward, measured in one run with torch.utils.benchmark.
+forward and forward+backward, measured in one run with torch.utils.benchmark. --cpu-time
+times one thread by its CPU time (time.thread_time) instead of the wall clock, which other
+work on a busy machine disturbs much less.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -22,22 +26,32 @@ SHAPES = [
     ((4, 64, 64, 64), 64, "target"),
     ((1, 64, 64, 64), 64, "batch 1"),
     ((2, 256, 32, 32), 256, "256 channels"),
+    ((4, 256, 64, 64), 256, "target, 256 channels"),
 ]
 
 
-def _time(fn, min_run_time):
-    return benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
-        min_run_time=min_run_time).median
+def _time(fn, min_run_time, threads=1, cpu_time=False):
+    kwargs = {"timer": time.thread_time} if cpu_time else {}
+    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads,
+                           **kwargs).blocked_autorange(min_run_time=min_run_time).median
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by thread CPU time (forces one thread)")
+    parser.add_argument("--no-torchvision", action="store_true",
+                        help="skip torchvision (seconds per call at 256 channels)")
     args = parser.parse_args()
+    if args.cpu_time:
+        args.threads = 1
     mrt = 0.5 if args.quick else 2.0
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"threads {torch.get_num_threads()}")
+          f"capability {torch.backends.cpu.get_cpu_capability()}, threads {args.threads}, "
+          f"{'thread CPU time' if args.cpu_time else 'wall time'}")
     print()
     print("| shape (N,C,H,W) -> O, 3x3 pad 1, mask | pass | pyseg ms | torchvision ms | "
           "conv2d ms | pyseg / tv | pyseg / conv2d |")
@@ -67,11 +81,16 @@ def main() -> None:
 
         for pass_name in ("forward", "forward+backward"):
             if pass_name == "forward":
-                with torch.no_grad():
-                    t = [_time(f, mrt) for f in (ours, tv, conv)]
+                calls = [ours, tv, conv]
             else:
-                t = [_time(fb(ours, ins), mrt), _time(fb(tv, ins), mrt),
-                     _time(fb(conv, [x, wt, b]), mrt)]
+                calls = [fb(ours, ins), fb(tv, ins), fb(conv, [x, wt, b])]
+            t = []
+            for i, f in enumerate(calls):
+                if i == 1 and args.no_torchvision:
+                    t.append(math.nan)
+                    continue
+                with torch.no_grad() if pass_name == "forward" else torch.enable_grad():
+                    t.append(_time(f, mrt, args.threads, args.cpu_time))
             print(f"| {(n, c, h, w)} -> {o} ({label}) | {pass_name} | {t[0] * 1e3:.2f} | "
                   f"{t[1] * 1e3:.2f} | {t[2] * 1e3:.2f} | {t[0] / t[1]:.3f} | "
                   f"{t[0] / t[2]:.2f} |", flush=True)

@@ -223,6 +223,10 @@ bool use_scatter_form(const Params& p) {
 //     cols (pixels x (co, kh, kw)) = x (pixels x ci) * w_g (ci x (co, kh, kw)),
 // one GEMM over the whole batch reading the weight once as stored, then each output row
 // gathers its taps in a fixed order (below): deterministic, no atomics.
+// The largest column matrix of the scatter form kept per thread between calls (32 MB of
+// float32); use_scatter_form admits up to 2^26 elements, allocated per call above this.
+constexpr int64_t kMaxKeptColumns = int64_t(1) << 23;
+
 template <typename T>
 void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* yd, bool cl) {
   const int64_t G = p.groups, Cin = p.in_channels, Cout = p.out_channels;
@@ -233,7 +237,18 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
   const int64_t NP = p.batch * H * W;
   const auto hp = axis_phases(p.stride_h, p.pad_h, p.dil_h, p.kernel_h, p.out_h);
   const auto wp = axis_phases(p.stride_w, p.pad_w, p.dil_w, p.kernel_w, p.out_w);
-  std::vector<T> xt(NP * Cig), cols(NP * K);
+  // Both buffers are kept per thread across calls (fresh multi-megabyte buffers cost page
+  // faults on every call: FCN's upsampling layers ran at half speed or less every other
+  // call), except the rare columns of over kMaxKeptColumns elements, allocated per call.
+  T* xt = cpu::thread_scratch<T, 7>(NP * Cig);
+  std::vector<T> cols_owned;
+  T* cols = nullptr;
+  if (NP * K <= kMaxKeptColumns) {
+    cols = cpu::thread_scratch<T, 8>(NP * K);
+  } else {
+    cols_owned.resize(NP * K);
+    cols = cols_owned.data();
+  }
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t q = 0; q < NP; ++q) {
       const int64_t n = q / (H * W), pix = q % (H * W);
@@ -241,8 +256,8 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
         xt[q * Cig + ci] = cl ? xd[q * Cin + g * Cig + ci] : xd[(n * Cin + g * Cig + ci) * H * W + pix];
     }
     // The weight as stored (it can be large: DeconvNet's fc6-deconv holds 411 MB).
-    cpu::gemm<T>(MatrixView<T>(xt.data(), NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
-                 cols.data(), K);
+    cpu::gemm<T>(MatrixView<T>(xt, NP, Cig, Cig), MatrixView<T>(wd + g * Cig * K, Cig, K, K),
+                 cols, K);
     // Output row (n, oh) sums only the tap rows of its phase (oh % stride), in kh order,
     // after the bias. Within a tap row, input column iw adds its taps kw to outputs
     // ow = iw * stride - pad + kw * dilation: with dilation 1 a contiguous run of kW values per
@@ -259,7 +274,7 @@ void forward_scatter(const Params& p, const T* xd, const T* wd, const T* bd, T* 
           if (ih < 0 || ih >= H) continue;
           // cols[(n, ih, iw)][co, kh, kw]: the weight's strides (so (kh, kw, co) for a
           // channels_last weight, whose rows the GEMM also reads as stored).
-          const T* cols_row = cols.data() + (n * H + ih) * W * K + ah.k[th] * kW * s_t;
+          const T* cols_row = cols + (n * H + ih) * W * K + ah.k[th] * kW * s_t;
           if (p.dil_w == 1) {
             for (int64_t iw = 0; iw < W; ++iw) {
               const int64_t ow0 = iw * p.stride_w - p.pad_w;
