@@ -435,3 +435,43 @@ def test_cpu_capability_variants(cpu_capability, case):
     from tests.conftest import Backend
 
     _compare(Backend("cpu", torch.device("cpu")), case)
+
+
+@pytest.mark.parametrize("case", [
+    # n, c, h, w, kh, kw, og, stride, pad, dil, mask: output planes of 273 and 35 pixels,
+    # full 16- and 8-wide vectors plus a scalar tail.
+    (2, 4, 13, 21, 3, 3, 1, (1, 1), (1, 1), (1, 1), True),
+    (1, 6, 9, 11, 3, 2, 3, (2, 1), (1, 0), (1, 2), False),
+])
+def test_float32_variants_bitwise_equal_to_baseline(cpu_capability, case):
+    # The vector variants gather the corners of 8 or 16 pixels at once (float32 only); each
+    # lane must round exactly like the baseline's scalar loop, and an Inf or NaN in the image
+    # must reach the output only through the corners that use it. A one-hot weight (output
+    # channel o reads column row o) makes the GEMMs exact in every variant (their FMAs round
+    # differently), so the output is the columns themselves, and grad_input, grad_offset and
+    # grad_mask are computed from exact column gradients: all bitwise. grad_weight sums over
+    # pixels in the GEMM: only close.
+    from tests.ops.conftest import using_capability
+
+    n, c, h, w, kh, kw, og, s, p, d, mk = case
+    args = _case(n, c, c * kh * kw, h, w, kh, kw, 1, og, s, p, d, mk, False,
+                 dtype=torch.float32, seed=3)
+    args["weight"] = torch.eye(c * kh * kw).reshape(c * kh * kw, c, kh, kw)
+    args["input"][0, 1, 0, 0] = float("inf")
+    args["input"][-1, 0, h // 2, w - 1] = float("nan")
+
+    def run():
+        ours = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v)
+                for k, v in args.items()}
+        out = deform_conv2d(**ours)
+        names = [k for k in ("input", "offset", "mask", "weight") if ours[k] is not None]
+        grad = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+        return [out, *torch.autograd.grad(out, [ours[k] for k in names], grad)]
+
+    with using_capability("default"):
+        expected = run()
+    got = run()
+    assert expected[0].isfinite().sum() > expected[0].numel() // 2
+    for g, e in zip(got[:-1], expected[:-1]):
+        torch.testing.assert_close(g, e, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(got[-1], expected[-1], equal_nan=True)
