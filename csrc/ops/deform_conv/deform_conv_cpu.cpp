@@ -107,11 +107,13 @@ void build_table(Sample<T>* table, int64_t ld, const T* off_n, const T* mask_n, 
     const T* dx = dy + P;
     const T* mk = p.use_mask ? mask_n + (g * K + k) * P : nullptr;
     Sample<T>* row = table + k * ld;
+    int64_t oy = p0 / s.out_w, ox = p0 % s.out_w;  // stepped, not divided, per pixel
     for (int64_t t = 0; t < len; ++t) {
-      const int64_t q = p0 + t, oy = q / s.out_w, ox = q % s.out_w;
+      const int64_t q = p0 + t;
       const T y = static_cast<T>(oy * p.stride_h - p.pad_h + i * p.dil_h) + dy[q];
       const T x = static_cast<T>(ox * p.stride_w - p.pad_w + j * p.dil_w) + dx[q];
       make_sample(row[t], y, x, mk ? mk[q] : T(1), s.in_h, s.in_w);
+      if (++ox == s.out_w) ox = 0, ++oy;
     }
   }
 }
