@@ -400,6 +400,11 @@ ZOO = [
     (2, 256, 32, 1, 1, 7, 1, 0, 0, 1, 1, False),     # deconvnet fc6-deconv 7x7 from 1x1
     (8, 64, 32, 8, 8, 2, 2, 0, 0, 1, 1, True),       # U-Net k2 s2
     (8, 16, 16, 32, 32, 2, 2, 0, 0, 1, 1, True),
+    # FCN's upsampling (scatter form forward); channels_last column rows of 3 x 1024 and
+    # 4 x 256 taps, multiples of 4 KB (padded in the backward).
+    (2, 3, 3, 12, 12, 32, 16, 0, 0, 1, 1, False),    # fcn16s k32 s16
+    (1, 4, 4, 6, 6, 16, 8, 0, 0, 1, 1, False),
+    (2, 3, 3, 5, 5, 64, 32, 0, 0, 1, 1, False),      # fcn32s k64 s32
 ]
 
 

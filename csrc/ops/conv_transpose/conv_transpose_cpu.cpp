@@ -862,6 +862,11 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   }
   const int64_t tiles = tile_rows.size();
   const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
+  // channels_last column rows (pixels x K): a row a multiple of 4 KB long put every pixel's
+  // row into the same L1 sets, and the im2col's writes (FCN's 32x32 and 16x16 kernels: K of
+  // 3 x 1024 and 3 x 256) missed on every store (the backward at 4-11x the NCHW one's time);
+  // one cache line of padding spreads them.
+  const int64_t ldk = (K * int64_t(sizeof(T))) % 4096 == 0 ? K + 64 / int64_t(sizeof(T)) : K;
   // One tile per group: its grad_weight GEMM writes gw itself (no partial sums, no reduction
   // pass over a weight-sized array). Otherwise each chunk's first tile initializes its
   // partial sum (no zero fill).
@@ -873,7 +878,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
     const int64_t t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t row0 = tile_rows[t].first, nrows = tile_rows[t].second, Jt = nrows * W;
-      T* col = cpu::thread_scratch<T, 2>(K * Jt);
+      T* col = cpu::thread_scratch<T, 2>((cl ? ldk : K) * Jt);
       // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
       // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
       for (int64_t r = 0; r < nrows; ++r) {
@@ -886,10 +891,10 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
             const int64_t base_w = kw * p.dil_w - p.pad_w;
             if (by_tap) {
               // The tap's Cog channels go to columns (kh, kw) * Cog.. of the pixel's row.
-              T* d = col + r * W * K + (kh * kW + kw) * Cog;
+              T* d = col + r * W * ldk + (kh * kW + kw) * Cog;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
               for (int64_t iw = 0; iw < W; ++iw) {
-                T* drow = d + iw * K;
+                T* drow = d + iw * ldk;
                 if (iw >= lo && iw < hi) {
                   std::memcpy(drow, s + iw * p.stride_w * Cout, Cog * sizeof(T));
                 } else {
@@ -898,10 +903,10 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
               }
             } else if (cl) {
               // Channel co of this tap goes to column co * kHW + (kh, kw) of the pixel's row.
-              T* d = col + r * W * K + kh * kW + kw;
+              T* d = col + r * W * ldk + kh * kW + kw;
               const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
               for (int64_t iw = 0; iw < W; ++iw) {
-                T* drow = d + iw * K;
+                T* drow = d + iw * ldk;
                 if (iw >= lo && iw < hi) {
                   const T* src = s + iw * p.stride_w * Cout;
                   for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = src[co];
@@ -929,7 +934,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
       const bool one_image = n0 == n_last;
       if (need_gx) {
         if (cl) {
-          cpu::gemm<T>(MatrixView<T>(col, Jt, K, K), wpack[g],
+          cpu::gemm<T>(MatrixView<T>(col, Jt, K, ldk), wpack[g],
                        gxd + row0 * W * Cin + g * Cig, Cin);
         } else if (one_image) {
           cpu::gemm<T>(weight_a(g), MatrixView<T>(col, K, Jt, Jt),
@@ -950,7 +955,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
         if (cl) {
           // (Cig x Jt) = x^T of the tile's pixels, times col (Jt x K, K = (co, kh, kw)).
           cpu::gemm<T>(MatrixView<T>(xd + row0 * W * Cin + g * Cig, Cig, Jt, 1, Cin),
-                       MatrixView<T>(col, Jt, K, K), acc, K, accumulate);
+                       MatrixView<T>(col, Jt, K, ldk), acc, K, accumulate);
         } else {
           const T* xs;
           int64_t ld;
