@@ -862,11 +862,13 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   }
   const int64_t tiles = tile_rows.size();
   const int64_t chunks = need_gw ? std::min(tiles, kWeightChunks) : tiles;
-  // channels_last column rows (pixels x K): a row a multiple of 4 KB long put every pixel's
-  // row into the same L1 sets, and the im2col's writes (FCN's 32x32 and 16x16 kernels: K of
-  // 3 x 1024 and 3 x 256) missed on every store (the backward at 4-11x the NCHW one's time);
-  // one cache line of padding spreads them.
-  const int64_t ldk = (K * int64_t(sizeof(T))) % 4096 == 0 ? K + 64 / int64_t(sizeof(T)) : K;
+  // channels_last column rows (pixels x K) are an odd number of cache lines apart. The
+  // im2col writes one tap of every pixel at a time, so with rows a multiple of 1-4 KB long
+  // (FCN's 32x32 and 16x16 kernels: K of 3 x 1024 and 3 x 256) all its stores fell into a
+  // few L1 sets and missed (the backward at 3-11x the NCHW one's time); an odd stride in
+  // lines spreads consecutive pixels over all the sets.
+  const int64_t line = 64 / int64_t(sizeof(T));
+  const int64_t ldk = ((K + line - 1) / line | 1) * line;
   // One tile per group: its grad_weight GEMM writes gw itself (no partial sums, no reduction
   // pass over a weight-sized array). Otherwise each chunk's first tile initializes its
   // partial sum (no zero fill).
@@ -881,55 +883,59 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
       T* col = cpu::thread_scratch<T, 2>((cl ? ldk : K) * Jt);
       // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
       // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
-      for (int64_t r = 0; r < nrows; ++r) {
-        const int64_t n = (row0 + r) / H, ih = (row0 + r) % H;
-        for (int64_t kh = 0; kh < kH; ++kh) {
-          const int64_t oh = ih * p.stride_h - p.pad_h + kh * p.dil_h;
-          const bool row_in = oh >= 0 && oh < Ho;
-          for (int64_t kw = 0; kw < kW; ++kw) {
-            const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
-            const int64_t base_w = kw * p.dil_w - p.pad_w;
-            if (by_tap) {
-              // The tap's Cog channels go to columns (kh, kw) * Cog.. of the pixel's row.
-              T* d = col + r * W * ldk + (kh * kW + kw) * Cog;
-              const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
-              for (int64_t iw = 0; iw < W; ++iw) {
-                T* drow = d + iw * ldk;
-                if (iw >= lo && iw < hi) {
-                  std::memcpy(drow, s + iw * p.stride_w * Cout, Cog * sizeof(T));
-                } else {
-                  std::fill(drow, drow + Cog, T(0));
+      // Rows in parallel when the tasks do not already use every thread (FCN's upsampling
+      // layers are a single task): plain copies to disjoint rows, so nothing depends on it.
+      at::parallel_for(0, nrows, 1, [&](int64_t r_begin, int64_t r_end) {
+        for (int64_t r = r_begin; r < r_end; ++r) {
+          const int64_t n = (row0 + r) / H, ih = (row0 + r) % H;
+          for (int64_t kh = 0; kh < kH; ++kh) {
+            const int64_t oh = ih * p.stride_h - p.pad_h + kh * p.dil_h;
+            const bool row_in = oh >= 0 && oh < Ho;
+            for (int64_t kw = 0; kw < kW; ++kw) {
+              const int64_t lo = lo_w[kw], hi = row_in ? hi_w[kw] : lo_w[kw];
+              const int64_t base_w = kw * p.dil_w - p.pad_w;
+              if (by_tap) {
+                // The tap's Cog channels go to columns (kh, kw) * Cog.. of the pixel's row.
+                T* d = col + r * W * ldk + (kh * kW + kw) * Cog;
+                const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
+                for (int64_t iw = 0; iw < W; ++iw) {
+                  T* drow = d + iw * ldk;
+                  if (iw >= lo && iw < hi) {
+                    std::memcpy(drow, s + iw * p.stride_w * Cout, Cog * sizeof(T));
+                  } else {
+                    std::fill(drow, drow + Cog, T(0));
+                  }
                 }
-              }
-            } else if (cl) {
-              // Channel co of this tap goes to column co * kHW + (kh, kw) of the pixel's row.
-              T* d = col + r * W * ldk + kh * kW + kw;
-              const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
-              for (int64_t iw = 0; iw < W; ++iw) {
-                T* drow = d + iw * ldk;
-                if (iw >= lo && iw < hi) {
-                  const T* src = s + iw * p.stride_w * Cout;
-                  for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = src[co];
-                } else {
-                  for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = T(0);
+              } else if (cl) {
+                // Channel co of this tap goes to column co * kHW + (kh, kw) of the pixel's row.
+                T* d = col + r * W * ldk + kh * kW + kw;
+                const T* s = gyd + ((n * Ho + oh) * Wo + base_w) * Cout + g * Cog;
+                for (int64_t iw = 0; iw < W; ++iw) {
+                  T* drow = d + iw * ldk;
+                  if (iw >= lo && iw < hi) {
+                    const T* src = s + iw * p.stride_w * Cout;
+                    for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = src[co];
+                  } else {
+                    for (int64_t co = 0; co < Cog; ++co) drow[co * kHW] = T(0);
+                  }
                 }
-              }
-            } else {
-              for (int64_t co = 0; co < Cog; ++co) {
-                T* d = col + ((co * kH + kh) * kW + kw) * Jt + r * W;
-                const T* s = gyd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base_w;
-                std::fill(d, d + lo, T(0));
-                if (p.stride_w == 1) {
-                  if (hi > lo) std::memcpy(d + lo, s + lo, (hi - lo) * sizeof(T));
-                } else {
-                  for (int64_t iw = lo; iw < hi; ++iw) d[iw] = s[iw * p.stride_w];
+              } else {
+                for (int64_t co = 0; co < Cog; ++co) {
+                  T* d = col + ((co * kH + kh) * kW + kw) * Jt + r * W;
+                  const T* s = gyd + ((n * Cout + g * Cog + co) * Ho + oh) * Wo + base_w;
+                  std::fill(d, d + lo, T(0));
+                  if (p.stride_w == 1) {
+                    if (hi > lo) std::memcpy(d + lo, s + lo, (hi - lo) * sizeof(T));
+                  } else {
+                    for (int64_t iw = lo; iw < hi; ++iw) d[iw] = s[iw * p.stride_w];
+                  }
+                  std::fill(d + hi, d + W, T(0));
                 }
-                std::fill(d + hi, d + W, T(0));
               }
             }
           }
         }
-      }
+      });
       const int64_t n0 = row0 / H, n_last = (row0 + nrows - 1) / H, ih0 = row0 % H;
       const bool one_image = n0 == n_last;
       if (need_gx) {
