@@ -7,10 +7,11 @@
 // channels-last and the columns are stored pixel-major, (weight group, tap, channel) within a
 // pixel's row, so each corner of a sample is a contiguous run of channels: the per-sample loops
 // (deform_conv_cpu_kernel.cpp, one variant per CPU capability) move a vector of channels per
-// load. The tile's columns are then multiplied by the weight, reordered to (out channel, tap,
-// channel) and packed once per call, with pyseg's GEMM (common/gemm.h) straight into the NCHW
-// output. Tasks run under at::parallel_for, so batch 1 and prime batch sizes use every thread,
-// and no buffer larger than a tile is allocated per task.
+// load. The tile's columns are then multiplied, pixel-major, by the weight (reordered to (out
+// channel, tap, channel), transposed and packed once per call) with pyseg's GEMM
+// (common/gemm.h), and the tile's result is transposed into the NCHW output with the bias.
+// Tasks run under at::parallel_for, so batch 1 and prime batch sizes use every thread, and no
+// buffer larger than a tile is allocated per task.
 //
 // Backward runs the same tasks in kBackwardChunks contiguous chunks (a constant, not the
 // thread count, so that the sums below round the same way on any machine). A chunk
@@ -18,9 +19,9 @@
 // accumulates its private weight gradient and, in one pass over the column gradient, scatters
 // into the (channels-last) input gradient and gathers the offset and mask gradients (which
 // the tile owns outright). The input gradient of an image that lies entirely inside one chunk
-// is written in place; an image split
-// between chunks gets one private buffer per chunk, and these (and the private weight
-// gradients) are summed in chunk order afterwards: deterministic, no atomics.
+// is written in place; an image split between chunks gets one private buffer per chunk, and
+// these (and the private weight gradients) are summed in chunk order afterwards:
+// deterministic, no atomics.
 //
 // Sampling follows torchvision: a sample at (y, x) is zero if y <= -1, y >= H, x <= -1 or
 // x >= W; otherwise corners outside the image count as zero. Corners that do not count are
