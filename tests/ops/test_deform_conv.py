@@ -437,26 +437,30 @@ def test_cpu_capability_variants(cpu_capability, case):
     _compare(Backend("cpu", torch.device("cpu")), case)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", [
-    # n, c, h, w, kh, kw, og, stride, pad, dil, mask: output planes of 273 and 35 pixels,
-    # full 16- and 8-wide vectors plus a scalar tail.
-    (2, 4, 13, 21, 3, 3, 1, (1, 1), (1, 1), (1, 1), True),
-    (1, 6, 9, 11, 3, 2, 3, (2, 1), (1, 0), (1, 2), False),
+    # n, c, h, w, kh, kw, groups, og, stride, pad, dil, mask. The loops run over channels:
+    # 37 channels are two full 16-wide (four 8-wide) vectors and a 5-channel tail; 24
+    # channels in 2 weight groups and 3 offset groups are cut into runs of 8 and 4.
+    (2, 37, 7, 9, 3, 3, 1, 1, (1, 1), (1, 1), (1, 1), True),
+    (1, 24, 6, 7, 3, 2, 2, 3, (2, 1), (1, 0), (1, 2), True),
+    (1, 20, 5, 6, 2, 2, 1, 2, (1, 1), (0, 0), (1, 1), False),
 ])
-def test_float32_variants_bitwise_equal_to_baseline(cpu_capability, case):
-    # The vector variants gather the corners of 8 or 16 pixels at once (float32 only); each
-    # lane must round exactly like the baseline's scalar loop, and an Inf or NaN in the image
-    # must reach the output only through the corners that use it. A one-hot weight (output
-    # channel o reads column row o) makes the GEMMs exact in every variant (their FMAs round
-    # differently), so the output is the columns themselves, and grad_input, grad_offset and
-    # grad_mask are computed from exact column gradients: all bitwise. grad_weight sums over
-    # pixels in the GEMM: only close.
+def test_variants_bitwise_equal_to_baseline(cpu_capability, case, dtype):
+    # The vector variants load 8 or 16 channels of a corner at once; each lane must round
+    # exactly like the baseline's, the backward's sums over channels must use the same lanes
+    # and tree, and an Inf or NaN in the image must reach the output only through the
+    # corners that use it. A one-hot weight (output channel o of a group reads its column
+    # row o) makes the GEMMs exact in every variant (their FMAs round differently), so the
+    # output is the columns themselves, and grad_input, grad_offset and grad_mask come from
+    # exact column gradients: all bitwise. grad_weight sums over pixels in the GEMM: close.
     from tests.ops.conftest import using_capability
 
-    n, c, h, w, kh, kw, og, s, p, d, mk = case
-    args = _case(n, c, c * kh * kw, h, w, kh, kw, 1, og, s, p, d, mk, False,
-                 dtype=torch.float32, seed=3)
-    args["weight"] = torch.eye(c * kh * kw).reshape(c * kh * kw, c, kh, kw)
+    n, c, h, w, kh, kw, gr, og, s, p, d, mk = case
+    rows = c // gr * kh * kw
+    args = _case(n, c, gr * rows, h, w, kh, kw, gr, og, s, p, d, mk, False, dtype=dtype,
+                 seed=3)
+    args["weight"] = torch.eye(rows, dtype=dtype).repeat(gr, 1).reshape(gr * rows, c // gr, kh, kw)
     args["input"][0, 1, 0, 0] = float("inf")
     args["input"][-1, 0, h // 2, w - 1] = float("nan")
 
@@ -465,7 +469,7 @@ def test_float32_variants_bitwise_equal_to_baseline(cpu_capability, case):
                 for k, v in args.items()}
         out = deform_conv2d(**ours)
         names = [k for k in ("input", "offset", "mask", "weight") if ours[k] is not None]
-        grad = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+        grad = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
         return [out, *torch.autograd.grad(out, [ours[k] for k in names], grad)]
 
     with using_capability("default"):

@@ -868,7 +868,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
   // few L1 sets and missed (the backward at 3-11x the NCHW one's time); an odd stride in
   // lines spreads consecutive pixels over all the sets.
   const int64_t line = 64 / int64_t(sizeof(T));
-  const int64_t ldk = ((K + line - 1) / line | 1) * line;
+  const int64_t ldk = cl ? ((K + line - 1) / line | 1) * line : K;
   // One tile per group: its grad_weight GEMM writes gw itself (no partial sums, no reduction
   // pass over a weight-sized array). Otherwise each chunk's first tile initializes its
   // partial sum (no zero fill).
@@ -880,7 +880,7 @@ void backward(const Params& p, const T* gyd, const T* xd, const T* wd, T* gxd, T
     const int64_t t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t row0 = tile_rows[t].first, nrows = tile_rows[t].second, Jt = nrows * W;
-      T* col = cpu::thread_scratch<T, 2>((cl ? ldk : K) * Jt);
+      T* col = cpu::thread_scratch<T, 2>(ldk * Jt);
       // im2col of grad_output as seen by a conv2d(stride, padding, dilation): pixel (r, iw),
       // tap (co, kh, kw) holds gy[co, ih*s - pad + kh*d, iw*s - pad + kw*d].
       // Rows in parallel when the tasks do not already use every thread (FCN's upsampling
