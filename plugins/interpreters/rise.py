@@ -3,9 +3,23 @@
 ``S`` random masks ``M_i`` in [0, 1] (a coarse ``grid x grid`` binary grid, each cell kept with
 probability ``p``, upsampled bilinearly to ``(grid + 1) * cell`` and cropped at a random shift
 of up to one cell, as in the paper) multiply the image; the saliency of pixel ``x`` is the
-mask-weighted mean of the scores::
+paper's ``E[score(I * M) | M(x) = 1] = E[score(I * M) M(x)] / E[M(x)]``, the mask-weighted
+mean of the scores. By default (``normalization="mask_sum"``) the denominator is each pixel's
+own mask sum::
+
+    S(x) = sum_i score(I * M_i) * M_i(x) / sum_i M_i(x)
+
+``normalization="p"`` divides by its expectation instead, ``S * p``, as the paper's
+Monte Carlo formula (eq. 6) and its code do::
 
     S(x) = 1 / (S * p) * sum_i score(I * M_i) * M_i(x)
+
+Both estimate the same expectation, but the second carries the term ``mean score x (sum_i
+M_i(x) / (S p) - 1)``: with a confident classifier (scores near 1) and few masks it outweighs
+the evidence, and since every image gets the same seeded masks it puts the same peak in every
+map (where the masks happen to be densest: the image border, whose pixels are the least
+averaged by the bilinear upsampling). The per-pixel sum removes that term exactly: a model
+whose score does not depend on the input gets a constant map.
 
 ``score`` is the class probability for a classifier (as in the paper) or, for a segmentation
 target, the class's logits summed over the target mask (``score="logit"`` / ``"probability"``
@@ -60,6 +74,7 @@ def rise(
     batch_size: int = 64,
     seed: int = 0,
     score: str | None = None,
+    normalization: str = "mask_sum",
     normalize: bool = True,
 ) -> Tensor:
     """RISE heatmaps ``(N, H, W)`` in [0, 1].
@@ -73,15 +88,21 @@ def rise(
         seed: seed of the mask generator (reproducible; independent of ``batch_size``).
         score: ``"probability"`` or ``"logit"``; default: probability for classifiers, the
             summed logits over the target mask for segmentation models.
+        normalization: ``"mask_sum"`` (default) divides each pixel's sum by its own mask sum
+            ``sum_i M_i(x)``; ``"p"`` by ``num_samples * p``, the paper's formula (see the
+            module docstring). A pixel that no mask covers gets 0 with ``"mask_sum"``.
         normalize: ``False`` returns ``S(x)`` itself (in score units).
 
     Raises:
-        ValueError: a non-positive ``num_samples`` or ``batch_size``.
+        ValueError: a non-positive ``num_samples`` or ``batch_size``, an unknown
+            ``normalization``.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if normalization not in ("mask_sum", "p"):
+        raise ValueError(f"normalization must be 'mask_sum' or 'p', got {normalization!r}")
     n, _, h, w = images.shape
     gen = torch.Generator().manual_seed(int(seed))
     masks = rise_masks(num_samples, h, w, grid, p, gen, images.device).to(images.dtype)
@@ -98,5 +119,10 @@ def rise(
                                 None if mask is None else mask[i:i + 1].expand(k, *mask.shape[1:]),
                                 score)
                 sal[i] += sc.float() @ m.flatten(1).float()
-    sal = (sal / (num_samples * p)).view(n, h, w)
+    if normalization == "p":
+        sal = sal / (num_samples * p)
+    else:
+        total = masks.flatten(1).float().sum(0)
+        sal = torch.where(total > 0, sal / total.clamp(min=1e-12), torch.zeros_like(sal))
+    sal = sal.view(n, h, w)
     return (minmax_normalize(sal) if normalize else sal).to(images.dtype)
