@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pointing_game import classifier, load_split, small_unet, train
+from pointing_game import DEFAULT_TRANSLATE, classifier, load_split, small_unet, train
 
 from pyseg.interpret import InterpretError
 from pyseg.interpret.metrics import faithfulness
@@ -55,11 +55,11 @@ def _cpu() -> str:
 
 
 def run(model, x, y, masks, methods, samples: int, steps: int,
-        layer: str | None = None) -> list[dict]:
+        layer: str | None = None, rise_normalization: str = "mask_sum") -> list[dict]:
     """One row per method: mean metrics over the images and seconds per image (the map only;
     the metrics' own time is not counted). A method that refuses the model is left out.
     ``layer`` goes to the methods that take one (CAM excepted: it needs the pooled
-    features)."""
+    features). ``rise_normalization``: RISE's ``normalization`` (``"mask_sum"`` or ``"p"``)."""
     import pyseg
     from pyseg import registry
 
@@ -67,6 +67,8 @@ def run(model, x, y, masks, methods, samples: int, steps: int,
     for name in methods:
         interp = pyseg.get_interpreter(name)
         opts: dict = {"num_samples": samples} if name in ("rise", "hide-and-seek") else {}
+        if name == "rise":
+            opts["normalization"] = rise_normalization
         if layer is not None and registry.get_interpreter(name).takes_layer and name != "cam":
             opts["layer"] = layer
         sums: dict[str, float] = {}
@@ -147,6 +149,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--samples", type=int, default=1000, help="RISE / hide-and-seek masks")
     p.add_argument("--steps", type=int, default=32, help="deletion / insertion steps")
+    p.add_argument("--rise-normalization", choices=("mask_sum", "p"), default="mask_sum",
+                   help="RISE: divide by each pixel's mask sum (default) or by samples x p")
+    p.add_argument("--translate", type=float, default=None,
+                   help="training augmentation: largest random shift, fraction of the side "
+                        "(default as in pointing_game.py: 0.125 for the registered "
+                        "classifiers, else 0)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--checkpoint", type=Path, default=None, metavar="FILE",
                    help="load the weights from FILE if it exists (no training), else train "
@@ -159,6 +167,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     seg = args.task == "segmentation"
+    if args.translate is None:
+        args.translate = 0.0 if seg else DEFAULT_TRANSLATE.get(args.arch, 0.0)
     model = small_unet(args.width) if seg else classifier(args.arch, args.size, args.width)
     trained = args.checkpoint is not None and args.checkpoint.exists()
     xte, yte, mte = load_split("test", args.test, args.size, trimaps=seg, cues=args.cues)
@@ -170,7 +180,8 @@ def main() -> None:
     else:
         xtr, ytr, _ = load_split("train", args.train, args.size, trimaps=seg, cues=args.cues)
         t0 = time.perf_counter()
-        train(model, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed)
+        train(model, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed,
+              translate=args.translate)
         how = (f"{args.train} training images x {args.epochs} epochs at {args.size}px "
                f"({time.perf_counter() - t0:.0f} s)")
         if args.checkpoint is not None:
@@ -178,7 +189,7 @@ def main() -> None:
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
     rows = run(model, xte, None if seg else yte, mte, args.methods.split(","), args.samples,
-               args.steps, args.layer)
+               args.steps, args.layer, args.rise_normalization)
     load_end = os.getloadavg()
     net = f"u-net (base {args.width}, depth 2)" if seg else args.arch
     head = (f"{args.task}, {net}, cues={args.cues}: {how}, test "
