@@ -50,7 +50,7 @@ void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __rest
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = Vec<T>(T(0));
-  for (int64_t p = 0; p < k; ++p) {
+  auto step = [&]() __attribute__((always_inline)) {
     Vec<T> bv[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) bv[j] = Vec<T>::loadu(b + j * W);
@@ -62,6 +62,22 @@ void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __rest
     }
     a += kRowsA ? 1 : kMR;
     b += kNR<T>;
+  };
+  if constexpr (kRowsA) {
+    // A read in place: fetch the next tile's rows (the R rows after these, same k) into L2
+    // while this one computes, a line per row every 64 bytes of k. Their first touch
+    // otherwise stalls on memory: a 14-row tile streamed from beyond L2 ran at half its
+    // in-L2 speed, 73% with this (benchmarks/microkernel_peak.cpp); the stride-1
+    // conv_transpose2d's channels_last forward (implicit GEMM) gained 5-8%.
+    constexpr int64_t kLine = 64 / sizeof(T);
+    for (int64_t p0 = 0; p0 < k; p0 += kLine) {
+#pragma GCC unroll 32
+      for (int i = 0; i < R; ++i) __builtin_prefetch(a + (R + i) * lda, 0, 2);
+      const int64_t p1 = std::min(k, p0 + kLine);
+      for (int64_t p = p0; p < p1; ++p) step();
+    }
+  } else {
+    for (int64_t p = 0; p < k; ++p) step();
   }
 #pragma GCC unroll 32
   for (int i = 0; i < R; ++i) {
