@@ -5,7 +5,8 @@
 // A row-major A (unit column stride) is the exception: the micro-kernel reads its MR rows in
 // place, because packing A transposes every element and costs about as much as the GEMM when
 // B is only a few panels wide; unless its rows are a multiple of 4 KB apart, where MR rows
-// share one L1 set and every read misses (then A is packed).
+// share one L1 set and every read misses (then A is packed). Read in place, the next tile's
+// rows are prefetched into L2 while a tile computes.
 // A register-blocked micro-kernel computes an MR x NR tile of C over the whole k range:
 // per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
 // accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
