@@ -49,9 +49,6 @@
 #include "common/tiles.h"
 #include "ops/conv_transpose3d/conv_transpose3d.h"
 
-// Loops stay loops: no memcpy / memset calls for the short runs below (see copy_run).
-#pragma GCC optimize("no-tree-loop-distribute-patterns")
-
 namespace pyseg::conv_transpose3d {
 namespace {
 
@@ -66,9 +63,9 @@ using cpu::run_tasks;
 
 // Copy and zero-fill of n values. The runs here are short (a row of a volume, a voxel's
 // channels: 8 to 64 values), for which a call to memcpy / memset costs about as much as the
-// work. Plain loops, so that the compiler may inline them; GCC -O3 turns such loops back into
-// library calls (the NCDHW vol2col's 16-value rows: 12% of the (2,32,8,16,16) k3 s2
-// forward+backward in memmove), which the pragma after the includes stops.
+// work. Plain loops, so that the compiler may inline them; GCC -O3 still turns some of them
+// (the NCDHW vol2col's) back into library calls, `omp simd` notwithstanding (RESULTS.md,
+// "conv_transpose3d CPU").
 template <typename T>
 inline void copy_run(T* __restrict__ d, const T* __restrict__ s, int64_t n) {
 #pragma omp simd
