@@ -5,8 +5,8 @@
 // A row-major A (unit column stride) is the exception: the micro-kernel reads its MR rows in
 // place, because packing A transposes every element and costs about as much as the GEMM when
 // B is only a few panels wide; unless its rows are a multiple of 4 KB apart, where MR rows
-// share one L1 set and every read misses (then A is packed). Read in place, the next tile's
-// rows are prefetched into L2 while a tile computes.
+// share one L1 set and every read misses (then A is packed). Read in place and marked
+// cold_rows, the next tile's rows are prefetched into L2 while a tile computes.
 // A register-blocked micro-kernel computes an MR x NR tile of C over the whole k range:
 // per k it loads NR/W vectors of B, broadcasts MR values of A and issues MR*NR/W FMAs into
 // accumulators that live in registers (AVX-512 float32: 14 x 32, 28 accumulators of 32
@@ -54,6 +54,9 @@ struct MatrixView {
   int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 1;
   const int64_t* row_offsets = nullptr;
   const int64_t* col_offsets = nullptr;
+  // A hint for a left operand read in place: its rows are probably not in cache (a large
+  // image streamed once), so the micro-kernel prefetches the next tile's rows. Speed only.
+  bool cold_rows = false;
   MatrixView() = default;
   MatrixView(const T* d, int64_t r, int64_t c, int64_t rs, int64_t cs = 1)
       : data(d), rows(r), cols(c), row_stride(rs), col_stride(cs) {}

@@ -41,9 +41,14 @@ constexpr int64_t kNR = kNV * Vec<T>::size();
 // + p). Both read the same values in the same order, so the results are bitwise the same.
 // The full tile is R = MR, NV = kNV; an edge tile runs with only the rows and vectors it
 // has (a 16-column C on a 32-column tile would otherwise spend half its FMAs on padding).
-template <typename T, bool kRowsA, int R, int NV>
+// How a micro-kernel reads A: a packed panel, rows in place, or rows in place with the next
+// tile's rows prefetched (MatrixView::cold_rows).
+enum ARead : int { kPackedA = 0, kRowsInPlace = 1, kRowsPrefetched = 2 };
+
+template <typename T, int kA, int R, int NV>
 void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __restrict b,
                   T* __restrict c, int64_t ldc, bool accumulate) {
+  constexpr bool kRowsA = kA != kPackedA;
   constexpr int W = Vec<T>::size();
   Vec<T> acc[R][NV];
 #pragma GCC unroll 32
@@ -63,12 +68,13 @@ void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __rest
     a += kRowsA ? 1 : kMR;
     b += kNR<T>;
   };
-  if constexpr (kRowsA) {
-    // A read in place: fetch the next tile's rows (the R rows after these, same k) into L2
-    // while this one computes, a line per row every 64 bytes of k. Their first touch
-    // otherwise stalls on memory: a 14-row tile streamed from beyond L2 ran at half its
-    // in-L2 speed, 73% with this (benchmarks/microkernel_peak.cpp); the stride-1
-    // conv_transpose2d's channels_last forward (implicit GEMM) gained 5-8%.
+  if constexpr (kA == kRowsPrefetched) {
+    // Fetch the next tile's rows (the R rows after these, same k) into L2 while this one
+    // computes, a line per row every 64 bytes of k. Streamed from beyond L2, a tile's rows
+    // otherwise stall on memory: a 14-row tile ran at half its in-L2 speed, 73% with this
+    // (benchmarks/microkernel_peak.cpp). Only for operands that are likely out of cache: on
+    // rows that are in L2 already the extra instructions cost 5-25% (DeconvNet's 512-channel
+    // implicit GEMMs).
     constexpr int64_t kLine = 64 / sizeof(T);
     for (int64_t p0 = 0; p0 < k; p0 += kLine) {
 #pragma GCC unroll 32
@@ -91,33 +97,33 @@ void micro_kernel(int64_t k, const T* __restrict a, int64_t lda, const T* __rest
   }
 }
 
-template <typename T, bool kRowsA>
+template <typename T, int kA>
 using MicroKernel = void (*)(int64_t, const T*, int64_t, const T*, T*, int64_t, bool);
 
 // kernels[r - 1][nv - 1]: the micro-kernel for r rows and nv vectors.
-template <typename T, bool kRowsA, int... Rs>
+template <typename T, int kA, int... Rs>
 constexpr auto micro_kernels(std::integer_sequence<int, Rs...>) {
   static_assert(kNV <= 2, "the table below lists one or two vectors");
-  std::array<std::array<MicroKernel<T, kRowsA>, kNV>, sizeof...(Rs)> table{};
-  ((table[Rs][0] = &micro_kernel<T, kRowsA, Rs + 1, 1>), ...);
-  if constexpr (kNV == 2) ((table[Rs][1] = &micro_kernel<T, kRowsA, Rs + 1, kNV>), ...);
+  std::array<std::array<MicroKernel<T, kA>, kNV>, sizeof...(Rs)> table{};
+  ((table[Rs][0] = &micro_kernel<T, kA, Rs + 1, 1>), ...);
+  if constexpr (kNV == 2) ((table[Rs][1] = &micro_kernel<T, kA, Rs + 1, kNV>), ...);
   return table;
 }
 
 // A tile of C that may be cut by the matrix edge. It runs the micro-kernel of its own rows
 // and vectors; when its columns end inside a vector, through a small buffer (the packed B
 // panel is zero-padded, so the padding lanes compute zeros that are not copied out).
-// (kRowsA: a holds the tile's rows of a row-major A, lda apart; see micro_kernel.)
-template <typename T, bool kRowsA = false>
+// (kA != kPackedA: a holds the tile's rows of a row-major A, lda apart; see micro_kernel.)
+template <typename T, int kA = kPackedA>
 void tile(int64_t k, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int64_t rows,
           int64_t cols, bool accumulate) {
   constexpr int64_t NR = kNR<T>;
   constexpr int64_t W = Vec<T>::size();
   if (rows == kMR && cols == NR) {
-    micro_kernel<T, kRowsA, kMR, kNV>(k, a, lda, b, c, ldc, accumulate);
+    micro_kernel<T, kA, kMR, kNV>(k, a, lda, b, c, ldc, accumulate);
     return;
   }
-  static constexpr auto kernels = micro_kernels<T, kRowsA>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto kernels = micro_kernels<T, kA>(std::make_integer_sequence<int, kMR>{});
   const int64_t nv = (cols + W - 1) / W;
   const auto kernel = kernels[rows - 1][nv - 1];
   if (cols == nv * W) {
@@ -372,8 +378,11 @@ void gemm(const GemmArgs<T>& g) {
           const T* b_tile = b_blk + (j - j_lo) * NR * k + p0 * NR;
           T* c_tile = g.c + i * MR * g.ldc + j * NR;
           const int64_t rows = std::min(MR, m - i * MR), cols = std::min(NR, n - j * NR);
-          if (a_rows) {
-            tile<T, true>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
+          if (a_rows && g.a.cold_rows) {
+            tile<T, kRowsPrefetched>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride,
+                                     b_tile, c_tile, g.ldc, rows, cols, acc);
+          } else if (a_rows) {
+            tile<T, kRowsInPlace>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
                           c_tile, g.ldc, rows, cols, acc);
           } else {
             tile<T>(kc, a_blk + (i - i_lo) * MR * k + p0 * MR, 0, b_tile, c_tile, g.ldc, rows,
