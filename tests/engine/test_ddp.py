@@ -9,6 +9,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -244,13 +245,23 @@ def test_torchrun_two_machines(uninterrupted, tmp_path):
     command[endpoint] = f"127.0.0.1:{_free_port()}"
     out = tmp_path / "run"
     argv = _torchrun_argv(command, out, ["--nproc-per-node", "1"]) + ["--device", "cpu"]
-    nodes = [subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, cwd=tmp_path) for _ in range(2)]
+    # Each node logs to its own file: with pipes read one node after the other, a node whose
+    # unread pipe filled would block on a write while the other waited for it at the
+    # agents' exit barrier.
+    log_paths = [tmp_path / f"node{i}.log" for i in range(2)]
+    log_files = [path.open("w") for path in log_paths]
+    nodes = [subprocess.Popen(argv, env=_env(), stdout=f, stderr=subprocess.STDOUT, text=True,
+                              cwd=tmp_path) for f in log_files]
+    deadline = time.monotonic() + 240
     try:
-        logs = [node.communicate(timeout=120)[0] for node in nodes]
+        for node in nodes:
+            node.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         for node in nodes:
             node.kill()
+        for f in log_files:
+            f.close()
+    logs = [path.read_text() for path in log_paths]
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(logs)
     assert sum(log.count("wrote ") for log in logs) == 1  # global rank 0 alone writes
     a = torch.load(full / "last.pt", weights_only=True)
