@@ -39,7 +39,7 @@ for L, nets in layers.items():
         for bwd in (False, True):
             def run(fn):
                 if not bwd:
-                    with torch.no_grad(): return lambda: fn(x, w, b, **kwa)
+                    return lambda: fn(x, w, b, **kwa)
                 xx = x.clone().requires_grad_(); ww = w.clone().requires_grad_()
                 bb = b.clone().requires_grad_() if b is not None else None
                 def f():

@@ -304,6 +304,8 @@ void gemm(const GemmArgs<T>& g) {
   }
   const T* ap = g.a_packed;
   const T* bp = g.b_packed;
+  // An A read in place: its rows prefetched a tile ahead when the caller says they are cold.
+  const auto in_place_tile = g.a.cold_rows ? &tile<T, kRowsPrefetched> : &tile<T, kRowsInPlace>;
   // Tasks: a grid of (M block, N block). Tiling never changes the result, only the speed.
   const bool parallel = !at::in_parallel_region() && m * n * k >= (int64_t(1) << 18);
   const int64_t target = parallel ? 4 * at::get_num_threads() : 1;
@@ -378,11 +380,8 @@ void gemm(const GemmArgs<T>& g) {
           const T* b_tile = b_blk + (j - j_lo) * NR * k + p0 * NR;
           T* c_tile = g.c + i * MR * g.ldc + j * NR;
           const int64_t rows = std::min(MR, m - i * MR), cols = std::min(NR, n - j * NR);
-          if (a_rows && g.a.cold_rows) {
-            tile<T, kRowsPrefetched>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride,
-                                     b_tile, c_tile, g.ldc, rows, cols, acc);
-          } else if (a_rows) {
-            tile<T, kRowsInPlace>(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
+          if (a_rows) {
+            in_place_tile(kc, g.a.data + i * MR * g.a.row_stride + a_col, g.a.row_stride, b_tile,
                           c_tile, g.ldc, rows, cols, acc);
           } else {
             tile<T>(kc, a_blk + (i - i_lo) * MR * k + p0 * MR, 0, b_tile, c_tile, g.ldc, rows,

@@ -30,16 +30,23 @@ def test_masks():
         rise_masks(4, 8, 8, 2, 0.0, g)
 
 
-def test_matches_definition():
-    """normalization="p": S(x) = 1/(S p) sum_i score(I * M_i) M_i(x), the same seeded masks."""
+def _linear_case():
+    """A linear model, two images, and the seeded masks and scores of rise(num_samples=50,
+    grid=3, p=0.4, seed=5) computed by hand."""
     torch.manual_seed(0)
     weight = torch.randn(12, 12)
     model = _linear_model(weight)
     x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
-    got = rise(model, x, target=0, num_samples=50, grid=3, p=0.4, seed=5, batch_size=7,
-               score="logit", normalization="p", normalize=False)
     masks = rise_masks(50, 12, 12, 3, 0.4, torch.Generator().manual_seed(5))
     scores = torch.einsum("nhw,shw->ns", x[:, 0] * weight, masks)  # the model by hand
+    return model, x, masks, scores
+
+
+def test_matches_definition():
+    """normalization="p": S(x) = 1/(S p) sum_i score(I * M_i) M_i(x), the same seeded masks."""
+    model, x, masks, scores = _linear_case()
+    got = rise(model, x, target=0, num_samples=50, grid=3, p=0.4, seed=5, batch_size=7,
+               score="logit", normalization="p", normalize=False)
     expected = torch.einsum("ns,shw->nhw", scores, masks) / (50 * 0.4)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     # batching does not change the result; the seed does
@@ -58,14 +65,9 @@ def test_matches_definition():
 
 def test_matches_definition_mask_sum():
     """Default normalization: S(x) = sum_i score(I * M_i) M_i(x) / sum_i M_i(x)."""
-    torch.manual_seed(0)
-    weight = torch.randn(12, 12)
-    model = _linear_model(weight)
-    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    model, x, masks, scores = _linear_case()
     got = rise(model, x, target=0, num_samples=50, grid=3, p=0.4, seed=5, batch_size=7,
                score="logit", normalize=False)
-    masks = rise_masks(50, 12, 12, 3, 0.4, torch.Generator().manual_seed(5))
-    scores = torch.einsum("nhw,shw->ns", x[:, 0] * weight, masks)
     expected = torch.einsum("ns,shw->nhw", scores, masks) / masks.sum(0)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     # the two normalizations differ by the factor S p / sum_i M_i(x) per pixel

@@ -474,16 +474,16 @@ void resample_nd(const scalar_t* src, scalar_t* dst, int64_t groups, int64_t C,
   // enough to outweigh a 2-D resampling call's set-up (with 32 x 32 to 64 x 64 planes the
   // buffered forms below measured 8-20% faster).
   const bool per_plane = groups * dd >= 2 * at::get_num_threads() && (sh * sw + dh * dw) * C >= 16384;
+  const int64_t src_plane = sh * sw * C, dst_plane = dh * dw * C;
+  const int64_t* off = t[0].offsets.data();
+  const int64_t* idx = t[0].index.data();
+  const T* w = t[0].weight.data();
   if (depth_first <= planes_first && per_plane) {
     // Depth first, one destination plane at a time: its depth taps blended into an op-math
     // plane that stays in cache, then resampled in 2-D straight into dst. The same sums as
     // the buffered form below, without its buffer of groups * dd source-sized planes (67 MB
     // for nearest x2 on (2,32,32,64,64), written, then read back). A plane whose depth taps
     // are the previous plane's (nearest and integer scales repeat them) is a copy of it.
-    const int64_t src_plane = sh * sw * C, dst_plane = dh * dw * C;
-    const int64_t* off = t[0].offsets.data();
-    const int64_t* idx = t[0].index.data();
-    const T* w = t[0].weight.data();
     auto same_taps = [&](int64_t od) {
       const int64_t a0 = off[od - 1], n = off[od] - a0, b0 = off[od];
       if (off[od + 1] - b0 != n) return false;
@@ -512,10 +512,6 @@ void resample_nd(const scalar_t* src, scalar_t* dst, int64_t groups, int64_t C,
     // resampled in 2-D into a small cache of op-math planes (consecutive destination planes
     // share them), then blended straight into dst. The same sums as the buffered form below,
     // without its buffer of groups * sd destination-sized planes.
-    const int64_t src_plane = sh * sw * C, dst_plane = dh * dw * C;
-    const int64_t* off = t[0].offsets.data();
-    const int64_t* idx = t[0].index.data();
-    const T* w = t[0].weight.data();
     const int64_t slots = std::max<int64_t>(1, t[0].max_taps());
     const HorizontalTaps<scalar_t, T, T> taps(t[2], sw);
     at::parallel_for(0, groups * dd, 1, [&](int64_t begin, int64_t end) {
@@ -546,14 +542,14 @@ void resample_nd(const scalar_t* src, scalar_t* dst, int64_t groups, int64_t C,
     });
   } else if (depth_first <= planes_first) {
     std::vector<T> buffer(depth_first);
-    blend_planes<scalar_t, T, T>(src, buffer.data(), groups, sd, dd, sh * sw * C, t[0]);
+    blend_planes<scalar_t, T, T>(src, buffer.data(), groups, sd, dd, src_plane, t[0]);
     resample<T, scalar_t, T>(buffer.data(), dst, Geometry{groups * dd, C, sh, sw, dh, dw}, t[1],
                              t[2]);
   } else {
     std::vector<T> buffer(planes_first);
     resample<scalar_t, T, T>(src, buffer.data(), Geometry{groups * sd, C, sh, sw, dh, dw}, t[1],
                              t[2]);
-    blend_planes<T, scalar_t, T>(buffer.data(), dst, groups, sd, dd, dh * dw * C, t[0]);
+    blend_planes<T, scalar_t, T>(buffer.data(), dst, groups, sd, dd, dst_plane, t[0]);
   }
 }
 
